@@ -1,0 +1,73 @@
+// Package aws translates the core's plans into EC2 calls: it resolves an
+// instance's network path (instance → ENIs → security groups) and, for
+// policies and grants, revokes, authorises and attaches.
+package aws
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+
+	awssdk "github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+
+	"github.com/jitaccess/terraform-provider-jit/internal/endpoint"
+)
+
+// Config is the provider's aws block; empty fields fall back to the AWS
+// config chain (AWS_REGION, AWS_PROFILE, AWS_ENDPOINT_URL_EC2, shared files).
+type Config struct {
+	Region    string
+	Profile   string
+	Endpoint  string
+	UserAgent string
+}
+
+// Client reaches EC2 in one region.
+type Client struct {
+	Region string
+	EC2    *ec2.Client
+}
+
+// New loads the AWS config chain and builds the EC2 client.
+func New(ctx context.Context, cfg Config) (*Client, error) {
+	var opts []func(*config.LoadOptions) error
+	if cfg.Region != "" {
+		opts = append(opts, config.WithRegion(cfg.Region))
+	}
+	if cfg.Profile != "" {
+		opts = append(opts, config.WithSharedConfigProfile(cfg.Profile))
+	}
+	if cfg.UserAgent != "" {
+		opts = append(opts, config.WithAppID(cfg.UserAgent))
+	}
+	awsCfg, err := config.LoadDefaultConfig(ctx, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("loading AWS configuration: %w", err)
+	}
+	if awsCfg.Region == "" {
+		return nil, errors.New("no AWS region: set region in the aws block or AWS_REGION")
+	}
+	// The config chain applies AWS_ENDPOINT_URL_EC2 / AWS_ENDPOINT_URL by
+	// itself; they are checked here so plain HTTP never leaves loopback.
+	for _, ep := range []struct{ name, value string }{
+		{"endpoint", cfg.Endpoint},
+		{"AWS_ENDPOINT_URL_EC2", os.Getenv("AWS_ENDPOINT_URL_EC2")},
+		{"AWS_ENDPOINT_URL", os.Getenv("AWS_ENDPOINT_URL")},
+	} {
+		if ep.value == "" {
+			continue
+		}
+		if _, err := endpoint.Check(ep.value); err != nil {
+			return nil, fmt.Errorf("%s: %w", ep.name, err)
+		}
+	}
+	client := ec2.NewFromConfig(awsCfg, func(o *ec2.Options) {
+		if cfg.Endpoint != "" {
+			o.BaseEndpoint = awssdk.String(cfg.Endpoint)
+		}
+	})
+	return &Client{Region: awsCfg.Region, EC2: client}, nil
+}

@@ -1,0 +1,130 @@
+package jit
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Cloud names where a machine lives.
+type Cloud string
+
+const (
+	CloudAzure Cloud = "azure"
+	CloudAWS   Cloud = "aws"
+)
+
+// CloudOf tells the cloud of a virtual machine ID: an ARM resource ID for an
+// Azure VM, an instance ID (i-…) for EC2.
+func CloudOf(id string) (Cloud, error) {
+	switch {
+	case len(id) > 15 && strings.EqualFold(id[:15], "/subscriptions/"):
+		return CloudAzure, nil
+	case isInstanceID(id):
+		return CloudAWS, nil
+	default:
+		return "", fmt.Errorf("%q is neither an Azure VM resource ID (/subscriptions/…/providers/Microsoft.Compute/virtualMachines/NAME) nor an EC2 instance ID (i- followed by 8 or 17 hex digits)", id)
+	}
+}
+
+func isInstanceID(id string) bool {
+	if len(id) != 10 && len(id) != 19 || id[:2] != "i-" {
+		return false
+	}
+	for _, c := range id[2:] {
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// Machine is a VM or instance and the network objects on its path, as the
+// cloud packages resolve them.
+type Machine struct {
+	Cloud    Cloud
+	ID       string
+	Name     string
+	Location string
+	// Classic marks an Azure classic (ASM) VM, which JIT cannot manage.
+	Classic bool
+	// State is the instance state on EC2 ("running", "terminated", …).
+	State      string
+	Tags       map[string]string
+	Interfaces []NetworkInterface
+}
+
+// NetworkInterface is one NIC / ENI and the filters traffic crosses to reach it.
+type NetworkInterface struct {
+	ID         string
+	PrivateIPs []string
+	SubnetID   string
+	// Azure: the NIC's own NSG and its subnet's NSG ("" when absent).
+	NetworkSecurityGroupID       string
+	SubnetNetworkSecurityGroupID string
+	// AWS: the ENI's security groups.
+	SecurityGroupIDs []string
+}
+
+// PrivateIPs lists the machine's private IPs over all interfaces.
+func (m *Machine) PrivateIPs() []string {
+	var ips []string
+	for _, nic := range m.Interfaces {
+		ips = append(ips, nic.PrivateIPs...)
+	}
+	return ips
+}
+
+// FilterIDs lists, once each and in path order, the NSGs (Azure) or
+// security groups (AWS) traffic to the machine crosses.
+func (m *Machine) FilterIDs() []string {
+	var ids []string
+	seen := map[string]bool{}
+	add := func(id string) {
+		if id != "" && !seen[id] {
+			seen[id] = true
+			ids = append(ids, id)
+		}
+	}
+	for _, nic := range m.Interfaces {
+		add(nic.NetworkSecurityGroupID)
+		add(nic.SubnetNetworkSecurityGroupID)
+		for _, sg := range nic.SecurityGroupIDs {
+			add(sg)
+		}
+	}
+	return ids
+}
+
+// Classification is Defender's: whether JIT can protect a machine and whether it does.
+type Classification string
+
+const (
+	Configured    Classification = "Configured"
+	NotConfigured Classification = "Not configured"
+	Unsupported   Classification = "Unsupported"
+)
+
+// Classify decides whether a machine can be protected; configured tells
+// whether a policy already covers it. The reason is empty unless Unsupported.
+func Classify(m *Machine, configured bool) (Classification, string) {
+	switch {
+	case m.Classic:
+		return Unsupported, "classic (ASM) virtual machine; only Azure Resource Manager VMs are supported"
+	case m.State == "terminated" || m.State == "shutting-down":
+		return Unsupported, fmt.Sprintf("instance is %s", m.State)
+	case len(m.Interfaces) == 0:
+		return Unsupported, "no network interface"
+	}
+	for _, nic := range m.Interfaces {
+		if m.Cloud == CloudAzure && nic.NetworkSecurityGroupID == "" && nic.SubnetNetworkSecurityGroupID == "" {
+			return Unsupported, fmt.Sprintf("no network security group on the VM's path (network interface %s and its subnet have none)", nic.ID)
+		}
+		if m.Cloud == CloudAWS && len(nic.SecurityGroupIDs) == 0 {
+			return Unsupported, fmt.Sprintf("network interface %s has no security group", nic.ID)
+		}
+	}
+	if configured {
+		return Configured, ""
+	}
+	return NotConfigured, ""
+}
