@@ -1,0 +1,431 @@
+package jit
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Azure Firewall classic rules (a firewall managed by a Firewall Policy is
+// refused before planning). Collections are part of the firewall resource
+// and written with it in one read-modify-write, so unlike NSG plans these
+// need no ordering of writes.
+
+// FirewallAction is a network rule collection's action.
+type FirewallAction string
+
+const (
+	FirewallAllow FirewallAction = "Allow"
+	FirewallDeny  FirewallAction = "Deny"
+)
+
+// Rule collection priorities run from 100 to 65000, unique per collection type.
+const (
+	FirewallMinPriority = 100
+	FirewallMaxPriority = 65000
+)
+
+// FirewallNetworkRule is one rule of a network rule collection. Protocols
+// are "TCP", "UDP", "ICMP" or "Any". Addresses are "*", CIDRs, addresses
+// or "first-last" ranges; an empty list means IP groups or FQDNs, which the
+// core cannot resolve and assumes match everything.
+type FirewallNetworkRule struct {
+	Name                 string
+	Description          string
+	Protocols            []string
+	SourceAddresses      []string
+	DestinationAddresses []string
+	DestinationPorts     []string
+}
+
+// FirewallNetworkCollection is a network rule collection.
+type FirewallNetworkCollection struct {
+	Name     string
+	Priority int
+	Action   FirewallAction
+	Rules    []FirewallNetworkRule
+}
+
+// FirewallNATRule is one DNAT rule: traffic from the sources to a firewall
+// address and port is forwarded to the translated address and port.
+type FirewallNATRule struct {
+	Name                 string
+	Description          string
+	Protocols            []string
+	SourceAddresses      []string
+	DestinationAddresses []string
+	DestinationPorts     []string
+	TranslatedAddress    string
+	TranslatedPort       string
+}
+
+// FirewallNATCollection is a NAT rule collection (action Dnat).
+type FirewallNATCollection struct {
+	Name     string
+	Priority int
+	Rules    []FirewallNATRule
+}
+
+func (r FirewallNetworkRule) filter(c FirewallNetworkCollection) filterRule {
+	return filterRule{
+		priority:     c.Priority,
+		deny:         strings.EqualFold(string(c.Action), string(FirewallDeny)),
+		protocols:    filterProtocolsOf(r.Protocols...),
+		sources:      r.SourceAddresses,
+		destinations: r.DestinationAddresses,
+		ports:        r.DestinationPorts,
+	}
+}
+
+// FirewallDenyCollectionName names a policy's deny collection.
+func FirewallDenyCollectionName(policy string) string {
+	return "jit-deny-" + nameSlug(policy, 40) + "-" + nameHash("firewall-deny", policy)
+}
+
+// FirewallDenyPlan is the policy's deny collection on one firewall.
+type FirewallDenyPlan struct {
+	// Want is the collection the policy needs, nil when it locks nothing
+	// behind this firewall.
+	Want *FirewallNetworkCollection
+	// Have is the policy's collection as the firewall holds it, nil if absent.
+	Have *FirewallNetworkCollection
+	// Changed tells whether the firewall must be written.
+	Changed  bool
+	Warnings []string
+}
+
+// PlanFirewallDeny plans the policy's network rule collection on a
+// firewall: action Deny, one rule per machine and locked port, from any
+// source to the machine's private addresses. Its priority follows the same
+// scheme as NSG denies (priority.go), among network rule collections:
+// after every collection with a rule deciding a locked port of one of the
+// machines (Allows among them are reported in Warnings), with a free
+// priority before it for grants' Allow collections, kept where it is while
+// that still holds. Collections other than the policy's are never changed.
+func PlanFirewallDeny(firewall string, collections []FirewallNetworkCollection, policy string, machines []LockedMachine) (FirewallDenyPlan, error) {
+	var plan FirewallDenyPlan
+	name := FirewallDenyCollectionName(policy)
+	marker := DenyMarker(policy).String()
+	slots := newPrioritySlots(FirewallMinPriority, FirewallMaxPriority)
+	for i, c := range collections {
+		if c.Name != name {
+			slots.take(c.Priority)
+			continue
+		}
+		for _, r := range c.Rules {
+			if r.Description != marker {
+				return FirewallDenyPlan{}, fmt.Errorf("Azure Firewall %s already has a network rule collection named %q that jit does not manage (rule %q lacks the policy's marker); rename or delete that collection", firewall, name, r.Name)
+			}
+		}
+		plan.Have = &collections[i]
+	}
+
+	want := FirewallNetworkCollection{Name: name, Action: FirewallDeny}
+	after, decider := FirewallMinPriority, FirewallNetworkCollection{}
+	var warnings []string
+	for _, m := range machines {
+		ips, err := parseMachineIPs(m.Key, m.PrivateIPs)
+		if err != nil {
+			return FirewallDenyPlan{}, fmt.Errorf("planning Azure Firewall %s: %w", firewall, err)
+		}
+		if err := checkLockedPorts(m); err != nil {
+			return FirewallDenyPlan{}, fmt.Errorf("planning Azure Firewall %s: %w", firewall, err)
+		}
+		for _, port := range m.Ports {
+			want.Rules = append(want.Rules, FirewallNetworkRule{
+				Name:                 DenyRuleName(policy, m.Key, port),
+				Description:          marker,
+				Protocols:            firewallProtocolsOf(port.Protocol),
+				SourceAddresses:      []string{"*"},
+				DestinationAddresses: addrStrings(ips),
+				DestinationPorts:     []string{strconv.Itoa(port.Number)},
+			})
+			for _, c := range collections {
+				if c.Name == name {
+					continue
+				}
+				for _, r := range c.Rules {
+					if !r.filter(c).decides(ips, port) {
+						continue
+					}
+					if c.Priority+1 > after {
+						after, decider = c.Priority+1, c
+					}
+					if strings.EqualFold(string(c.Action), string(FirewallAllow)) && !isGrant(r.Description) {
+						warnings = append(warnings, fmt.Sprintf("rule %q of network rule collection %q (priority %d) on Azure Firewall %s allows port %s to virtual machine %s before the JIT deny collection: the port stays open through the firewall to the sources that rule allows (%s).",
+							r.Name, c.Name, c.Priority, firewall, portLabel(port), m.Key, strings.Join(orAny(r.SourceAddresses), ", ")))
+					}
+				}
+			}
+		}
+	}
+	slices.Sort(warnings)
+	plan.Warnings = slices.Compact(warnings)
+	if len(want.Rules) == 0 {
+		plan.Changed = plan.Have != nil
+		return plan, nil
+	}
+
+	if h := plan.Have; h != nil && h.Priority >= after && slots.free(h.Priority) && slots.freeBefore(h.Priority) {
+		want.Priority = h.Priority
+	} else if p, ok := slots.placeDeny(after); ok {
+		want.Priority = p
+	} else if after > FirewallMinPriority {
+		return FirewallDenyPlan{}, fmt.Errorf("Azure Firewall %s has no free network rule collection priority for the JIT deny collection of policy %q: it must come after collection %q (priority %d), which already decides a locked port, and leave a free priority before it for grants; free a priority after %d, and one before it",
+			firewall, policy, decider.Name, decider.Priority, decider.Priority)
+	} else {
+		return FirewallDenyPlan{}, fmt.Errorf("Azure Firewall %s has no free network rule collection priority for the JIT deny collection of policy %q that leaves one free before it for grants", firewall, policy)
+	}
+	plan.Want = &want
+	plan.Changed = plan.Have == nil || !firewallNetworkCollectionsEquivalent(*plan.Have, want)
+	return plan, nil
+}
+
+func firewallProtocolsOf(p Protocol) []string {
+	switch p {
+	case ProtocolTCP:
+		return []string{"TCP"}
+	case ProtocolUDP:
+		return []string{"UDP"}
+	}
+	return []string{"TCP", "UDP"}
+}
+
+func addrStrings(ips []netip.Addr) []string {
+	out := make([]string, len(ips))
+	for i, ip := range ips {
+		out[i] = ip.String()
+	}
+	return out
+}
+
+// firewallNetworkCollectionsEquivalent compares as ARM does: enums without
+// case, lists and rules in any order.
+func firewallNetworkCollectionsEquivalent(a, b FirewallNetworkCollection) bool {
+	if a.Name != b.Name || a.Priority != b.Priority || !strings.EqualFold(string(a.Action), string(b.Action)) || len(a.Rules) != len(b.Rules) {
+		return false
+	}
+	key := func(r FirewallNetworkRule) string {
+		return strings.Join([]string{r.Name, r.Description, strings.Join(addressSet(r.Protocols), ","),
+			strings.Join(addressSet(r.SourceAddresses), ","), strings.Join(addressSet(r.DestinationAddresses), ","),
+			strings.Join(portSet(r.DestinationPorts), ",")}, "\x00")
+	}
+	ka, kb := make([]string, len(a.Rules)), make([]string, len(b.Rules))
+	for i := range a.Rules {
+		ka[i], kb[i] = key(a.Rules[i]), key(b.Rules[i])
+	}
+	slices.Sort(ka)
+	slices.Sort(kb)
+	return slices.Equal(ka, kb)
+}
+
+// FirewallGrant describes a request's grant through a firewall: clients
+// connect to the firewall's public address, a DNAT rule forwards them to
+// the machine. Azure Firewall lets DNAT'd traffic pass through an implicit
+// network rule unless a network rule collection denies it, which the
+// policy's deny collection does; so the grant also needs a network Allow
+// collection before it. The firewall also source-NATs that traffic to its
+// own private addresses, so the NSGs on the machine's path need grants for
+// those (PlanNSGGrant with the firewall's prefix as source).
+type FirewallGrant struct {
+	Firewall string
+	// PublicIP is the firewall address clients connect to.
+	PublicIP      string
+	NAT           []FirewallNATCollection
+	Network       []FirewallNetworkCollection
+	Policy        string
+	Request       string
+	Machine       string
+	PrivateIP     string // where DNAT forwards to
+	Ports         []FirewallGrantPort
+	End           time.Time
+	Requestor     string
+	Justification string
+}
+
+// FirewallGrantPort is one granted port and the requester's source for it.
+type FirewallGrantPort struct {
+	Port   PortProtocol
+	Source string
+}
+
+// FirewallGrantPlan is the two collections of one grant.
+type FirewallGrantPlan struct {
+	NAT   FirewallNATCollection
+	Allow FirewallNetworkCollection
+	// MappedPorts[i] is the firewall port that reaches Ports[i]: the
+	// request's connection details are PublicIP:MappedPorts[i].
+	MappedPorts []int
+}
+
+// Mapped ports come from the dynamic range, away from well-known services.
+const (
+	firstMappedPort = 49152
+	lastMappedPort  = 65535
+)
+
+// FirewallGrantCollectionName names both collections of a request's grant
+// to a machine (NAT and network collections have separate namespaces).
+func FirewallGrantCollectionName(request, machine string) string {
+	return "jit-grant-" + nameSlug(machineShortName(machine), 20) + "-" + nameHash("firewall-grant", request, strings.ToLower(machine))
+}
+
+// PlanFirewallGrant plans a grant's DNAT collection (any free NAT
+// priority; for each port, the lowest mapped port in 49152–65535 that no
+// other DNAT rule uses on that public address) and its network Allow
+// collection (the highest free priority before every Deny collection
+// matching the granted traffic, the policy's deny collection included).
+// A grant planned again keeps its priorities and mapped ports while they
+// remain valid. If a Deny collection leaves no free priority before it, the
+// error names it.
+func PlanFirewallGrant(g FirewallGrant) (FirewallGrantPlan, error) {
+	name := FirewallGrantCollectionName(g.Request, g.Machine)
+	fail := func(format string, args ...any) (FirewallGrantPlan, error) {
+		return FirewallGrantPlan{}, fmt.Errorf("granting access to virtual machine %s through Azure Firewall %s: "+format, append([]any{g.Machine, g.Firewall}, args...)...)
+	}
+	ips, err := parseMachineIPs(g.Machine, []string{g.PrivateIP})
+	if err != nil {
+		return fail("%w", err)
+	}
+	publicIP, err := netip.ParseAddr(g.PublicIP)
+	if err != nil {
+		return fail("public IP %q is not an IP address", g.PublicIP)
+	}
+	if len(g.Ports) == 0 {
+		return fail("no port to grant")
+	}
+	ports := make([]PortProtocol, len(g.Ports))
+	sources := make([]Prefix, len(g.Ports))
+	for i, gp := range g.Ports {
+		ports[i] = gp.Port
+		if sources[i], err = ParsePrefix(gp.Source); err != nil {
+			return fail("%w", err)
+		}
+	}
+	if err := checkLockedPorts(LockedMachine{Key: g.Machine, Ports: ports}); err != nil {
+		return fail("%w", err)
+	}
+	marker := GrantMarker(g.Policy, g.End, g.Requestor, g.Justification).String()
+
+	// DNAT collection and mapped ports.
+	natSlots := newPrioritySlots(FirewallMinPriority, FirewallMaxPriority)
+	var haveNAT *FirewallNATCollection
+	usedPorts := map[int]bool{}
+	for i, c := range g.NAT {
+		if c.Name == name {
+			for _, r := range c.Rules {
+				if !isGrant(r.Description) {
+					return fail("NAT rule collection %q exists but is not a JIT grant; rename or delete it", name)
+				}
+			}
+			haveNAT = &g.NAT[i]
+			continue
+		}
+		natSlots.take(c.Priority)
+		for _, r := range c.Rules {
+			if !filterAddressesCoverAny(r.DestinationAddresses, []netip.Addr{publicIP}) {
+				continue
+			}
+			for _, pr := range r.DestinationPorts {
+				lo, hi, ok := filterPortRange(strings.TrimSpace(pr))
+				if !ok {
+					lo, hi = 0, 65535
+				}
+				for p := max(lo, firstMappedPort); p <= min(hi, lastMappedPort); p++ {
+					usedPorts[p] = true
+				}
+			}
+		}
+	}
+	plan := FirewallGrantPlan{
+		NAT:         FirewallNATCollection{Name: name},
+		Allow:       FirewallNetworkCollection{Name: name, Action: FirewallAllow},
+		MappedPorts: make([]int, len(ports)),
+	}
+	if haveNAT != nil && natSlots.free(haveNAT.Priority) {
+		plan.NAT.Priority = haveNAT.Priority
+	} else if p := natSlots.lowestFree(); p <= FirewallMaxPriority {
+		plan.NAT.Priority = p
+	} else {
+		return fail("no free NAT rule collection priority")
+	}
+	for i, port := range ports {
+		ruleName := GrantRuleName(g.Request, g.Machine, port)
+		mapped := 0
+		if haveNAT != nil {
+			for _, r := range haveNAT.Rules {
+				if r.Name != ruleName || len(r.DestinationPorts) != 1 {
+					continue
+				}
+				if p, err := strconv.Atoi(r.DestinationPorts[0]); err == nil && firstMappedPort <= p && p <= lastMappedPort && !usedPorts[p] {
+					mapped = p
+				}
+			}
+		}
+		for p := firstMappedPort; mapped == 0 && p <= lastMappedPort; p++ {
+			if !usedPorts[p] {
+				mapped = p
+			}
+		}
+		if mapped == 0 {
+			return fail("no free port in %d–%d on %s for DNAT", firstMappedPort, lastMappedPort, g.PublicIP)
+		}
+		usedPorts[mapped] = true
+		plan.MappedPorts[i] = mapped
+		plan.NAT.Rules = append(plan.NAT.Rules, FirewallNATRule{
+			Name:                 ruleName,
+			Description:          marker,
+			Protocols:            firewallProtocolsOf(port.Protocol),
+			SourceAddresses:      []string{sources[i].String()},
+			DestinationAddresses: []string{g.PublicIP},
+			DestinationPorts:     []string{strconv.Itoa(mapped)},
+			TranslatedAddress:    ips[0].String(),
+			TranslatedPort:       strconv.Itoa(port.Number),
+		})
+		plan.Allow.Rules = append(plan.Allow.Rules, FirewallNetworkRule{
+			Name:                 ruleName,
+			Description:          marker,
+			Protocols:            firewallProtocolsOf(port.Protocol),
+			SourceAddresses:      []string{sources[i].String()},
+			DestinationAddresses: []string{ips[0].String()},
+			DestinationPorts:     []string{strconv.Itoa(port.Number)},
+		})
+	}
+
+	// Network Allow collection, before every Deny collection in its way.
+	netSlots := newPrioritySlots(FirewallMinPriority, FirewallMaxPriority)
+	var haveAllow *FirewallNetworkCollection
+	bound, blocker := FirewallMaxPriority+1, FirewallNetworkCollection{}
+	for i, c := range g.Network {
+		if c.Name == name {
+			for _, r := range c.Rules {
+				if !isGrant(r.Description) {
+					return fail("network rule collection %q exists but is not a JIT grant; rename or delete it", name)
+				}
+			}
+			haveAllow = &g.Network[i]
+			continue
+		}
+		netSlots.take(c.Priority)
+		for _, r := range c.Rules {
+			for j, port := range ports {
+				if r.filter(c).shadows(sources[j], ips, port) && c.Priority < bound {
+					bound, blocker = c.Priority, c
+				}
+			}
+		}
+	}
+	if haveAllow != nil && haveAllow.Priority < bound && netSlots.free(haveAllow.Priority) {
+		plan.Allow.Priority = haveAllow.Priority
+	} else if p, ok := netSlots.placeGrant(bound); ok {
+		plan.Allow.Priority = p
+	} else if bound > FirewallMaxPriority {
+		return fail("no free network rule collection priority")
+	} else {
+		return fail("network rule collection %q (priority %d, Deny) matches the granted traffic and no priority before it is free; free one before %d", blocker.Name, blocker.Priority, blocker.Priority)
+	}
+	return plan, nil
+}

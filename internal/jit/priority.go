@@ -1,0 +1,94 @@
+package jit
+
+// Priority scheme, shared by NSG rules (100–4096 per direction) and Azure
+// Firewall rule collections (100–65000 per collection type). A lower number
+// is evaluated first, i.e. has precedence.
+//
+// A JIT deny must come after every existing rule that decides its port (the
+// seed rule: existing rules keep precedence), and must leave at least one
+// free priority before it, because a grant only works if it can be placed
+// before the deny. Among the priorities satisfying both, the deny takes the
+// lowest one from DenyPriorityBase up; only when none is left there does it
+// take the highest one below the base. The base leaves 900 priorities
+// before the deny for grants and stays clear of the low numbers people give
+// hand-written rules (the portal starts at 100); a rule deciding the port
+// at or after it (az vm create's default-allow-ssh sits at 1000) puts the
+// deny after that rule, as for any deciding rule. Grants take the highest free priority before the first
+// Deny they must precede, so the low numbers stay free for people's rules.
+//
+// The lowest free priority is never handed to a deny (it would have none
+// before it), so placing denies one after another never takes the last free
+// priority before an earlier deny: feasibility reduces to matching denies to
+// the other free priorities at or after their lower bounds, which the
+// planners solve exactly by placing the most constrained deny first. Denies
+// already in a valid place are not moved to make room for new ones, and a
+// moving rule's old priority stays taken until it has moved, so an NSG near
+// full can refuse a plan that a reshuffle with a window of exposure would
+// have allowed.
+
+// DenyPriorityBase is where JIT denies are placed when nothing forces them
+// later and room allows.
+const DenyPriorityBase = 1000
+
+// prioritySlots records which priorities of one ordered rule list are taken.
+type prioritySlots struct {
+	lo, hi int
+	taken  []bool // index priority-lo
+}
+
+func newPrioritySlots(lo, hi int) *prioritySlots {
+	return &prioritySlots{lo: lo, hi: hi, taken: make([]bool, hi-lo+1)}
+}
+
+func (s *prioritySlots) take(p int) {
+	if s.lo <= p && p <= s.hi {
+		s.taken[p-s.lo] = true
+	}
+}
+
+func (s *prioritySlots) free(p int) bool { return s.lo <= p && p <= s.hi && !s.taken[p-s.lo] }
+
+// lowestFree is the first free priority, or hi+1 when all are taken.
+func (s *prioritySlots) lowestFree() int {
+	for i, t := range s.taken {
+		if !t {
+			return s.lo + i
+		}
+	}
+	return s.hi + 1
+}
+
+// freeBefore reports whether some priority before p is free.
+func (s *prioritySlots) freeBefore(p int) bool { return s.lowestFree() < p }
+
+// placeDeny picks a free priority at or after after (the first priority not
+// decided by an existing rule) with a free priority before it, as the
+// scheme above says, and takes it.
+func (s *prioritySlots) placeDeny(after int) (int, bool) {
+	after = max(after, s.lo)
+	lowest := s.lowestFree()
+	for q := max(after, DenyPriorityBase); q <= s.hi; q++ {
+		if s.free(q) && lowest < q {
+			s.take(q)
+			return q, true
+		}
+	}
+	for q := min(DenyPriorityBase-1, s.hi); q >= after; q-- {
+		if s.free(q) && lowest < q {
+			s.take(q)
+			return q, true
+		}
+	}
+	return 0, false
+}
+
+// placeGrant picks the highest free priority before bound and takes it.
+func (s *prioritySlots) placeGrant(bound int) (int, bool) {
+	for q := min(bound-1, s.hi); q >= s.lo; q-- {
+		if s.free(q) {
+			s.take(q)
+			return q, true
+		}
+	}
+	return 0, false
+}

@@ -1,0 +1,54 @@
+package locks
+
+import (
+	"sync"
+	"sync/atomic"
+	"testing"
+)
+
+func TestKeyedSerialisesSameIDCaseInsensitively(t *testing.T) {
+	var k Keyed
+	var inside, maxInside atomic.Int32
+	var wg sync.WaitGroup
+	for i := 0; i < 50; i++ {
+		wg.Add(1)
+		id := "/subscriptions/x/nsg/A"
+		if i%2 == 0 {
+			id = "/SUBSCRIPTIONS/X/NSG/a"
+		}
+		go func() {
+			defer wg.Done()
+			unlock := k.Lock(id)
+			n := inside.Add(1)
+			for {
+				m := maxInside.Load()
+				if n <= m || maxInside.CompareAndSwap(m, n) {
+					break
+				}
+			}
+			inside.Add(-1)
+			unlock()
+		}()
+	}
+	wg.Wait()
+	if maxInside.Load() != 1 {
+		t.Fatalf("%d holders at once, want 1", maxInside.Load())
+	}
+}
+
+func TestKeyedOverlappingSetsDoNotDeadlock(t *testing.T) {
+	var k Keyed
+	var wg sync.WaitGroup
+	for i := 0; i < 200; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			ids := []string{"a", "b", "c"}
+			if i%2 == 1 {
+				ids = []string{"c", "a", "b", "a"}
+			}
+			k.Lock(ids...)()
+		}(i)
+	}
+	wg.Wait()
+}
