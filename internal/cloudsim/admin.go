@@ -1,0 +1,56 @@
+package cloudsim
+
+import (
+	"encoding/json"
+	"net/http"
+)
+
+// The admin API is the emulator's own, not a cloud's:
+//
+//	GET    /_admin/state   the whole world as JSON (same shape as a fixture)
+//	GET    /_admin/calls   {"operation": count}
+//	DELETE /_admin/calls   reset the counters
+//	GET    /_admin/operations  every operation name faults can target
+//	POST   /_admin/faults  install a Fault (JSON body)
+//	DELETE /_admin/faults  clear all faults
+func (s *Sim) serveAdmin(w http.ResponseWriter, r *http.Request) {
+	switch r.Method + " " + r.URL.Path {
+	case "GET /_admin/state":
+		writeJSON(w, http.StatusOK, s.Snapshot())
+	case "GET /_admin/calls":
+		writeJSON(w, http.StatusOK, s.Calls())
+	case "DELETE /_admin/calls":
+		s.ResetCalls()
+		w.WriteHeader(http.StatusNoContent)
+	case "GET /_admin/operations":
+		writeJSON(w, http.StatusOK, Operations())
+	case "POST /_admin/faults":
+		var f Fault
+		if err := json.NewDecoder(r.Body).Decode(&f); err != nil || f.Operation == "" {
+			http.Error(w, "body must be a Fault with an operation", http.StatusBadRequest)
+			return
+		}
+		s.InjectFault(f)
+		w.WriteHeader(http.StatusNoContent)
+	case "DELETE /_admin/faults":
+		s.ClearFaults()
+		w.WriteHeader(http.StatusNoContent)
+	default:
+		http.Error(w, "unknown admin route", http.StatusNotFound)
+	}
+}
+
+// Snapshot returns the current world in fixture shape.
+func (s *Sim) Snapshot() *Fixture {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return &Fixture{Azure: s.azure.snapshot(), AWS: s.aws.snapshot()}
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}

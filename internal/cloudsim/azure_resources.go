@@ -1,0 +1,262 @@
+package cloudsim
+
+import (
+	"net/netip"
+	"strings"
+)
+
+// obj is a JSON object as ARM returns it.
+type obj = map[string]any
+
+// header is the envelope every tracked resource shares.
+func (a *azureState) header(id, typ, location string, tags map[string]string) obj {
+	o := obj{"id": id, "name": nameOf(id), "type": typ, "location": location, "etag": a.etag(id)}
+	if len(tags) > 0 {
+		o["tags"] = tags
+	}
+	return o
+}
+
+func (a *azureState) renderVM(vm *AzureVM) obj {
+	nics := []obj{}
+	for i, id := range vm.NetworkInterfaces {
+		nics = append(nics, obj{"id": id, "properties": obj{"primary": i == 0}})
+	}
+	osType, size := vm.OSType, vm.Size
+	if osType == "" {
+		osType = "Linux"
+	}
+	if size == "" {
+		size = "Standard_B2s"
+	}
+	o := a.header(vm.ID, "Microsoft.Compute/virtualMachines", vm.Location, vm.Tags)
+	delete(o, "etag") // compute does not send one for virtual machines
+	o["properties"] = obj{
+		"vmId":              vm.VMID,
+		"hardwareProfile":   obj{"vmSize": size},
+		"storageProfile":    obj{"osDisk": obj{"osType": osType, "name": nameOf(vm.ID) + "_OsDisk_1", "createOption": "FromImage"}},
+		"networkProfile":    obj{"networkInterfaces": nics},
+		"provisioningState": a.provisioningState(vm.ID),
+	}
+	return o
+}
+
+// updateVM is VirtualMachinesClient.BeginUpdate: a PATCH whose tags, when
+// present, replace the VM's tags; nothing else is modelled or disturbed.
+func updateVM(c *armCall) armReply {
+	vm, found := lookup[*AzureVM](c.a, c.path)
+	if !found {
+		return c.resourceNotFound("Microsoft.Compute/virtualMachines", c.args[1]).reply()
+	}
+	var patch struct {
+		Tags map[string]string `json:"tags"`
+	}
+	if e := c.decodeBody(&patch); e != nil {
+		return e.reply()
+	}
+	if patch.Tags != nil {
+		vm.Tags = tagsOrNil(patch.Tags)
+	}
+	_, h := c.startOperation("Microsoft.Compute", vm.Location, "UpdateVMOperation", "", map[string]string{c.key(): "Updating"}, nil)
+	rep := ok(c.a.renderVM(vm))
+	rep.header = h
+	return rep
+}
+
+func (a *azureState) renderNIC(n *AzureNIC) obj {
+	ipcs := []obj{}
+	for i, ipc := range n.IPConfigurations {
+		id := n.ID + "/ipConfigurations/" + ipc.Name
+		version := "IPv4"
+		if addr, err := netip.ParseAddr(ipc.PrivateIP); err == nil && addr.Is6() {
+			version = "IPv6"
+		}
+		props := obj{
+			"provisioningState":         "Succeeded",
+			"privateIPAddress":          ipc.PrivateIP,
+			"privateIPAllocationMethod": "Dynamic",
+			"privateIPAddressVersion":   version,
+			"subnet":                    armRef{ipc.Subnet},
+			"primary":                   i == 0,
+		}
+		if ipc.PublicIP != "" {
+			props["publicIPAddress"] = armRef{ipc.PublicIP}
+		}
+		ipcs = append(ipcs, obj{"id": id, "name": ipc.Name, "etag": a.etag(n.ID),
+			"type": "Microsoft.Network/networkInterfaces/ipConfigurations", "properties": props})
+	}
+	props := obj{
+		"provisioningState": "Succeeded", "resourceGuid": derivedUUID(n.ID), "ipConfigurations": ipcs,
+		"enableAcceleratedNetworking": false, "enableIPForwarding": false, "nicType": "Standard",
+	}
+	if n.NetworkSecurityGroup != "" {
+		props["networkSecurityGroup"] = armRef{n.NetworkSecurityGroup}
+	}
+	for _, vmID := range a.order {
+		if vm, ok := lookup[*AzureVM](a, vmID); ok && containsFold(vm.NetworkInterfaces, n.ID) {
+			props["virtualMachine"] = armRef{vm.ID}
+			props["primary"] = strings.EqualFold(vm.NetworkInterfaces[0], n.ID)
+		}
+	}
+	o := a.header(n.ID, "Microsoft.Network/networkInterfaces", n.Location, n.Tags)
+	o["properties"] = props
+	return o
+}
+
+func (a *azureState) renderVNet(v *AzureVNet) obj {
+	subnets := []obj{}
+	for i := range v.Subnets {
+		subnets = append(subnets, a.renderSubnet(v, &v.Subnets[i]))
+	}
+	o := a.header(v.ID, "Microsoft.Network/virtualNetworks", v.Location, v.Tags)
+	o["properties"] = obj{
+		"provisioningState": "Succeeded", "resourceGuid": derivedUUID(v.ID),
+		"addressSpace": obj{"addressPrefixes": v.AddressSpace}, "subnets": subnets,
+	}
+	return o
+}
+
+func (a *azureState) renderSubnet(v *AzureVNet, s *AzureSubnet) obj {
+	id := v.ID + "/subnets/" + s.Name
+	var ipcs []armRef
+	a.eachNICConfig(func(n *AzureNIC, ipc AzureIPConfig) {
+		if strings.EqualFold(ipc.Subnet, id) {
+			ipcs = append(ipcs, armRef{n.ID + "/ipConfigurations/" + ipc.Name})
+		}
+	})
+	props := obj{"provisioningState": "Succeeded", "addressPrefix": s.AddressPrefix}
+	if s.NetworkSecurityGroup != "" {
+		props["networkSecurityGroup"] = armRef{s.NetworkSecurityGroup}
+	}
+	if len(ipcs) > 0 {
+		props["ipConfigurations"] = ipcs
+	}
+	return obj{"id": id, "name": s.Name, "etag": a.etag(v.ID), "type": "Microsoft.Network/virtualNetworks/subnets", "properties": props}
+}
+
+// getSubnet is SubnetsClient.Get.
+func getSubnet(c *armCall) armReply {
+	vnet, found := lookup[*AzureVNet](c.a, c.parentPath(1))
+	if !found {
+		return c.resourceNotFound("Microsoft.Network/virtualNetworks", c.args[1]).reply()
+	}
+	_, s, found := c.a.subnet(c.path)
+	if !found {
+		return c.childNotFound().reply()
+	}
+	return ok(c.a.renderSubnet(vnet, s))
+}
+
+func (a *azureState) renderPublicIP(p *AzurePublicIP) obj {
+	version := "IPv4"
+	if addr, err := netip.ParseAddr(p.IPAddress); err == nil && addr.Is6() {
+		version = "IPv6"
+	}
+	props := obj{
+		"provisioningState": "Succeeded", "resourceGuid": derivedUUID(p.ID), "ipAddress": p.IPAddress,
+		"publicIPAddressVersion": version, "publicIPAllocationMethod": "Static", "idleTimeoutInMinutes": 4,
+	}
+	a.eachNICConfig(func(n *AzureNIC, ipc AzureIPConfig) {
+		if strings.EqualFold(ipc.PublicIP, p.ID) {
+			props["ipConfiguration"] = armRef{n.ID + "/ipConfigurations/" + ipc.Name}
+		}
+	})
+	for _, id := range a.order {
+		if fw, ok := lookup[*AzureFirewall](a, id); ok {
+			for _, ipc := range fw.IPConfigurations {
+				if strings.EqualFold(ipc.PublicIP, p.ID) {
+					props["ipConfiguration"] = armRef{fw.ID + "/azureFirewallIpConfigurations/" + ipc.Name}
+				}
+			}
+		}
+	}
+	o := a.header(p.ID, "Microsoft.Network/publicIPAddresses", p.Location, p.Tags)
+	o["sku"] = obj{"name": "Standard", "tier": "Regional"}
+	o["properties"] = props
+	return o
+}
+
+func (a *azureState) renderNSG(n *AzureNSG) obj {
+	rules, defaults := []obj{}, []obj{}
+	for i := range n.SecurityRules {
+		rules = append(rules, a.renderSecurityRule(n, &n.SecurityRules[i]))
+	}
+	for i := range defaultSecurityRules {
+		r := a.renderSecurityRule(n, &defaultSecurityRules[i])
+		r["id"] = n.ID + "/defaultSecurityRules/" + defaultSecurityRules[i].Name
+		r["type"] = "Microsoft.Network/networkSecurityGroups/defaultSecurityRules"
+		r["etag"] = a.etag(n.ID)
+		r["properties"].(obj)["provisioningState"] = "Succeeded"
+		defaults = append(defaults, r)
+	}
+	props := obj{
+		"provisioningState": a.provisioningState(n.ID), "resourceGuid": derivedUUID(n.ID),
+		"securityRules": rules, "defaultSecurityRules": defaults,
+	}
+	var nics, subnets []armRef
+	for _, id := range a.order {
+		switch r := a.res[strings.ToLower(id)].(type) {
+		case *AzureNIC:
+			if strings.EqualFold(r.NetworkSecurityGroup, n.ID) {
+				nics = append(nics, armRef{r.ID})
+			}
+		case *AzureVNet:
+			for _, s := range r.Subnets {
+				if strings.EqualFold(s.NetworkSecurityGroup, n.ID) {
+					subnets = append(subnets, armRef{r.ID + "/subnets/" + s.Name})
+				}
+			}
+		}
+	}
+	if len(nics) > 0 {
+		props["networkInterfaces"] = nics
+	}
+	if len(subnets) > 0 {
+		props["subnets"] = subnets
+	}
+	o := a.header(n.ID, "Microsoft.Network/networkSecurityGroups", n.Location, n.Tags)
+	o["properties"] = props
+	return o
+}
+
+// defaultSecurityRules are the six rules every NSG has, as ARM returns them.
+var defaultSecurityRules = []AzureSecurityRule{
+	{Name: "AllowVnetInBound", Priority: 65000, Direction: "Inbound", Access: "Allow", Protocol: "*",
+		Description: "Allow inbound traffic from all VMs in VNET", SourceAddressPrefix: "VirtualNetwork", SourcePortRange: "*",
+		DestinationAddressPrefix: "VirtualNetwork", DestinationPortRange: "*"},
+	{Name: "AllowAzureLoadBalancerInBound", Priority: 65001, Direction: "Inbound", Access: "Allow", Protocol: "*",
+		Description: "Allow inbound traffic from azure load balancer", SourceAddressPrefix: "AzureLoadBalancer", SourcePortRange: "*",
+		DestinationAddressPrefix: "*", DestinationPortRange: "*"},
+	{Name: "DenyAllInBound", Priority: 65500, Direction: "Inbound", Access: "Deny", Protocol: "*",
+		Description: "Deny all inbound traffic", SourceAddressPrefix: "*", SourcePortRange: "*",
+		DestinationAddressPrefix: "*", DestinationPortRange: "*"},
+	{Name: "AllowVnetOutBound", Priority: 65000, Direction: "Outbound", Access: "Allow", Protocol: "*",
+		Description: "Allow outbound traffic from all VMs to all VMs in VNET", SourceAddressPrefix: "VirtualNetwork", SourcePortRange: "*",
+		DestinationAddressPrefix: "VirtualNetwork", DestinationPortRange: "*"},
+	{Name: "AllowInternetOutBound", Priority: 65001, Direction: "Outbound", Access: "Allow", Protocol: "*",
+		Description: "Allow outbound traffic from all VMs to Internet", SourceAddressPrefix: "*", SourcePortRange: "*",
+		DestinationAddressPrefix: "Internet", DestinationPortRange: "*"},
+	{Name: "DenyAllOutBound", Priority: 65500, Direction: "Outbound", Access: "Deny", Protocol: "*",
+		Description: "Deny all outbound traffic", SourceAddressPrefix: "*", SourcePortRange: "*",
+		DestinationAddressPrefix: "*", DestinationPortRange: "*"},
+}
+
+// eachNICConfig visits every IP configuration of every network interface.
+func (a *azureState) eachNICConfig(visit func(*AzureNIC, AzureIPConfig)) {
+	for _, id := range a.order {
+		if n, ok := lookup[*AzureNIC](a, id); ok {
+			for _, ipc := range n.IPConfigurations {
+				visit(n, ipc)
+			}
+		}
+	}
+}
+
+func containsFold(list []string, s string) bool {
+	for _, v := range list {
+		if strings.EqualFold(v, s) {
+			return true
+		}
+	}
+	return false
+}

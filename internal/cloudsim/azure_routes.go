@@ -1,0 +1,323 @@
+package cloudsim
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"sort"
+	"strings"
+	"time"
+)
+
+// armError is ARM's error body: {"error":{"code","message","details"}}.
+type armError struct {
+	status  int
+	header  http.Header
+	Code    string     `json:"code"`
+	Message string     `json:"message"`
+	Details []armError `json:"details,omitempty"`
+}
+
+func newARMError(status int, code, format string, args ...any) *armError {
+	return &armError{status: status, Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+func (e *armError) reply() armReply {
+	return armReply{status: e.status, header: e.header, body: struct {
+		Error *armError `json:"error"`
+	}{e}}
+}
+
+// writeARMError renders injected faults and front-door errors.
+func writeARMError(w http.ResponseWriter, status int, code, message string) {
+	writeARMReply(w, newARMError(status, code, "%s", message).reply())
+}
+
+// armReply is a handler's answer, built under the lock and written after.
+type armReply struct {
+	status int
+	header http.Header
+	body   any // nil: no body
+}
+
+func writeARMReply(w http.ResponseWriter, rep armReply) {
+	for k, v := range rep.header {
+		w.Header()[k] = v
+	}
+	if rep.body == nil {
+		w.WriteHeader(rep.status)
+		return
+	}
+	writeJSON(w, rep.status, rep.body)
+}
+
+func ok(body any) armReply { return armReply{status: http.StatusOK, body: body} }
+
+// armCall is one routed ARM request.
+type armCall struct {
+	sim        *Sim
+	a          *azureState
+	r          *http.Request
+	now        time.Time
+	path       string   // the request path, which is also the addressed resource's ID
+	sub, group string   // group is empty for subscription-level routes
+	args       []string // the {placeholders} of the route, in order
+	body       []byte
+}
+
+// key is the lower-cased ID of the addressed resource.
+func (c *armCall) key() string { return strings.ToLower(c.path) }
+
+// parentPath drops the last n name/type segment pairs of the path.
+func (c *armCall) parentPath(n int) string {
+	segs := strings.Split(c.path, "/")
+	return strings.Join(segs[:len(segs)-2*n], "/")
+}
+
+// armRoute maps a method and a path below /subscriptions/{sub}/ to an
+// operation named after the Go SDK's client method.
+type armRoute struct {
+	method, pattern, op string
+	handle              func(c *armCall) armReply
+}
+
+// armKind is a top-level resource type served read-only by generic
+// handlers: Get, and List/ListAll when lists is set.
+type armKind struct {
+	client, typ string // SDK client name and ARM type, e.g. "SecurityGroups", "Microsoft.Network/networkSecurityGroups"
+	lists       bool
+	render      func(a *azureState, key string) (any, bool)
+}
+
+var armKinds = []armKind{
+	{"VirtualMachines", "Microsoft.Compute/virtualMachines", true, renderAs((*azureState).renderVM)},
+	{"Interfaces", "Microsoft.Network/networkInterfaces", true, renderAs((*azureState).renderNIC)},
+	{"VirtualNetworks", "Microsoft.Network/virtualNetworks", false, renderAs((*azureState).renderVNet)},
+	{"SecurityGroups", "Microsoft.Network/networkSecurityGroups", true, renderAs((*azureState).renderNSG)},
+	{"PublicIPAddresses", "Microsoft.Network/publicIPAddresses", false, renderAs((*azureState).renderPublicIP)},
+	{"AzureFirewalls", "Microsoft.Network/azureFirewalls", true, renderAs((*azureState).renderFirewall)},
+	{"FirewallPolicies", "Microsoft.Network/firewallPolicies", false, renderAs((*azureState).renderFirewallPolicy)},
+}
+
+func renderAs[T any, J any](render func(*azureState, T) J) func(*azureState, string) (any, bool) {
+	return func(a *azureState, key string) (any, bool) {
+		r, ok := a.res[key].(T)
+		if !ok {
+			return nil, false
+		}
+		return render(a, r), true
+	}
+}
+
+const (
+	rgPrefix      = "resourceGroups/{rg}/providers/"
+	nsgPath       = rgPrefix + "Microsoft.Network/networkSecurityGroups/{nsg}"
+	firewallPath  = rgPrefix + "Microsoft.Network/azureFirewalls/{name}"
+	vmPath        = rgPrefix + "Microsoft.Compute/virtualMachines/{name}"
+	operationPath = "providers/{namespace}/locations/{location}/"
+)
+
+var armRoutes = buildARMRoutes()
+
+// armOperations lists every operation name the ARM side serves.
+var armOperations = func() []string {
+	seen := map[string]bool{"ManagedIdentity.GetToken": true}
+	for _, r := range armRoutes {
+		seen[r.op] = true
+	}
+	var ops []string
+	for op := range seen {
+		ops = append(ops, op)
+	}
+	sort.Strings(ops)
+	return ops
+}()
+
+func buildARMRoutes() []armRoute {
+	routes := []armRoute{
+		{"PATCH", vmPath, "VirtualMachines.Update", updateVM},
+		{"GET", rgPrefix + "Microsoft.Network/virtualNetworks/{vnet}/subnets/{name}", "Subnets.Get", getSubnet},
+		{"GET", nsgPath + "/securityRules", "SecurityRules.List", listSecurityRules},
+		{"GET", nsgPath + "/securityRules/{name}", "SecurityRules.Get", getSecurityRule},
+		{"PUT", nsgPath + "/securityRules/{name}", "SecurityRules.CreateOrUpdate", putSecurityRule},
+		{"DELETE", nsgPath + "/securityRules/{name}", "SecurityRules.Delete", deleteSecurityRule},
+		{"PUT", firewallPath, "AzureFirewalls.CreateOrUpdate", putFirewall},
+		{"GET", operationPath + "operations/{id}", "AzureAsyncOperation.Get", getOperationStatus},
+		{"GET", operationPath + "operationResults/{id}", "OperationResult.Get", getOperationResult},
+	}
+	for _, k := range armKinds {
+		k := k
+		routes = append(routes, armRoute{"GET", rgPrefix + k.typ + "/{name}", k.client + ".Get", func(c *armCall) armReply {
+			if body, found := k.render(c.a, c.key()); found {
+				return ok(body)
+			}
+			return c.resourceNotFound(k.typ, c.args[1]).reply()
+		}})
+		if k.lists {
+			list := func(c *armCall) armReply { return ok(armList(c.a, k, c.path)) }
+			routes = append(routes,
+				armRoute{"GET", rgPrefix + k.typ, k.client + ".List", list},
+				armRoute{"GET", "providers/" + k.typ, k.client + ".ListAll", list})
+		}
+	}
+	return routes
+}
+
+// armList renders every resource of kind k whose ID lies under scope (a
+// resource group or a subscription).
+func armList(a *azureState, k armKind, listPath string) any {
+	scope := strings.ToLower(listPath[:len(listPath)-len("/providers/"+k.typ)]) + "/"
+	value := []any{}
+	for _, id := range a.order {
+		key := strings.ToLower(id)
+		if !strings.HasPrefix(key, scope) {
+			continue
+		}
+		if body, found := k.render(a, key); found {
+			value = append(value, body)
+		}
+	}
+	return map[string]any{"value": value}
+}
+
+// serveARM routes an ARM request. Authentication, subscription and
+// resource-group checks happen inside the operation, so they are counted
+// and faults apply to them like to the rest of the call.
+func (s *Sim) serveARM(w http.ResponseWriter, r *http.Request) {
+	path := strings.TrimRight(r.URL.Path, "/")
+	segs := strings.Split(path, "/")[1:] // "subscriptions", sub, rest…
+	if len(segs) < 2 || segs[1] == "" {
+		writeARMError(w, http.StatusNotFound, "InvalidResourceType", "cloudsim does not emulate "+path)
+		return
+	}
+	route, args, pathKnown := matchARMRoute(r.Method, segs[2:])
+	if route == nil {
+		status, code := http.StatusNotFound, "InvalidResourceType"
+		if pathKnown {
+			status, code = http.StatusMethodNotAllowed, "MethodNotAllowed"
+		}
+		writeARMError(w, status, code, fmt.Sprintf("cloudsim does not emulate %s %s (the provider must not need it)", r.Method, path))
+		return
+	}
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		return
+	}
+	s.handle(w, r, route.op, writeARMError, func(w http.ResponseWriter) {
+		c := &armCall{sim: s, r: r, path: path, sub: segs[1], args: args, body: body}
+		if strings.HasPrefix(route.pattern, "resourceGroups/") {
+			c.group = args[0]
+		}
+		var rep armReply
+		if e := checkBearer(r, s.azure.tenant); e != nil {
+			rep = e.reply()
+		} else {
+			s.mu.Lock()
+			rep = s.runARM(c, route)
+			s.mu.Unlock()
+		}
+		writeARMReply(w, rep)
+	})
+}
+
+// runARM applies ARM's front-door checks and runs the handler. Called with
+// s.mu held.
+func (s *Sim) runARM(c *armCall, route *armRoute) armReply {
+	c.a, c.now = s.azure, time.Now()
+	c.a.settle(c.now)
+	switch {
+	case c.r.URL.Query().Get("api-version") == "":
+		return newARMError(http.StatusBadRequest, "MissingApiVersionParameter",
+			"The api-version query parameter (?api-version=) is required for all requests.").reply()
+	case !c.a.subscriptions[strings.ToLower(c.sub)]:
+		return newARMError(http.StatusNotFound, "SubscriptionNotFound", "The subscription '%s' could not be found.", c.sub).reply()
+	case c.group != "" && !c.a.groups[groupKey(c.sub, c.group)]:
+		return newARMError(http.StatusNotFound, "ResourceGroupNotFound", "Resource group '%s' could not be found.", c.group).reply()
+	}
+	return route.handle(c)
+}
+
+// matchARMRoute finds the route for a method and the path segments after
+// the subscription. pathKnown reports a path served for other methods.
+func matchARMRoute(method string, segs []string) (route *armRoute, args []string, pathKnown bool) {
+	for i := range armRoutes {
+		pattern := strings.Split(armRoutes[i].pattern, "/")
+		if len(pattern) != len(segs) {
+			continue
+		}
+		var captured []string
+		matched := true
+		for j, p := range pattern {
+			switch {
+			case strings.HasPrefix(p, "{"):
+				captured = append(captured, segs[j])
+			case !strings.EqualFold(p, segs[j]):
+				matched = false
+			}
+			if !matched {
+				break
+			}
+		}
+		if !matched {
+			continue
+		}
+		if armRoutes[i].method == method {
+			return &armRoutes[i], captured, true
+		}
+		pathKnown = true
+	}
+	return nil, nil, pathKnown
+}
+
+// resourceNotFound is ARM's answer for a missing top-level resource.
+func (c *armCall) resourceNotFound(typ, name string) *armError {
+	return newARMError(http.StatusNotFound, "ResourceNotFound",
+		"The Resource '%s/%s' under resource group '%s' was not found. For more details please go to https://aka.ms/ARMResourceNotFoundFix",
+		typ, name, c.group)
+}
+
+// childNotFound is the network provider's answer for a missing child
+// resource (subnet, security rule) of an existing parent.
+func (c *armCall) childNotFound() *armError {
+	return newARMError(http.StatusNotFound, "NotFound", "Resource %s not found.", c.path)
+}
+
+// decodeBody reads a JSON request body as the network provider does.
+func (c *armCall) decodeBody(v any) *armError {
+	if err := json.Unmarshal(c.body, v); err != nil {
+		e := newARMError(http.StatusBadRequest, "InvalidRequestFormat", "Cannot parse the request.")
+		e.Details = []armError{{Code: "InvalidJson", Message: err.Error()}}
+		return e
+	}
+	return nil
+}
+
+// armRef is a reference to another resource: {"id": …}.
+type armRef struct {
+	ID string `json:"id"`
+}
+
+func refTo(id string) *armRef {
+	if id == "" {
+		return nil
+	}
+	return &armRef{ID: id}
+}
+
+func refID(r *armRef) string {
+	if r == nil {
+		return ""
+	}
+	return r.ID
+}
+
+// nameOf is the last segment of an ID.
+func nameOf(id string) string { return id[strings.LastIndex(id, "/")+1:] }
+
+func tagsOrNil(tags map[string]string) map[string]string {
+	if len(tags) == 0 {
+		return nil
+	}
+	return tags
+}

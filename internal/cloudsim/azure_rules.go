@@ -1,0 +1,335 @@
+package cloudsim
+
+import (
+	"fmt"
+	"net/http"
+	"net/netip"
+	"regexp"
+	"strconv"
+	"strings"
+)
+
+const (
+	maxSecurityRules         = 1000
+	maxRuleDescriptionLen    = 140
+	nsgType                  = "Microsoft.Network/networkSecurityGroups"
+	securityRuleType         = nsgType + "/securityRules"
+	minRulePriority          = 100
+	maxRulePriority          = 4096
+	putSecurityRuleOpName    = "PutSecurityRuleOperation"
+	deleteSecurityRuleOpName = "DeleteSecurityRuleOperation"
+)
+
+// armRuleName is ARM's rule for child resource names: up to 80 characters,
+// starting with a word character, ending with one or '_', with '.', '-'
+// and '_' allowed between.
+var armRuleName = regexp.MustCompile(`^\w([\w.-]{0,78}\w)?$`)
+
+// armServiceTag is the shape of a service tag such as VirtualNetwork or
+// Storage.WestEurope.
+var armServiceTag = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9]*(\.[A-Za-z0-9]+)?$`)
+
+// securityRuleProps is the properties object of a rule PUT.
+type securityRuleProps struct {
+	Description                string   `json:"description"`
+	Protocol                   string   `json:"protocol"`
+	SourcePortRange            string   `json:"sourcePortRange"`
+	DestinationPortRange       string   `json:"destinationPortRange"`
+	SourceAddressPrefix        string   `json:"sourceAddressPrefix"`
+	DestinationAddressPrefix   string   `json:"destinationAddressPrefix"`
+	SourcePortRanges           []string `json:"sourcePortRanges"`
+	DestinationPortRanges      []string `json:"destinationPortRanges"`
+	SourceAddressPrefixes      []string `json:"sourceAddressPrefixes"`
+	DestinationAddressPrefixes []string `json:"destinationAddressPrefixes"`
+	Access                     string   `json:"access"`
+	Priority                   int32    `json:"priority"`
+	Direction                  string   `json:"direction"`
+}
+
+func (a *azureState) renderSecurityRule(nsg *AzureNSG, r *AzureSecurityRule) obj {
+	id := nsg.ID + "/securityRules/" + r.Name
+	props := obj{
+		"provisioningState": a.provisioningState(id),
+		"protocol":          r.Protocol, "access": r.Access, "priority": r.Priority, "direction": r.Direction,
+		// ARM always sends the plural fields, empty when the singular is used.
+		"sourcePortRanges": orEmpty(r.SourcePortRanges), "destinationPortRanges": orEmpty(r.DestinationPortRanges),
+		"sourceAddressPrefixes": orEmpty(r.SourceAddressPrefixes), "destinationAddressPrefixes": orEmpty(r.DestinationAddressPrefixes),
+	}
+	for key, v := range map[string]string{
+		"description": r.Description, "sourcePortRange": r.SourcePortRange, "destinationPortRange": r.DestinationPortRange,
+		"sourceAddressPrefix": r.SourceAddressPrefix, "destinationAddressPrefix": r.DestinationAddressPrefix,
+	} {
+		if v != "" {
+			props[key] = v
+		}
+	}
+	return obj{"id": id, "name": r.Name, "etag": a.etag(id), "type": securityRuleType, "properties": props}
+}
+
+func orEmpty(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+// ruleIndex finds a rule by name, ignoring case; -1 when absent.
+func ruleIndex(nsg *AzureNSG, name string) int {
+	for i := range nsg.SecurityRules {
+		if strings.EqualFold(nsg.SecurityRules[i].Name, name) {
+			return i
+		}
+	}
+	return -1
+}
+
+// ruleNSG resolves the NSG of a security-rule route.
+func (c *armCall) ruleNSG() (*AzureNSG, *armError) {
+	if nsg, found := lookup[*AzureNSG](c.a, c.parentPath(1)); found {
+		return nsg, nil
+	}
+	return nil, c.resourceNotFound(nsgType, c.args[1])
+}
+
+func getSecurityRule(c *armCall) armReply {
+	nsg, e := c.ruleNSG()
+	if e != nil {
+		return e.reply()
+	}
+	i := ruleIndex(nsg, c.args[2])
+	if i < 0 {
+		return c.childNotFound().reply()
+	}
+	return ok(c.a.renderSecurityRule(nsg, &nsg.SecurityRules[i]))
+}
+
+func listSecurityRules(c *armCall) armReply {
+	nsg, found := lookup[*AzureNSG](c.a, c.path[:strings.LastIndex(c.path, "/")])
+	if !found {
+		return c.resourceNotFound(nsgType, c.args[1]).reply()
+	}
+	value := []obj{}
+	for i := range nsg.SecurityRules {
+		value = append(value, c.a.renderSecurityRule(nsg, &nsg.SecurityRules[i]))
+	}
+	return ok(obj{"value": value})
+}
+
+// putSecurityRule creates (201) or replaces (200) one rule; the NSG is held
+// by the operation until it completes.
+func putSecurityRule(c *armCall) armReply {
+	nsg, e := c.ruleNSG()
+	if e != nil {
+		return e.reply()
+	}
+	var in struct {
+		Properties securityRuleProps `json:"properties"`
+	}
+	if e := c.decodeBody(&in); e != nil {
+		return e.reply()
+	}
+	rule := in.Properties.rule(c.args[2])
+	existing := ruleIndex(nsg, rule.Name)
+	if existing >= 0 {
+		rule.Name = nsg.SecurityRules[existing].Name // ARM keeps the name as first written
+	}
+	id := nsg.ID + "/securityRules/" + rule.Name
+	if e := validateSecurityRule(nsg, &rule, id); e != nil {
+		return e.reply()
+	}
+	if existing < 0 && len(nsg.SecurityRules) >= maxSecurityRules {
+		return newARMError(http.StatusBadRequest, "SecurityRuleCountLimitReached",
+			"A security group cannot have more than %d security rules.", maxSecurityRules).reply()
+	}
+	if op := c.a.holder(nsg.ID); op != nil {
+		return c.busyNSG(op, nsg.ID)
+	}
+	status := http.StatusOK
+	if existing >= 0 {
+		nsg.SecurityRules[existing] = rule
+	} else {
+		status = http.StatusCreated
+		nsg.SecurityRules = append(nsg.SecurityRules, rule)
+	}
+	c.a.touch(id, nsg.ID)
+	_, h := c.startOperation("Microsoft.Network", nsg.Location, putSecurityRuleOpName, nsg.ID,
+		map[string]string{strings.ToLower(id): "Updating", strings.ToLower(nsg.ID): "Updating"}, nil)
+	return armReply{status: status, header: h, body: c.a.renderSecurityRule(nsg, &rule)}
+}
+
+// deleteSecurityRule answers 202 and removes the rule when the operation
+// completes; a rule that does not exist is 204, as ARM does for deletes.
+func deleteSecurityRule(c *armCall) armReply {
+	nsg, e := c.ruleNSG()
+	if e != nil {
+		return e.reply()
+	}
+	i := ruleIndex(nsg, c.args[2])
+	if i < 0 {
+		return armReply{status: http.StatusNoContent}
+	}
+	if op := c.a.holder(nsg.ID); op != nil {
+		return c.busyNSG(op, nsg.ID)
+	}
+	name := nsg.SecurityRules[i].Name
+	c.a.touch(nsg.ID)
+	_, h := c.startOperation("Microsoft.Network", nsg.Location, deleteSecurityRuleOpName, nsg.ID,
+		map[string]string{strings.ToLower(nsg.ID + "/securityRules/" + name): "Deleting", strings.ToLower(nsg.ID): "Updating"},
+		func() {
+			if j := ruleIndex(nsg, name); j >= 0 {
+				nsg.SecurityRules = append(nsg.SecurityRules[:j], nsg.SecurityRules[j+1:]...)
+			}
+		})
+	return armReply{status: http.StatusAccepted, header: h}
+}
+
+// rule converts PUT properties to the stored form (same fields, ARM names).
+func (p securityRuleProps) rule(name string) AzureSecurityRule {
+	return AzureSecurityRule{
+		Name: name, Priority: p.Priority, Direction: p.Direction, Access: p.Access, Protocol: p.Protocol,
+		Description: p.Description, SourceAddressPrefix: p.SourceAddressPrefix, SourceAddressPrefixes: nilIfEmpty(p.SourceAddressPrefixes),
+		SourcePortRange: p.SourcePortRange, SourcePortRanges: nilIfEmpty(p.SourcePortRanges),
+		DestinationAddressPrefix: p.DestinationAddressPrefix, DestinationAddressPrefixes: nilIfEmpty(p.DestinationAddressPrefixes),
+		DestinationPortRange: p.DestinationPortRange, DestinationPortRanges: nilIfEmpty(p.DestinationPortRanges),
+	}
+}
+
+func nilIfEmpty(s []string) []string {
+	if len(s) == 0 {
+		return nil
+	}
+	return s
+}
+
+// validateSecurityRule checks one rule as the network provider does and
+// normalises the casing of its enumerations. id names the rule in errors.
+func validateSecurityRule(nsg *AzureNSG, r *AzureSecurityRule, id string) *armError {
+	if !armRuleName.MatchString(r.Name) {
+		return newARMError(http.StatusBadRequest, "InvalidResourceName",
+			"Resource name %s is invalid. The name can be up to 80 characters long. It must begin with a word character, and it must end with a word character or with '_'. The name may contain word characters or '.', '-', '_'.", r.Name)
+	}
+	for _, enum := range []struct {
+		field, typ string
+		value      *string
+		allowed    []string
+	}{
+		{"protocol", "SecurityRuleProtocol", &r.Protocol, []string{"Tcp", "Udp", "Icmp", "Esp", "Ah", "*"}},
+		{"access", "SecurityRuleAccess", &r.Access, []string{"Allow", "Deny"}},
+		{"direction", "SecurityRuleDirection", &r.Direction, []string{"Inbound", "Outbound"}},
+	} {
+		if *enum.value == "" {
+			return missingRuleParameter(strings.ToUpper(enum.field[:1])+enum.field[1:], id)
+		}
+		i := indexFold(enum.allowed, *enum.value)
+		if i < 0 {
+			e := newARMError(http.StatusBadRequest, "InvalidRequestFormat", "Cannot parse the request.")
+			e.Details = []armError{{Code: "InvalidJson", Message: fmt.Sprintf(
+				"Error converting value %q to type '%s'. Path 'properties.%s'.", *enum.value, enum.typ, enum.field)}}
+			return e
+		}
+		*enum.value = enum.allowed[i]
+	}
+	if r.Priority < minRulePriority || r.Priority > maxRulePriority {
+		return newARMError(http.StatusBadRequest, "SecurityRuleInvalidPriority",
+			"Security rule has invalid Priority. Value provided: %d Allowed range %d-%d.", r.Priority, minRulePriority, maxRulePriority)
+	}
+	if n := len([]rune(r.Description)); n > maxRuleDescriptionLen {
+		return newARMError(http.StatusBadRequest, "SecurityRuleDescriptionTooLong",
+			"Security rule %s has a description of %d characters; the maximum is %d.", id, n, maxRuleDescriptionLen)
+	}
+	for _, pair := range []struct {
+		field    string
+		one      string
+		many     []string
+		validate func(v string, plural bool, field, id string) *armError
+	}{
+		{"SourceAddressPrefix", r.SourceAddressPrefix, r.SourceAddressPrefixes, validateAddressPrefix},
+		{"DestinationAddressPrefix", r.DestinationAddressPrefix, r.DestinationAddressPrefixes, validateAddressPrefix},
+		{"SourcePortRange", r.SourcePortRange, r.SourcePortRanges, validatePortRange},
+		{"DestinationPortRange", r.DestinationPortRange, r.DestinationPortRanges, validatePortRange},
+	} {
+		switch {
+		case pair.one != "" && len(pair.many) > 0:
+			return newARMError(http.StatusBadRequest, "SecurityRuleParametersConflict",
+				"Security rule %s specifies both %s and %ss; specify only one of them.", id, pair.field, pair.field)
+		case pair.one == "" && len(pair.many) == 0:
+			return missingRuleParameter(pair.field, id)
+		case pair.one != "":
+			if e := pair.validate(pair.one, false, pair.field, id); e != nil {
+				return e
+			}
+		}
+		for _, v := range pair.many {
+			if e := pair.validate(v, true, pair.field+"s", id); e != nil {
+				return e
+			}
+		}
+	}
+	for _, other := range nsg.SecurityRules {
+		if other.Priority == r.Priority && strings.EqualFold(other.Direction, r.Direction) && !strings.EqualFold(other.Name, r.Name) {
+			return newARMError(http.StatusBadRequest, "SecurityRuleConflict",
+				"Security rule %s conflicts with rule %s. Rules cannot have the same Priority and Direction. To learn more, see aka.ms/nsgrules.",
+				other.Name, r.Name)
+		}
+	}
+	return nil
+}
+
+func missingRuleParameter(field, id string) *armError {
+	return newARMError(http.StatusBadRequest, "SecurityRuleParameterMissing",
+		"Security rule parameter %s for rule with Id %s is missing.", field, id)
+}
+
+// validateAddressPrefix accepts "*", an address, a CIDR without host bits,
+// or (singular fields only) a service tag.
+func validateAddressPrefix(v string, plural bool, field, id string) *armError {
+	isTag := v == "*" || armServiceTag.MatchString(v)
+	if plural && isTag {
+		return newARMError(http.StatusBadRequest, "SecurityRuleParameterContainsUnsupportedValue",
+			"Security rule parameter %s for rule with Id %s cannot specify existing VIRTUALNETWORK, INTERNET, AZURELOADBALANCER, '*' or system tags. Unsupported value used: %s.",
+			field, id, v)
+	}
+	if isTag {
+		return nil
+	}
+	if p, err := netip.ParsePrefix(v); err == nil && p.Masked() == p {
+		return nil
+	}
+	if _, err := netip.ParseAddr(v); err == nil && !strings.Contains(v, "%") {
+		return nil
+	}
+	return newARMError(http.StatusBadRequest, "SecurityRuleInvalidAddressPrefix",
+		"Security rule has invalid Address prefix. Value provided: %s", v)
+}
+
+// validatePortRange accepts "*" (singular fields only), a port or a
+// low-high range within 0-65535.
+func validatePortRange(v string, plural bool, field, id string) *armError {
+	if v == "*" {
+		if !plural {
+			return nil
+		}
+		return newARMError(http.StatusBadRequest, "SecurityRuleParameterContainsInvalidPortRanges",
+			"Security rule parameter %s for rule with Id %s contains invalid port range '*'.", field, id)
+	}
+	low, high, isRange := strings.Cut(v, "-")
+	if !isRange {
+		high = low
+	}
+	lo, errLo := strconv.ParseUint(low, 10, 16)
+	hi, errHi := strconv.ParseUint(high, 10, 16)
+	if errLo != nil || errHi != nil || lo > hi {
+		return newARMError(http.StatusBadRequest, "SecurityRuleInvalidPortRange",
+			"Security rule has invalid Port range. Value provided: %s. Value should be an integer OR integer range with '-' delimiter. Valid range 0-65535.", v)
+	}
+	return nil
+}
+
+func indexFold(list []string, s string) int {
+	for i, v := range list {
+		if strings.EqualFold(v, s) {
+			return i
+		}
+	}
+	return -1
+}

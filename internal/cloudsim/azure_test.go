@@ -1,0 +1,856 @@
+package cloudsim
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"reflect"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/arm"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/cloud"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/runtime"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
+	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
+	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/compute/armcompute/v8"
+	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/network/armnetwork/v9"
+)
+
+// Names from testdata/azure_fixture.json.
+const (
+	azSub        = "3f2a9c1e-5b7d-4e8f-9a0b-1c2d3e4f5a6b"
+	azTenant     = "72f988bf-86f1-41af-91ab-2d7cd011db47"
+	azProd       = "/subscriptions/" + azSub + "/resourceGroups/rg-prod/providers/"
+	azHub        = "/subscriptions/" + azSub + "/resourceGroups/rg-hub/providers/"
+	azWebVM      = azProd + "Microsoft.Compute/virtualMachines/web-01"
+	azWebNIC     = azProd + "Microsoft.Network/networkInterfaces/web-01-nic"
+	azWebNSG     = azProd + "Microsoft.Network/networkSecurityGroups/web-01-nsg"
+	azSubnetNSG  = azProd + "Microsoft.Network/networkSecurityGroups/web-subnet-nsg"
+	azWebSubnet  = azProd + "Microsoft.Network/virtualNetworks/vnet-prod/subnets/web"
+	azHubFW      = azHub + "Microsoft.Network/azureFirewalls/fw-hub"
+	azManagedFW  = azHub + "Microsoft.Network/azureFirewalls/fw-managed"
+	armAudience  = "https://management.azure.com"
+	azAPIVersion = "2024-05-01"
+)
+
+// azPoll polls fast: the emulator's hints decide the real cadence.
+var azPoll = &runtime.PollUntilDoneOptions{Frequency: 5 * time.Millisecond}
+
+type azWorld struct {
+	*Server
+	cred azcore.TokenCredential
+	opts *arm.ClientOptions
+	net  *armnetwork.ClientFactory
+	comp *armcompute.ClientFactory
+}
+
+func newAzureWorld(t *testing.T, opts Options) *azWorld {
+	t.Helper()
+	fx, err := LoadFixture("testdata/azure_fixture.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return newAzureWorldFrom(t, fx, opts)
+}
+
+func newAzureWorldFrom(t *testing.T, fx *Fixture, opts Options) *azWorld {
+	t.Helper()
+	sim, err := New(fx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := Start(sim, "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Close() })
+	w := &azWorld{Server: srv, cred: tokenCred{sim}, opts: azClientOptions(srv.URL, 3)}
+	w.net, w.comp = w.factories(t, w.cred, w.opts)
+	return w
+}
+
+// azClientOptions points the SDK at the emulator; maxRetries < 0 disables
+// azcore's own retries so errors surface as they are sent.
+func azClientOptions(url string, maxRetries int32) *arm.ClientOptions {
+	return &arm.ClientOptions{
+		ClientOptions: policy.ClientOptions{
+			Cloud: cloud.Configuration{Services: map[cloud.ServiceName]cloud.ServiceConfiguration{
+				cloud.ResourceManager: {Endpoint: url, Audience: armAudience},
+			}},
+			InsecureAllowCredentialWithHTTP: true,
+			Retry:                           policy.RetryOptions{MaxRetries: maxRetries, RetryDelay: time.Millisecond, MaxRetryDelay: 2 * time.Second},
+		},
+		DisableRPRegistration: true,
+	}
+}
+
+func (w *azWorld) factories(t *testing.T, cred azcore.TokenCredential, opts *arm.ClientOptions) (*armnetwork.ClientFactory, *armcompute.ClientFactory) {
+	t.Helper()
+	n, err := armnetwork.NewClientFactory(azSub, cred, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := armcompute.NewClientFactory(azSub, cred, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n, c
+}
+
+// noRetryRules is a security-rules client that surfaces 429s instead of
+// letting azcore retry them.
+func (w *azWorld) noRetryRules(t *testing.T) *armnetwork.SecurityRulesClient {
+	n, _ := w.factories(t, w.cred, azClientOptions(w.URL, -1))
+	return n.NewSecurityRulesClient()
+}
+
+// tokenCred issues emulator tokens without the managed-identity round trip.
+type tokenCred struct{ sim *Sim }
+
+func (c tokenCred) GetToken(context.Context, policy.TokenRequestOptions) (azcore.AccessToken, error) {
+	tok, exp := issueToken(armAudience, c.sim.azure.tenant, c.sim.opts.Identity, time.Now())
+	return azcore.AccessToken{Token: tok, ExpiresOn: exp}, nil
+}
+
+// rawCred hands out a fixed string as the token.
+type rawCred string
+
+func (c rawCred) GetToken(context.Context, policy.TokenRequestOptions) (azcore.AccessToken, error) {
+	return azcore.AccessToken{Token: string(c), ExpiresOn: time.Now().Add(time.Hour)}, nil
+}
+
+func wantARMError(t *testing.T, err error, status int, code string) *azcore.ResponseError {
+	t.Helper()
+	var re *azcore.ResponseError
+	if !errors.As(err, &re) {
+		t.Fatalf("want %d %s, got %v", status, code, err)
+	}
+	if re.StatusCode != status || re.ErrorCode != code {
+		t.Fatalf("want %d %s, got %d %s: %v", status, code, re.StatusCode, re.ErrorCode, err)
+	}
+	return re
+}
+
+func sshRule(priority int32, source string) armnetwork.SecurityRule {
+	return armnetwork.SecurityRule{Properties: &armnetwork.SecurityRulePropertiesFormat{
+		Priority: to.Ptr(priority), Direction: to.Ptr(armnetwork.SecurityRuleDirectionInbound),
+		Access: to.Ptr(armnetwork.SecurityRuleAccessDeny), Protocol: to.Ptr(armnetwork.SecurityRuleProtocolTCP),
+		SourceAddressPrefix: to.Ptr(source), SourcePortRange: to.Ptr("*"),
+		DestinationAddressPrefixes: []*string{to.Ptr("10.10.1.4"), to.Ptr("fd00:db8:10:1::4")}, DestinationPortRange: to.Ptr("22"),
+		Description: to.Ptr("jit: deny ssh"),
+	}}
+}
+
+// rawARM sends a request without the SDK, for what the SDK cannot express.
+func (w *azWorld) rawARM(t *testing.T, method, path, token string) (*http.Response, map[string]any) {
+	t.Helper()
+	req, err := http.NewRequest(method, w.URL+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	b, _ := io.ReadAll(resp.Body)
+	var body map[string]any
+	_ = json.Unmarshal(b, &body)
+	return resp, body
+}
+
+func (w *azWorld) token() string {
+	tok, _ := issueToken(armAudience, w.Sim.azure.tenant, w.Sim.opts.Identity, time.Now())
+	return tok
+}
+
+func TestAzureManagedIdentityCredential(t *testing.T) {
+	w := newAzureWorld(t, Options{Identity: Identity{UPN: "alice@contoso.com", ObjectID: "11111111-aaaa-4bbb-8ccc-222222222222"}})
+	t.Setenv("IDENTITY_ENDPOINT", w.URL+"/msi/token")
+	t.Setenv("IDENTITY_HEADER", "anything")
+	// MSAL caches managed-identity tokens for the whole process, keyed by
+	// identity: a fresh client ID keeps this test's token (and its claims)
+	// from being served to, or by, another emulator in the same process.
+	clientID := derivedUUID(time.Now().String())
+	cred, err := azidentity.NewManagedIdentityCredential(&azidentity.ManagedIdentityCredentialOptions{
+		ClientOptions: azcore.ClientOptions{InsecureAllowCredentialWithHTTP: true},
+		ID:            azidentity.ClientID(clientID),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, comp := w.factories(t, cred, w.opts)
+	vm, err := comp.NewVirtualMachinesClient().Get(context.Background(), "rg-prod", "web-01", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if *vm.ID != azWebVM {
+		t.Fatalf("got VM %s", *vm.ID)
+	}
+	tok, err := cred.GetToken(context.Background(), policy.TokenRequestOptions{Scopes: []string{armAudience + "/.default"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(strings.Split(tok.Token, ".")[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var claims map[string]any
+	if err := json.Unmarshal(payload, &claims); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]any{"aud": armAudience, "tid": azTenant, "oid": "11111111-aaaa-4bbb-8ccc-222222222222", "upn": "alice@contoso.com"}
+	for k, v := range want {
+		if claims[k] != v {
+			t.Errorf("claim %s = %v, want %v", k, claims[k], v)
+		}
+	}
+	if time.Until(tok.ExpiresOn) < time.Hour {
+		t.Errorf("token expires too soon: %s", tok.ExpiresOn)
+	}
+	if w.Calls()["ManagedIdentity.GetToken"] == 0 {
+		t.Error("the token endpoint was not called")
+	}
+}
+
+func TestAzureVMToNICToNSGs(t *testing.T) {
+	w := newAzureWorld(t, Options{})
+	ctx := context.Background()
+	vm, err := w.comp.NewVirtualMachinesClient().Get(ctx, "RG-PROD", "WEB-01", nil) // IDs ignore case
+	if err != nil {
+		t.Fatal(err)
+	}
+	if *vm.Name != "web-01" || *vm.Location != "westeurope" || *vm.Tags["env"] != "prod" || *vm.Properties.VMID == "" ||
+		*vm.Properties.StorageProfile.OSDisk.OSType != armcompute.OperatingSystemTypesLinux {
+		t.Fatalf("unexpected VM: %+v", vm.VirtualMachine)
+	}
+	nics := vm.Properties.NetworkProfile.NetworkInterfaces
+	if len(nics) != 1 || *nics[0].ID != azWebNIC || !*nics[0].Properties.Primary {
+		t.Fatalf("unexpected NICs: %+v", nics)
+	}
+	nic, err := w.net.NewInterfacesClient().Get(ctx, "rg-prod", "web-01-nic", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := nic.Properties
+	if *p.NetworkSecurityGroup.ID != azWebNSG || *p.VirtualMachine.ID != azWebVM || len(p.IPConfigurations) != 2 {
+		t.Fatalf("unexpected NIC: %+v", p)
+	}
+	ipc := p.IPConfigurations[0].Properties
+	if *ipc.PrivateIPAddress != "10.10.1.4" || *ipc.PrivateIPAddressVersion != armnetwork.IPVersionIPv4 || !*ipc.Primary ||
+		*ipc.Subnet.ID != azWebSubnet || !strings.HasSuffix(*ipc.PublicIPAddress.ID, "/web-01-pip") {
+		t.Fatalf("unexpected IP configuration: %+v", ipc)
+	}
+	if v := p.IPConfigurations[1].Properties.PrivateIPAddressVersion; *v != armnetwork.IPVersionIPv6 {
+		t.Fatalf("second IP configuration is %s", *v)
+	}
+	subnet, err := w.net.NewSubnetsClient().Get(ctx, "rg-prod", "vnet-prod", "web", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if *subnet.Properties.AddressPrefix != "10.10.1.0/24" || *subnet.Properties.NetworkSecurityGroup.ID != azSubnetNSG {
+		t.Fatalf("unexpected subnet: %+v", subnet.Properties)
+	}
+	nsg, err := w.net.NewSecurityGroupsClient().Get(ctx, "rg-prod", "web-subnet-nsg", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	np := nsg.Properties
+	if *np.ProvisioningState != armnetwork.ProvisioningStateSucceeded || *nsg.Etag == "" || len(np.SecurityRules) != 1 ||
+		len(np.Subnets) != 1 || *np.Subnets[0].ID != azWebSubnet || len(np.NetworkInterfaces) != 0 {
+		t.Fatalf("unexpected NSG: %+v", np)
+	}
+	rule := np.SecurityRules[0].Properties
+	if *rule.Priority != 200 || len(rule.SourceAddressPrefixes) != 2 || rule.SourceAddressPrefix != nil || len(rule.DestinationPortRanges) != 3 {
+		t.Fatalf("unexpected rule: %+v", rule)
+	}
+	var defaults []string
+	for _, r := range np.DefaultSecurityRules {
+		defaults = append(defaults, *r.Name+"/"+string(*r.Properties.Direction)+"/"+string(*r.Properties.Access))
+	}
+	wantDefaults := []string{"AllowVnetInBound/Inbound/Allow", "AllowAzureLoadBalancerInBound/Inbound/Allow", "DenyAllInBound/Inbound/Deny",
+		"AllowVnetOutBound/Outbound/Allow", "AllowInternetOutBound/Outbound/Allow", "DenyAllOutBound/Outbound/Deny"}
+	if !reflect.DeepEqual(defaults, wantDefaults) {
+		t.Fatalf("default rules %v", defaults)
+	}
+	nicNSG, err := w.net.NewSecurityGroupsClient().Get(ctx, "rg-prod", "web-01-nsg", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if refs := nicNSG.Properties.NetworkInterfaces; len(refs) != 1 || *refs[0].ID != azWebNIC {
+		t.Fatalf("NSG back-references: %+v", refs)
+	}
+	pip, err := w.net.NewPublicIPAddressesClient().Get(ctx, "rg-hub", "fw-hub-pip", nil)
+	if err != nil || *pip.Properties.IPAddress != "20.61.15.200" {
+		t.Fatalf("public IP: %v %+v", err, pip)
+	}
+	if _, err := w.net.NewVirtualNetworksClient().Get(ctx, "rg-prod", "vnet-prod", nil); err != nil {
+		t.Fatal(err)
+	}
+
+	count := func(pager interface{ More() bool }, next func() (int, error)) int {
+		n := 0
+		for pager.More() {
+			k, err := next()
+			if err != nil {
+				t.Fatal(err)
+			}
+			n += k
+		}
+		return n
+	}
+	vms := w.comp.NewVirtualMachinesClient()
+	rg := vms.NewListPager("rg-prod", nil)
+	all := vms.NewListAllPager(nil)
+	nsgs := w.net.NewSecurityGroupsClient().NewListAllPager(nil)
+	nicsRG := w.net.NewInterfacesClient().NewListPager("rg-prod", nil)
+	if n := count(rg, func() (int, error) { p, err := rg.NextPage(ctx); return len(p.Value), err }); n != 2 {
+		t.Errorf("%d VMs in rg-prod, want 2", n)
+	}
+	if n := count(all, func() (int, error) { p, err := all.NextPage(ctx); return len(p.Value), err }); n != 3 {
+		t.Errorf("%d VMs in the subscription, want 3", n)
+	}
+	if n := count(nsgs, func() (int, error) { p, err := nsgs.NextPage(ctx); return len(p.Value), err }); n != 3 {
+		t.Errorf("%d NSGs, want 3", n)
+	}
+	if n := count(nicsRG, func() (int, error) { p, err := nicsRG.NextPage(ctx); return len(p.Value), err }); n != 3 {
+		t.Errorf("%d NICs, want 3", n)
+	}
+}
+
+func TestAzureSecurityRuleLifecycle(t *testing.T) {
+	for _, interval := range []time.Duration{0, 50 * time.Millisecond} {
+		t.Run(interval.String(), func(t *testing.T) {
+			w := newAzureWorld(t, Options{PollInterval: interval})
+			ctx := context.Background()
+			rules := w.net.NewSecurityRulesClient()
+
+			start := time.Now()
+			poller, err := rules.BeginCreateOrUpdate(ctx, "rg-prod", "web-01-nsg", "jit-deny-22", sshRule(100, "*"), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if interval > 0 {
+				nsg, err := w.net.NewSecurityGroupsClient().Get(ctx, "rg-prod", "web-01-nsg", nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if *nsg.Properties.ProvisioningState != armnetwork.ProvisioningStateUpdating || len(nsg.Properties.SecurityRules) != 3 {
+					t.Fatalf("NSG during the write: %s with %d rules", *nsg.Properties.ProvisioningState, len(nsg.Properties.SecurityRules))
+				}
+			}
+			created, err := poller.PollUntilDone(ctx, azPoll)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if elapsed := time.Since(start); elapsed < interval {
+				t.Fatalf("completed after %s, before the poll interval %s", elapsed, interval)
+			}
+			if *created.Properties.ProvisioningState != armnetwork.ProvisioningStateSucceeded || *created.Properties.Priority != 100 ||
+				*created.ID != azWebNSG+"/securityRules/jit-deny-22" || len(created.Properties.DestinationAddressPrefixes) != 2 {
+				t.Fatalf("created rule: %+v", created.Properties)
+			}
+
+			update := sshRule(110, "203.0.113.7/32")
+			poller, err = rules.BeginCreateOrUpdate(ctx, "rg-prod", "web-01-nsg", "JIT-DENY-22", update, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			updated, err := poller.PollUntilDone(ctx, azPoll)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if *updated.Name != "jit-deny-22" || *updated.Properties.Priority != 110 || *updated.Properties.SourceAddressPrefix != "203.0.113.7/32" {
+				t.Fatalf("updated rule: %s %+v", *updated.Name, updated.Properties)
+			}
+			if *updated.Etag == *created.Etag {
+				t.Error("the ETag did not change on update")
+			}
+
+			del, err := rules.BeginDelete(ctx, "rg-prod", "web-01-nsg", "jit-deny-22", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := del.PollUntilDone(ctx, azPoll); err != nil {
+				t.Fatal(err)
+			}
+			_, err = rules.Get(ctx, "rg-prod", "web-01-nsg", "jit-deny-22", nil)
+			wantARMError(t, err, http.StatusNotFound, "NotFound")
+
+			// Deleting what is not there is a success without an operation.
+			del, err = rules.BeginDelete(ctx, "rg-prod", "web-01-nsg", "jit-deny-22", nil)
+			if err != nil || !del.Done() {
+				t.Fatalf("second delete: %v", err)
+			}
+			if calls := w.Calls(); calls["SecurityRules.CreateOrUpdate"] != 2 || calls["SecurityRules.Delete"] != 2 || calls["AzureAsyncOperation.Get"] < 3 {
+				t.Fatalf("calls: %v", calls)
+			}
+		})
+	}
+}
+
+func TestAzureDeleteLocationURL(t *testing.T) {
+	w := newAzureWorld(t, Options{PollInterval: 80 * time.Millisecond})
+	resp, _ := w.rawARM(t, http.MethodDelete, azWebNSG+"/securityRules/allow-https?api-version="+azAPIVersion, w.token())
+	if resp.StatusCode != http.StatusAccepted || resp.Header.Get("Azure-AsyncOperation") == "" || resp.Header.Get("Retry-After") != "1" {
+		t.Fatalf("delete: %d %v", resp.StatusCode, resp.Header)
+	}
+	location := strings.TrimPrefix(resp.Header.Get("Location"), w.URL)
+	resp, _ = w.rawARM(t, http.MethodGet, location, w.token())
+	if resp.StatusCode != http.StatusAccepted || resp.Header.Get("Location") == "" {
+		t.Fatalf("location while in progress: %d", resp.StatusCode)
+	}
+	status := strings.TrimPrefix(resp.Header.Get("Location"), w.URL)
+	status = strings.Replace(status, "/operationResults/", "/operations/", 1)
+	if _, body := w.rawARM(t, http.MethodGet, status, w.token()); body["status"] != "InProgress" {
+		t.Fatalf("status while in progress: %v", body)
+	}
+	time.Sleep(100 * time.Millisecond)
+	if resp, _ = w.rawARM(t, http.MethodGet, location, w.token()); resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("location when done: %d", resp.StatusCode)
+	}
+	if _, body := w.rawARM(t, http.MethodGet, status, w.token()); body["status"] != "Succeeded" {
+		t.Fatalf("status when done: %v", body)
+	}
+}
+
+func TestAzureErrorCodes(t *testing.T) {
+	w := newAzureWorld(t, Options{})
+	ctx := context.Background()
+	rules := w.net.NewSecurityRulesClient()
+	put := func(name string, rule armnetwork.SecurityRule) error {
+		_, err := rules.BeginCreateOrUpdate(ctx, "rg-prod", "web-subnet-nsg", name, rule, nil)
+		return err
+	}
+	with := func(change func(p *armnetwork.SecurityRulePropertiesFormat)) armnetwork.SecurityRule {
+		r := sshRule(150, "*")
+		change(r.Properties)
+		return r
+	}
+	cases := []struct {
+		name   string
+		call   func() error
+		status int
+		code   string
+	}{
+		{"priority below 100", func() error { return put("r", sshRule(99, "*")) }, 400, "SecurityRuleInvalidPriority"},
+		{"priority above 4096", func() error { return put("r", sshRule(4097, "*")) }, 400, "SecurityRuleInvalidPriority"},
+		{"same priority and direction", func() error { return put("r", sshRule(200, "*")) }, 400, "SecurityRuleConflict"},
+		{"description over 140", func() error {
+			return put("r", with(func(p *armnetwork.SecurityRulePropertiesFormat) { p.Description = to.Ptr(strings.Repeat("x", 141)) }))
+		}, 400, "SecurityRuleDescriptionTooLong"},
+		{"name over 80", func() error { return put(strings.Repeat("n", 81), sshRule(150, "*")) }, 400, "InvalidResourceName"},
+		{"invalid protocol", func() error {
+			return put("r", with(func(p *armnetwork.SecurityRulePropertiesFormat) {
+				p.Protocol = to.Ptr(armnetwork.SecurityRuleProtocol("Gre"))
+			}))
+		}, 400, "InvalidRequestFormat"},
+		{"invalid access", func() error {
+			return put("r", with(func(p *armnetwork.SecurityRulePropertiesFormat) {
+				p.Access = to.Ptr(armnetwork.SecurityRuleAccess("Block"))
+			}))
+		}, 400, "InvalidRequestFormat"},
+		{"invalid direction", func() error {
+			return put("r", with(func(p *armnetwork.SecurityRulePropertiesFormat) {
+				p.Direction = to.Ptr(armnetwork.SecurityRuleDirection("Sideways"))
+			}))
+		}, 400, "InvalidRequestFormat"},
+		{"singular and plural prefixes", func() error {
+			return put("r", with(func(p *armnetwork.SecurityRulePropertiesFormat) {
+				p.SourceAddressPrefixes = []*string{to.Ptr("10.0.0.0/8")}
+			}))
+		}, 400, "SecurityRuleParametersConflict"},
+		{"prefix with host bits", func() error { return put("r", sshRule(150, "10.0.0.1/8")) }, 400, "SecurityRuleInvalidAddressPrefix"},
+		{"tag in plural prefixes", func() error {
+			return put("r", with(func(p *armnetwork.SecurityRulePropertiesFormat) {
+				p.SourceAddressPrefix, p.SourceAddressPrefixes = nil, []*string{to.Ptr("Internet")}
+			}))
+		}, 400, "SecurityRuleParameterContainsUnsupportedValue"},
+		{"bad port", func() error {
+			return put("r", with(func(p *armnetwork.SecurityRulePropertiesFormat) { p.DestinationPortRange = to.Ptr("any") }))
+		}, 400, "SecurityRuleInvalidPortRange"},
+		{"missing resource group", func() error {
+			return errOf(rules.Get(ctx, "rg-nope", "web-subnet-nsg", "r", nil))
+		}, 404, "ResourceGroupNotFound"},
+		{"missing NSG", func() error { return errOf(w.net.NewSecurityGroupsClient().Get(ctx, "rg-prod", "nope", nil)) }, 404, "ResourceNotFound"},
+		{"missing NSG of a rule write", func() error {
+			return errOf(rules.BeginCreateOrUpdate(ctx, "rg-prod", "nope", "r", sshRule(150, "*"), nil))
+		}, 404, "ResourceNotFound"},
+		{"missing rule", func() error { return errOf(rules.Get(ctx, "rg-prod", "web-subnet-nsg", "nope", nil)) }, 404, "NotFound"},
+		{"missing VM", func() error { return errOf(w.comp.NewVirtualMachinesClient().Get(ctx, "rg-prod", "nope", nil)) }, 404, "ResourceNotFound"},
+		{"dangling NIC of a VM", func() error {
+			return errOf(w.net.NewInterfacesClient().Get(ctx, "rg-legacy", "deleted-nic", nil))
+		}, 404, "ResourceNotFound"},
+		{"missing subnet", func() error {
+			return errOf(w.net.NewSubnetsClient().Get(ctx, "rg-prod", "vnet-prod", "nope", nil))
+		}, 404, "NotFound"},
+		{"whole-NSG PUT is refused", func() error {
+			return errOf(w.net.NewSecurityGroupsClient().BeginCreateOrUpdate(ctx, "rg-prod", "db-nsg", armnetwork.SecurityGroup{Location: to.Ptr("westeurope")}, nil))
+		}, 405, "MethodNotAllowed"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) { wantARMError(t, c.call(), c.status, c.code) })
+	}
+	_, err := w.net.NewSecurityGroupsClient().Get(ctx, "rg-prod", "nope", nil)
+	if !strings.Contains(err.Error(), "The Resource 'Microsoft.Network/networkSecurityGroups/nope' under resource group 'rg-prod' was not found") {
+		t.Errorf("ResourceNotFound message: %v", err)
+	}
+	// A rule with the same priority in the other direction is no conflict.
+	out := sshRule(200, "*")
+	out.Properties.Direction = to.Ptr(armnetwork.SecurityRuleDirectionOutbound)
+	if err := put("outbound-200", out); err != nil {
+		t.Fatal(err)
+	}
+	if len(w.Snapshot().Azure.NetworkSecurityGroups[1].SecurityRules) != 2 {
+		t.Fatal("the outbound rule was not stored")
+	}
+}
+
+// errOf keeps the error of a two-result call.
+func errOf[T any](_ T, err error) error { return err }
+
+func TestAzureRuleLimit(t *testing.T) {
+	nsg := AzureNSG{ID: azProd + "Microsoft.Network/networkSecurityGroups/full"}
+	for i := range maxSecurityRules {
+		nsg.SecurityRules = append(nsg.SecurityRules, AzureSecurityRule{
+			Name: "r" + strconv.Itoa(i), Priority: int32(100 + i), Direction: "Inbound", Access: "Allow", Protocol: "Tcp",
+			SourceAddressPrefix: "*", SourcePortRange: "*", DestinationAddressPrefix: "*", DestinationPortRange: strconv.Itoa(i + 1),
+		})
+	}
+	w := newAzureWorldFrom(t, &Fixture{Azure: AzureFixture{NetworkSecurityGroups: []AzureNSG{nsg}}}, Options{})
+	rule := sshRule(4096, "*")
+	rule.Properties.Direction = to.Ptr(armnetwork.SecurityRuleDirectionOutbound)
+	_, err := w.net.NewSecurityRulesClient().BeginCreateOrUpdate(context.Background(), "rg-prod", "full", "one-more", rule, nil)
+	wantARMError(t, err, http.StatusBadRequest, "SecurityRuleCountLimitReached")
+}
+
+func TestAzureAuthentication(t *testing.T) {
+	w := newAzureWorld(t, Options{})
+	path := azWebVM + "?api-version=" + azAPIVersion
+	resp, body := w.rawARM(t, http.MethodGet, path, "")
+	if resp.StatusCode != 401 || body["error"].(map[string]any)["code"] != "AuthenticationFailed" || resp.Header.Get("WWW-Authenticate") == "" {
+		t.Fatalf("no token: %d %v", resp.StatusCode, body)
+	}
+	resp, body = w.rawARM(t, http.MethodGet, azWebVM, w.token())
+	if resp.StatusCode != 400 || body["error"].(map[string]any)["code"] != "MissingApiVersionParameter" {
+		t.Fatalf("no api-version: %d %v", resp.StatusCode, body)
+	}
+	expired, _ := issueToken(armAudience, azTenant, Identity{}, time.Now().Add(-25*time.Hour))
+	wrongAudience, _ := issueToken("https://vault.azure.net", azTenant, Identity{}, time.Now())
+	for token, code := range map[string]string{
+		"not-a-jwt": "InvalidAuthenticationToken", expired: "ExpiredAuthenticationToken", wrongAudience: "InvalidAuthenticationTokenAudience",
+	} {
+		_, comp := w.factories(t, rawCred(token), w.opts)
+		_, err := comp.NewVirtualMachinesClient().Get(context.Background(), "rg-prod", "web-01", nil)
+		wantARMError(t, err, http.StatusUnauthorized, code)
+	}
+	resp, body = w.rawARM(t, http.MethodGet, "/subscriptions/00000000-0000-0000-0000-00000000dead/providers/Microsoft.Compute/virtualMachines?api-version=1", w.token())
+	if resp.StatusCode != 404 || body["error"].(map[string]any)["code"] != "SubscriptionNotFound" {
+		t.Fatalf("unknown subscription: %d %v", resp.StatusCode, body)
+	}
+}
+
+func TestAzureOneWritePerNSG(t *testing.T) {
+	w := newAzureWorld(t, Options{PollInterval: 300 * time.Millisecond})
+	ctx := context.Background()
+	rules := w.noRetryRules(t)
+
+	first, err := rules.BeginCreateOrUpdate(ctx, "rg-prod", "web-01-nsg", "first", sshRule(100, "*"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = rules.BeginCreateOrUpdate(ctx, "rg-prod", "web-01-nsg", "second", sshRule(101, "*"), nil)
+	re := wantARMError(t, err, http.StatusTooManyRequests, "RetryableError")
+	if re.RawResponse.Header.Get("Retry-After") == "" || !strings.Contains(err.Error(), "RetryableErrorDueToAnotherOperation") {
+		t.Fatalf("429 without Retry-After or reason: %v %v", re.RawResponse.Header, err)
+	}
+	_, err = rules.BeginDelete(ctx, "rg-prod", "web-01-nsg", "allow-https", nil)
+	wantARMError(t, err, http.StatusTooManyRequests, "RetryableError")
+
+	// Other NSGs are not held: writes to them proceed in parallel.
+	var wg sync.WaitGroup
+	errs := make(chan error, 2)
+	for _, nsg := range []string{"web-subnet-nsg", "db-nsg"} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p, err := rules.BeginCreateOrUpdate(ctx, "rg-prod", nsg, "parallel", sshRule(300, "*"), nil)
+			if err == nil {
+				_, err = p.PollUntilDone(ctx, azPoll)
+			}
+			errs <- err
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := first.PollUntilDone(ctx, azPoll); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rules.BeginCreateOrUpdate(ctx, "rg-prod", "web-01-nsg", "second", sshRule(101, "*"), nil); err != nil {
+		t.Fatalf("write after the first completed: %v", err)
+	}
+
+	// Concurrent writers to one NSG: exactly one wins, the others get 429.
+	w2 := newAzureWorld(t, Options{PollInterval: 300 * time.Millisecond})
+	rules2 := w2.noRetryRules(t)
+	results := make(chan error, 8)
+	for i := range 8 {
+		go func() {
+			_, err := rules2.BeginCreateOrUpdate(ctx, "rg-prod", "db-nsg", "r"+strconv.Itoa(i), sshRule(int32(500+i), "*"), nil)
+			results <- err
+		}()
+	}
+	wins := 0
+	for range 8 {
+		if err := <-results; err == nil {
+			wins++
+		} else {
+			wantARMError(t, err, http.StatusTooManyRequests, "RetryableError")
+		}
+	}
+	if wins != 1 {
+		t.Fatalf("%d concurrent writes succeeded, want 1", wins)
+	}
+
+	// azcore retries 429 itself, honouring the emulator's hint.
+	w3 := newAzureWorld(t, Options{PollInterval: 100 * time.Millisecond})
+	retrying := w3.net.NewSecurityRulesClient()
+	if _, err := retrying.BeginCreateOrUpdate(ctx, "rg-prod", "db-nsg", "a", sshRule(100, "*"), nil); err != nil {
+		t.Fatal(err)
+	}
+	p, err := retrying.BeginCreateOrUpdate(ctx, "rg-prod", "db-nsg", "b", sshRule(101, "*"), nil)
+	if err != nil {
+		t.Fatalf("azcore did not retry through the 429: %v", err)
+	}
+	if _, err := p.PollUntilDone(ctx, azPoll); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestAzureFirewall(t *testing.T) {
+	w := newAzureWorld(t, Options{PollInterval: 50 * time.Millisecond})
+	ctx := context.Background()
+	fws := w.net.NewAzureFirewallsClient()
+	got, err := fws.Get(ctx, "rg-hub", "fw-hub", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := got.Properties
+	if len(p.NetworkRuleCollections) != 1 || len(p.NatRuleCollections) != 1 || len(p.ApplicationRuleCollections) != 1 ||
+		*p.IPConfigurations[0].Properties.PrivateIPAddress != "10.10.255.4" || p.FirewallPolicy != nil {
+		t.Fatalf("unexpected firewall: %+v", p)
+	}
+	// Read-modify-write: add a deny collection, keep everything else.
+	fw := got.AzureFirewall
+	fw.Properties.NetworkRuleCollections = append(fw.Properties.NetworkRuleCollections, &armnetwork.AzureFirewallNetworkRuleCollection{
+		Name: to.Ptr("jit-deny"),
+		Properties: &armnetwork.AzureFirewallNetworkRuleCollectionPropertiesFormat{
+			Priority: to.Ptr[int32](150), Action: &armnetwork.AzureFirewallRCAction{Type: to.Ptr(armnetwork.AzureFirewallRCActionTypeDeny)},
+			Rules: []*armnetwork.AzureFirewallNetworkRule{{
+				Name: to.Ptr("deny-ssh-web"), Protocols: []*armnetwork.AzureFirewallNetworkRuleProtocol{to.Ptr(armnetwork.AzureFirewallNetworkRuleProtocolTCP)},
+				SourceAddresses: []*string{to.Ptr("*")}, DestinationAddresses: []*string{to.Ptr("10.10.1.4")}, DestinationPorts: []*string{to.Ptr("22")},
+			}},
+		},
+	})
+	poller, err := fws.BeginCreateOrUpdate(ctx, "rg-hub", "fw-hub", fw, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// One write at a time per firewall.
+	_, err = w.net.NewAzureFirewallsClient().BeginCreateOrUpdate(ctx, "rg-hub", "fw-hub", fw, nil)
+	if re := wantARMError(t, err, http.StatusConflict, "AnotherOperationInProgress"); re.RawResponse.Header.Get("Retry-After") == "" {
+		t.Fatal("409 without Retry-After")
+	}
+	done, err := poller.PollUntilDone(ctx, azPoll)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dp := done.Properties
+	if *dp.ProvisioningState != armnetwork.ProvisioningStateSucceeded || len(dp.NetworkRuleCollections) != 2 ||
+		*dp.NetworkRuleCollections[1].Properties.Rules[0].DestinationPorts[0] != "22" || len(dp.ApplicationRuleCollections) != 1 ||
+		*dp.ApplicationRuleCollections[0].Properties.Rules[0].TargetFqdns[0] != "*.ubuntu.com" ||
+		*dp.NatRuleCollections[0].Properties.Rules[0].TranslatedAddress != "10.10.1.4" {
+		t.Fatalf("firewall after the write: %+v", dp)
+	}
+
+	bad := func(change func(p *armnetwork.AzureFirewallPropertiesFormat)) error {
+		cp, _ := fws.Get(ctx, "rg-hub", "fw-hub", nil)
+		change(cp.Properties)
+		_, err := fws.BeginCreateOrUpdate(ctx, "rg-hub", "fw-hub", cp.AzureFirewall, nil)
+		return err
+	}
+	wantARMError(t, bad(func(p *armnetwork.AzureFirewallPropertiesFormat) {
+		*p.NetworkRuleCollections[1].Properties.Priority = 65001
+	}),
+		400, "AzureFirewallRuleCollectionInvalidPriority")
+	wantARMError(t, bad(func(p *armnetwork.AzureFirewallPropertiesFormat) {
+		*p.NetworkRuleCollections[1].Properties.Priority = 200
+	}),
+		400, "AzureFirewallRuleCollectionDuplicatePriority")
+	wantARMError(t, bad(func(p *armnetwork.AzureFirewallPropertiesFormat) {
+		p.NatRuleCollections[0].Properties.Action.Type = to.Ptr(armnetwork.AzureFirewallNatRCActionType("Allow"))
+	}), 400, "AzureFirewallRuleCollectionInvalidAction")
+	wantARMError(t, bad(func(p *armnetwork.AzureFirewallPropertiesFormat) {
+		p.NetworkRuleCollections[1].Properties.Action.Type = to.Ptr(armnetwork.AzureFirewallRCActionType("Dnat"))
+	}), 400, "AzureFirewallRuleCollectionInvalidAction")
+
+	managed, err := fws.Get(ctx, "rg-hub", "fw-managed", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if managed.Properties.FirewallPolicy == nil || len(managed.Properties.NetworkRuleCollections) != 0 {
+		t.Fatalf("managed firewall: %+v", managed.Properties)
+	}
+	managed.Properties.NetworkRuleCollections = fw.Properties.NetworkRuleCollections
+	_, err = fws.BeginCreateOrUpdate(ctx, "rg-hub", "fw-managed", managed.AzureFirewall, nil)
+	wantARMError(t, err, http.StatusBadRequest, "AzureFirewallPolicyAndRuleCollectionsConflict")
+	policy, err := w.net.NewFirewallPoliciesClient().Get(ctx, "rg-hub", "fwpol-hub", nil)
+	if err != nil || len(policy.Properties.Firewalls) != 1 {
+		t.Fatalf("firewall policy: %v %+v", err, policy)
+	}
+}
+
+func TestAzureVMTagUpdate(t *testing.T) {
+	w := newAzureWorld(t, Options{PollInterval: 20 * time.Millisecond})
+	ctx := context.Background()
+	vms := w.comp.NewVirtualMachinesClient()
+	before, err := vms.Get(ctx, "rg-prod", "web-01", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tags := before.Tags
+	tags["jit-policy"] = to.Ptr("prod-web")
+	poller, err := vms.BeginUpdate(ctx, "rg-prod", "web-01", armcompute.VirtualMachineUpdate{Tags: tags}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	after, err := poller.PollUntilDone(ctx, azPoll)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if *after.Tags["jit-policy"] != "prod-web" || *after.Tags["env"] != "prod" || len(after.Tags) != 3 {
+		t.Fatalf("tags: %v", after.Tags)
+	}
+	if *after.Properties.VMID != *before.Properties.VMID || len(after.Properties.NetworkProfile.NetworkInterfaces) != 1 ||
+		*after.Properties.HardwareProfile.VMSize != *before.Properties.HardwareProfile.VMSize {
+		t.Fatal("a tag update changed other properties")
+	}
+}
+
+func TestAzureInjectedFaults(t *testing.T) {
+	w := newAzureWorld(t, Options{})
+	ctx := context.Background()
+	rules := w.noRetryRules(t)
+	w.InjectFault(Fault{Operation: "SecurityRules.CreateOrUpdate", FailNext: 1, Status: 429, Code: "TooManyRequests", RetryAfter: time.Second})
+	_, err := rules.BeginCreateOrUpdate(ctx, "rg-prod", "db-nsg", "r1", sshRule(100, "*"), nil)
+	if re := wantARMError(t, err, http.StatusTooManyRequests, "TooManyRequests"); re.RawResponse.Header.Get("Retry-After") != "1" {
+		t.Fatal("injected 429 without Retry-After")
+	}
+	if n := len(w.Snapshot().Azure.NetworkSecurityGroups[2].SecurityRules); n != 0 {
+		t.Fatalf("a failed write left %d rules", n)
+	}
+
+	w.InjectFault(Fault{Operation: "SecurityRules.CreateOrUpdate", DropAfterWrite: 1})
+	_, err = rules.BeginCreateOrUpdate(ctx, "rg-prod", "db-nsg", "r1", sshRule(100, "*"), nil)
+	var re *azcore.ResponseError
+	if err == nil || errors.As(err, &re) {
+		t.Fatalf("want a connection error, got %v", err)
+	}
+	got, err := rules.Get(ctx, "rg-prod", "db-nsg", "r1", nil)
+	if err != nil || *got.Properties.Priority != 100 {
+		t.Fatalf("the dropped write was not applied: %v", err)
+	}
+}
+
+func TestAzureSnapshotRoundTrip(t *testing.T) {
+	w := newAzureWorld(t, Options{PollInterval: time.Hour}) // the write stays in progress
+	if _, err := w.net.NewSecurityRulesClient().BeginCreateOrUpdate(context.Background(), "rg-prod", "db-nsg", "new", sshRule(100, "*"), nil); err != nil {
+		t.Fatal(err)
+	}
+	first := w.Snapshot()
+	if rules := first.Azure.NetworkSecurityGroups[2].SecurityRules; len(rules) != 1 || rules[0].Name != "new" || rules[0].DestinationAddressPrefixes[1] != "fd00:db8:10:1::4" {
+		t.Fatalf("snapshot rules: %+v", rules)
+	}
+	b, err := json.Marshal(first)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var reloaded Fixture
+	if err := json.Unmarshal(b, &reloaded); err != nil {
+		t.Fatal(err)
+	}
+	sim, err := New(&reloaded, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if second := sim.Snapshot(); !reflect.DeepEqual(first.Azure, second.Azure) {
+		a, _ := json.Marshal(first.Azure)
+		c, _ := json.Marshal(second.Azure)
+		t.Fatalf("round trip changed the world:\n%s\n%s", a, c)
+	}
+}
+
+func TestAzureFixtureValidation(t *testing.T) {
+	base := func() AzureFixture {
+		fx, err := LoadFixture("testdata/azure_fixture.json")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fx.Azure
+	}
+	cases := map[string]struct {
+		change func(*AzureFixture)
+		want   string
+	}{
+		"missing NIC":           {func(fx *AzureFixture) { fx.VirtualMachines[0].NetworkInterfaces[0] += "x" }, "web-01-nicx does not exist"},
+		"missing subnet":        {func(fx *AzureFixture) { fx.NetworkInterfaces[0].IPConfigurations[0].Subnet += "x" }, `subnet "` + azWebSubnet + `x" does not exist`},
+		"NSG of the wrong type": {func(fx *AzureFixture) { fx.NetworkInterfaces[0].NetworkSecurityGroup = azWebNIC }, "is not an existing Microsoft.Network/networkSecurityGroups"},
+		"bad ID":                {func(fx *AzureFixture) { fx.NetworkSecurityGroups[0].ID = azWebNIC + "2" }, "is not a Microsoft.Network/networkSecurityGroups ID"},
+		"duplicate ID": {func(fx *AzureFixture) {
+			fx.NetworkSecurityGroups[1].ID = strings.ToUpper(fx.NetworkSecurityGroups[0].ID)
+		}, "defined twice"},
+		"invalid rule":  {func(fx *AzureFixture) { fx.NetworkSecurityGroups[0].SecurityRules[0].Priority = 5000 }, "invalid Priority"},
+		"rule conflict": {func(fx *AzureFixture) { fx.NetworkSecurityGroups[0].SecurityRules[0].Priority = 1000 }, "conflicts with rule"},
+		"shared NIC":    {func(fx *AzureFixture) { fx.VirtualMachines[1].NetworkInterfaces[0] = azWebNIC }, "attached to both"},
+		"policy and classic rules": {func(fx *AzureFixture) {
+			fx.Firewalls[0].FirewallPolicy = fx.FirewallPolicies[0].ID
+		}, "cannot also have classic rule collections"},
+	}
+	for name, c := range cases {
+		t.Run(name, func(t *testing.T) {
+			fx := base()
+			c.change(&fx)
+			_, err := New(&Fixture{Azure: fx}, Options{})
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("want an error containing %q, got %v", c.want, err)
+			}
+		})
+	}
+}
+
+func TestAzureOperationsListed(t *testing.T) {
+	for _, op := range []string{"VirtualMachines.Get", "VirtualMachines.Update", "VirtualMachines.ListAll", "Interfaces.Get", "Subnets.Get",
+		"SecurityGroups.List", "SecurityRules.CreateOrUpdate", "SecurityRules.Delete", "AzureFirewalls.CreateOrUpdate",
+		"PublicIPAddresses.Get", "AzureAsyncOperation.Get", "ManagedIdentity.GetToken"} {
+		if indexFold(Operations(), op) < 0 {
+			t.Errorf("%s is not listed", op)
+		}
+	}
+}

@@ -1,0 +1,206 @@
+// Package cloudsim is a stateful, in-memory emulator of the subsets of Azure
+// Resource Manager and Amazon EC2 that the provider uses, served over HTTP on
+// loopback. The real SDK clients talk to it through endpoint overrides, so
+// tests and the demo exercise the same request/response shapes, error codes
+// and long-running-operation protocol as the real clouds.
+//
+// It is test and demo infrastructure only and is never linked into the
+// provider binary.
+package cloudsim
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Options tune the emulator's timing.
+type Options struct {
+	// PollInterval is the Retry-After (seconds, rounded up) advertised on
+	// long-running operations and the time an operation stays "InProgress"
+	// before it completes. Zero completes operations on the first poll.
+	PollInterval time.Duration
+	// Identity is the caller identity returned by the Azure managed-identity
+	// token endpoint and by sts:GetCallerIdentity.
+	Identity Identity
+}
+
+// Identity is who the emulator says the caller is.
+type Identity struct {
+	// UPN and ObjectID become the upn and oid claims of issued Azure tokens.
+	UPN      string `json:"upn"`
+	ObjectID string `json:"oid"`
+	// AWSAccount and AWSArn are returned by sts:GetCallerIdentity.
+	AWSAccount string `json:"aws_account"`
+	AWSArn     string `json:"aws_arn"`
+}
+
+// Sim is one emulated world of both clouds. All state is guarded by mu.
+type Sim struct {
+	opts Options
+
+	mu     sync.Mutex
+	azure  *azureState
+	aws    *awsState
+	calls  map[string]int
+	faults map[string]*Fault
+	rand   func() float64
+}
+
+// New builds an emulator seeded from fx (which may be nil for an empty world).
+func New(fx *Fixture, opts Options) (*Sim, error) {
+	if fx == nil {
+		fx = &Fixture{}
+	}
+	if opts.Identity.UPN == "" {
+		opts.Identity = Identity{
+			UPN:        "operator@example.com",
+			ObjectID:   "00000000-0000-0000-0000-0000000000aa",
+			AWSAccount: "123456789012",
+			AWSArn:     "arn:aws:iam::123456789012:user/operator",
+		}
+	}
+	s := &Sim{
+		opts:   opts,
+		calls:  map[string]int{},
+		faults: map[string]*Fault{},
+		rand:   newRand(),
+	}
+	var err error
+	if s.azure, err = newAzureState(fx.Azure); err != nil {
+		return nil, fmt.Errorf("azure fixture: %w", err)
+	}
+	if s.aws, err = newAWSState(fx.AWS); err != nil {
+		return nil, fmt.Errorf("aws fixture: %w", err)
+	}
+	return s, nil
+}
+
+// Fixture seeds the emulator. Each cloud's part is defined beside its handlers.
+type Fixture struct {
+	Azure AzureFixture `json:"azure"`
+	AWS   AWSFixture   `json:"aws"`
+}
+
+// LoadFixture reads a JSON fixture file.
+func LoadFixture(path string) (*Fixture, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var fx Fixture
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&fx); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return &fx, nil
+}
+
+// ServeHTTP routes a request to the admin API, the Azure managed-identity
+// token endpoint, ARM, or the AWS query protocol (EC2 and STS).
+func (s *Sim) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	switch {
+	case strings.HasPrefix(r.URL.Path, "/_admin/"):
+		s.serveAdmin(w, r)
+	case r.URL.Path == "/msi/token":
+		s.serveManagedIdentityToken(w, r)
+	case strings.HasPrefix(strings.ToLower(r.URL.Path), "/subscriptions/"):
+		s.serveARM(w, r)
+	case r.Method == http.MethodPost && strings.HasPrefix(r.Header.Get("Content-Type"), "application/x-www-form-urlencoded"):
+		s.serveAWSQuery(w, r)
+	default:
+		http.Error(w, "cloudsim: no route for "+r.Method+" "+r.URL.Path, http.StatusNotFound)
+	}
+}
+
+// Server is an emulator listening on a loopback address.
+type Server struct {
+	*Sim
+	URL      string
+	listener net.Listener
+	http     *http.Server
+}
+
+// Start serves sim on addr ("127.0.0.1:0" picks a free port).
+func Start(sim *Sim, addr string) (*Server, error) {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	srv := &Server{Sim: sim, URL: "http://" + l.Addr().String(), listener: l, http: &http.Server{Handler: sim, ReadHeaderTimeout: 10 * time.Second}}
+	go func() { _ = srv.http.Serve(l) }()
+	return srv, nil
+}
+
+// Close stops the server.
+func (s *Server) Close() error { return s.http.Close() }
+
+// count records one call of op. Callers hold no lock.
+func (s *Sim) count(op string) {
+	s.mu.Lock()
+	s.calls[op]++
+	s.mu.Unlock()
+}
+
+// Calls returns how many times each operation was called.
+func (s *Sim) Calls() map[string]int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string]int, len(s.calls))
+	for k, v := range s.calls {
+		out[k] = v
+	}
+	return out
+}
+
+// ResetCalls zeroes the call counters.
+func (s *Sim) ResetCalls() {
+	s.mu.Lock()
+	s.calls = map[string]int{}
+	s.mu.Unlock()
+}
+
+// Operations lists every operation name the emulator serves, sorted.
+func Operations() []string {
+	ops := append(append([]string{}, armOperations...), awsOperations...)
+	sort.Strings(ops)
+	return ops
+}
+
+// Env is the environment the provider (and the SDKs' default credential
+// chains) need to reach this emulator: a managed-identity endpoint the way
+// Azure App Service exposes one, static AWS keys, and the STS endpoint.
+func (s *Server) Env() [][2]string {
+	return [][2]string{
+		{"IDENTITY_ENDPOINT", s.URL + "/msi/token"},
+		{"IDENTITY_HEADER", "cloudsim"},
+		{"AWS_ACCESS_KEY_ID", "AKIACLOUDSIMEXAMPLE"},
+		{"AWS_SECRET_ACCESS_KEY", "cloudsim-secret"},
+		{"AWS_REGION", s.Sim.aws.region()},
+		{"AWS_ENDPOINT_URL_STS", s.URL},
+		{"AWS_EC2_METADATA_DISABLED", "true"},
+	}
+}
+
+// ProviderBlock is a provider "jit" block pointed at this emulator.
+func (s *Server) ProviderBlock() string {
+	return fmt.Sprintf(`provider "jit" {
+  azure {
+    subscription_id           = %q
+    resource_manager_endpoint = %q
+  }
+  aws {
+    region   = %q
+    endpoint = %q
+  }
+}
+`, s.Sim.azure.subscriptionID(), s.URL, s.Sim.aws.region(), s.URL)
+}
