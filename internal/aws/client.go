@@ -7,9 +7,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 
 	awssdk "github.com/aws/aws-sdk-go-v2/aws"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 
@@ -31,6 +34,22 @@ type Client struct {
 	EC2    *ec2.Client
 }
 
+// opaqueBodyClient hides the request body's WriterTo from net/http. smithy
+// closes the body once response headers arrive; if net/http has not made its
+// final read of the body by then, WriteTo's io.EOF makes it close the
+// connection mid-response, and the SDK retries a write that already
+// happened (an authorize then fails with InvalidPermission.Duplicate). A fast
+// endpoint on loopback hits this often; hiding WriteTo makes net/http copy
+// with Read, which ends cleanly.
+type opaqueBodyClient struct{ next awssdk.HTTPClient }
+
+func (c opaqueBodyClient) Do(r *http.Request) (*http.Response, error) {
+	if r.Body != nil && r.Body != http.NoBody {
+		r.Body = struct{ io.ReadCloser }{r.Body}
+	}
+	return c.next.Do(r)
+}
+
 // New loads the AWS config chain and builds the EC2 client.
 func New(ctx context.Context, cfg Config) (*Client, error) {
 	var opts []func(*config.LoadOptions) error
@@ -43,6 +62,7 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 	if cfg.UserAgent != "" {
 		opts = append(opts, config.WithAppID(cfg.UserAgent))
 	}
+	opts = append(opts, config.WithHTTPClient(opaqueBodyClient{awshttp.NewBuildableClient()}))
 	awsCfg, err := config.LoadDefaultConfig(ctx, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("loading AWS configuration: %w", err)

@@ -18,6 +18,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/network/armnetwork/v9"
 
 	"github.com/jitaccess/terraform-provider-jit/internal/endpoint"
+	"github.com/jitaccess/terraform-provider-jit/internal/locks"
 )
 
 // Environments maps the provider's environment names to Azure clouds.
@@ -42,6 +43,9 @@ type Client struct {
 
 	cred    azcore.TokenCredential
 	options *arm.ClientOptions
+
+	// locks serialise this process's writes per NSG and firewall.
+	locks locks.Keyed
 
 	mu      sync.Mutex
 	network map[string]*armnetwork.ClientFactory

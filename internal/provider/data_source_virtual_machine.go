@@ -32,6 +32,28 @@ type virtualMachineModel struct {
 	PrivateIPAddresses types.List   `tfsdk:"private_ip_addresses"`
 	SecurityGroupIDs   types.List   `tfsdk:"security_group_ids"`
 	NetworkInterfaces  types.List   `tfsdk:"network_interfaces"`
+	PolicyName         types.String `tfsdk:"policy_name"`
+	LockedPorts        types.List   `tfsdk:"locked_ports"`
+}
+
+var lockedPortAttrTypes = map[string]attr.Type{
+	"number":                          types.Int64Type,
+	"protocol":                        types.StringType,
+	"allowed_source_address_prefixes": types.ListType{ElemType: types.StringType},
+	"max_request_access_duration":     types.StringType,
+}
+
+func lockedPortsValue(ports []jit.Port) types.List {
+	vals := make([]attr.Value, len(ports))
+	for i, p := range ports {
+		vals[i] = types.ObjectValueMust(lockedPortAttrTypes, map[string]attr.Value{
+			"number":                          types.Int64Value(int64(p.Number)),
+			"protocol":                        types.StringValue(string(p.Protocol)),
+			"allowed_source_address_prefixes": stringList(p.AllowedSourcePrefixes),
+			"max_request_access_duration":     types.StringValue(p.MaxRequestAccessDuration.String()),
+		})
+	}
+	return types.ListValueMust(types.ObjectType{AttrTypes: lockedPortAttrTypes}, vals)
 }
 
 var networkInterfaceAttrTypes = map[string]attr.Type{
@@ -78,6 +100,20 @@ func (d *virtualMachineDataSource) Schema(_ context.Context, _ datasource.Schema
 				Computed: true, ElementType: types.StringType,
 				MarkdownDescription: "Every network security group (Azure: the NICs' and their subnets') or security group (EC2) on the path, once each.",
 			},
+			"policy_name": schema.StringAttribute{
+				Computed:            true,
+				MarkdownDescription: "The `jit_policy` covering the machine, read from its tags; empty when none.",
+			},
+			"locked_ports": schema.ListNestedAttribute{
+				Computed:            true,
+				MarkdownDescription: "The ports the policy locks, with the limits a request must respect, read from the machine's tags.",
+				NestedObject: schema.NestedAttributeObject{Attributes: map[string]schema.Attribute{
+					"number":                          schema.Int64Attribute{Computed: true, MarkdownDescription: "Port number."},
+					"protocol":                        schema.StringAttribute{Computed: true, MarkdownDescription: "`TCP`, `UDP` or `*`."},
+					"allowed_source_address_prefixes": schema.ListAttribute{Computed: true, ElementType: types.StringType, MarkdownDescription: "Sources a request may open the port to."},
+					"max_request_access_duration":     schema.StringAttribute{Computed: true, MarkdownDescription: "Longest access a request may get (ISO 8601)."},
+				}},
+			},
 			"network_interfaces": schema.ListNestedAttribute{
 				Computed:            true,
 				MarkdownDescription: "The machine's network interfaces, primary first.",
@@ -116,7 +152,13 @@ func (d *virtualMachineDataSource) Read(ctx context.Context, req datasource.Read
 		resp.Diagnostics.AddAttributeError(path.Root("virtual_machine_id"), summary, err.Error())
 		return
 	}
-	classification, reason := jit.Classify(m, false)
+	policy, ports, configured, err := jit.PolicyFromTags(m.Tags)
+	if err != nil {
+		resp.Diagnostics.AddAttributeWarning(path.Root("virtual_machine_id"), "Unreadable policy settings", err.Error())
+	}
+	classification, reason := jit.Classify(m, configured)
+	data.PolicyName = types.StringValue(policy)
+	data.LockedPorts = lockedPortsValue(ports)
 
 	nics := make([]attr.Value, 0, len(m.Interfaces))
 	for _, nic := range m.Interfaces {

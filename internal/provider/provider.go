@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"regexp"
 
 	"github.com/hashicorp/terraform-plugin-framework-validators/stringvalidator"
 	"github.com/hashicorp/terraform-plugin-framework/datasource"
@@ -144,7 +145,9 @@ func (p *jitProvider) Configure(ctx context.Context, req provider.ConfigureReque
 }
 
 func (p *jitProvider) Resources(context.Context) []func() resource.Resource {
-	return nil
+	return []func() resource.Resource{
+		newPolicyResource,
+	}
 }
 
 func (p *jitProvider) DataSources(context.Context) []func() datasource.DataSource {
@@ -194,3 +197,48 @@ func withEnv(v types.String, env string) string {
 	}
 	return os.Getenv(env)
 }
+
+// azureClient returns the Azure client for an Azure resource ID, or the
+// missing-block error naming it.
+func (c *clients) azureClient(id string) (*azure.Client, error) {
+	if c.azure == nil {
+		return nil, errNoBlock("azure", id)
+	}
+	return c.azure, nil
+}
+
+// untagMachine removes a policy's settings from a machine, if they are that policy's.
+func (c *clients) untagMachine(ctx context.Context, id, policy string) error {
+	m, err := c.machine(ctx, id)
+	if err != nil {
+		return err
+	}
+	if owner, _, ok, _ := jit.PolicyFromTags(m.Tags); !ok || owner != policy {
+		return nil
+	}
+	return c.tagMachine(ctx, m, nil)
+}
+
+// tagMachine writes a policy's settings onto a machine (set) and removes
+// any other policy setting it carries; set nil removes them all.
+func (c *clients) tagMachine(ctx context.Context, m *jit.Machine, set map[string]string) error {
+	if m.Cloud == jit.CloudAzure {
+		return c.azure.UpdateMachineTags(ctx, m.ID, set, jit.IsPolicyTag)
+	}
+	return c.aws.UpdateInstanceTags(ctx, m, set, jit.IsPolicyTag)
+}
+
+// policyMachines finds, for an import, the machines tagged with a policy.
+func (c *clients) policyMachines(ctx context.Context, policy string) ([]string, error) {
+	var ids []string
+	if c.azure != nil {
+		found, err := c.azure.TaggedMachines(ctx, jit.TagPolicy, policy)
+		if err != nil {
+			return nil, err
+		}
+		ids = append(ids, found...)
+	}
+	return ids, nil
+}
+
+func mustCompile(expr string) *regexp.Regexp { return regexp.MustCompile(expr) }

@@ -1,0 +1,204 @@
+package provider
+
+import (
+	"regexp"
+	"testing"
+
+	"github.com/hashicorp/terraform-plugin-testing/helper/resource"
+	"github.com/hashicorp/terraform-plugin-testing/knownvalue"
+	"github.com/hashicorp/terraform-plugin-testing/statecheck"
+	"github.com/hashicorp/terraform-plugin-testing/tfjsonpath"
+)
+
+const (
+	testSub     = "00000000-0000-0000-0000-000000000001"
+	testRG      = "/subscriptions/" + testSub + "/resourceGroups/prod"
+	testVM      = testRG + "/providers/Microsoft.Compute/virtualMachines/"
+	testNSG     = testRG + "/providers/Microsoft.Network/networkSecurityGroups/"
+	testNIC     = testRG + "/providers/Microsoft.Network/networkInterfaces/"
+	testSubnet  = testRG + "/providers/Microsoft.Network/virtualNetworks/prod-vnet/subnets/"
+	testEC2     = "i-0abc1234def567890"
+	testEC2Gone = "i-0def4567abc890123"
+)
+
+func TestAccVirtualMachineDataSource_azureResolvesNICAndSubnetNSGs(t *testing.T) {
+	cloud := newTestCloud(t, "world")
+	resource.ParallelTest(t, resource.TestCase{
+		ProtoV6ProviderFactories: protoV6ProviderFactories,
+		Steps: []resource.TestStep{{
+			Config: cloud.config(`data "jit_virtual_machine" "web" { virtual_machine_id = "` + testVM + `web" }`),
+			ConfigStateChecks: []statecheck.StateCheck{
+				statecheck.ExpectKnownValue("data.jit_virtual_machine.web", tfjsonpath.New("cloud"), knownvalue.StringExact("azure")),
+				statecheck.ExpectKnownValue("data.jit_virtual_machine.web", tfjsonpath.New("name"), knownvalue.StringExact("web")),
+				statecheck.ExpectKnownValue("data.jit_virtual_machine.web", tfjsonpath.New("location"), knownvalue.StringExact("westeurope")),
+				statecheck.ExpectKnownValue("data.jit_virtual_machine.web", tfjsonpath.New("classification"), knownvalue.StringExact("Not configured")),
+				statecheck.ExpectKnownValue("data.jit_virtual_machine.web", tfjsonpath.New("unsupported_reason"), knownvalue.StringExact("")),
+				statecheck.ExpectKnownValue("data.jit_virtual_machine.web", tfjsonpath.New("private_ip_addresses"),
+					knownvalue.ListExact([]knownvalue.Check{knownvalue.StringExact("10.0.1.4")})),
+				statecheck.ExpectKnownValue("data.jit_virtual_machine.web", tfjsonpath.New("security_group_ids"), knownvalue.ListExact([]knownvalue.Check{
+					knownvalue.StringExact(testNSG + "web-nic-nsg"),
+					knownvalue.StringExact(testNSG + "web-subnet-nsg"),
+				})),
+				statecheck.ExpectKnownValue("data.jit_virtual_machine.web", tfjsonpath.New("network_interfaces"), knownvalue.ListExact([]knownvalue.Check{
+					knownvalue.ObjectExact(map[string]knownvalue.Check{
+						"id":                               knownvalue.StringExact(testNIC + "web-nic"),
+						"subnet_id":                        knownvalue.StringExact(testSubnet + "web"),
+						"private_ip_addresses":             knownvalue.ListExact([]knownvalue.Check{knownvalue.StringExact("10.0.1.4")}),
+						"network_security_group_id":        knownvalue.StringExact(testNSG + "web-nic-nsg"),
+						"subnet_network_security_group_id": knownvalue.StringExact(testNSG + "web-subnet-nsg"),
+						"security_group_ids":               knownvalue.ListSizeExact(0),
+					}),
+				})),
+				statecheck.ExpectKnownValue("data.jit_virtual_machine.web", tfjsonpath.New("policy_name"), knownvalue.StringExact("")),
+			},
+		}},
+	})
+}
+
+func TestAccVirtualMachineDataSource_azureTwoNICsShareOneNSG(t *testing.T) {
+	cloud := newTestCloud(t, "world")
+	resource.ParallelTest(t, resource.TestCase{
+		ProtoV6ProviderFactories: protoV6ProviderFactories,
+		Steps: []resource.TestStep{{
+			Config: cloud.config(`data "jit_virtual_machine" "multi" { virtual_machine_id = "` + testVM + `multi" }`),
+			ConfigStateChecks: []statecheck.StateCheck{
+				statecheck.ExpectKnownValue("data.jit_virtual_machine.multi", tfjsonpath.New("private_ip_addresses"),
+					knownvalue.ListExact([]knownvalue.Check{knownvalue.StringExact("10.0.1.6"), knownvalue.StringExact("10.0.2.6")})),
+				// The NIC NSG is listed once although both NICs carry it.
+				statecheck.ExpectKnownValue("data.jit_virtual_machine.multi", tfjsonpath.New("security_group_ids"), knownvalue.ListExact([]knownvalue.Check{
+					knownvalue.StringExact(testNSG + "multi-nsg"),
+					knownvalue.StringExact(testNSG + "web-subnet-nsg"),
+				})),
+				statecheck.ExpectKnownValue("data.jit_virtual_machine.multi", tfjsonpath.New("network_interfaces"), knownvalue.ListSizeExact(2)),
+			},
+		}},
+	})
+}
+
+func TestAccVirtualMachineDataSource_azureNoNSGIsUnsupported(t *testing.T) {
+	cloud := newTestCloud(t, "world")
+	resource.ParallelTest(t, resource.TestCase{
+		ProtoV6ProviderFactories: protoV6ProviderFactories,
+		Steps: []resource.TestStep{{
+			Config: cloud.config(`data "jit_virtual_machine" "bare" { virtual_machine_id = "` + testVM + `bare" }`),
+			ConfigStateChecks: []statecheck.StateCheck{
+				statecheck.ExpectKnownValue("data.jit_virtual_machine.bare", tfjsonpath.New("classification"), knownvalue.StringExact("Unsupported")),
+				statecheck.ExpectKnownValue("data.jit_virtual_machine.bare", tfjsonpath.New("unsupported_reason"),
+					knownvalue.StringRegexp(regexp.MustCompile(`no network security group on the VM's path`))),
+			},
+		}},
+	})
+}
+
+func TestAccVirtualMachineDataSource_awsResolvesENIsAndGroups(t *testing.T) {
+	cloud := newTestCloud(t, "world")
+	resource.ParallelTest(t, resource.TestCase{
+		ProtoV6ProviderFactories: protoV6ProviderFactories,
+		Steps: []resource.TestStep{{
+			Config: cloud.config(`data "jit_virtual_machine" "db" { virtual_machine_id = "` + testEC2 + `" }`),
+			ConfigStateChecks: []statecheck.StateCheck{
+				statecheck.ExpectKnownValue("data.jit_virtual_machine.db", tfjsonpath.New("cloud"), knownvalue.StringExact("aws")),
+				statecheck.ExpectKnownValue("data.jit_virtual_machine.db", tfjsonpath.New("name"), knownvalue.StringExact("db-1")),
+				statecheck.ExpectKnownValue("data.jit_virtual_machine.db", tfjsonpath.New("location"), knownvalue.StringExact("eu-west-1")),
+				statecheck.ExpectKnownValue("data.jit_virtual_machine.db", tfjsonpath.New("classification"), knownvalue.StringExact("Not configured")),
+				statecheck.ExpectKnownValue("data.jit_virtual_machine.db", tfjsonpath.New("private_ip_addresses"),
+					knownvalue.ListExact([]knownvalue.Check{knownvalue.StringExact("10.1.1.10"), knownvalue.StringExact("10.1.2.10")})),
+				statecheck.ExpectKnownValue("data.jit_virtual_machine.db", tfjsonpath.New("security_group_ids"), knownvalue.ListExact([]knownvalue.Check{
+					knownvalue.StringExact("sg-0b5e3a1f2c4d6e8a0"),
+					knownvalue.StringExact("sg-0c7d9e1f3a5b7c9d1"),
+				})),
+				statecheck.ExpectKnownValue("data.jit_virtual_machine.db", tfjsonpath.New("network_interfaces").AtSliceIndex(1), knownvalue.ObjectPartial(map[string]knownvalue.Check{
+					"id":        knownvalue.StringExact("eni-0b0b0b0b0b0b0b0b2"),
+					"subnet_id": knownvalue.StringExact("subnet-0fedcba9876543210"),
+					"security_group_ids": knownvalue.ListExact([]knownvalue.Check{
+						knownvalue.StringExact("sg-0c7d9e1f3a5b7c9d1"), knownvalue.StringExact("sg-0b5e3a1f2c4d6e8a0"),
+					}),
+				})),
+			},
+		}},
+	})
+}
+
+func TestAccVirtualMachineDataSource_awsTerminatedIsUnsupported(t *testing.T) {
+	cloud := newTestCloud(t, "world")
+	resource.ParallelTest(t, resource.TestCase{
+		ProtoV6ProviderFactories: protoV6ProviderFactories,
+		Steps: []resource.TestStep{{
+			Config: cloud.config(`data "jit_virtual_machine" "old" { virtual_machine_id = "` + testEC2Gone + `" }`),
+			ConfigStateChecks: []statecheck.StateCheck{
+				statecheck.ExpectKnownValue("data.jit_virtual_machine.old", tfjsonpath.New("classification"), knownvalue.StringExact("Unsupported")),
+				statecheck.ExpectKnownValue("data.jit_virtual_machine.old", tfjsonpath.New("unsupported_reason"), knownvalue.StringExact("instance is terminated")),
+			},
+		}},
+	})
+}
+
+func TestAccVirtualMachineDataSource_unknownMachineIsAnError(t *testing.T) {
+	cloud := newTestCloud(t, "world")
+	resource.ParallelTest(t, resource.TestCase{
+		ProtoV6ProviderFactories: protoV6ProviderFactories,
+		Steps: []resource.TestStep{
+			{
+				Config:      cloud.config(`data "jit_virtual_machine" "x" { virtual_machine_id = "` + testVM + `nope" }`),
+				ExpectError: regexp.MustCompile(`Virtual machine not found[\s\S]*virtualMachines/nope`),
+			},
+			{
+				Config:      cloud.config(`data "jit_virtual_machine" "x" { virtual_machine_id = "i-0123456789abcdef0" }`),
+				ExpectError: regexp.MustCompile(`Virtual machine not found[\s\S]*InvalidInstanceID.NotFound`),
+			},
+		},
+	})
+}
+
+func TestAccVirtualMachineDataSource_invalidIDIsAPlanTimeError(t *testing.T) {
+	cloud := newTestCloud(t, "world")
+	resource.ParallelTest(t, resource.TestCase{
+		ProtoV6ProviderFactories: protoV6ProviderFactories,
+		Steps: []resource.TestStep{{
+			Config:      cloud.config(`data "jit_virtual_machine" "x" { virtual_machine_id = "web" }`),
+			ExpectError: regexp.MustCompile(`Invalid virtual machine ID[\s\S]*virtual_machine_id`),
+		}},
+	})
+}
+
+func TestAccVirtualMachineDataSource_missingCloudBlockIsAnError(t *testing.T) {
+	cloud := newTestCloud(t, "world")
+	resource.ParallelTest(t, resource.TestCase{
+		ProtoV6ProviderFactories: protoV6ProviderFactories,
+		Steps: []resource.TestStep{{
+			Config: `provider "jit" {
+  aws {
+    region   = "eu-west-1"
+    endpoint = "` + cloud.URL + `"
+  }
+}
+data "jit_virtual_machine" "web" { virtual_machine_id = "` + testVM + `web" }`,
+			ExpectError: regexp.MustCompile(`no azure block`),
+		}},
+	})
+}
+
+func TestAccProvider_plainHTTPOffLoopbackIsRefused(t *testing.T) {
+	resource.ParallelTest(t, resource.TestCase{
+		ProtoV6ProviderFactories: protoV6ProviderFactories,
+		Steps: []resource.TestStep{
+			{
+				Config: `provider "jit" {
+  azure { resource_manager_endpoint = "http://management.example.com" }
+}
+data "jit_virtual_machine" "web" { virtual_machine_id = "` + testVM + `web" }`,
+				ExpectError: regexp.MustCompile(`plain HTTP on\s+a\s+non-loopback\s+host`),
+			},
+			{
+				Config: `provider "jit" {
+  aws {
+    region   = "eu-west-1"
+    endpoint = "http://10.1.2.3:4566"
+  }
+}
+data "jit_virtual_machine" "db" { virtual_machine_id = "i-0abc1234def567890" }`,
+				ExpectError: regexp.MustCompile(`plain HTTP on\s+a\s+non-loopback\s+host`),
+			},
+		},
+	})
+}
