@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -125,12 +126,13 @@ type AzureFirewall struct {
 	ThreatIntelMode  string                  `json:"threat_intel_mode,omitempty"` // default Alert
 	FirewallPolicy   string                  `json:"firewall_policy,omitempty"`
 	IPConfigurations []AzureFirewallIPConfig `json:"ip_configurations,omitempty"`
-
-	NetworkRuleCollections []AzureFirewallNetworkCollection `json:"network_rule_collections,omitempty"`
-	NATRuleCollections     []AzureFirewallNATCollection     `json:"nat_rule_collections,omitempty"`
-	// ApplicationRuleCollections are kept verbatim in ARM's JSON shape: the
-	// provider never writes them but must carry them through its
-	// read-modify-write of the firewall.
+	// The classic rule collections are kept in ARM's JSON shape, as
+	// `az network firewall show` prints them: {"name", "properties":
+	// {"priority", "action": {"type"}, "rules": [...]}}. The emulator adds
+	// id, etag and provisioningState; everything else round-trips verbatim,
+	// as it must through the provider's read-modify-write of the firewall.
+	NetworkRuleCollections     []json.RawMessage `json:"network_rule_collections,omitempty"`
+	NATRuleCollections         []json.RawMessage `json:"nat_rule_collections,omitempty"`
 	ApplicationRuleCollections []json.RawMessage `json:"application_rule_collections,omitempty"`
 }
 
@@ -142,56 +144,23 @@ type AzureFirewallIPConfig struct {
 	PublicIP  string `json:"public_ip,omitempty"`
 }
 
-// AzureFirewallNetworkCollection is a classic network rule collection.
-type AzureFirewallNetworkCollection struct {
-	Name     string                     `json:"name"`
-	Priority int32                      `json:"priority"`
-	Action   string                     `json:"action"` // Allow | Deny
-	Rules    []AzureFirewallNetworkRule `json:"rules,omitempty"`
-}
-
-// AzureFirewallNetworkRule mirrors ARM's AzureFirewallNetworkRule field for
-// field (armFirewallNetworkRule converts to it directly).
-type AzureFirewallNetworkRule struct {
-	Name                 string   `json:"name"`
-	Description          string   `json:"description,omitempty"`
-	Protocols            []string `json:"protocols,omitempty"` // TCP | UDP | ICMP | Any
-	SourceAddresses      []string `json:"source_addresses,omitempty"`
-	SourceIPGroups       []string `json:"source_ip_groups,omitempty"`
-	DestinationAddresses []string `json:"destination_addresses,omitempty"`
-	DestinationIPGroups  []string `json:"destination_ip_groups,omitempty"`
-	DestinationFQDNs     []string `json:"destination_fqdns,omitempty"`
-	DestinationPorts     []string `json:"destination_ports,omitempty"`
-}
-
-// AzureFirewallNATCollection is a classic NAT (DNAT) rule collection.
-type AzureFirewallNATCollection struct {
-	Name     string                 `json:"name"`
-	Priority int32                  `json:"priority"`
-	Action   string                 `json:"action"` // Dnat
-	Rules    []AzureFirewallNATRule `json:"rules,omitempty"`
-}
-
-// AzureFirewallNATRule mirrors ARM's AzureFirewallNatRule field for field.
-type AzureFirewallNATRule struct {
-	Name                 string   `json:"name"`
-	Description          string   `json:"description,omitempty"`
-	Protocols            []string `json:"protocols,omitempty"`
-	SourceAddresses      []string `json:"source_addresses,omitempty"`
-	SourceIPGroups       []string `json:"source_ip_groups,omitempty"`
-	DestinationAddresses []string `json:"destination_addresses,omitempty"`
-	DestinationPorts     []string `json:"destination_ports,omitempty"`
-	TranslatedAddress    string   `json:"translated_address,omitempty"`
-	TranslatedFQDN       string   `json:"translated_fqdn,omitempty"`
-	TranslatedPort       string   `json:"translated_port,omitempty"`
-}
-
 // AzureFirewallPolicy is a firewall policy; only its existence matters here.
 type AzureFirewallPolicy struct {
 	ID       string            `json:"id"`
 	Location string            `json:"location,omitempty"`
 	Tags     map[string]string `json:"tags,omitempty"`
 }
+
+// ARM resource types.
+const (
+	vmType       = "Microsoft.Compute/virtualMachines"
+	nicType      = "Microsoft.Network/networkInterfaces"
+	vnetType     = "Microsoft.Network/virtualNetworks"
+	nsgType      = "Microsoft.Network/networkSecurityGroups"
+	publicIPType = "Microsoft.Network/publicIPAddresses"
+	firewallType = "Microsoft.Network/azureFirewalls"
+	policyType   = "Microsoft.Network/firewallPolicies"
+)
 
 const (
 	defaultAzureLocation     = "westeurope"
@@ -214,15 +183,20 @@ type azureState struct {
 	seq                  int
 }
 
-// armTypes maps a fixture type to its ARM resource type.
-var armTypes = map[string]string{
-	"*cloudsim.AzureVM":             "Microsoft.Compute/virtualMachines",
-	"*cloudsim.AzureNIC":            "Microsoft.Network/networkInterfaces",
-	"*cloudsim.AzureVNet":           "Microsoft.Network/virtualNetworks",
-	"*cloudsim.AzureNSG":            "Microsoft.Network/networkSecurityGroups",
-	"*cloudsim.AzurePublicIP":       "Microsoft.Network/publicIPAddresses",
-	"*cloudsim.AzureFirewall":       "Microsoft.Network/azureFirewalls",
-	"*cloudsim.AzureFirewallPolicy": "Microsoft.Network/firewallPolicies",
+// armFixture is a top-level fixture resource: its ID, its location and its
+// ARM resource type.
+type armFixture interface {
+	meta() (id, location *string, armType string)
+}
+
+func (r *AzureVM) meta() (*string, *string, string)       { return &r.ID, &r.Location, vmType }
+func (r *AzureNIC) meta() (*string, *string, string)      { return &r.ID, &r.Location, nicType }
+func (r *AzureVNet) meta() (*string, *string, string)     { return &r.ID, &r.Location, vnetType }
+func (r *AzureNSG) meta() (*string, *string, string)      { return &r.ID, &r.Location, nsgType }
+func (r *AzurePublicIP) meta() (*string, *string, string) { return &r.ID, &r.Location, publicIPType }
+func (r *AzureFirewall) meta() (*string, *string, string) { return &r.ID, &r.Location, firewallType }
+func (r *AzureFirewallPolicy) meta() (*string, *string, string) {
+	return &r.ID, &r.Location, policyType
 }
 
 func newAzureState(fx AzureFixture) (*azureState, error) {
@@ -232,40 +206,10 @@ func newAzureState(fx AzureFixture) (*azureState, error) {
 		res: map[string]any{}, groups: map[string]bool{}, subscriptions: map[string]bool{},
 		etags: map[string]string{}, ops: map[string]*armOperation{},
 	}
-	for i := range fx.NetworkSecurityGroups {
-		if err := a.add(&fx.NetworkSecurityGroups[i].ID, &fx.NetworkSecurityGroups[i].Location, &fx.NetworkSecurityGroups[i]); err != nil {
-			return nil, err
-		}
-	}
-	for i := range fx.PublicIPAddresses {
-		if err := a.add(&fx.PublicIPAddresses[i].ID, &fx.PublicIPAddresses[i].Location, &fx.PublicIPAddresses[i]); err != nil {
-			return nil, err
-		}
-	}
-	for i := range fx.FirewallPolicies {
-		if err := a.add(&fx.FirewallPolicies[i].ID, &fx.FirewallPolicies[i].Location, &fx.FirewallPolicies[i]); err != nil {
-			return nil, err
-		}
-	}
-	for i := range fx.VirtualNetworks {
-		if err := a.add(&fx.VirtualNetworks[i].ID, &fx.VirtualNetworks[i].Location, &fx.VirtualNetworks[i]); err != nil {
-			return nil, err
-		}
-	}
-	for i := range fx.NetworkInterfaces {
-		if err := a.add(&fx.NetworkInterfaces[i].ID, &fx.NetworkInterfaces[i].Location, &fx.NetworkInterfaces[i]); err != nil {
-			return nil, err
-		}
-	}
-	for i := range fx.VirtualMachines {
-		if err := a.add(&fx.VirtualMachines[i].ID, &fx.VirtualMachines[i].Location, &fx.VirtualMachines[i]); err != nil {
-			return nil, err
-		}
-	}
-	for i := range fx.Firewalls {
-		if err := a.add(&fx.Firewalls[i].ID, &fx.Firewalls[i].Location, &fx.Firewalls[i]); err != nil {
-			return nil, err
-		}
+	err := errors.Join(addAll(a, fx.NetworkSecurityGroups), addAll(a, fx.PublicIPAddresses), addAll(a, fx.FirewallPolicies),
+		addAll(a, fx.VirtualNetworks), addAll(a, fx.NetworkInterfaces), addAll(a, fx.VirtualMachines), addAll(a, fx.Firewalls))
+	if err != nil {
+		return nil, err
 	}
 	if err := a.checkReferences(); err != nil {
 		return nil, err
@@ -283,25 +227,30 @@ func newAzureState(fx AzureFixture) (*azureState, error) {
 	return a, nil
 }
 
-// add registers one top-level resource after checking its ID and defaulting
-// its location.
-func (a *azureState) add(id, location *string, r any) error {
-	want := armTypes[fmt.Sprintf("%T", r)]
-	parsed, err := arm.ParseResourceID(*id)
-	if err != nil || !strings.EqualFold(parsed.ResourceType.String(), want) || parsed.ResourceGroupName == "" {
-		return fmt.Errorf("%q is not a %s ID (/subscriptions/…/resourceGroups/…/providers/%s/name)", *id, want, want)
+// addAll registers top-level resources after checking their IDs and
+// defaulting their locations.
+func addAll[T any, P interface {
+	*T
+	armFixture
+}](a *azureState, items []T) error {
+	for i := range items {
+		id, location, want := P(&items[i]).meta()
+		parsed, err := arm.ParseResourceID(*id)
+		if err != nil || !strings.EqualFold(parsed.ResourceType.String(), want) || parsed.ResourceGroupName == "" {
+			return fmt.Errorf("%q is not a %s ID (/subscriptions/…/resourceGroups/…/providers/%s/name)", *id, want, want)
+		}
+		key := strings.ToLower(*id)
+		if a.res[key] != nil {
+			return fmt.Errorf("%s is defined twice", *id)
+		}
+		if *location == "" {
+			*location = defaultAzureLocation
+		}
+		a.res[key] = P(&items[i])
+		a.order = append(a.order, *id)
+		a.subscriptions[strings.ToLower(parsed.SubscriptionID)] = true
+		a.groups[groupKey(parsed.SubscriptionID, parsed.ResourceGroupName)] = true
 	}
-	key := strings.ToLower(*id)
-	if a.res[key] != nil {
-		return fmt.Errorf("%s is defined twice", *id)
-	}
-	if *location == "" {
-		*location = defaultAzureLocation
-	}
-	a.res[key] = r
-	a.order = append(a.order, *id)
-	a.subscriptions[strings.ToLower(parsed.SubscriptionID)] = true
-	a.groups[groupKey(parsed.SubscriptionID, parsed.ResourceGroupName)] = true
 	return nil
 }
 
@@ -332,20 +281,20 @@ func (a *azureState) checkReferences() error {
 			if len(r.IPConfigurations) == 0 {
 				return fmt.Errorf("network interface %s has no ip_configurations", r.ID)
 			}
-			if err := a.checkRef("network interface "+r.ID, r.NetworkSecurityGroup, "*cloudsim.AzureNSG"); err != nil {
+			if err := a.checkRef("network interface "+r.ID, r.NetworkSecurityGroup, nsgType); err != nil {
 				return err
 			}
 			for _, c := range r.IPConfigurations {
 				if _, _, ok := a.subnet(c.Subnet); !ok {
 					return fmt.Errorf("network interface %s: ip configuration %q: subnet %q does not exist", r.ID, c.Name, c.Subnet)
 				}
-				if err := a.checkRef("network interface "+r.ID, c.PublicIP, "*cloudsim.AzurePublicIP"); err != nil {
+				if err := a.checkRef("network interface "+r.ID, c.PublicIP, publicIPType); err != nil {
 					return err
 				}
 			}
 		case *AzureVNet:
 			for _, s := range r.Subnets {
-				if err := a.checkRef("subnet "+r.ID+"/subnets/"+s.Name, s.NetworkSecurityGroup, "*cloudsim.AzureNSG"); err != nil {
+				if err := a.checkRef("subnet "+r.ID+"/subnets/"+s.Name, s.NetworkSecurityGroup, nsgType); err != nil {
 					return err
 				}
 			}
@@ -375,10 +324,12 @@ func (a *azureState) checkRef(owner, id, wantType string) error {
 	if id == "" {
 		return nil
 	}
-	if r := a.res[strings.ToLower(id)]; r == nil || fmt.Sprintf("%T", r) != wantType {
-		return fmt.Errorf("%s refers to %s, which is not an existing %s", owner, id, armTypes[wantType])
+	if r, ok := a.res[strings.ToLower(id)].(armFixture); ok {
+		if _, _, typ := r.meta(); typ == wantType {
+			return nil
+		}
 	}
-	return nil
+	return fmt.Errorf("%s refers to %s, which is not an existing %s", owner, id, wantType)
 }
 
 // lookup finds a resource of type T by ID, ignoring case.

@@ -7,56 +7,9 @@ import (
 )
 
 const (
-	firewallType           = "Microsoft.Network/azureFirewalls"
-	minCollectionPriority  = 100
-	maxCollectionPriority  = 65000
-	putFirewallOpName      = "PutAzureFirewallOperation"
-	defaultFirewallSKUTier = "Standard"
+	minCollectionPriority = 100
+	maxCollectionPriority = 65000
 )
-
-// armCollection is a classic rule collection in ARM's JSON shape.
-type armCollection[R any] struct {
-	Name       string `json:"name"`
-	ID         string `json:"id,omitempty"`
-	Etag       string `json:"etag,omitempty"`
-	Properties struct {
-		Priority          int32     `json:"priority"`
-		Action            armAction `json:"action"`
-		Rules             []R       `json:"rules"`
-		ProvisioningState string    `json:"provisioningState,omitempty"`
-	} `json:"properties"`
-}
-
-type armAction struct {
-	Type string `json:"type"`
-}
-
-// armNetworkRule and armNATRule have the fields of their fixture
-// counterparts with ARM's names, so each converts to the other directly.
-type armNetworkRule struct {
-	Name                 string   `json:"name"`
-	Description          string   `json:"description,omitempty"`
-	Protocols            []string `json:"protocols,omitempty"`
-	SourceAddresses      []string `json:"sourceAddresses,omitempty"`
-	SourceIPGroups       []string `json:"sourceIpGroups,omitempty"`
-	DestinationAddresses []string `json:"destinationAddresses,omitempty"`
-	DestinationIPGroups  []string `json:"destinationIpGroups,omitempty"`
-	DestinationFQDNs     []string `json:"destinationFqdns,omitempty"`
-	DestinationPorts     []string `json:"destinationPorts,omitempty"`
-}
-
-type armNATRule struct {
-	Name                 string   `json:"name"`
-	Description          string   `json:"description,omitempty"`
-	Protocols            []string `json:"protocols,omitempty"`
-	SourceAddresses      []string `json:"sourceAddresses,omitempty"`
-	SourceIPGroups       []string `json:"sourceIpGroups,omitempty"`
-	DestinationAddresses []string `json:"destinationAddresses,omitempty"`
-	DestinationPorts     []string `json:"destinationPorts,omitempty"`
-	TranslatedAddress    string   `json:"translatedAddress,omitempty"`
-	TranslatedFQDN       string   `json:"translatedFqdn,omitempty"`
-	TranslatedPort       string   `json:"translatedPort,omitempty"`
-}
 
 // armFirewallIn is the part of a firewall PUT the emulator models.
 type armFirewallIn struct {
@@ -76,10 +29,26 @@ type armFirewallIn struct {
 				PublicIPAddress  *armRef `json:"publicIPAddress"`
 			} `json:"properties"`
 		} `json:"ipConfigurations"`
-		NetworkRuleCollections     []armCollection[armNetworkRule] `json:"networkRuleCollections"`
-		NATRuleCollections         []armCollection[armNATRule]     `json:"natRuleCollections"`
-		ApplicationRuleCollections []json.RawMessage               `json:"applicationRuleCollections"`
+		NetworkRuleCollections     []json.RawMessage `json:"networkRuleCollections"`
+		NATRuleCollections         []json.RawMessage `json:"natRuleCollections"`
+		ApplicationRuleCollections []json.RawMessage `json:"applicationRuleCollections"`
 	} `json:"properties"`
+}
+
+// collectionKind is one of the three classic collection types: its ARM
+// property, the firewall's collections of that type and the allowed actions.
+type collectionKind struct {
+	property string
+	list     []json.RawMessage
+	actions  []string
+}
+
+func collectionKinds(fw *AzureFirewall) []collectionKind {
+	return []collectionKind{
+		{"networkRuleCollections", fw.NetworkRuleCollections, []string{"Allow", "Deny"}},
+		{"natRuleCollections", fw.NATRuleCollections, []string{"Dnat"}},
+		{"applicationRuleCollections", fw.ApplicationRuleCollections, []string{"Allow", "Deny"}},
+	}
 }
 
 func (a *azureState) renderFirewall(fw *AzureFirewall) obj {
@@ -95,34 +64,24 @@ func (a *azureState) renderFirewall(fw *AzureFirewall) obj {
 		ipcs = append(ipcs, obj{"id": fw.ID + "/azureFirewallIpConfigurations/" + ipc.Name, "name": ipc.Name,
 			"etag": a.etag(fw.ID), "type": firewallType + "/azureFirewallIpConfigurations", "properties": props})
 	}
-	network := []armCollection[armNetworkRule]{}
-	for _, col := range fw.NetworkRuleCollections {
-		c := armCollection[armNetworkRule]{Name: col.Name, ID: fw.ID + "/networkRuleCollections/" + col.Name, Etag: a.etag(fw.ID)}
-		c.Properties.Priority, c.Properties.Action.Type, c.Properties.ProvisioningState = col.Priority, col.Action, "Succeeded"
-		c.Properties.Rules = []armNetworkRule{}
-		for _, r := range col.Rules {
-			c.Properties.Rules = append(c.Properties.Rules, armNetworkRule(r))
-		}
-		network = append(network, c)
-	}
-	nat := []armCollection[armNATRule]{}
-	for _, col := range fw.NATRuleCollections {
-		c := armCollection[armNATRule]{Name: col.Name, ID: fw.ID + "/natRuleCollections/" + col.Name, Etag: a.etag(fw.ID)}
-		c.Properties.Priority, c.Properties.Action.Type, c.Properties.ProvisioningState = col.Priority, col.Action, "Succeeded"
-		c.Properties.Rules = []armNATRule{}
-		for _, r := range col.Rules {
-			c.Properties.Rules = append(c.Properties.Rules, armNATRule(r))
-		}
-		nat = append(nat, c)
-	}
 	props := obj{
-		"provisioningState":          a.provisioningState(fw.ID),
-		"sku":                        obj{"name": "AZFW_VNet", "tier": firstNonEmpty(fw.SKUTier, defaultFirewallSKUTier)},
-		"threatIntelMode":            firstNonEmpty(fw.ThreatIntelMode, "Alert"),
-		"ipConfigurations":           ipcs,
-		"networkRuleCollections":     network,
-		"natRuleCollections":         nat,
-		"applicationRuleCollections": orEmptyRaw(fw.ApplicationRuleCollections),
+		"provisioningState": a.provisioningState(fw.ID),
+		"sku":               obj{"name": "AZFW_VNet", "tier": firstNonEmpty(fw.SKUTier, "Standard")},
+		"threatIntelMode":   firstNonEmpty(fw.ThreatIntelMode, "Alert"),
+		"ipConfigurations":  ipcs,
+	}
+	for _, kind := range collectionKinds(fw) {
+		cols := []obj{}
+		for _, raw := range kind.list {
+			var col obj
+			_ = json.Unmarshal(raw, &col) // validated when stored
+			col["id"], col["etag"] = fw.ID+"/"+kind.property+"/"+col["name"].(string), a.etag(fw.ID)
+			if p, ok := col["properties"].(obj); ok {
+				p["provisioningState"] = "Succeeded"
+			}
+			cols = append(cols, col)
+		}
+		props[kind.property] = cols
 	}
 	if fw.FirewallPolicy != "" {
 		props["firewallPolicy"] = armRef{fw.FirewallPolicy}
@@ -139,7 +98,7 @@ func (a *azureState) renderFirewallPolicy(p *AzureFirewallPolicy) obj {
 			firewalls = append(firewalls, armRef{fw.ID})
 		}
 	}
-	o := a.header(p.ID, "Microsoft.Network/firewallPolicies", p.Location, p.Tags)
+	o := a.header(p.ID, policyType, p.Location, p.Tags)
 	o["properties"] = obj{"provisioningState": "Succeeded", "threatIntelMode": "Alert",
 		"firewalls": firewalls, "ruleCollectionGroups": []armRef{}}
 	return o
@@ -153,19 +112,27 @@ func putFirewall(c *armCall) armReply {
 	if e := c.decodeBody(&in); e != nil {
 		return e.reply()
 	}
+	p := &in.Properties
+	fw := &AzureFirewall{
+		ID: c.path, Location: in.Location, Tags: tagsOrNil(in.Tags), SKUTier: p.SKU.Tier, ThreatIntelMode: p.ThreatIntelMode,
+		FirewallPolicy: refID(p.FirewallPolicy), NetworkRuleCollections: p.NetworkRuleCollections,
+		NATRuleCollections: p.NATRuleCollections, ApplicationRuleCollections: p.ApplicationRuleCollections,
+	}
 	existing, found := lookup[*AzureFirewall](c.a, c.path)
-	fw := in.firewall(c.path)
-	if found {
-		fw.ID = existing.ID
-		fw.Location = firstNonEmpty(fw.Location, existing.Location)
-		for i := range fw.IPConfigurations {
-			for _, old := range existing.IPConfigurations {
-				if strings.EqualFold(old.Name, fw.IPConfigurations[i].Name) && fw.IPConfigurations[i].PrivateIP == "" {
-					fw.IPConfigurations[i].PrivateIP = old.PrivateIP // allocated by Azure, not by the client
-				}
+	for _, ipc := range p.IPConfigurations {
+		cfg := AzureFirewallIPConfig{Name: ipc.Name, PrivateIP: ipc.Properties.PrivateIPAddress,
+			Subnet: refID(ipc.Properties.Subnet), PublicIP: refID(ipc.Properties.PublicIPAddress)}
+		for _, old := range existingConfigs(existing) {
+			if strings.EqualFold(old.Name, cfg.Name) && cfg.PrivateIP == "" {
+				cfg.PrivateIP = old.PrivateIP // allocated by Azure, not by the client
 			}
 		}
-	} else if fw.Location == "" {
+		fw.IPConfigurations = append(fw.IPConfigurations, cfg)
+	}
+	switch {
+	case found:
+		fw.ID, fw.Location = existing.ID, firstNonEmpty(fw.Location, existing.Location)
+	case fw.Location == "":
 		return newARMError(http.StatusBadRequest, "LocationRequired", "The location property is required for this definition.").reply()
 	}
 	if e := c.a.checkFirewall(fw); e != nil {
@@ -183,123 +150,101 @@ func putFirewall(c *armCall) armReply {
 		c.a.order = append(c.a.order, fw.ID)
 	}
 	c.a.touch(fw.ID)
-	_, h := c.startOperation("Microsoft.Network", fw.Location, putFirewallOpName, fw.ID, map[string]string{c.key(): "Updating"}, nil)
+	_, h := c.startOperation("Microsoft.Network", fw.Location, "PutAzureFirewallOperation", fw.ID, map[string]string{c.key(): "Updating"}, nil)
 	stored, _ := lookup[*AzureFirewall](c.a, fw.ID)
 	return armReply{status: status, header: h, body: c.a.renderFirewall(stored)}
 }
 
-// firewall converts a PUT body to the stored form.
-func (in *armFirewallIn) firewall(id string) *AzureFirewall {
-	p := &in.Properties
-	fw := &AzureFirewall{
-		ID: id, Location: in.Location, Tags: tagsOrNil(in.Tags), SKUTier: p.SKU.Tier, ThreatIntelMode: p.ThreatIntelMode,
-		FirewallPolicy: refID(p.FirewallPolicy), ApplicationRuleCollections: p.ApplicationRuleCollections,
+func existingConfigs(fw *AzureFirewall) []AzureFirewallIPConfig {
+	if fw == nil {
+		return nil
 	}
-	for _, ipc := range p.IPConfigurations {
-		fw.IPConfigurations = append(fw.IPConfigurations, AzureFirewallIPConfig{Name: ipc.Name,
-			PrivateIP: ipc.Properties.PrivateIPAddress, Subnet: refID(ipc.Properties.Subnet), PublicIP: refID(ipc.Properties.PublicIPAddress)})
-	}
-	for _, col := range p.NetworkRuleCollections {
-		out := AzureFirewallNetworkCollection{Name: col.Name, Priority: col.Properties.Priority, Action: col.Properties.Action.Type}
-		for _, r := range col.Properties.Rules {
-			out.Rules = append(out.Rules, AzureFirewallNetworkRule(r))
-		}
-		fw.NetworkRuleCollections = append(fw.NetworkRuleCollections, out)
-	}
-	for _, col := range p.NATRuleCollections {
-		out := AzureFirewallNATCollection{Name: col.Name, Priority: col.Properties.Priority, Action: col.Properties.Action.Type}
-		for _, r := range col.Properties.Rules {
-			out.Rules = append(out.Rules, AzureFirewallNATRule(r))
-		}
-		fw.NATRuleCollections = append(fw.NATRuleCollections, out)
-	}
-	return fw
+	return fw.IPConfigurations
 }
 
-// checkFirewall validates references and classic rule collections, and
-// normalises the casing of collection actions.
+// checkFirewall validates a firewall's references and classic rule
+// collections, and strips the collections' computed fields (id, etag,
+// provisioningState) so only what a client wrote is stored.
 func (a *azureState) checkFirewall(fw *AzureFirewall) *armError {
-	classic := len(fw.NetworkRuleCollections) + len(fw.NATRuleCollections) + len(fw.ApplicationRuleCollections)
-	if fw.FirewallPolicy != "" && classic > 0 {
+	if fw.FirewallPolicy != "" && len(fw.NetworkRuleCollections)+len(fw.NATRuleCollections)+len(fw.ApplicationRuleCollections) > 0 {
 		return newARMError(http.StatusBadRequest, "AzureFirewallPolicyAndRuleCollectionsConflict",
 			"Azure Firewall %s is managed by Firewall Policy %s and cannot also have classic rule collections.", fw.ID, fw.FirewallPolicy)
 	}
-	refs := []struct{ id, typ string }{{fw.FirewallPolicy, "*cloudsim.AzureFirewallPolicy"}}
+	if a.checkRef("", fw.FirewallPolicy, policyType) != nil {
+		return invalidReference(fw.FirewallPolicy, fw.ID)
+	}
 	for _, ipc := range fw.IPConfigurations {
-		refs = append(refs, struct{ id, typ string }{ipc.PublicIP, "*cloudsim.AzurePublicIP"})
 		if _, _, ok := a.subnet(ipc.Subnet); !ok && ipc.Subnet != "" {
 			return invalidReference(ipc.Subnet, fw.ID)
 		}
-	}
-	for _, ref := range refs {
-		if a.checkRef("", ref.id, ref.typ) != nil {
-			return invalidReference(ref.id, fw.ID)
+		if a.checkRef("", ipc.PublicIP, publicIPType) != nil {
+			return invalidReference(ipc.PublicIP, fw.ID)
 		}
 	}
-	var network, nat, app []collectionHeader
-	for i := range fw.NetworkRuleCollections {
-		c := &fw.NetworkRuleCollections[i]
-		network = append(network, collectionHeader{c.Name, c.Priority, &c.Action})
-	}
-	for i := range fw.NATRuleCollections {
-		c := &fw.NATRuleCollections[i]
-		nat = append(nat, collectionHeader{c.Name, c.Priority, &c.Action})
-	}
-	for _, raw := range fw.ApplicationRuleCollections {
-		var c armCollection[json.RawMessage]
-		if err := json.Unmarshal(raw, &c); err != nil {
-			return newARMError(http.StatusBadRequest, "InvalidRequestFormat", "Cannot parse the request.")
+	for _, kind := range collectionKinds(fw) {
+		type seen struct {
+			name     string
+			priority int32
 		}
-		action := c.Properties.Action.Type // checked, but kept verbatim
-		app = append(app, collectionHeader{c.Name, c.Properties.Priority, &action})
+		var earlier []seen
+		for i, raw := range kind.list {
+			var col struct {
+				Name       string `json:"name"`
+				Properties struct {
+					Priority int32 `json:"priority"`
+					Action   struct {
+						Type string `json:"type"`
+					} `json:"action"`
+				} `json:"properties"`
+			}
+			stripped, err := stripComputed(raw)
+			if err != nil || json.Unmarshal(stripped, &col) != nil || col.Name == "" {
+				return newARMError(http.StatusBadRequest, "InvalidRequestFormat", "Cannot parse the request.")
+			}
+			kind.list[i] = stripped
+			name, priority, action := col.Name, col.Properties.Priority, col.Properties.Action.Type
+			if priority < minCollectionPriority || priority > maxCollectionPriority {
+				return newARMError(http.StatusBadRequest, "AzureFirewallRuleCollectionInvalidPriority",
+					"Rule Collection %s in %s has invalid priority %d. Allowed range %d-%d.", name, kind.property, priority, minCollectionPriority, maxCollectionPriority)
+			}
+			if indexFold(kind.actions, action) < 0 {
+				return newARMError(http.StatusBadRequest, "AzureFirewallRuleCollectionInvalidAction",
+					"Rule Collection %s in %s has invalid action %q; allowed: %s.", name, kind.property, action, strings.Join(kind.actions, ", "))
+			}
+			for _, other := range earlier {
+				if strings.EqualFold(other.name, name) {
+					return newARMError(http.StatusBadRequest, "AzureFirewallRuleCollectionDuplicateName",
+						"Rule Collection name %s is used more than once in %s.", name, kind.property)
+				}
+				if other.priority == priority {
+					return newARMError(http.StatusBadRequest, "AzureFirewallRuleCollectionDuplicatePriority",
+						"Rule Collections %s and %s in %s have the same priority %d.", other.name, name, kind.property, priority)
+				}
+			}
+			earlier = append(earlier, seen{name, priority})
+		}
 	}
-	if e := checkCollections("networkRuleCollections", network, "Allow", "Deny"); e != nil {
-		return e
+	return nil
+}
+
+// stripComputed drops the fields ARM computes from a rule collection.
+func stripComputed(raw json.RawMessage) (json.RawMessage, error) {
+	var col obj
+	if err := json.Unmarshal(raw, &col); err != nil {
+		return nil, err
 	}
-	if e := checkCollections("natRuleCollections", nat, "Dnat"); e != nil {
-		return e
+	delete(col, "id")
+	delete(col, "etag")
+	if p, ok := col["properties"].(obj); ok {
+		delete(p, "provisioningState")
 	}
-	return checkCollections("applicationRuleCollections", app, "Allow", "Deny")
+	return json.Marshal(col)
 }
 
 func invalidReference(ref, owner string) *armError {
 	return newARMError(http.StatusBadRequest, "InvalidResourceReference",
 		"Resource %s referenced by resource %s was not found. Please make sure that the referenced resource exists, and that both resources are in the same region.",
 		ref, owner)
-}
-
-type collectionHeader struct {
-	name     string
-	priority int32
-	action   *string
-}
-
-// checkCollections enforces, within one collection type, priorities in
-// 100–65000, unique priorities and names, and the allowed actions.
-func checkCollections(kind string, cols []collectionHeader, actions ...string) *armError {
-	for i, c := range cols {
-		if c.priority < minCollectionPriority || c.priority > maxCollectionPriority {
-			return newARMError(http.StatusBadRequest, "AzureFirewallRuleCollectionInvalidPriority",
-				"Rule Collection %s in %s has invalid priority %d. Allowed range %d-%d.", c.name, kind, c.priority, minCollectionPriority, maxCollectionPriority)
-		}
-		j := indexFold(actions, *c.action)
-		if j < 0 {
-			return newARMError(http.StatusBadRequest, "AzureFirewallRuleCollectionInvalidAction",
-				"Rule Collection %s in %s has invalid action %q; allowed: %s.", c.name, kind, *c.action, strings.Join(actions, ", "))
-		}
-		*c.action = actions[j]
-		for _, other := range cols[:i] {
-			switch {
-			case strings.EqualFold(other.name, c.name):
-				return newARMError(http.StatusBadRequest, "AzureFirewallRuleCollectionDuplicateName",
-					"Rule Collection name %s is used more than once in %s.", c.name, kind)
-			case other.priority == c.priority:
-				return newARMError(http.StatusBadRequest, "AzureFirewallRuleCollectionDuplicatePriority",
-					"Rule Collections %s and %s in %s have the same priority %d.", other.name, c.name, kind, c.priority)
-			}
-		}
-	}
-	return nil
 }
 
 func firstNonEmpty(values ...string) string {
@@ -309,11 +254,4 @@ func firstNonEmpty(values ...string) string {
 		}
 	}
 	return ""
-}
-
-func orEmptyRaw(raw []json.RawMessage) []json.RawMessage {
-	if raw == nil {
-		return []json.RawMessage{}
-	}
-	return raw
 }

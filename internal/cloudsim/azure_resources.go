@@ -29,7 +29,7 @@ func (a *azureState) renderVM(vm *AzureVM) obj {
 	if size == "" {
 		size = "Standard_B2s"
 	}
-	o := a.header(vm.ID, "Microsoft.Compute/virtualMachines", vm.Location, vm.Tags)
+	o := a.header(vm.ID, vmType, vm.Location, vm.Tags)
 	delete(o, "etag") // compute does not send one for virtual machines
 	o["properties"] = obj{
 		"vmId":              vm.VMID,
@@ -46,7 +46,7 @@ func (a *azureState) renderVM(vm *AzureVM) obj {
 func updateVM(c *armCall) armReply {
 	vm, found := lookup[*AzureVM](c.a, c.path)
 	if !found {
-		return c.resourceNotFound("Microsoft.Compute/virtualMachines", c.args[1]).reply()
+		return c.resourceNotFound(vmType, c.args[1]).reply()
 	}
 	var patch struct {
 		Tags map[string]string `json:"tags"`
@@ -93,12 +93,12 @@ func (a *azureState) renderNIC(n *AzureNIC) obj {
 		props["networkSecurityGroup"] = armRef{n.NetworkSecurityGroup}
 	}
 	for _, vmID := range a.order {
-		if vm, ok := lookup[*AzureVM](a, vmID); ok && containsFold(vm.NetworkInterfaces, n.ID) {
+		if vm, ok := lookup[*AzureVM](a, vmID); ok && indexFold(vm.NetworkInterfaces, n.ID) >= 0 {
 			props["virtualMachine"] = armRef{vm.ID}
 			props["primary"] = strings.EqualFold(vm.NetworkInterfaces[0], n.ID)
 		}
 	}
-	o := a.header(n.ID, "Microsoft.Network/networkInterfaces", n.Location, n.Tags)
+	o := a.header(n.ID, nicType, n.Location, n.Tags)
 	o["properties"] = props
 	return o
 }
@@ -108,7 +108,7 @@ func (a *azureState) renderVNet(v *AzureVNet) obj {
 	for i := range v.Subnets {
 		subnets = append(subnets, a.renderSubnet(v, &v.Subnets[i]))
 	}
-	o := a.header(v.ID, "Microsoft.Network/virtualNetworks", v.Location, v.Tags)
+	o := a.header(v.ID, vnetType, v.Location, v.Tags)
 	o["properties"] = obj{
 		"provisioningState": "Succeeded", "resourceGuid": derivedUUID(v.ID),
 		"addressSpace": obj{"addressPrefixes": v.AddressSpace}, "subnets": subnets,
@@ -118,18 +118,9 @@ func (a *azureState) renderVNet(v *AzureVNet) obj {
 
 func (a *azureState) renderSubnet(v *AzureVNet, s *AzureSubnet) obj {
 	id := v.ID + "/subnets/" + s.Name
-	var ipcs []armRef
-	a.eachNICConfig(func(n *AzureNIC, ipc AzureIPConfig) {
-		if strings.EqualFold(ipc.Subnet, id) {
-			ipcs = append(ipcs, armRef{n.ID + "/ipConfigurations/" + ipc.Name})
-		}
-	})
 	props := obj{"provisioningState": "Succeeded", "addressPrefix": s.AddressPrefix}
 	if s.NetworkSecurityGroup != "" {
 		props["networkSecurityGroup"] = armRef{s.NetworkSecurityGroup}
-	}
-	if len(ipcs) > 0 {
-		props["ipConfigurations"] = ipcs
 	}
 	return obj{"id": id, "name": s.Name, "etag": a.etag(v.ID), "type": "Microsoft.Network/virtualNetworks/subnets", "properties": props}
 }
@@ -138,7 +129,7 @@ func (a *azureState) renderSubnet(v *AzureVNet, s *AzureSubnet) obj {
 func getSubnet(c *armCall) armReply {
 	vnet, found := lookup[*AzureVNet](c.a, c.parentPath(1))
 	if !found {
-		return c.resourceNotFound("Microsoft.Network/virtualNetworks", c.args[1]).reply()
+		return c.resourceNotFound(vnetType, c.args[1]).reply()
 	}
 	_, s, found := c.a.subnet(c.path)
 	if !found {
@@ -156,21 +147,7 @@ func (a *azureState) renderPublicIP(p *AzurePublicIP) obj {
 		"provisioningState": "Succeeded", "resourceGuid": derivedUUID(p.ID), "ipAddress": p.IPAddress,
 		"publicIPAddressVersion": version, "publicIPAllocationMethod": "Static", "idleTimeoutInMinutes": 4,
 	}
-	a.eachNICConfig(func(n *AzureNIC, ipc AzureIPConfig) {
-		if strings.EqualFold(ipc.PublicIP, p.ID) {
-			props["ipConfiguration"] = armRef{n.ID + "/ipConfigurations/" + ipc.Name}
-		}
-	})
-	for _, id := range a.order {
-		if fw, ok := lookup[*AzureFirewall](a, id); ok {
-			for _, ipc := range fw.IPConfigurations {
-				if strings.EqualFold(ipc.PublicIP, p.ID) {
-					props["ipConfiguration"] = armRef{fw.ID + "/azureFirewallIpConfigurations/" + ipc.Name}
-				}
-			}
-		}
-	}
-	o := a.header(p.ID, "Microsoft.Network/publicIPAddresses", p.Location, p.Tags)
+	o := a.header(p.ID, publicIPType, p.Location, p.Tags)
 	o["sku"] = obj{"name": "Standard", "tier": "Regional"}
 	o["properties"] = props
 	return o
@@ -214,7 +191,7 @@ func (a *azureState) renderNSG(n *AzureNSG) obj {
 	if len(subnets) > 0 {
 		props["subnets"] = subnets
 	}
-	o := a.header(n.ID, "Microsoft.Network/networkSecurityGroups", n.Location, n.Tags)
+	o := a.header(n.ID, nsgType, n.Location, n.Tags)
 	o["properties"] = props
 	return o
 }
@@ -239,24 +216,4 @@ var defaultSecurityRules = []AzureSecurityRule{
 	{Name: "DenyAllOutBound", Priority: 65500, Direction: "Outbound", Access: "Deny", Protocol: "*",
 		Description: "Deny all outbound traffic", SourceAddressPrefix: "*", SourcePortRange: "*",
 		DestinationAddressPrefix: "*", DestinationPortRange: "*"},
-}
-
-// eachNICConfig visits every IP configuration of every network interface.
-func (a *azureState) eachNICConfig(visit func(*AzureNIC, AzureIPConfig)) {
-	for _, id := range a.order {
-		if n, ok := lookup[*AzureNIC](a, id); ok {
-			for _, ipc := range n.IPConfigurations {
-				visit(n, ipc)
-			}
-		}
-	}
-}
-
-func containsFold(list []string, s string) bool {
-	for _, v := range list {
-		if strings.EqualFold(v, s) {
-			return true
-		}
-	}
-	return false
 }

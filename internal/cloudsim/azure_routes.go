@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"sort"
+	"slices"
 	"strings"
 	"time"
 )
@@ -85,22 +85,22 @@ type armRoute struct {
 // armKind is a top-level resource type served read-only by generic
 // handlers: Get, and List/ListAll when lists is set.
 type armKind struct {
-	client, typ string // SDK client name and ARM type, e.g. "SecurityGroups", "Microsoft.Network/networkSecurityGroups"
+	client, typ string // SDK client name and ARM type, e.g. "SecurityGroups", nsgType
 	lists       bool
 	render      func(a *azureState, key string) (any, bool)
 }
 
 var armKinds = []armKind{
-	{"VirtualMachines", "Microsoft.Compute/virtualMachines", true, renderAs((*azureState).renderVM)},
-	{"Interfaces", "Microsoft.Network/networkInterfaces", true, renderAs((*azureState).renderNIC)},
-	{"VirtualNetworks", "Microsoft.Network/virtualNetworks", false, renderAs((*azureState).renderVNet)},
-	{"SecurityGroups", "Microsoft.Network/networkSecurityGroups", true, renderAs((*azureState).renderNSG)},
-	{"PublicIPAddresses", "Microsoft.Network/publicIPAddresses", false, renderAs((*azureState).renderPublicIP)},
-	{"AzureFirewalls", "Microsoft.Network/azureFirewalls", true, renderAs((*azureState).renderFirewall)},
-	{"FirewallPolicies", "Microsoft.Network/firewallPolicies", false, renderAs((*azureState).renderFirewallPolicy)},
+	{"VirtualMachines", vmType, true, renderAs((*azureState).renderVM)},
+	{"Interfaces", nicType, true, renderAs((*azureState).renderNIC)},
+	{"VirtualNetworks", vnetType, false, renderAs((*azureState).renderVNet)},
+	{"SecurityGroups", nsgType, true, renderAs((*azureState).renderNSG)},
+	{"PublicIPAddresses", publicIPType, false, renderAs((*azureState).renderPublicIP)},
+	{"AzureFirewalls", firewallType, true, renderAs((*azureState).renderFirewall)},
+	{"FirewallPolicies", policyType, false, renderAs((*azureState).renderFirewallPolicy)},
 }
 
-func renderAs[T any, J any](render func(*azureState, T) J) func(*azureState, string) (any, bool) {
+func renderAs[T any](render func(*azureState, T) obj) func(*azureState, string) (any, bool) {
 	return func(a *azureState, key string) (any, bool) {
 		r, ok := a.res[key].(T)
 		if !ok {
@@ -122,16 +122,12 @@ var armRoutes = buildARMRoutes()
 
 // armOperations lists every operation name the ARM side serves.
 var armOperations = func() []string {
-	seen := map[string]bool{"ManagedIdentity.GetToken": true}
+	ops := []string{"ManagedIdentity.GetToken"}
 	for _, r := range armRoutes {
-		seen[r.op] = true
+		ops = append(ops, r.op)
 	}
-	var ops []string
-	for op := range seen {
-		ops = append(ops, op)
-	}
-	sort.Strings(ops)
-	return ops
+	slices.Sort(ops)
+	return slices.Compact(ops)
 }()
 
 func buildARMRoutes() []armRoute {
@@ -147,7 +143,6 @@ func buildARMRoutes() []armRoute {
 		{"GET", operationPath + "operationResults/{id}", "OperationResult.Get", getOperationResult},
 	}
 	for _, k := range armKinds {
-		k := k
 		routes = append(routes, armRoute{"GET", rgPrefix + k.typ + "/{name}", k.client + ".Get", func(c *armCall) armReply {
 			if body, found := k.render(c.a, c.key()); found {
 				return ok(body)
@@ -166,7 +161,7 @@ func buildARMRoutes() []armRoute {
 
 // armList renders every resource of kind k whose ID lies under scope (a
 // resource group or a subscription).
-func armList(a *azureState, k armKind, listPath string) any {
+func armList(a *azureState, k armKind, listPath string) obj {
 	scope := strings.ToLower(listPath[:len(listPath)-len("/providers/"+k.typ)]) + "/"
 	value := []any{}
 	for _, id := range a.order {
@@ -178,7 +173,7 @@ func armList(a *azureState, k armKind, listPath string) any {
 			value = append(value, body)
 		}
 	}
-	return map[string]any{"value": value}
+	return obj{"value": value}
 }
 
 // serveARM routes an ARM request. Authentication, subscription and
@@ -242,32 +237,32 @@ func (s *Sim) runARM(c *armCall, route *armRoute) armReply {
 // the subscription. pathKnown reports a path served for other methods.
 func matchARMRoute(method string, segs []string) (route *armRoute, args []string, pathKnown bool) {
 	for i := range armRoutes {
-		pattern := strings.Split(armRoutes[i].pattern, "/")
-		if len(pattern) != len(segs) {
-			continue
-		}
-		var captured []string
-		matched := true
-		for j, p := range pattern {
-			switch {
-			case strings.HasPrefix(p, "{"):
-				captured = append(captured, segs[j])
-			case !strings.EqualFold(p, segs[j]):
-				matched = false
+		if args, matched := matchPattern(armRoutes[i].pattern, segs); matched {
+			if armRoutes[i].method == method {
+				return &armRoutes[i], args, true
 			}
-			if !matched {
-				break
-			}
+			pathKnown = true
 		}
-		if !matched {
-			continue
-		}
-		if armRoutes[i].method == method {
-			return &armRoutes[i], captured, true
-		}
-		pathKnown = true
 	}
 	return nil, nil, pathKnown
+}
+
+// matchPattern matches path segments against a route pattern, ignoring
+// case as ARM does, and returns the {placeholder} values.
+func matchPattern(pattern string, segs []string) ([]string, bool) {
+	parts := strings.Split(pattern, "/")
+	if len(parts) != len(segs) {
+		return nil, false
+	}
+	var args []string
+	for i, p := range parts {
+		if strings.HasPrefix(p, "{") {
+			args = append(args, segs[i])
+		} else if !strings.EqualFold(p, segs[i]) {
+			return nil, false
+		}
+	}
+	return args, true
 }
 
 // resourceNotFound is ARM's answer for a missing top-level resource.
@@ -296,13 +291,6 @@ func (c *armCall) decodeBody(v any) *armError {
 // armRef is a reference to another resource: {"id": …}.
 type armRef struct {
 	ID string `json:"id"`
-}
-
-func refTo(id string) *armRef {
-	if id == "" {
-		return nil
-	}
-	return &armRef{ID: id}
 }
 
 func refID(r *armRef) string {

@@ -12,7 +12,6 @@ import (
 const (
 	maxSecurityRules         = 1000
 	maxRuleDescriptionLen    = 140
-	nsgType                  = "Microsoft.Network/networkSecurityGroups"
 	securityRuleType         = nsgType + "/securityRules"
 	minRulePriority          = 100
 	maxRulePriority          = 4096
@@ -29,21 +28,23 @@ var armRuleName = regexp.MustCompile(`^\w([\w.-]{0,78}\w)?$`)
 // Storage.WestEurope.
 var armServiceTag = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9]*(\.[A-Za-z0-9]+)?$`)
 
-// securityRuleProps is the properties object of a rule PUT.
+// securityRuleProps is the properties object of a rule PUT: the fields of
+// AzureSecurityRule under ARM's names, so each converts to the other.
 type securityRuleProps struct {
-	Description                string   `json:"description"`
-	Protocol                   string   `json:"protocol"`
-	SourcePortRange            string   `json:"sourcePortRange"`
-	DestinationPortRange       string   `json:"destinationPortRange"`
-	SourceAddressPrefix        string   `json:"sourceAddressPrefix"`
-	DestinationAddressPrefix   string   `json:"destinationAddressPrefix"`
-	SourcePortRanges           []string `json:"sourcePortRanges"`
-	DestinationPortRanges      []string `json:"destinationPortRanges"`
-	SourceAddressPrefixes      []string `json:"sourceAddressPrefixes"`
-	DestinationAddressPrefixes []string `json:"destinationAddressPrefixes"`
-	Access                     string   `json:"access"`
+	Name                       string   `json:"-"`
 	Priority                   int32    `json:"priority"`
 	Direction                  string   `json:"direction"`
+	Access                     string   `json:"access"`
+	Protocol                   string   `json:"protocol"`
+	Description                string   `json:"description"`
+	SourceAddressPrefix        string   `json:"sourceAddressPrefix"`
+	SourceAddressPrefixes      []string `json:"sourceAddressPrefixes"`
+	SourcePortRange            string   `json:"sourcePortRange"`
+	SourcePortRanges           []string `json:"sourcePortRanges"`
+	DestinationAddressPrefix   string   `json:"destinationAddressPrefix"`
+	DestinationAddressPrefixes []string `json:"destinationAddressPrefixes"`
+	DestinationPortRange       string   `json:"destinationPortRange"`
+	DestinationPortRanges      []string `json:"destinationPortRanges"`
 }
 
 func (a *azureState) renderSecurityRule(nsg *AzureNSG, r *AzureSecurityRule) obj {
@@ -128,7 +129,8 @@ func putSecurityRule(c *armCall) armReply {
 	if e := c.decodeBody(&in); e != nil {
 		return e.reply()
 	}
-	rule := in.Properties.rule(c.args[2])
+	rule := AzureSecurityRule(in.Properties)
+	rule.Name = c.args[2]
 	existing := ruleIndex(nsg, rule.Name)
 	if existing >= 0 {
 		rule.Name = nsg.SecurityRules[existing].Name // ARM keeps the name as first written
@@ -181,24 +183,6 @@ func deleteSecurityRule(c *armCall) armReply {
 			}
 		})
 	return armReply{status: http.StatusAccepted, header: h}
-}
-
-// rule converts PUT properties to the stored form (same fields, ARM names).
-func (p securityRuleProps) rule(name string) AzureSecurityRule {
-	return AzureSecurityRule{
-		Name: name, Priority: p.Priority, Direction: p.Direction, Access: p.Access, Protocol: p.Protocol,
-		Description: p.Description, SourceAddressPrefix: p.SourceAddressPrefix, SourceAddressPrefixes: nilIfEmpty(p.SourceAddressPrefixes),
-		SourcePortRange: p.SourcePortRange, SourcePortRanges: nilIfEmpty(p.SourcePortRanges),
-		DestinationAddressPrefix: p.DestinationAddressPrefix, DestinationAddressPrefixes: nilIfEmpty(p.DestinationAddressPrefixes),
-		DestinationPortRange: p.DestinationPortRange, DestinationPortRanges: nilIfEmpty(p.DestinationPortRanges),
-	}
-}
-
-func nilIfEmpty(s []string) []string {
-	if len(s) == 0 {
-		return nil
-	}
-	return s
 }
 
 // validateSecurityRule checks one rule as the network provider does and

@@ -300,34 +300,36 @@ func TestAzureVMToNICToNSGs(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	count := func(pager interface{ More() bool }, next func() (int, error)) int {
-		n := 0
-		for pager.More() {
-			k, err := next()
-			if err != nil {
-				t.Fatal(err)
-			}
-			n += k
-		}
-		return n
-	}
 	vms := w.comp.NewVirtualMachinesClient()
-	rg := vms.NewListPager("rg-prod", nil)
-	all := vms.NewListAllPager(nil)
-	nsgs := w.net.NewSecurityGroupsClient().NewListAllPager(nil)
-	nicsRG := w.net.NewInterfacesClient().NewListPager("rg-prod", nil)
-	if n := count(rg, func() (int, error) { p, err := rg.NextPage(ctx); return len(p.Value), err }); n != 2 {
+	if n := drain(t, vms.NewListPager("rg-prod", nil), func(p armcompute.VirtualMachinesClientListResponse) int { return len(p.Value) }); n != 2 {
 		t.Errorf("%d VMs in rg-prod, want 2", n)
 	}
-	if n := count(all, func() (int, error) { p, err := all.NextPage(ctx); return len(p.Value), err }); n != 3 {
+	if n := drain(t, vms.NewListAllPager(nil), func(p armcompute.VirtualMachinesClientListAllResponse) int { return len(p.Value) }); n != 3 {
 		t.Errorf("%d VMs in the subscription, want 3", n)
 	}
-	if n := count(nsgs, func() (int, error) { p, err := nsgs.NextPage(ctx); return len(p.Value), err }); n != 3 {
+	if n := drain(t, w.net.NewSecurityGroupsClient().NewListAllPager(nil), func(p armnetwork.SecurityGroupsClientListAllResponse) int { return len(p.Value) }); n != 3 {
 		t.Errorf("%d NSGs, want 3", n)
 	}
-	if n := count(nicsRG, func() (int, error) { p, err := nicsRG.NextPage(ctx); return len(p.Value), err }); n != 3 {
-		t.Errorf("%d NICs, want 3", n)
+	if n := drain(t, w.net.NewInterfacesClient().NewListPager("rg-prod", nil), func(p armnetwork.InterfacesClientListResponse) int { return len(p.Value) }); n != 3 {
+		t.Errorf("%d NICs in rg-prod, want 3", n)
 	}
+	if n := drain(t, w.net.NewSecurityRulesClient().NewListPager("rg-prod", "web-01-nsg", nil), func(p armnetwork.SecurityRulesClientListResponse) int { return len(p.Value) }); n != 2 {
+		t.Errorf("%d rules in web-01-nsg, want 2", n)
+	}
+}
+
+// drain reads every page and sums their sizes.
+func drain[T any](t *testing.T, pager *runtime.Pager[T], size func(T) int) int {
+	t.Helper()
+	n := 0
+	for pager.More() {
+		page, err := pager.NextPage(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		n += size(page)
+	}
+	return n
 }
 
 func TestAzureSecurityRuleLifecycle(t *testing.T) {
