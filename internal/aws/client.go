@@ -12,7 +12,6 @@ import (
 	"os"
 
 	awssdk "github.com/aws/aws-sdk-go-v2/aws"
-	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 
@@ -62,11 +61,13 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 	if cfg.UserAgent != "" {
 		opts = append(opts, config.WithAppID(cfg.UserAgent))
 	}
-	opts = append(opts, config.WithHTTPClient(opaqueBodyClient{awshttp.NewBuildableClient()}))
 	awsCfg, err := config.LoadDefaultConfig(ctx, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("loading AWS configuration: %w", err)
 	}
+	// Wrapped after loading, so the chain's own HTTP settings
+	// (AWS_CA_BUNDLE needs the SDK's buildable client) still apply.
+	awsCfg.HTTPClient = opaqueBodyClient{awsCfg.HTTPClient}
 	if awsCfg.Region == "" {
 		return nil, errors.New("no AWS region: set region in the aws block or AWS_REGION")
 	}
