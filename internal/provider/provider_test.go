@@ -1,6 +1,7 @@
 package provider
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/jitaccess/terraform-provider-jit/internal/azure"
 	"github.com/jitaccess/terraform-provider-jit/internal/cloudsim"
+	"github.com/jitaccess/terraform-provider-jit/internal/jit"
 )
 
 // protoV6ProviderFactories runs the provider in the test process, so the
@@ -89,4 +91,41 @@ func (c *testCloud) azureClient(t *testing.T) *azure.Client {
 		t.Fatal(err)
 	}
 	return client
+}
+
+// putRule writes a rule into an emulated NSG the way a person or another
+// tool would: one rule through the security-rules API.
+func (c *testCloud) putRule(t *testing.T, nsg string, rule jit.NSGRule) {
+	t.Helper()
+	if err := c.azureClient(t).ApplyNSGPlan(context.Background(), testNSG+nsg, jit.NSGPlan{Add: []jit.NSGRule{rule}}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// deleteRule removes a rule from an emulated NSG out of band.
+func (c *testCloud) deleteRule(t *testing.T, nsg, name string) {
+	t.Helper()
+	if err := c.azureClient(t).ApplyNSGPlan(context.Background(), testNSG+nsg, jit.NSGPlan{Remove: []jit.NSGRule{{Name: name}}}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// writes counts the write calls the emulator served.
+func (c *testCloud) writes() int {
+	n := 0
+	for op, calls := range c.Calls() {
+		if isWrite(op) {
+			n += calls
+		}
+	}
+	return n
+}
+
+func inbound(name string, priority int, access jit.NSGAccess, port string) jit.NSGRule {
+	return jit.NSGRule{
+		Name: name, Priority: priority, Direction: jit.NSGInbound, Access: access, Protocol: jit.NSGProtocolTCP,
+		SourcePrefixes: []string{"10.0.9.0/24"}, SourcePortRanges: []string{"*"},
+		DestinationPrefixes: []string{"*"}, DestinationPortRanges: []string{port},
+		Description: "written by hand",
+	}
 }

@@ -1,0 +1,3 @@
+# A policy is imported by name; its VMs are found by their jit-policy tag in
+# the provider's subscription.
+terraform import jit_policy.web prod-web

@@ -1,0 +1,410 @@
+package provider
+
+import (
+	"context"
+	"fmt"
+	"reflect"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/hashicorp/terraform-plugin-testing/helper/resource"
+	"github.com/hashicorp/terraform-plugin-testing/knownvalue"
+	"github.com/hashicorp/terraform-plugin-testing/plancheck"
+	"github.com/hashicorp/terraform-plugin-testing/statecheck"
+	"github.com/hashicorp/terraform-plugin-testing/terraform"
+	"github.com/hashicorp/terraform-plugin-testing/tfjsonpath"
+
+	"github.com/jitaccess/terraform-provider-jit/internal/jit"
+)
+
+// policyRules returns the rules of an NSG in the emulator as the core sees them.
+func (c *testCloud) nsgRules(t *testing.T, nsg string) []jit.NSGRule {
+	t.Helper()
+	rules, err := c.azureClient(t).SecurityRules(context.Background(), testNSG+nsg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rules
+}
+
+// ownedDenies lists the JIT deny rules of policy in an NSG, as "port/proto@priority->dest".
+func (c *testCloud) ownedDenies(t *testing.T, nsg, policy string) []string {
+	var out []string
+	for _, r := range c.nsgRules(t, nsg) {
+		if m, ok := jit.ParseMarker(r.Description); ok && m.Kind == jit.MarkerDeny && m.BelongsTo(policy) {
+			out = append(out, fmt.Sprintf("%s/%s@%d->%s", strings.Join(r.DestinationPortRanges, ","), r.Protocol, r.Priority, strings.Join(r.DestinationPrefixes, ",")))
+		}
+	}
+	return out
+}
+
+func TestAccPolicy_defaultPortsOnNICAndSubnetNSG(t *testing.T) {
+	cloud := newTestCloud(t, "world")
+	before := cloud.nsgRules(t, "web-subnet-nsg")
+	config := cloud.config(`resource "jit_policy" "web" {
+  name                = "prod-web"
+  virtual_machine_ids = ["` + testVM + `web"]
+}`)
+	resource.ParallelTest(t, resource.TestCase{
+		ProtoV6ProviderFactories: protoV6ProviderFactories,
+		CheckDestroy: func(*terraform.State) error {
+			if got := cloud.nsgRules(t, "web-subnet-nsg"); len(got) != len(before) || !got[0].Equivalent(before[0]) {
+				return fmt.Errorf("subnet NSG not restored: %+v", got)
+			}
+			if got := cloud.nsgRules(t, "web-nic-nsg"); len(got) != 0 {
+				return fmt.Errorf("NIC NSG not restored: %+v", got)
+			}
+			return nil
+		},
+		Steps: []resource.TestStep{
+			{
+				Config: config,
+				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
+					plancheck.ExpectKnownValue("jit_policy.web", tfjsonpath.New("rules"), knownvalue.ListSizeExact(8)),
+				}},
+				ConfigStateChecks: []statecheck.StateCheck{
+					statecheck.ExpectKnownValue("jit_policy.web", tfjsonpath.New("id"), knownvalue.StringExact("prod-web")),
+					statecheck.ExpectKnownValue("jit_policy.web", tfjsonpath.New("rules").AtSliceIndex(0), knownvalue.ObjectPartial(map[string]knownvalue.Check{
+						"virtual_machine_id": knownvalue.StringExact(testVM + "web"),
+						"target_id":          knownvalue.StringExact(testNSG + "web-nic-nsg"),
+						"priority":           knownvalue.Int64Exact(1000),
+						"port":               knownvalue.Int64Exact(22),
+						"protocol":           knownvalue.StringExact("TCP"),
+					})),
+				},
+				Check: func(*terraform.State) error {
+					for _, nsg := range []string{"web-nic-nsg", "web-subnet-nsg"} {
+						got := strings.Join(cloud.ownedDenies(t, nsg, "prod-web"), " ")
+						want := "22/Tcp@1000->10.0.1.4 3389/Tcp@1001->10.0.1.4 5985/Tcp@1002->10.0.1.4 5986/Tcp@1003->10.0.1.4"
+						if got != want {
+							return fmt.Errorf("%s denies:\n got %s\nwant %s", nsg, got, want)
+						}
+					}
+					// The existing rule of the subnet NSG is untouched.
+					if got := cloud.nsgRules(t, "web-subnet-nsg"); !got[0].Equivalent(before[0]) {
+						return fmt.Errorf("allow-https changed: %+v", got[0])
+					}
+					return nil
+				},
+			},
+			{Config: config, ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{plancheck.ExpectEmptyPlan()}}},
+		},
+	})
+}
+
+func TestAccPolicy_invalidPortsAreDiagnosedAndWriteNothing(t *testing.T) {
+	cloud := newTestCloud(t, "world")
+	for _, tc := range []struct{ block, want string }{
+		{`port { number = 70000 }`, `port\[0\]\.number[\s\S]*between 0 and 65535`},
+		{"port { number = 22 }\n  port { number = 22 }", `Duplicate port`},
+		{`port {
+    number   = 22
+    protocol = "ICMP"
+  }`, `port\[0\]\.protocol`},
+		{`port {
+    number                          = 22
+    allowed_source_address_prefixes = ["10.0.0.1/8"]
+  }`, `allowed_source_address_prefixes = \["10.0.0.1/8"\][\s\S]*host bits set`},
+		{`port {
+    number                      = 22
+    max_request_access_duration = "PT2M"
+  }`, `Invalid maximum request duration[\s\S]*max_request_access_duration = "PT2M"`},
+		{`port {
+    number                      = 22
+    max_request_access_duration = "3 hours"
+  }`, `Invalid maximum request duration[\s\S]*max_request_access_duration = "3 hours"[\s\S]*must start with "P"`},
+	} {
+		t.Run(tc.want, func(t *testing.T) {
+			cloud.ResetCalls()
+			resource.Test(t, resource.TestCase{
+				ProtoV6ProviderFactories: protoV6ProviderFactories,
+				Steps: []resource.TestStep{{
+					Config: cloud.config(`resource "jit_policy" "p" {
+  name                = "p"
+  virtual_machine_ids = ["` + testVM + `web"]
+  ` + tc.block + `
+}`),
+					ExpectError: regexp.MustCompile(tc.want),
+				}},
+			})
+			for op, n := range cloud.Calls() {
+				if isWrite(op) && n > 0 {
+					t.Errorf("%s called %d times for invalid input", op, n)
+				}
+			}
+		})
+	}
+}
+
+func isWrite(op string) bool {
+	for _, verb := range []string{"CreateOrUpdate", "Delete", "Update", "Authorize", "Revoke", "Create", "Modify"} {
+		if strings.Contains(op, verb) {
+			return true
+		}
+	}
+	return false
+}
+
+func policyConfig(cloud *testCloud, name string, vms []string, ports string) string {
+	ids := make([]string, len(vms))
+	for i, vm := range vms {
+		ids[i] = `"` + testVM + vm + `"`
+	}
+	return cloud.config(`resource "jit_policy" "p" {
+  name                = "` + name + `"
+  virtual_machine_ids = [` + strings.Join(ids, ", ") + `]
+` + ports + `
+}`)
+}
+
+const port22 = `  port {
+    number = 22
+  }`
+
+func expectDenies(t *testing.T, cloud *testCloud, nsg, policy, want string) func(*terraform.State) error {
+	return func(*terraform.State) error {
+		if got := strings.Join(cloud.ownedDenies(t, nsg, policy), " "); got != want {
+			return fmt.Errorf("%s denies of %s:\n got %q\nwant %q", nsg, policy, got, want)
+		}
+		return nil
+	}
+}
+
+func TestAccPolicy_existingRulesKeepPrecedence(t *testing.T) {
+	cloud := newTestCloud(t, "world")
+	// An Allow deciding 22 for every destination, and a Deny deciding 3389
+	// late in the NIC NSG: both must stay ahead of the JIT denies.
+	cloud.putRule(t, "web-subnet-nsg", inbound("allow-ssh-bastion", 200, jit.NSGAllow, "22"))
+	cloud.putRule(t, "web-nic-nsg", inbound("deny-rdp", 1500, jit.NSGDeny, "3389"))
+	config := policyConfig(cloud, "prec", []string{"web"}, port22+"\n  port {\n    number = 3389\n  }")
+	resource.ParallelTest(t, resource.TestCase{
+		ProtoV6ProviderFactories: protoV6ProviderFactories,
+		Steps: []resource.TestStep{
+			{
+				Config: config,
+				Check: resource.ComposeTestCheckFunc(
+					expectDenies(t, cloud, "web-subnet-nsg", "prec", "22/Tcp@1000->10.0.1.4 3389/Tcp@1001->10.0.1.4"),
+					expectDenies(t, cloud, "web-nic-nsg", "prec", "22/Tcp@1000->10.0.1.4 3389/Tcp@1501->10.0.1.4"),
+				),
+			},
+			{Config: config, ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{plancheck.ExpectEmptyPlan()}}},
+		},
+	})
+}
+
+func TestAccPolicy_noRoomForTheDenyIsAnErrorAndWritesNothing(t *testing.T) {
+	cloud := newTestCloud(t, "world")
+	// A rule at the last priority decides port 22: the deny cannot go after it.
+	cloud.putRule(t, "web-nic-nsg", inbound("allow-ssh-last", 4096, jit.NSGAllow, "22"))
+	before := cloud.Snapshot()
+	cloud.ResetCalls()
+	resource.ParallelTest(t, resource.TestCase{
+		ProtoV6ProviderFactories: protoV6ProviderFactories,
+		Steps: []resource.TestStep{{
+			Config:      policyConfig(cloud, "full", []string{"web"}, port22),
+			ExpectError: regexp.MustCompile(`No room for the JIT deny rules[\s\S]*web-nic-nsg[\s\S]*allow-ssh-last`),
+		}},
+	})
+	if n := cloud.writes(); n != 0 {
+		t.Errorf("%d writes despite the error", n)
+	}
+	if after := cloud.Snapshot(); !reflect.DeepEqual(before.Azure, after.Azure) {
+		t.Error("the Azure side changed despite the error")
+	}
+}
+
+func TestAccPolicy_sharedSubnetNSGBlocksOnlyPolicyVMs(t *testing.T) {
+	cloud := newTestCloud(t, "world")
+	resource.ParallelTest(t, resource.TestCase{
+		ProtoV6ProviderFactories: protoV6ProviderFactories,
+		Steps: []resource.TestStep{
+			{
+				// web2 shares web's subnet (and its NSG) but is not in the policy.
+				Config: policyConfig(cloud, "shared", []string{"web"}, port22),
+				Check:  expectDenies(t, cloud, "web-subnet-nsg", "shared", "22/Tcp@1000->10.0.1.4"),
+			},
+			{
+				Config: policyConfig(cloud, "shared", []string{"web", "web2"}, port22),
+				Check:  expectDenies(t, cloud, "web-subnet-nsg", "shared", "22/Tcp@1000->10.0.1.4 22/Tcp@1001->10.0.1.5"),
+			},
+		},
+	})
+}
+
+func TestAccPolicy_updatePortsAndRemoveAVM(t *testing.T) {
+	cloud := newTestCloud(t, "world")
+	two := `  port {
+    number                          = 22
+    allowed_source_address_prefixes = ["10.0.0.0/8"]
+    max_request_access_duration     = "PT1H"
+  }
+  port {
+    number   = 53
+    protocol = "*"
+  }`
+	resource.ParallelTest(t, resource.TestCase{
+		ProtoV6ProviderFactories: protoV6ProviderFactories,
+		CheckDestroy: func(*terraform.State) error {
+			for _, nsg := range []string{"web-nic-nsg", "web-subnet-nsg", "multi-nsg"} {
+				if got := cloud.ownedDenies(t, nsg, "upd"); len(got) != 0 {
+					return fmt.Errorf("%s still has denies: %v", nsg, got)
+				}
+			}
+			return nil
+		},
+		Steps: []resource.TestStep{
+			{
+				Config: policyConfig(cloud, "upd", []string{"web", "multi"}, port22),
+				Check: resource.ComposeTestCheckFunc(
+					expectDenies(t, cloud, "multi-nsg", "upd", "22/Tcp@1000->10.0.1.6,10.0.2.6"),
+					expectDenies(t, cloud, "web-subnet-nsg", "upd", "22/Tcp@1000->10.0.1.6,10.0.2.6 22/Tcp@1001->10.0.1.4"),
+				),
+			},
+			{
+				Config: policyConfig(cloud, "upd", []string{"web", "multi"}, two),
+				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
+					plancheck.ExpectResourceAction("jit_policy.p", plancheck.ResourceActionUpdate),
+				}},
+				Check: resource.ComposeTestCheckFunc(
+					expectDenies(t, cloud, "multi-nsg", "upd", "22/Tcp@1000->10.0.1.6,10.0.2.6 53/*@1001->10.0.1.6,10.0.2.6"),
+					func(*terraform.State) error {
+						m, err := cloud.azureClient(t).Machine(context.Background(), testVM+"multi")
+						if err != nil {
+							return err
+						}
+						if got := m.Tags["jit-port-22-tcp"]; got != "PT1H 10.0.0.0/8" {
+							return fmt.Errorf("port 22 settings tag = %q", got)
+						}
+						return nil
+					},
+				),
+			},
+			{
+				Config: policyConfig(cloud, "upd", []string{"web"}, two),
+				Check: resource.ComposeTestCheckFunc(
+					expectDenies(t, cloud, "multi-nsg", "upd", ""),
+					// Denies that stay are not renumbered when others leave.
+					expectDenies(t, cloud, "web-subnet-nsg", "upd", "22/Tcp@1001->10.0.1.4 53/*@1003->10.0.1.4"),
+					func(*terraform.State) error {
+						m, err := cloud.azureClient(t).Machine(context.Background(), testVM+"multi")
+						if err != nil {
+							return err
+						}
+						for k := range m.Tags {
+							if jit.IsPolicyTag(k) {
+								return fmt.Errorf("multi left the policy but keeps tag %s", k)
+							}
+						}
+						return nil
+					},
+				),
+			},
+			{Config: policyConfig(cloud, "upd", []string{"web"}, two), ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{plancheck.ExpectEmptyPlan()}}},
+		},
+	})
+}
+
+func TestAccPolicy_denyDeletedOutOfBandIsRecreated(t *testing.T) {
+	cloud := newTestCloud(t, "world")
+	config := policyConfig(cloud, "drift", []string{"web"}, port22)
+	resource.ParallelTest(t, resource.TestCase{
+		ProtoV6ProviderFactories: protoV6ProviderFactories,
+		Steps: []resource.TestStep{
+			{Config: config},
+			{
+				PreConfig: func() {
+					cloud.deleteRule(t, "web-nic-nsg", jit.DenyRuleName("drift", testVM+"web", jit.PortProtocol{Number: 22, Protocol: jit.ProtocolTCP}))
+				},
+				Config: config,
+				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
+					plancheck.ExpectResourceAction("jit_policy.p", plancheck.ResourceActionUpdate),
+				}},
+				Check: expectDenies(t, cloud, "web-nic-nsg", "drift", "22/Tcp@1000->10.0.1.4"),
+			},
+			{Config: config, ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{plancheck.ExpectEmptyPlan()}}},
+		},
+	})
+}
+
+func TestAccPolicy_foreignRuleWrittenMeanwhileSurvives(t *testing.T) {
+	cloud := newTestCloud(t, "world")
+	foreign := inbound("someone-elses", 1001, jit.NSGAllow, "8080")
+	resource.ParallelTest(t, resource.TestCase{
+		ProtoV6ProviderFactories: protoV6ProviderFactories,
+		Steps: []resource.TestStep{
+			{Config: policyConfig(cloud, "mixed", []string{"web"}, port22)},
+			{
+				// Another tool takes the priority the next deny would have used.
+				PreConfig: func() { cloud.putRule(t, "web-nic-nsg", foreign) },
+				Config:    policyConfig(cloud, "mixed", []string{"web"}, port22+"\n  port {\n    number = 3389\n  }"),
+				Check: resource.ComposeTestCheckFunc(
+					expectDenies(t, cloud, "web-nic-nsg", "mixed", "22/Tcp@1000->10.0.1.4 3389/Tcp@1002->10.0.1.4"),
+					func(*terraform.State) error {
+						for _, r := range cloud.nsgRules(t, "web-nic-nsg") {
+							if r.Name == foreign.Name {
+								if !r.Equivalent(foreign) {
+									return fmt.Errorf("foreign rule altered: %+v", r)
+								}
+								return nil
+							}
+						}
+						return fmt.Errorf("foreign rule lost")
+					},
+				),
+			},
+		},
+	})
+}
+
+func TestAccPolicy_vmInAnotherPolicyIsAnError(t *testing.T) {
+	cloud := newTestCloud(t, "world")
+	first := policyConfig(cloud, "first", []string{"web"}, port22)
+	resource.ParallelTest(t, resource.TestCase{
+		ProtoV6ProviderFactories: protoV6ProviderFactories,
+		Steps: []resource.TestStep{
+			{Config: first},
+			{
+				Config: first + `
+resource "jit_policy" "second" {
+  name                = "second"
+  virtual_machine_ids = ["` + testVM + `web"]
+}`,
+				ExpectError: regexp.MustCompile(`already in another policy[\s\S]*"first"`),
+			},
+		},
+	})
+}
+
+func TestAccPolicy_unsupportedVMIsAnError(t *testing.T) {
+	cloud := newTestCloud(t, "world")
+	resource.ParallelTest(t, resource.TestCase{
+		ProtoV6ProviderFactories: protoV6ProviderFactories,
+		Steps: []resource.TestStep{{
+			Config:      policyConfig(cloud, "bare", []string{"bare"}, port22),
+			ExpectError: regexp.MustCompile(`cannot be protected[\s\S]*no network security group`),
+		}},
+	})
+}
+
+func TestAccPolicy_importByName(t *testing.T) {
+	cloud := newTestCloud(t, "world")
+	config := policyConfig(cloud, "imp", []string{"web", "multi"}, `  port {
+    number                          = 22
+    allowed_source_address_prefixes = ["10.0.0.0/8"]
+  }`)
+	resource.ParallelTest(t, resource.TestCase{
+		ProtoV6ProviderFactories: protoV6ProviderFactories,
+		Steps: []resource.TestStep{
+			{Config: config},
+			{
+				Config:                  config,
+				ResourceName:            "jit_policy.p",
+				ImportState:             true,
+				ImportStateId:           "imp",
+				ImportStateVerify:       true,
+				ImportStateVerifyIgnore: []string{"timeouts"},
+			},
+		},
+	})
+}
