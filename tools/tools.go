@@ -6,4 +6,5 @@ package tools
 
 import (
 	_ "github.com/hashicorp/terraform-plugin-docs/cmd/tfplugindocs"
+	_ "gotest.tools/gotestsum"
 )
