@@ -41,8 +41,9 @@ if ! "$bin/tofu" apply -auto-approve -no-color >apply.log 2>&1; then
   echo "tofu apply failed" >&2
   exit 1
 fi
-# Drop the dev_overrides warning box; keep everything else tofu said.
-awk '/Warning: Provider development overrides are in effect/{skip=1} skip&&/^╵/{skip=0;next} !skip' apply.log
+# Drop the dev_overrides warning (its last line ends "releases."); keep
+# everything else tofu said.
+awk '/Warning: Provider development overrides are in effect/{skip=1} skip&&/releases\.$/{skip=0;next} !skip' apply.log
 
 echo "== calls the emulator served"
 kill "$sim_pid" && wait "$sim_pid" 2>/dev/null || true
