@@ -73,8 +73,8 @@ func (c *Client) ApplyNSGPlan(ctx context.Context, nsgID string, plan jit.NSGPla
 	return nil
 }
 
-// LockNSGs serialises this process's writes to the given NSGs.
-func (c *Client) LockNSGs(ids ...string) (unlock func()) { return c.locks.Lock(ids...) }
+// Lock serialises this process's writes to the given NSGs and firewalls.
+func (c *Client) Lock(ids ...string) (unlock func()) { return c.locks.Lock(ids...) }
 
 func (c *Client) parseNetworkID(resourceID string) (*arm.ResourceID, *armnetwork.ClientFactory, error) {
 	id, err := arm.ParseResourceID(resourceID)

@@ -16,17 +16,26 @@ import (
 //	jit-policy        = <policy name>
 //	jit-port-22-tcp   = "PT3H 10.0.0.0/8 192.168.0.0/16"   (maximum duration, then allowed sources)
 //	jit-port-53-any   = "PT1H *"
+//	jit-firewall      = <Azure Firewall resource ID>   (Azure VMs, when the policy also denies through one)
 const (
 	TagPolicy     = "jit-policy"
+	TagFirewall   = "jit-firewall"
 	tagPortPrefix = "jit-port-"
 	maxTagValue   = 256
 )
 
-// PolicyTags renders the policy's settings as machine tags.
-func PolicyTags(policy string, ports []Port) (map[string]string, error) {
+// PolicyTags renders the policy's settings as machine tags; firewall is
+// empty when the policy denies through NSGs only.
+func PolicyTags(policy, firewall string, ports []Port) (map[string]string, error) {
 	tags := map[string]string{TagPolicy: policy}
 	if len(policy) > maxTagValue {
 		return nil, fmt.Errorf("policy name is longer than %d characters, the limit of a tag value", maxTagValue)
+	}
+	if len(firewall) > maxTagValue {
+		return nil, fmt.Errorf("Azure Firewall ID is longer than %d characters, the limit of a tag value", maxTagValue)
+	}
+	if firewall != "" {
+		tags[TagFirewall] = firewall
 	}
 	for _, p := range ports {
 		value := p.MaxRequestAccessDuration.String() + " " + strings.Join(p.AllowedSourcePrefixes, " ")
@@ -41,7 +50,7 @@ func PolicyTags(policy string, ports []Port) (map[string]string, error) {
 
 // IsPolicyTag tells the tags PolicyTags writes, so stale ones can be removed.
 func IsPolicyTag(name string) bool {
-	return name == TagPolicy || strings.HasPrefix(name, tagPortPrefix)
+	return name == TagPolicy || name == TagFirewall || strings.HasPrefix(name, tagPortPrefix)
 }
 
 // PolicyFromTags reads back what PolicyTags wrote. ok is false when the

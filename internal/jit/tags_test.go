@@ -13,9 +13,13 @@ func TestPolicyTagsRoundTrip(t *testing.T) {
 		{Number: 53, Protocol: ProtocolAny, AllowedSourcePrefixes: []string{"*"}, MaxRequestAccessDuration: Duration(90 * time.Minute)},
 		{Number: 53, Protocol: ProtocolUDP, AllowedSourcePrefixes: []string{"2001:db8::/32"}, MaxRequestAccessDuration: Duration(24 * time.Hour)},
 	}
-	tags, err := PolicyTags("prod-web", ports)
+	firewall := "/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/hub/providers/Microsoft.Network/azureFirewalls/fw"
+	tags, err := PolicyTags("prod-web", firewall, ports)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if tags[TagFirewall] != firewall {
+		t.Errorf("firewall tag = %q, want %q", tags[TagFirewall], firewall)
 	}
 	for name := range tags {
 		if strings.ContainsAny(name, `<>%&\?/`) || !IsPolicyTag(name) {
@@ -44,7 +48,7 @@ func TestPolicyTagsRejectsOverlongValue(t *testing.T) {
 	for i := 0; i < 30; i++ {
 		prefixes = append(prefixes, "203.0.113.0/24")
 	}
-	_, err := PolicyTags("p", []Port{{Number: 22, Protocol: ProtocolTCP, AllowedSourcePrefixes: prefixes, MaxRequestAccessDuration: Duration(time.Hour)}})
+	_, err := PolicyTags("p", "", []Port{{Number: 22, Protocol: ProtocolTCP, AllowedSourcePrefixes: prefixes, MaxRequestAccessDuration: Duration(time.Hour)}})
 	if err == nil || !strings.Contains(err.Error(), "22/TCP") {
 		t.Fatalf("err = %v, want a limit error naming the port", err)
 	}

@@ -3,6 +3,7 @@ package provider
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -42,6 +43,7 @@ type policyModel struct {
 	ID                types.String   `tfsdk:"id"`
 	Name              types.String   `tfsdk:"name"`
 	VirtualMachineIDs types.Set      `tfsdk:"virtual_machine_ids"`
+	AzureFirewallID   types.String   `tfsdk:"azure_firewall_id"`
 	Ports             []policyPort   `tfsdk:"port"`
 	Rules             types.List     `tfsdk:"rules"`
 	Timeouts          timeouts.Value `tfsdk:"timeouts"`
@@ -106,15 +108,23 @@ func (r *policyResource) Schema(ctx context.Context, _ resource.SchemaRequest, r
 					setvalidator.ValueStringsAre(virtualMachineIDValidator{}),
 				},
 			},
+			"azure_firewall_id": schema.StringAttribute{
+				Optional: true,
+				MarkdownDescription: "A classic Azure Firewall (rules in the firewall resource, not a Firewall Policy) in front of the VMs. " +
+					"The policy adds a network rule collection there denying the locked ports to the VMs' private IPs, placed " +
+					"like the NSG denies: after collections that already decide those ports, with a free priority before it for grants.",
+				Validators: []validator.String{stringvalidator.RegexMatches(firewallIDPattern,
+					"must be an Azure Firewall resource ID: /subscriptions/…/resourceGroups/…/providers/Microsoft.Network/azureFirewalls/…")},
+			},
 			"rules": schema.ListNestedAttribute{
 				Computed: true,
 				MarkdownDescription: "Every deny rule the policy owns, sorted by target and priority: what a reviewer reads in the plan. " +
 					"Rules written by others into the same NSGs are never altered, renumbered or removed.",
 				NestedObject: schema.NestedAttributeObject{Attributes: map[string]schema.Attribute{
 					"virtual_machine_id": schema.StringAttribute{Computed: true, MarkdownDescription: "The VM the rule locks."},
-					"target_id":          schema.StringAttribute{Computed: true, MarkdownDescription: "The network security group holding the rule."},
+					"target_id":          schema.StringAttribute{Computed: true, MarkdownDescription: "The network security group, or Azure Firewall, holding the rule."},
 					"name":               schema.StringAttribute{Computed: true, MarkdownDescription: "Rule name."},
-					"priority":           schema.Int64Attribute{Computed: true, MarkdownDescription: "Rule priority (lower is evaluated first)."},
+					"priority":           schema.Int64Attribute{Computed: true, MarkdownDescription: "Rule priority, or on a firewall the priority of the policy's rule collection (lower is evaluated first)."},
 					"port":               schema.Int64Attribute{Computed: true, MarkdownDescription: "Locked port."},
 					"protocol":           schema.StringAttribute{Computed: true, MarkdownDescription: "Locked protocol."},
 				}},
@@ -179,7 +189,7 @@ func (r *policyResource) ModifyPlan(ctx context.Context, req resource.ModifyPlan
 		prior = &policyModel{}
 		resp.Diagnostics.Append(req.State.Get(ctx, prior)...)
 	}
-	p, diags := r.plan(ctx, plan.Name.ValueString(), plan.vmIDs(), ports, prior, false)
+	p, diags := r.plan(ctx, plan.Name.ValueString(), plan.AzureFirewallID.ValueString(), plan.vmIDs(), ports, prior, false)
 	resp.Diagnostics.Append(diags...)
 	if resp.Diagnostics.HasError() {
 		return
@@ -231,7 +241,7 @@ func (r *policyResource) apply(ctx context.Context, plan, prior *policyModel, di
 		return
 	}
 	name := plan.Name.ValueString()
-	p, d := r.plan(ctx, name, plan.vmIDs(), ports, prior, true)
+	p, d := r.plan(ctx, name, plan.AzureFirewallID.ValueString(), plan.vmIDs(), ports, prior, true)
 	defer p.release()
 	diags.Append(d...)
 	if diags.HasError() {
@@ -241,7 +251,7 @@ func (r *policyResource) apply(ctx context.Context, plan, prior *policyModel, di
 	diags.Append(d...)
 	if !plan.Rules.IsUnknown() && !plan.Rules.Equal(rules) {
 		diags.AddError("Network security groups changed since the plan",
-			"The rules this apply would write differ from the planned ones (another writer changed an NSG on the path in between). "+
+			"The rules this apply would write differ from the planned ones (another writer changed an NSG or the firewall on the path in between). "+
 				"Nothing was written; run plan again to see the new placement.")
 		return
 	}
@@ -294,6 +304,9 @@ func (r *policyResource) Read(ctx context.Context, req resource.ReadRequest, res
 	if observed.ports != nil {
 		state.Ports = portModels(observed.ports)
 	}
+	if observed.firewall != "" {
+		state.AzureFirewallID = types.StringValue(observed.firewall)
+	}
 	state.Rules, d = rulesValue(observed.rules)
 	resp.Diagnostics.Append(d...)
 	resp.Diagnostics.Append(resp.State.Set(ctx, &state)...)
@@ -311,7 +324,7 @@ func (r *policyResource) Delete(ctx context.Context, req resource.DeleteRequest,
 	defer cancel()
 	name := state.Name.ValueString()
 	// Planning the policy with no machines removes every rule it owns.
-	p, d := r.plan(ctx, name, nil, nil, &state, true)
+	p, d := r.plan(ctx, name, "", nil, nil, &state, true)
 	defer p.release()
 	resp.Diagnostics.Append(d...)
 	if resp.Diagnostics.HasError() {
@@ -425,7 +438,10 @@ func setKnown(s types.Set) bool {
 	return true
 }
 
-var policyNamePattern = mustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
+var (
+	policyNamePattern = mustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
+	firewallIDPattern = mustCompile(`(?i)^/subscriptions/[^/]+/resourceGroups/[^/]+/providers/Microsoft\.Network/azureFirewalls/[^/]+$`)
+)
 
 // policyPlan is the whole change a policy makes, computed from what the
 // cloud holds now. ModifyPlan shows it; apply computes it again under the
@@ -435,9 +451,12 @@ type policyPlan struct {
 	machines []*jit.Machine         // machines of the policy that exist
 	dropped  []string               // machines that left the policy: untag
 	nsgs     map[string]jit.NSGPlan // by NSG ID
-	rules    []policyRule           // every rule the policy will own
-	aws      *awsPolicyPlan         // the EC2 side
-	unlock   func()
+	// firewalls are the deny collection plans by firewall ID: the
+	// configured firewall, and one the policy used before.
+	firewalls map[string]jit.FirewallDenyPlan
+	rules     []policyRule   // every rule the policy will own
+	aws       *awsPolicyPlan // the EC2 side
+	unlock    func()
 }
 
 func (p *policyPlan) release() {
@@ -450,16 +469,17 @@ func (p *policyPlan) release() {
 	p.aws.release()
 }
 
-// plan resolves every machine's path and plans each NSG on it, plus every
-// NSG the prior state had rules in (a machine that left the policy, or no
-// longer exists, has its rules removed there). With lock, the NSGs are
-// locked before they are read and stay locked until release.
-func (r *policyResource) plan(ctx context.Context, name string, vmIDs []string, ports []jit.Port, prior *policyModel, lock bool) (*policyPlan, diag.Diagnostics) {
+// plan resolves every machine's path and plans each NSG on it and the
+// firewall, plus every NSG and firewall the prior state had rules in (a
+// machine that left the policy, or no longer exists, has its rules removed
+// there). With lock, the NSGs and firewalls are locked before they are
+// read and stay locked until release.
+func (r *policyResource) plan(ctx context.Context, name, firewall string, vmIDs []string, ports []jit.Port, prior *policyModel, lock bool) (*policyPlan, diag.Diagnostics) {
 	var diags diag.Diagnostics
-	p := &policyPlan{nsgs: map[string]jit.NSGPlan{}}
+	p := &policyPlan{nsgs: map[string]jit.NSGPlan{}, firewalls: map[string]jit.FirewallDenyPlan{}}
 	vmPath := path.Root("virtual_machine_ids")
 	if ports != nil {
-		tags, err := jit.PolicyTags(name, ports)
+		tags, err := jit.PolicyTags(name, firewall, ports)
 		if err != nil {
 			diags.AddAttributeError(path.Root("port"), "Policy settings do not fit in tags", err.Error())
 			return p, diags
@@ -469,6 +489,7 @@ func (r *policyResource) plan(ctx context.Context, name string, vmIDs []string, 
 
 	locked := portProtocols(ports)
 	behind := map[string][]jit.LockedMachine{}
+	var azureLocked []jit.LockedMachine // behind the firewall
 	nsgIDs := map[string]string{}
 	owner := map[string]policyRule{} // deny rule name → VM and port
 	var awsMachines []*jit.Machine
@@ -505,6 +526,7 @@ func (r *policyResource) plan(ctx context.Context, name string, vmIDs []string, 
 			continue
 		}
 		lm := jit.LockedMachine{Key: id, PrivateIPs: m.PrivateIPs(), Ports: locked}
+		azureLocked = append(azureLocked, lm)
 		for _, nsg := range m.FilterIDs() {
 			key := addNSG(nsg)
 			behind[key] = append(behind[key], lm)
@@ -513,9 +535,20 @@ func (r *policyResource) plan(ctx context.Context, name string, vmIDs []string, 
 			owner[jit.DenyRuleName(name, id, port)] = policyRule{VirtualMachineID: id, Port: int64(port.Number), Protocol: string(port.Protocol)}
 		}
 	}
+	firewalls := map[string]string{} // by lowercased ID
+	if firewall != "" {
+		firewalls[strings.ToLower(firewall)] = firewall
+	}
 	if prior != nil {
 		for _, rule := range prior.rules() {
-			addNSG(rule.TargetID)
+			if isFirewallID(rule.TargetID) {
+				firewalls[strings.ToLower(rule.TargetID)] = rule.TargetID
+			} else {
+				addNSG(rule.TargetID)
+			}
+		}
+		if id := prior.AzureFirewallID.ValueString(); id != "" {
+			firewalls[strings.ToLower(id)] = id
 		}
 		for _, id := range prior.vmIDs() {
 			if !slices.Contains(vmIDs, id) {
@@ -537,17 +570,30 @@ func (r *policyResource) plan(ctx context.Context, name string, vmIDs []string, 
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
-	if lock && len(keys) > 0 {
-		ids := make([]string, len(keys))
-		for i, k := range keys {
-			ids[i] = nsgIDs[k]
+	if lock && len(keys)+len(firewalls) > 0 {
+		var ids []string
+		for _, k := range keys {
+			ids = append(ids, nsgIDs[k])
+		}
+		for _, id := range firewalls {
+			ids = append(ids, id)
 		}
 		az, err := r.clients.azureClient(ids[0])
 		if err != nil {
 			diags.AddError("Azure is not configured", err.Error())
 			return p, diags
 		}
-		p.unlock = az.LockNSGs(ids...)
+		p.unlock = az.Lock(ids...)
+	}
+	for key, fw := range firewalls {
+		machines := azureLocked
+		if key != strings.ToLower(firewall) {
+			machines = nil // the policy left this firewall: remove its collection
+		}
+		diags.Append(r.planFirewall(ctx, p, name, fw, machines, owner)...)
+		if diags.HasError() {
+			return p, diags
+		}
 	}
 	for _, key := range keys {
 		nsg := nsgIDs[key]
@@ -582,6 +628,57 @@ func (r *policyResource) plan(ctx context.Context, name string, vmIDs []string, 
 	return p, diags
 }
 
+// planFirewall plans the policy's deny collection on one firewall; with
+// no machines, its removal.
+func (r *policyResource) planFirewall(ctx context.Context, p *policyPlan, name, firewall string, machines []jit.LockedMachine, owner map[string]policyRule) diag.Diagnostics {
+	var diags diag.Diagnostics
+	fwPath := path.Root("azure_firewall_id")
+	az, err := r.clients.azureClient(firewall)
+	if err != nil {
+		diags.AddAttributeError(fwPath, "Azure is not configured", err.Error())
+		return diags
+	}
+	fw, err := az.Firewall(ctx, firewall)
+	switch {
+	case isNotFound(err) && machines == nil:
+		return diags // gone, with the collection
+	case isNotFound(err):
+		diags.AddAttributeError(fwPath, "Azure Firewall not found", err.Error())
+		return diags
+	case err != nil:
+		diags.AddAttributeError(fwPath, "Cannot read Azure Firewall", err.Error())
+		return diags
+	case fw.PolicyID != "" && machines != nil:
+		diags.AddAttributeError(fwPath, "Azure Firewall is managed by a Firewall Policy",
+			fmt.Sprintf("%s takes its rules from Firewall Policy %s; jit_policy writes classic network rule collections only. "+
+				"Use a firewall with classic rules, or leave azure_firewall_id unset and rely on the NSG denies.", firewall, fw.PolicyID))
+		return diags
+	case fw.PolicyID != "":
+		return diags // no classic collections to remove
+	}
+	plan, err := jit.PlanFirewallDeny(firewall, fw.NetworkCollections, name, machines)
+	if err != nil {
+		diags.AddAttributeError(fwPath, "No room for the JIT deny collection", err.Error())
+		return diags
+	}
+	for _, w := range plan.Warnings {
+		diags.AddAttributeWarning(fwPath, "An existing rule keeps a locked port open", w)
+	}
+	p.firewalls[firewall] = plan
+	if plan.Want != nil {
+		for _, rule := range plan.Want.Rules {
+			pr := owner[rule.Name]
+			pr.TargetID, pr.Name, pr.Priority = firewall, rule.Name, int64(plan.Want.Priority)
+			p.rules = append(p.rules, pr)
+		}
+	}
+	return diags
+}
+
+func isFirewallID(id string) bool {
+	return strings.Contains(strings.ToLower(id), "/providers/microsoft.network/azurefirewalls/")
+}
+
 func (p *policyPlan) rulesValue() (types.List, diag.Diagnostics) { return rulesValue(p.rules) }
 
 // write applies the plan: the policy's settings go onto the machines first,
@@ -590,7 +687,12 @@ func (p *policyPlan) rulesValue() (types.List, diag.Diagnostics) { return rulesV
 func (p *policyPlan) write(ctx context.Context, c *clients, name string) diag.Diagnostics {
 	var diags diag.Diagnostics
 	for _, m := range p.machines {
-		if err := c.tagMachine(ctx, m, p.tags); err != nil {
+		tags := p.tags
+		if m.Cloud != jit.CloudAzure && tags[jit.TagFirewall] != "" {
+			tags = maps.Clone(tags)
+			delete(tags, jit.TagFirewall)
+		}
+		if err := c.tagMachine(ctx, m, tags); err != nil {
 			diags.AddError("Cannot tag virtual machine with the policy", err.Error())
 			return diags
 		}
@@ -607,6 +709,14 @@ func (p *policyPlan) write(ctx context.Context, c *clients, name string) diag.Di
 	for range p.nsgs {
 		if err := <-errs; err != nil {
 			diags.AddError("Cannot write JIT deny rules", err.Error())
+		}
+	}
+	for fw, fp := range p.firewalls {
+		if !fp.Changed {
+			continue
+		}
+		if err := c.azure.PutFirewallNetworkCollection(ctx, fw, jit.FirewallDenyCollectionName(name), fp.Want); err != nil {
+			diags.AddError("Cannot write the JIT deny collection", err.Error())
 		}
 	}
 	for _, id := range p.dropped {
@@ -642,7 +752,9 @@ type observedPolicy struct {
 	// ports are the settings found in the tags when they differ from state
 	// (or on import); nil when state is right.
 	ports []jit.Port
-	rules []policyRule
+	// firewall is the Azure Firewall the tags name, on import.
+	firewall string
+	rules    []policyRule
 	// gone: no machine of the policy exists and none of its rules is left.
 	gone bool
 }
@@ -655,6 +767,7 @@ func (r *policyResource) observe(ctx context.Context, name string, vmIDs []strin
 	var machines []*jit.Machine
 	var ids []string
 	var tagPorts []jit.Port
+	firewall := state.AzureFirewallID.ValueString()
 	for _, id := range vmIDs {
 		m, err := r.clients.machine(ctx, id)
 		if isNotFound(err) {
@@ -669,6 +782,12 @@ func (r *policyResource) observe(ctx context.Context, name string, vmIDs []strin
 		if policy, ports, ok, _ := jit.PolicyFromTags(m.Tags); ok && policy == name && tagPorts == nil {
 			tagPorts = ports
 		}
+		if importing && m.Cloud == jit.CloudAzure && o.firewall == "" {
+			o.firewall = m.Tags[jit.TagFirewall]
+		}
+	}
+	if importing {
+		firewall = o.firewall
 	}
 	ports := statePorts
 	if importing && tagPorts != nil && !samePorts(tagPorts, jit.DefaultPorts()) {
@@ -679,7 +798,8 @@ func (r *policyResource) observe(ctx context.Context, name string, vmIDs []strin
 	nsgIDs := map[string]string{}
 	for i, m := range machines {
 		policy, mports, ok, _ := jit.PolicyFromTags(m.Tags)
-		if ok && policy == name && samePorts(mports, ports) {
+		sameFirewall := m.Cloud != jit.CloudAzure || m.Tags[jit.TagFirewall] == firewall
+		if ok && policy == name && samePorts(mports, ports) && sameFirewall {
 			o.vmIDs = append(o.vmIDs, ids[i])
 		}
 		for _, nsg := range m.FilterIDs() {
@@ -689,8 +809,43 @@ func (r *policyResource) observe(ctx context.Context, name string, vmIDs []strin
 			owner[jit.DenyRuleName(name, ids[i], port)] = policyRule{VirtualMachineID: ids[i], Port: int64(port.Number), Protocol: string(port.Protocol)}
 		}
 	}
+	firewalls := map[string]string{}
+	if firewall != "" {
+		firewalls[strings.ToLower(firewall)] = firewall
+	}
 	for _, rule := range state.rules() {
-		nsgIDs[strings.ToLower(rule.TargetID)] = rule.TargetID
+		if isFirewallID(rule.TargetID) {
+			firewalls[strings.ToLower(rule.TargetID)] = rule.TargetID
+		} else {
+			nsgIDs[strings.ToLower(rule.TargetID)] = rule.TargetID
+		}
+	}
+	for _, fwID := range firewalls {
+		az, err := r.clients.azureClient(fwID)
+		if err != nil {
+			diags.AddError("Azure is not configured", err.Error())
+			return o, diags
+		}
+		fw, err := az.Firewall(ctx, fwID)
+		if isNotFound(err) {
+			continue
+		}
+		if err != nil {
+			diags.AddError("Cannot read Azure Firewall", err.Error())
+			return o, diags
+		}
+		for _, c := range fw.NetworkCollections {
+			if c.Name != jit.FirewallDenyCollectionName(name) {
+				continue
+			}
+			for _, rule := range c.Rules {
+				if mk, ok := jit.ParseMarker(rule.Description); ok && mk.Kind == jit.MarkerDeny && mk.BelongsTo(name) {
+					pr := owner[rule.Name]
+					pr.TargetID, pr.Name, pr.Priority = fwID, rule.Name, int64(c.Priority)
+					o.rules = append(o.rules, pr)
+				}
+			}
+		}
 	}
 	for _, nsg := range nsgIDs {
 		az, err := r.clients.azureClient(nsg)

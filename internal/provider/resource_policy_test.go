@@ -2,11 +2,13 @@ package provider
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"reflect"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/terraform-plugin-testing/helper/resource"
 	"github.com/hashicorp/terraform-plugin-testing/knownvalue"
@@ -15,6 +17,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-testing/terraform"
 	"github.com/hashicorp/terraform-plugin-testing/tfjsonpath"
 
+	"github.com/jitaccess/terraform-provider-jit/internal/cloudsim"
 	"github.com/jitaccess/terraform-provider-jit/internal/jit"
 )
 
@@ -42,21 +45,14 @@ func (c *testCloud) ownedDenies(t *testing.T, nsg, policy string) []string {
 func TestAccPolicy_defaultPortsOnNICAndSubnetNSG(t *testing.T) {
 	cloud := newTestCloud(t, "world")
 	before := cloud.nsgRules(t, "web-subnet-nsg")
+	restored := expectAzureRestored(cloud, cloud.Snapshot())
 	config := cloud.config(`resource "jit_policy" "web" {
   name                = "prod-web"
   virtual_machine_ids = ["` + testVM + `web"]
 }`)
 	resource.ParallelTest(t, resource.TestCase{
 		ProtoV6ProviderFactories: protoV6ProviderFactories,
-		CheckDestroy: func(*terraform.State) error {
-			if got := cloud.nsgRules(t, "web-subnet-nsg"); len(got) != len(before) || !got[0].Equivalent(before[0]) {
-				return fmt.Errorf("subnet NSG not restored: %+v", got)
-			}
-			if got := cloud.nsgRules(t, "web-nic-nsg"); len(got) != 0 {
-				return fmt.Errorf("NIC NSG not restored: %+v", got)
-			}
-			return nil
-		},
+		CheckDestroy:             restored,
 		Steps: []resource.TestStep{
 			{
 				Config: config,
@@ -114,6 +110,7 @@ func TestAccPolicy_invalidPortsAreDiagnosedAndWriteNothing(t *testing.T) {
     number                      = 22
     max_request_access_duration = "3 hours"
   }`, `Invalid maximum request duration[\s\S]*max_request_access_duration = "3 hours"[\s\S]*must start with "P"`},
+		{`azure_firewall_id = "fw-hub"`, `azure_firewall_id = "fw-hub"[\s\S]*must be an Azure Firewall resource ID`},
 	} {
 		t.Run(tc.want, func(t *testing.T) {
 			cloud.ResetCalls()
@@ -405,6 +402,233 @@ func TestAccPolicy_importByName(t *testing.T) {
 				ImportStateVerify:       true,
 				ImportStateVerifyIgnore: []string{"timeouts"},
 			},
+		},
+	})
+}
+
+const testFirewall = "/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/hub/providers/Microsoft.Network/azureFirewalls/"
+
+// firewallCollections lists a firewall's network rule collections as
+// "name@priority:action[rule:ports->destinations ...]".
+func (c *testCloud) firewallCollections(t *testing.T, firewall string) []string {
+	t.Helper()
+	fw, err := c.azureClient(t).Firewall(context.Background(), testFirewall+firewall)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, col := range fw.NetworkCollections {
+		var rules []string
+		for _, r := range col.Rules {
+			rules = append(rules, fmt.Sprintf("%s:%s/%s->%s", r.Name, strings.Join(r.DestinationPorts, ","), strings.Join(r.Protocols, ","), strings.Join(r.DestinationAddresses, ",")))
+		}
+		out = append(out, fmt.Sprintf("%s@%d:%s[%s]", col.Name, col.Priority, col.Action, strings.Join(rules, " ")))
+	}
+	return out
+}
+
+// expectAzureRestored checks, at destroy, that every Azure object (NSG
+// rules, firewall collections, VM tags) is exactly as before.
+func expectAzureRestored(cloud *testCloud, before *cloudsim.Fixture) func(*terraform.State) error {
+	return func(*terraform.State) error {
+		after := cloud.Snapshot()
+		if !reflect.DeepEqual(before.Azure, after.Azure) {
+			b, _ := json.MarshalIndent(before.Azure, "", " ")
+			a, _ := json.MarshalIndent(after.Azure, "", " ")
+			return fmt.Errorf("Azure not restored by destroy:\nbefore %s\nafter %s", b, a)
+		}
+		return nil
+	}
+}
+
+func TestAccPolicy_firewallClassicDeny(t *testing.T) {
+	cloud := newTestCloud(t, "world")
+	before := cloud.Snapshot()
+	withFirewall := policyConfig(cloud, "fw", []string{"web", "multi"}, port22+`
+  azure_firewall_id = "`+testFirewall+`fw-hub"`)
+	deny := jit.FirewallDenyCollectionName("fw")
+	ruleOf := func(vm string) string {
+		return jit.DenyRuleName("fw", testVM+vm, jit.PortProtocol{Number: 22, Protocol: jit.ProtocolTCP})
+	}
+	resource.ParallelTest(t, resource.TestCase{
+		ProtoV6ProviderFactories: protoV6ProviderFactories,
+		CheckDestroy:             expectAzureRestored(cloud, before),
+		Steps: []resource.TestStep{
+			{
+				Config: withFirewall,
+				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
+					// 2 VMs × (NIC NSG + subnet NSG) + 2 firewall rules, visible in the plan.
+					plancheck.ExpectKnownValue("jit_policy.p", tfjsonpath.New("rules"), knownvalue.ListSizeExact(6)),
+				}},
+				ConfigStateChecks: []statecheck.StateCheck{
+					statecheck.ExpectKnownValue("jit_policy.p", tfjsonpath.New("rules").AtSliceIndex(0), knownvalue.ObjectExact(map[string]knownvalue.Check{
+						"virtual_machine_id": knownvalue.StringExact(testVM + "multi"),
+						"target_id":          knownvalue.StringExact(testFirewall + "fw-hub"),
+						"name":               knownvalue.StringExact(ruleOf("multi")),
+						"priority":           knownvalue.Int64Exact(1000),
+						"port":               knownvalue.Int64Exact(22),
+						"protocol":           knownvalue.StringExact("TCP"),
+					})),
+				},
+				Check: func(*terraform.State) error {
+					// The admin-ssh Allow at 200 already decides 22 for web's
+					// subnet: the deny comes after it, at the deny base with free
+					// priorities before it for grants.
+					want := "allow-admin-ssh@200:Allow[admin-ssh:22/TCP->10.0.1.0/24] allow-dns@300:Allow[dns:53/UDP->168.63.129.16] " +
+						deny + "@1000:Deny[" + ruleOf("multi") + ":22/TCP->10.0.1.6,10.0.2.6 " + ruleOf("web") + ":22/TCP->10.0.1.4]"
+					if got := strings.Join(cloud.firewallCollections(t, "fw-hub"), " "); got != want {
+						return fmt.Errorf("firewall collections:\n got %s\nwant %s", got, want)
+					}
+					return nil
+				},
+			},
+			{Config: withFirewall, ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{plancheck.ExpectEmptyPlan()}}},
+			{
+				// Without the firewall the policy's collection goes; NSG denies stay.
+				Config: policyConfig(cloud, "fw", []string{"web", "multi"}, port22),
+				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
+					plancheck.ExpectKnownValue("jit_policy.p", tfjsonpath.New("rules"), knownvalue.ListSizeExact(4)),
+				}},
+				Check: func(*terraform.State) error {
+					want := "allow-admin-ssh@200:Allow[admin-ssh:22/TCP->10.0.1.0/24] allow-dns@300:Allow[dns:53/UDP->168.63.129.16]"
+					if got := strings.Join(cloud.firewallCollections(t, "fw-hub"), " "); got != want {
+						return fmt.Errorf("firewall collections:\n got %s\nwant %s", got, want)
+					}
+					return nil
+				},
+			},
+			{Config: withFirewall},
+		},
+	})
+}
+
+func TestAccPolicy_firewallManagedByAPolicyIsAnError(t *testing.T) {
+	cloud := newTestCloud(t, "world")
+	before := cloud.Snapshot()
+	cloud.ResetCalls()
+	resource.ParallelTest(t, resource.TestCase{
+		ProtoV6ProviderFactories: protoV6ProviderFactories,
+		Steps: []resource.TestStep{{
+			Config: policyConfig(cloud, "managed", []string{"web"}, port22+`
+  azure_firewall_id = "`+testFirewall+`fw-managed"`),
+			ExpectError: regexp.MustCompile(`managed by a Firewall Policy[\s\S]*fwpol-hub`),
+		}},
+	})
+	if n := cloud.writes(); n != 0 {
+		t.Errorf("%d writes despite the error", n)
+	}
+	if after := cloud.Snapshot(); !reflect.DeepEqual(before.Azure, after.Azure) {
+		t.Error("the Azure side changed despite the error")
+	}
+}
+
+func TestAccPolicy_firewallDenyDeletedOutOfBandIsRecreated(t *testing.T) {
+	cloud := newTestCloud(t, "world")
+	config := policyConfig(cloud, "fwdrift", []string{"web"}, port22+`
+  azure_firewall_id = "`+testFirewall+`fw-hub"`)
+	resource.ParallelTest(t, resource.TestCase{
+		ProtoV6ProviderFactories: protoV6ProviderFactories,
+		Steps: []resource.TestStep{
+			{Config: config},
+			{
+				PreConfig: func() {
+					err := cloud.azureClient(t).PutFirewallNetworkCollection(context.Background(), testFirewall+"fw-hub", jit.FirewallDenyCollectionName("fwdrift"), nil)
+					if err != nil {
+						t.Fatal(err)
+					}
+				},
+				Config: config,
+				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
+					plancheck.ExpectResourceAction("jit_policy.p", plancheck.ResourceActionUpdate),
+				}},
+				Check: func(*terraform.State) error {
+					if got := cloud.firewallCollections(t, "fw-hub"); len(got) != 3 || !strings.HasPrefix(got[2], jit.FirewallDenyCollectionName("fwdrift")+"@1000:Deny") {
+						return fmt.Errorf("deny collection not re-created: %v", got)
+					}
+					return nil
+				},
+			},
+			{Config: config, ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{plancheck.ExpectEmptyPlan()}}},
+			{
+				Config:                  config,
+				ResourceName:            "jit_policy.p",
+				ImportState:             true,
+				ImportStateId:           "fwdrift",
+				ImportStateVerify:       true,
+				ImportStateVerifyIgnore: []string{"timeouts"},
+			},
+		},
+	})
+}
+
+func TestAccPolicy_throttlingAndConflictsAreRetried(t *testing.T) {
+	cloud := newTestCloud(t, "world")
+	// Every NSG and firewall write meets another operation in progress or
+	// throttling first, as when several pipelines apply at once.
+	cloud.InjectFault(cloudsim.Fault{Operation: "SecurityRules.CreateOrUpdate", FailNext: 3, Status: 429, Code: "RetryableErrorDueToAnotherOperation", RetryAfter: time.Second})
+	cloud.InjectFault(cloudsim.Fault{Operation: "AzureFirewalls.CreateOrUpdate", FailNext: 2, Status: 409, Code: "AnotherOperationInProgress", RetryAfter: time.Second})
+	config := policyConfig(cloud, "busy", []string{"web"}, port22+`
+  azure_firewall_id = "`+testFirewall+`fw-hub"`)
+	resource.ParallelTest(t, resource.TestCase{
+		ProtoV6ProviderFactories: protoV6ProviderFactories,
+		Steps: []resource.TestStep{
+			{
+				Config: config,
+				Check: resource.ComposeTestCheckFunc(
+					expectDenies(t, cloud, "web-nic-nsg", "busy", "22/Tcp@1000->10.0.1.4"),
+					expectDenies(t, cloud, "web-subnet-nsg", "busy", "22/Tcp@1000->10.0.1.4"),
+					func(*terraform.State) error {
+						if got := cloud.firewallCollections(t, "fw-hub"); len(got) != 3 {
+							return fmt.Errorf("firewall collections: %v", got)
+						}
+						calls := cloud.Calls()
+						if n := calls["SecurityRules.CreateOrUpdate"]; n != 2+3 {
+							return fmt.Errorf("SecurityRules.CreateOrUpdate called %d times, want 2 writes + 3 refused", n)
+						}
+						if n := calls["AzureFirewalls.CreateOrUpdate"]; n != 1+2 {
+							return fmt.Errorf("AzureFirewalls.CreateOrUpdate called %d times, want 1 write + 2 refused", n)
+						}
+						return nil
+					},
+				),
+			},
+			{Config: config, ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{plancheck.ExpectEmptyPlan()}}},
+		},
+	})
+}
+
+func TestAccPolicy_connectionDroppedAfterTheWriteConverges(t *testing.T) {
+	cloud := newTestCloud(t, "world")
+	before := cloud.Snapshot()
+	// The writes land but their responses never arrive: the provider cannot
+	// tell whether they happened, writes them again, and must end with each
+	// rule once and nobody else's rule touched.
+	cloud.InjectFault(cloudsim.Fault{Operation: "SecurityRules.CreateOrUpdate", DropAfterWrite: 2})
+	cloud.InjectFault(cloudsim.Fault{Operation: "AzureFirewalls.CreateOrUpdate", DropAfterWrite: 1})
+	config := policyConfig(cloud, "cut", []string{"web"}, port22+`
+  azure_firewall_id = "`+testFirewall+`fw-hub"`)
+	resource.ParallelTest(t, resource.TestCase{
+		ProtoV6ProviderFactories: protoV6ProviderFactories,
+		CheckDestroy:             expectAzureRestored(cloud, before),
+		Steps: []resource.TestStep{
+			{
+				Config: config,
+				Check: resource.ComposeTestCheckFunc(
+					expectDenies(t, cloud, "web-nic-nsg", "cut", "22/Tcp@1000->10.0.1.4"),
+					expectDenies(t, cloud, "web-subnet-nsg", "cut", "22/Tcp@1000->10.0.1.4"),
+					func(*terraform.State) error {
+						got := strings.Join(cloud.firewallCollections(t, "fw-hub"), " ")
+						if strings.Count(got, jit.FirewallDenyCollectionName("cut")) != 1 || !strings.HasPrefix(got, "allow-admin-ssh@200:Allow[admin-ssh:22/TCP->10.0.1.0/24] allow-dns@300") {
+							return fmt.Errorf("firewall collections: %s", got)
+						}
+						if n := cloud.Calls()["SecurityRules.CreateOrUpdate"]; n != 2+2 {
+							return fmt.Errorf("SecurityRules.CreateOrUpdate called %d times, want 2 writes + 2 repeated after the cut", n)
+						}
+						return nil
+					},
+				),
+			},
+			{Config: config, ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{plancheck.ExpectEmptyPlan()}}},
 		},
 	})
 }
