@@ -43,6 +43,8 @@ type Client struct {
 
 	cred    azcore.TokenCredential
 	options *arm.ClientOptions
+	// scope is Resource Manager's token scope, for Requestor.
+	scope string
 
 	// locks serialise this process's writes per NSG and firewall.
 	locks locks.Keyed
@@ -82,6 +84,7 @@ func New(cfg Config) (*Client, error) {
 	return &Client{
 		SubscriptionID: cfg.SubscriptionID,
 		cred:           cred,
+		scope:          cloudCfg.Services[cloud.ResourceManager].Audience + "/.default",
 		options: &arm.ClientOptions{
 			ClientOptions: policy.ClientOptions{
 				Cloud:                           cloudCfg,

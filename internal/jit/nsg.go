@@ -215,7 +215,7 @@ func PlanNSG(nsg string, rules []NSGRule, policy string, machines []LockedMachin
 				Name:                  DenyRuleName(policy, m.Key, port),
 				Direction:             NSGInbound,
 				Access:                NSGDeny,
-				Protocol:              nsgProtocolOf(port.Protocol),
+				Protocol:              NSGProtocolOf(port.Protocol),
 				SourcePrefixes:        []string{"*"},
 				SourcePortRanges:      []string{"*"},
 				DestinationPrefixes:   destinations,
@@ -301,7 +301,8 @@ func PlanNSG(nsg string, rules []NSGRule, policy string, machines []LockedMachin
 	return plan, nil
 }
 
-func nsgProtocolOf(p Protocol) NSGProtocol {
+// NSGProtocolOf is the NSG protocol that carries a policy protocol.
+func NSGProtocolOf(p Protocol) NSGProtocol {
 	switch p {
 	case ProtocolTCP:
 		return NSGProtocolTCP
@@ -384,7 +385,7 @@ func PlanNSGGrant(g NSGGrant) (NSGRule, error) {
 		Name:                  GrantRuleName(g.Request, g.Machine, g.Port),
 		Direction:             NSGInbound,
 		Access:                NSGAllow,
-		Protocol:              nsgProtocolOf(g.Port.Protocol),
+		Protocol:              NSGProtocolOf(g.Port.Protocol),
 		SourcePrefixes:        []string{src.String()},
 		SourcePortRanges:      []string{"*"},
 		DestinationPrefixes:   destinations,

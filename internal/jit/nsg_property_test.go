@@ -636,7 +636,7 @@ func checkScenario(t *testing.T, rng *rand.Rand, n int, sc scenario, stats map[s
 			fail("no deny for %s on %s", portLabel(lp.p), lp.m.Key)
 			continue
 		}
-		if !d.inbound() || d.Access != NSGDeny || d.Protocol != nsgProtocolOf(lp.p.Protocol) ||
+		if !d.inbound() || d.Access != NSGDeny || d.Protocol != NSGProtocolOf(lp.p.Protocol) ||
 			!reflect.DeepEqual(d.SourcePrefixes, []string{"*"}) || !reflect.DeepEqual(d.DestinationPortRanges, []string{strconv.Itoa(lp.p.Number)}) ||
 			!reflect.DeepEqual(addressSet(d.DestinationPrefixes), addressSet(lp.m.PrivateIPs)) {
 			fail("deny %+v for %s on %s", d, portLabel(lp.p), lp.m.Key)

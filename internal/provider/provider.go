@@ -27,11 +27,15 @@ var _ provider.Provider = (*jitProvider)(nil)
 
 type jitProvider struct {
 	version string
+	// clock decides when grants expire; tests move a fake one.
+	clock jit.Clock
 }
 
 // New returns a constructor of the provider, as providerserver expects.
-func New(version string) func() provider.Provider {
-	return func() provider.Provider { return &jitProvider{version: version} }
+func New(version string) func() provider.Provider { return newWithClock(version, jit.NewClock()) }
+
+func newWithClock(version string, clock jit.Clock) func() provider.Provider {
+	return func() provider.Provider { return &jitProvider{version: version, clock: clock} }
 }
 
 type providerModel struct {
@@ -110,7 +114,7 @@ func (p *jitProvider) Configure(ctx context.Context, req provider.ConfigureReque
 	if resp.Diagnostics.HasError() {
 		return
 	}
-	c := &clients{}
+	c := &clients{clock: p.clock}
 	userAgent := "terraform-provider-jit/" + p.version
 	// An absent single nested block is null, so a nil pointer here.
 	if cfg.Azure != nil {
@@ -147,6 +151,7 @@ func (p *jitProvider) Configure(ctx context.Context, req provider.ConfigureReque
 func (p *jitProvider) Resources(context.Context) []func() resource.Resource {
 	return []func() resource.Resource{
 		newPolicyResource,
+		newAccessRequestResource,
 	}
 }
 
@@ -160,6 +165,7 @@ func (p *jitProvider) DataSources(context.Context) []func() datasource.DataSourc
 type clients struct {
 	azure *azure.Client
 	aws   *aws.Client
+	clock jit.Clock
 }
 
 // machine resolves a VM or instance in whichever cloud its ID names.
@@ -205,6 +211,15 @@ func (c *clients) azureClient(id string) (*azure.Client, error) {
 		return nil, errNoBlock("azure", id)
 	}
 	return c.azure, nil
+}
+
+// requestor names who is asking for access to m: the identity of the
+// provider's credentials in m's cloud.
+func (c *clients) requestor(ctx context.Context, m *jit.Machine) (string, error) {
+	if m.Cloud == jit.CloudAzure {
+		return c.azure.Requestor(ctx)
+	}
+	return "", fmt.Errorf("%s: access requests for EC2 instances are not supported yet", m.ID)
 }
 
 // untagMachine removes a policy's settings from a machine, if they are that policy's.
