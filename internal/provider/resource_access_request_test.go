@@ -41,10 +41,16 @@ const sshPolicy = `resource "jit_policy" "web" {
 }
 `
 
+// sshRequest asks for 22 on web; the reference orders it after the policy
+// when both are in the configuration.
 func sshRequest(name, source, when string) string {
+	return vmRequest(name, "one(jit_policy.web.virtual_machine_ids)", source, when)
+}
+
+func vmRequest(name, vm, source, when string) string {
 	return `
 resource "jit_access_request" "` + name + `" {
-  virtual_machine_id = "` + testVM + `web"
+  virtual_machine_id = ` + vm + `
   justification      = "INC-4211 disk full"
   port {
     number                        = 22
@@ -210,4 +216,194 @@ resource "jit_access_request" "bad" {
 		})
 	}
 	resource.ParallelTest(t, resource.TestCase{ProtoV6ProviderFactories: factoriesAt(clock), Steps: steps})
+}
+
+func TestAccAccessRequest_newerRequestSupersedesAnOlderOne(t *testing.T) {
+	cloud := newTestCloud(t, "world")
+	clock := jit.NewFakeClock(requestEpoch)
+	first := sshPolicy + sshRequest("alice", "203.0.113.7/32", `duration = "PT1H"`)
+	both := first + sshRequest("bob", "203.0.113.9/32", `duration = "PT2H"`)
+	resource.ParallelTest(t, resource.TestCase{
+		ProtoV6ProviderFactories: factoriesAt(clock),
+		CheckDestroy:             expectGrants(t, cloud, 0),
+		Steps: []resource.TestStep{
+			{Config: cloud.config(first), Check: expectGrants(t, cloud, 1)},
+			{
+				PreConfig: func() { clock.Advance(time.Minute) },
+				Config:    cloud.config(both),
+				Check: func(*terraform.State) error {
+					for _, nsg := range []string{"web-nic-nsg", "web-subnet-nsg"} {
+						if got := cloud.grants(t, nsg); len(got) != 1 || !strings.HasSuffix(got[0], ":203.0.113.9/32") {
+							return fmt.Errorf("%s grants: %v, want bob's alone", nsg, got)
+						}
+					}
+					return nil
+				},
+			},
+			{
+				Config:           cloud.config(both),
+				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{plancheck.ExpectEmptyPlan()}},
+				ConfigStateChecks: []statecheck.StateCheck{
+					statecheck.ExpectKnownValue("jit_access_request.alice", tfjsonpath.New("port").AtSliceIndex(0).AtMapKey("status"), knownvalue.StringExact("Revoked")),
+					statecheck.ExpectKnownValue("jit_access_request.alice", tfjsonpath.New("port").AtSliceIndex(0).AtMapKey("status_reason"), knownvalue.StringExact("NewerRequestInitiated")),
+					statecheck.ExpectKnownValue("jit_access_request.alice", tfjsonpath.New("rules"), knownvalue.ListSizeExact(0)),
+					statecheck.ExpectKnownValue("jit_access_request.bob", tfjsonpath.New("port").AtSliceIndex(0).AtMapKey("status"), knownvalue.StringExact("Initiated")),
+				},
+			},
+		},
+	})
+}
+
+func TestAccAccessRequest_grantDeletedOutOfBandIsGrantedAgainUntilTheEnd(t *testing.T) {
+	cloud := newTestCloud(t, "world")
+	clock := jit.NewFakeClock(requestEpoch)
+	config := cloud.config(sshPolicy + sshRequest("alice", "203.0.113.7/32", `duration = "PT1H"`))
+	var name string
+	resource.ParallelTest(t, resource.TestCase{
+		ProtoV6ProviderFactories: factoriesAt(clock),
+		Steps: []resource.TestStep{
+			{
+				Config: config,
+				Check: func(s *terraform.State) error {
+					name = s.RootModule().Resources["jit_access_request.alice"].Primary.Attributes["rules.0.name"]
+					return nil
+				},
+			},
+			{
+				PreConfig: func() { cloud.deleteRule(t, "web-nic-nsg", name) },
+				Config:    config,
+				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
+					plancheck.ExpectResourceAction("jit_access_request.alice", plancheck.ResourceActionUpdate),
+				}},
+				Check: expectGrants(t, cloud, 1),
+			},
+			{Config: config, ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{plancheck.ExpectEmptyPlan()}}},
+		},
+	})
+}
+
+func TestAccAccessRequest_policyAppliedDuringAGrantKeepsIt(t *testing.T) {
+	cloud := newTestCloud(t, "world")
+	clock := jit.NewFakeClock(requestEpoch)
+	request := sshRequest("alice", "203.0.113.7/32", `duration = "PT1H"`)
+	// The same policy with RDP locked too.
+	wider := strings.Replace(sshPolicy, "  port {\n    number                          = 22", "  port {\n    number = 3389\n  }\n  port {\n    number                          = 22", 1)
+	var granted []string
+	resource.ParallelTest(t, resource.TestCase{
+		ProtoV6ProviderFactories: factoriesAt(clock),
+		Steps: []resource.TestStep{
+			{
+				Config: cloud.config(sshPolicy + request),
+				Check: func(*terraform.State) error {
+					granted = append(cloud.grants(t, "web-nic-nsg"), cloud.grants(t, "web-subnet-nsg")...)
+					return nil
+				},
+			},
+			{
+				Config: cloud.config(wider + request),
+				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
+					plancheck.ExpectResourceAction("jit_policy.web", plancheck.ResourceActionUpdate),
+					plancheck.ExpectResourceAction("jit_access_request.alice", plancheck.ResourceActionNoop),
+				}},
+				Check: resource.ComposeTestCheckFunc(
+					func(*terraform.State) error {
+						now := append(cloud.grants(t, "web-nic-nsg"), cloud.grants(t, "web-subnet-nsg")...)
+						if strings.Join(now, " ") != strings.Join(granted, " ") {
+							return fmt.Errorf("grants changed by the policy apply:\n before %v\n after  %v", granted, now)
+						}
+						return nil
+					},
+					expectDenies(t, cloud, "web-nic-nsg", "web", "22/Tcp@1000->10.0.1.4 3389/Tcp@1001->10.0.1.4"),
+				),
+			},
+			{Config: cloud.config(wider + request), ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{plancheck.ExpectEmptyPlan()}}},
+		},
+	})
+}
+
+func TestAccAccessRequest_fromAConfigurationWithoutThePolicy(t *testing.T) {
+	cloud := newTestCloud(t, "world")
+	clock := jit.NewFakeClock(requestEpoch)
+	// The policy is applied, then forgotten by this configuration's state
+	// (as if another configuration owned it): requests are checked against
+	// what the cloud records.
+	forgotten := `
+removed {
+  from = jit_policy.web
+  lifecycle {
+    destroy = false
+  }
+}
+`
+	resource.ParallelTest(t, resource.TestCase{
+		ProtoV6ProviderFactories: factoriesAt(clock),
+		Steps: []resource.TestStep{
+			{Config: cloud.config(sshPolicy)},
+			{Config: cloud.config(forgotten)},
+			{
+				Config:      cloud.config(forgotten + vmRequest("wide", `"`+testVM+`web"`, "203.0.0.0/16", `duration = "PT1H"`)),
+				ExpectError: regexp.MustCompile(`Source not allowed[\s\S]*203.0.113.0/24`),
+			},
+			{
+				Config: cloud.config(forgotten + vmRequest("alice", `"`+testVM+`web"`, "203.0.113.7/32", `end_time_utc = "2026-11-23T10:30:00Z"`)),
+				ConfigStateChecks: []statecheck.StateCheck{
+					statecheck.ExpectKnownValue("jit_access_request.alice", tfjsonpath.New("port").AtSliceIndex(0).AtMapKey("end_time_utc"), knownvalue.StringExact("2026-11-23T10:30:00Z")),
+				},
+				Check: expectGrants(t, cloud, 1),
+			},
+		},
+	})
+}
+
+func TestAccAccessRequest_twentyRequestsOnOneNSGInOneApply(t *testing.T) {
+	cloud := newTestCloud(t, "world")
+	clock := jit.NewFakeClock(requestEpoch)
+	ports := []int{22, 3389, 5985, 5986}
+	for p := 8000; len(ports) < 20; p++ {
+		ports = append(ports, p)
+	}
+	var config strings.Builder
+	config.WriteString(`resource "jit_policy" "web" {
+  name                = "web"
+  virtual_machine_ids = ["` + testVM + `web"]
+`)
+	for _, p := range ports {
+		fmt.Fprintf(&config, "  port {\n    number = %d\n  }\n", p)
+	}
+	config.WriteString("}\n")
+	policy := config.String()
+	for i, p := range ports {
+		fmt.Fprintf(&config, `
+resource "jit_access_request" "r%d" {
+  virtual_machine_id = jit_policy.web.rules[0].virtual_machine_id
+  justification      = "load test %d"
+  port {
+    number                        = %d
+    allowed_source_address_prefix = "198.51.100.%d"
+    duration                      = "PT1H"
+  }
+}
+`, i, i, p, i+1)
+	}
+	resource.ParallelTest(t, resource.TestCase{
+		ProtoV6ProviderFactories: factoriesAt(clock),
+		Steps: []resource.TestStep{
+			{Config: cloud.config(policy)},
+			{
+				PreConfig: cloud.ResetCalls,
+				Config:    cloud.config(config.String()),
+				Check: resource.ComposeTestCheckFunc(
+					expectGrants(t, cloud, len(ports)),
+					func(*terraform.State) error {
+						// Each NSG write landed once: nothing collided, nothing was retried.
+						if n := cloud.Calls()["SecurityRules.CreateOrUpdate"]; n != 2*len(ports) {
+							return fmt.Errorf("SecurityRules.CreateOrUpdate called %d times for %d grants", n, 2*len(ports))
+						}
+						return nil
+					},
+				),
+			},
+			{Config: cloud.config(config.String()), ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{plancheck.ExpectEmptyPlan()}}},
+		},
+	})
 }
