@@ -11,6 +11,7 @@ import (
 
 	"github.com/hashicorp/terraform-plugin-framework-validators/stringvalidator"
 	"github.com/hashicorp/terraform-plugin-framework/datasource"
+	"github.com/hashicorp/terraform-plugin-framework/ephemeral"
 	"github.com/hashicorp/terraform-plugin-framework/path"
 	"github.com/hashicorp/terraform-plugin-framework/provider"
 	"github.com/hashicorp/terraform-plugin-framework/provider/schema"
@@ -23,7 +24,7 @@ import (
 	"github.com/jitaccess/terraform-provider-jit/internal/jit"
 )
 
-var _ provider.Provider = (*jitProvider)(nil)
+var _ provider.ProviderWithEphemeralResources = (*jitProvider)(nil)
 
 type jitProvider struct {
 	version string
@@ -152,6 +153,12 @@ func (p *jitProvider) Resources(context.Context) []func() resource.Resource {
 	return []func() resource.Resource{
 		newPolicyResource,
 		newAccessRequestResource,
+	}
+}
+
+func (p *jitProvider) EphemeralResources(context.Context) []func() ephemeral.EphemeralResource {
+	return []func() ephemeral.EphemeralResource{
+		newAccessEphemeral,
 	}
 }
 

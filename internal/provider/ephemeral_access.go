@@ -1,0 +1,276 @@
+package provider
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/hashicorp/terraform-plugin-framework-validators/int64validator"
+	"github.com/hashicorp/terraform-plugin-framework-validators/listvalidator"
+	"github.com/hashicorp/terraform-plugin-framework-validators/stringvalidator"
+	"github.com/hashicorp/terraform-plugin-framework/diag"
+	"github.com/hashicorp/terraform-plugin-framework/ephemeral"
+	"github.com/hashicorp/terraform-plugin-framework/ephemeral/schema"
+	"github.com/hashicorp/terraform-plugin-framework/path"
+	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
+	"github.com/hashicorp/terraform-plugin-framework/types"
+
+	"github.com/jitaccess/terraform-provider-jit/internal/jit"
+)
+
+var (
+	_ ephemeral.EphemeralResourceWithConfigure = (*accessEphemeral)(nil)
+	_ ephemeral.EphemeralResourceWithRenew     = (*accessEphemeral)(nil)
+	_ ephemeral.EphemeralResourceWithClose     = (*accessEphemeral)(nil)
+)
+
+func newAccessEphemeral() ephemeral.EphemeralResource { return &accessEphemeral{} }
+
+// accessEphemeral is jit_access: a grant for the length of one run.
+type accessEphemeral struct {
+	clients *clients
+}
+
+type accessEphemeralModel struct {
+	ID                types.String          `tfsdk:"id"`
+	VirtualMachineID  types.String          `tfsdk:"virtual_machine_id"`
+	Justification     types.String          `tfsdk:"justification"`
+	Duration          types.String          `tfsdk:"duration"`
+	Ports             []accessEphemeralPort `tfsdk:"port"`
+	Requestor         types.String          `tfsdk:"requestor"`
+	StartTimeUTC      types.String          `tfsdk:"start_time_utc"`
+	EndTimeUTC        types.String          `tfsdk:"end_time_utc"`
+	ConnectionDetails types.List            `tfsdk:"connection_details"`
+}
+
+type accessEphemeralPort struct {
+	Number                     types.Int64  `tfsdk:"number"`
+	Protocol                   types.String `tfsdk:"protocol"`
+	AllowedSourceAddressPrefix types.String `tfsdk:"allowed_source_address_prefix"`
+}
+
+// openGrantState is what Renew and Close need, kept in private data.
+type openGrantState struct {
+	MachineID string
+	Policy    string
+	Duration  jit.Duration
+	Request   grantRequest
+}
+
+const privateGrantKey = "grant"
+
+func (e *accessEphemeral) Metadata(_ context.Context, req ephemeral.MetadataRequest, resp *ephemeral.MetadataResponse) {
+	resp.TypeName = req.ProviderTypeName + "_access"
+}
+
+func (e *accessEphemeral) Schema(_ context.Context, _ ephemeral.SchemaRequest, resp *ephemeral.SchemaResponse) {
+	resp.Schema = schema.Schema{
+		MarkdownDescription: "Opens ports of a VM locked by a `jit_policy` for the length of a run (Terraform ≥ 1.10, OpenTofu ≥ 1.11): " +
+			"the grant is written when the run opens it, extended within the policy's maximum while the run needs it, and " +
+			"revoked when the run closes it. Nothing is kept in state. A run killed before closing leaves a grant that " +
+			"expires like any other (see `revoke-expired`). The checks are those of `jit_access_request`.",
+		Attributes: map[string]schema.Attribute{
+			"virtual_machine_id": schema.StringAttribute{
+				Required: true, MarkdownDescription: "The Azure VM resource ID to open.",
+				Validators: []validator.String{virtualMachineIDValidator{}},
+			},
+			"justification": schema.StringAttribute{
+				Required: true, MarkdownDescription: "Why access is needed; recorded on every grant.",
+				Validators: []validator.String{stringvalidator.LengthBetween(1, 256)},
+			},
+			"duration": schema.StringAttribute{
+				Required:            true,
+				MarkdownDescription: "How long each opening lasts, as an ISO 8601 duration within the policy's maximum; renewals extend by as much.",
+			},
+			"id":             schema.StringAttribute{Computed: true, MarkdownDescription: "Request ID."},
+			"requestor":      schema.StringAttribute{Computed: true, MarkdownDescription: "The identity the provider's credentials belong to."},
+			"start_time_utc": schema.StringAttribute{Computed: true, MarkdownDescription: "When access was granted, RFC 3339."},
+			"end_time_utc":   schema.StringAttribute{Computed: true, MarkdownDescription: "When access ends unless renewed, RFC 3339."},
+			"connection_details": schema.ListAttribute{
+				Computed: true, ElementType: types.StringType,
+				MarkdownDescription: "Where to connect for each `port`, in order: the VM's private IP and the port.",
+			},
+		},
+		Blocks: map[string]schema.Block{
+			"port": schema.ListNestedBlock{
+				MarkdownDescription: "A port to open; it must be locked by the VM's policy.",
+				Validators:          []validator.List{listvalidator.IsRequired(), listvalidator.SizeAtLeast(1)},
+				NestedObject: schema.NestedBlockObject{Attributes: map[string]schema.Attribute{
+					"number": schema.Int64Attribute{
+						Required: true, MarkdownDescription: "Port number.",
+						Validators: []validator.Int64{int64validator.Between(0, 65535)},
+					},
+					"protocol": schema.StringAttribute{
+						Optional: true, MarkdownDescription: "`TCP`, `UDP` or `*`; by default the protocol the policy locks the port for.",
+						Validators: []validator.String{stringvalidator.OneOf("TCP", "UDP", "*")},
+					},
+					"allowed_source_address_prefix": schema.StringAttribute{
+						Required: true, MarkdownDescription: "The source to open the port to, inside a prefix the policy allows.",
+					},
+				}},
+			},
+		},
+	}
+}
+
+func (e *accessEphemeral) Configure(_ context.Context, req ephemeral.ConfigureRequest, _ *ephemeral.ConfigureResponse) {
+	if req.ProviderData != nil {
+		e.clients = req.ProviderData.(*clients)
+	}
+}
+
+func (e *accessEphemeral) Open(ctx context.Context, req ephemeral.OpenRequest, resp *ephemeral.OpenResponse) {
+	var cfg accessEphemeralModel
+	resp.Diagnostics.Append(req.Config.Get(ctx, &cfg)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	m, err := e.clients.machine(ctx, cfg.VirtualMachineID.ValueString())
+	if err != nil {
+		resp.Diagnostics.AddAttributeError(path.Root("virtual_machine_id"), "Cannot read virtual machine", err.Error())
+		return
+	}
+	policy, policyPorts, ok, err := machinePolicy(m)
+	if err == nil && !ok {
+		err = fmt.Errorf("%s is not covered by any jit_policy: there is nothing to request access to", m.ID)
+	}
+	if err != nil {
+		resp.Diagnostics.AddAttributeError(path.Root("virtual_machine_id"), "No JIT policy on the virtual machine", err.Error())
+		return
+	}
+	// The checks are the request's, each port lasting the duration.
+	asRequest := accessRequestModel{Ports: make([]accessPort, len(cfg.Ports))}
+	for i, p := range cfg.Ports {
+		asRequest.Ports[i] = accessPort{Number: p.Number, Protocol: p.Protocol, AllowedSourceAddressPrefix: p.AllowedSourceAddressPrefix, Duration: cfg.Duration}
+	}
+	start := e.clients.clock.Now().UTC().Truncate(time.Second)
+	resolved, diags := asRequest.validate(policyPorts, start)
+	for _, d := range diags {
+		// The request's per-port duration is this resource's duration.
+		if dp, ok := d.(diag.DiagnosticWithPath); ok && isDurationPath(dp.Path()) {
+			resp.Diagnostics.AddAttributeError(path.Root("duration"), d.Summary(), d.Detail())
+			continue
+		}
+		resp.Diagnostics.Append(d)
+	}
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	requestor, err := e.clients.requestor(ctx, m)
+	if err != nil {
+		resp.Diagnostics.AddError("Cannot tell who is requesting", err.Error())
+		return
+	}
+	duration, _ := jit.ParseDuration(cfg.Duration.ValueString())
+	state := openGrantState{MachineID: m.ID, Policy: policy, Duration: duration, Request: grantRequest{
+		ID: newRequestID(start), Justification: cfg.Justification.ValueString(), Requestor: requestor,
+	}}
+	end := start.Add(duration.Std())
+	details := make([]string, len(resolved))
+	for i, pp := range resolved {
+		state.Request.Ports = append(state.Request.Ports, grantPort{Port: pp, Source: cfg.Ports[i].AllowedSourceAddressPrefix.ValueString(), End: end})
+		details[i] = connectionDetails(m, pp)
+	}
+	if _, err := e.clients.openGrant(ctx, m, policy, state.Request); err != nil {
+		resp.Diagnostics.AddError("Cannot grant access", err.Error())
+		// Leave nothing half-open behind.
+		if cerr := e.clients.closeGrant(ctx, m, m.ID, state.Request.ID, resolved, nil); cerr != nil {
+			resp.Diagnostics.AddError("Cannot withdraw a partial grant", cerr.Error()+"; it expires at "+end.Format(time.RFC3339))
+		}
+		return
+	}
+	cfg.ID, cfg.Requestor = types.StringValue(state.Request.ID), types.StringValue(requestor)
+	cfg.StartTimeUTC, cfg.EndTimeUTC = types.StringValue(start.Format(time.RFC3339)), types.StringValue(end.Format(time.RFC3339))
+	cfg.ConnectionDetails = stringList(details)
+	resp.Diagnostics.Append(resp.Result.Set(ctx, &cfg)...)
+	resp.Diagnostics.Append(savePrivate(ctx, resp.Private, state)...)
+	resp.RenewAt = renewAt(end, duration)
+}
+
+// Renew extends every port to now plus the duration, within the policy's
+// maximum, since the duration was checked against it.
+func (e *accessEphemeral) Renew(ctx context.Context, req ephemeral.RenewRequest, resp *ephemeral.RenewResponse) {
+	state, diags := loadPrivate(ctx, req.Private)
+	resp.Diagnostics.Append(diags...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	m, err := e.clients.machine(ctx, state.MachineID)
+	if err != nil {
+		resp.Diagnostics.AddError("Cannot read virtual machine", err.Error())
+		return
+	}
+	end := e.clients.clock.Now().UTC().Truncate(time.Second).Add(state.Duration.Std())
+	for i := range state.Request.Ports {
+		state.Request.Ports[i].End = end
+	}
+	if _, err := e.clients.openGrant(ctx, m, state.Policy, state.Request); err != nil {
+		resp.Diagnostics.AddError("Cannot extend access", err.Error())
+		return
+	}
+	resp.Diagnostics.Append(savePrivate(ctx, resp.Private, state)...)
+	resp.RenewAt = renewAt(end, state.Duration)
+}
+
+func (e *accessEphemeral) Close(ctx context.Context, req ephemeral.CloseRequest, resp *ephemeral.CloseResponse) {
+	state, diags := loadPrivate(ctx, req.Private)
+	resp.Diagnostics.Append(diags...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	m, err := e.clients.machine(ctx, state.MachineID)
+	if err != nil && !isNotFound(err) {
+		resp.Diagnostics.AddError("Cannot read virtual machine", err.Error())
+		return
+	}
+	ports := make([]jit.PortProtocol, len(state.Request.Ports))
+	for i, p := range state.Request.Ports {
+		ports[i] = p.Port
+	}
+	if err := e.clients.closeGrant(ctx, m, state.MachineID, state.Request.ID, ports, nil); err != nil {
+		resp.Diagnostics.AddError("Cannot revoke access", err.Error())
+	}
+}
+
+// renewAt asks for renewal a little before the end: a fifth of the
+// duration, at most five minutes.
+func renewAt(end time.Time, d jit.Duration) time.Time {
+	return end.Add(-min(5*time.Minute, d.Std()/5))
+}
+
+func isDurationPath(p path.Path) bool {
+	steps := p.Steps()
+	if len(steps) == 0 {
+		return false
+	}
+	last, ok := steps[len(steps)-1].(path.PathStepAttributeName)
+	return ok && string(last) == "duration"
+}
+
+type privateData interface {
+	GetKey(context.Context, string) ([]byte, diag.Diagnostics)
+	SetKey(context.Context, string, []byte) diag.Diagnostics
+}
+
+func savePrivate(ctx context.Context, p privateData, state openGrantState) diag.Diagnostics {
+	b, err := json.Marshal(state)
+	if err != nil {
+		var diags diag.Diagnostics
+		diags.AddError("Cannot keep the grant's details", err.Error())
+		return diags
+	}
+	return p.SetKey(ctx, privateGrantKey, b)
+}
+
+func loadPrivate(ctx context.Context, p privateData) (openGrantState, diag.Diagnostics) {
+	var state openGrantState
+	b, diags := p.GetKey(ctx, privateGrantKey)
+	if diags.HasError() {
+		return state, diags
+	}
+	if err := json.Unmarshal(b, &state); err != nil || state.Request.ID == "" {
+		diags.AddError("Lost the grant's details", fmt.Sprintf("The private data of the open grant cannot be read (%v); it expires on its own.", err))
+	}
+	return state, diags
+}
