@@ -3,6 +3,8 @@ package azure
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
@@ -11,13 +13,31 @@ import (
 	"github.com/jitaccess/terraform-provider-jit/internal/jit"
 )
 
-// Firewall is what a policy needs to know of an Azure Firewall.
+// Firewall is what policies and grants need to know of an Azure Firewall.
 type Firewall struct {
 	ID string
 	// PolicyID is the Firewall Policy managing the firewall's rules, if
 	// any: such a firewall has no classic rule collections to write.
-	PolicyID           string
+	PolicyID string
+	// PublicIP is the address of the first IP configuration's public IP
+	// resource: where DNAT grants are reached. PrivateIPs are the
+	// firewall's own addresses, which DNAT'd traffic arrives from.
+	PublicIP   string
+	PrivateIPs []string
+	// SNATSource is where traffic the firewall forwards arrives from at
+	// the VM: Azure Firewall source-NATs DNAT traffic to the addresses of
+	// its instances in AzureFirewallSubnet, so the subnet's prefix (the
+	// first private address when the subnet cannot be read).
+	SNATSource         string
 	NetworkCollections []jit.FirewallNetworkCollection
+	NATCollections     []jit.FirewallNATCollection
+}
+
+// FirewallChange sets classic rule collections by name; a nil collection
+// removes that name.
+type FirewallChange struct {
+	Network map[string]*jit.FirewallNetworkCollection
+	NAT     map[string]*jit.FirewallNATCollection
 }
 
 // Firewall reads a firewall's classic network rule collections.
@@ -36,16 +56,57 @@ func (c *Client) Firewall(ctx context.Context, firewallID string) (*Firewall, er
 				out.NetworkCollections = append(out.NetworkCollections, fromNetworkCollection(col))
 			}
 		}
+		for _, col := range p.NatRuleCollections {
+			if col != nil {
+				out.NATCollections = append(out.NATCollections, fromNATCollection(col))
+			}
+		}
+		for _, ipc := range p.IPConfigurations {
+			if ipc == nil || ipc.Properties == nil {
+				continue
+			}
+			if ip := deref(ipc.Properties.PrivateIPAddress); ip != "" {
+				out.PrivateIPs = append(out.PrivateIPs, ip)
+				if out.SNATSource == "" {
+					out.SNATSource = ip
+				}
+			}
+			if sub := ipc.Properties.Subnet; sub != nil && len(out.PrivateIPs) == 1 {
+				if subnet, err := c.subnet(ctx, deref(sub.ID)); err == nil && subnet.Properties != nil && deref(subnet.Properties.AddressPrefix) != "" {
+					out.SNATSource = *subnet.Properties.AddressPrefix
+				}
+			}
+			if pip := ipc.Properties.PublicIPAddress; pip != nil && out.PublicIP == "" {
+				if out.PublicIP, err = c.publicIPAddress(ctx, deref(pip.ID)); err != nil {
+					return nil, err
+				}
+			}
+		}
 	}
 	return out, nil
 }
 
-// PutFirewallNetworkCollection sets the network rule collection named name
-// to want, or removes it when want is nil. A firewall is written whole, so
-// each attempt reads it right before writing it back with only that
-// collection changed: collections others wrote meanwhile are kept. The
-// caller holds the firewall's lock, which serialises this process's writes.
-func (c *Client) PutFirewallNetworkCollection(ctx context.Context, firewallID, name string, want *jit.FirewallNetworkCollection) error {
+func (c *Client) publicIPAddress(ctx context.Context, publicIPID string) (string, error) {
+	id, network, err := c.parseNetworkID(publicIPID)
+	if err != nil {
+		return "", err
+	}
+	resp, err := network.NewPublicIPAddressesClient().Get(ctx, id.ResourceGroupName, id.Name, nil)
+	if err != nil {
+		return "", fmt.Errorf("reading public IP address %s: %w", publicIPID, notFound(err))
+	}
+	if resp.Properties == nil || deref(resp.Properties.IPAddress) == "" {
+		return "", fmt.Errorf("public IP address %s has no address allocated", publicIPID)
+	}
+	return *resp.Properties.IPAddress, nil
+}
+
+// UpdateFirewall applies change to a firewall's classic rule collections.
+// A firewall is written whole, so each attempt reads it right before
+// writing it back with only the named collections changed: collections
+// others wrote meanwhile are kept. The caller holds the firewall's lock,
+// which serialises this process's writes.
+func (c *Client) UpdateFirewall(ctx context.Context, firewallID string, change FirewallChange) error {
 	id, network, err := c.parseNetworkID(firewallID)
 	if err != nil {
 		return err
@@ -62,16 +123,10 @@ func (c *Client) PutFirewallNetworkCollection(ctx context.Context, firewallID, n
 		if fw.Properties.FirewallPolicy != nil {
 			return fmt.Errorf("Azure Firewall %s is managed by Firewall Policy %s; jit writes classic rule collections only", firewallID, deref(fw.Properties.FirewallPolicy.ID))
 		}
-		var cols []*armnetwork.AzureFirewallNetworkRuleCollection
-		for _, col := range fw.Properties.NetworkRuleCollections {
-			if col != nil && !strings.EqualFold(deref(col.Name), name) {
-				cols = append(cols, col)
-			}
-		}
-		if want != nil {
-			cols = append(cols, toNetworkCollection(*want))
-		}
-		fw.Properties.NetworkRuleCollections = cols
+		fw.Properties.NetworkRuleCollections = replaceCollections(fw.Properties.NetworkRuleCollections, change.Network,
+			func(c *armnetwork.AzureFirewallNetworkRuleCollection) string { return deref(c.Name) }, toNetworkCollection)
+		fw.Properties.NatRuleCollections = replaceCollections(fw.Properties.NatRuleCollections, change.NAT,
+			func(c *armnetwork.AzureFirewallNatRuleCollection) string { return deref(c.Name) }, toNATCollection)
 		poller, err := client.BeginCreateOrUpdate(ctx, id.ResourceGroupName, id.Name, fw, nil)
 		if err != nil {
 			return err
@@ -80,9 +135,42 @@ func (c *Client) PutFirewallNetworkCollection(ctx context.Context, firewallID, n
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("writing network rule collection %s to Azure Firewall %s: %w", name, firewallID, err)
+		return fmt.Errorf("writing rule collections %s to Azure Firewall %s: %w", change.names(), firewallID, err)
 	}
 	return nil
+}
+
+func (ch FirewallChange) names() string {
+	var names []string
+	for n := range ch.Network {
+		names = append(names, n)
+	}
+	for n := range ch.NAT {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return strings.Join(slices.Compact(names), ", ")
+}
+
+// replaceCollections keeps the collections not named in want, in their
+// order, and appends the wanted ones that are not nil, in name order.
+func replaceCollections[A any, C any](have []*A, want map[string]*C, name func(*A) string, convert func(C) *A) []*A {
+	replaced := map[string]bool{} // collection names are case-insensitive
+	for n := range want {
+		replaced[strings.ToLower(n)] = true
+	}
+	var out []*A
+	for _, col := range have {
+		if col != nil && !replaced[strings.ToLower(name(col))] {
+			out = append(out, col)
+		}
+	}
+	for _, n := range slices.Sorted(maps.Keys(want)) {
+		if c := want[n]; c != nil {
+			out = append(out, convert(*c))
+		}
+	}
+	return out
 }
 
 func (c *Client) getFirewall(ctx context.Context, firewallID string) (armnetwork.AzureFirewall, error) {
@@ -142,6 +230,53 @@ func toNetworkCollection(col jit.FirewallNetworkCollection) *armnetwork.AzureFir
 		Properties: &armnetwork.AzureFirewallNetworkRuleCollectionPropertiesFormat{
 			Priority: to.Ptr(int32(col.Priority)),
 			Action:   &armnetwork.AzureFirewallRCAction{Type: to.Ptr(armnetwork.AzureFirewallRCActionType(col.Action))},
+			Rules:    rules,
+		},
+	}
+}
+
+func fromNATCollection(col *armnetwork.AzureFirewallNatRuleCollection) jit.FirewallNATCollection {
+	out := jit.FirewallNATCollection{Name: deref(col.Name)}
+	p := col.Properties
+	if p == nil {
+		return out
+	}
+	out.Priority = int(deref(p.Priority))
+	for _, r := range p.Rules {
+		if r == nil {
+			continue
+		}
+		rule := jit.FirewallNATRule{
+			Name: deref(r.Name), Description: deref(r.Description),
+			SourceAddresses: derefAll(r.SourceAddresses), DestinationAddresses: derefAll(r.DestinationAddresses),
+			DestinationPorts: derefAll(r.DestinationPorts), TranslatedAddress: deref(r.TranslatedAddress), TranslatedPort: deref(r.TranslatedPort),
+		}
+		for _, proto := range r.Protocols {
+			rule.Protocols = append(rule.Protocols, string(deref(proto)))
+		}
+		out.Rules = append(out.Rules, rule)
+	}
+	return out
+}
+
+func toNATCollection(col jit.FirewallNATCollection) *armnetwork.AzureFirewallNatRuleCollection {
+	rules := make([]*armnetwork.AzureFirewallNatRule, len(col.Rules))
+	for i, r := range col.Rules {
+		rule := &armnetwork.AzureFirewallNatRule{
+			Name: to.Ptr(r.Name), Description: to.Ptr(r.Description),
+			SourceAddresses: to.SliceOfPtrs(r.SourceAddresses...), DestinationAddresses: to.SliceOfPtrs(r.DestinationAddresses...),
+			DestinationPorts: to.SliceOfPtrs(r.DestinationPorts...), TranslatedAddress: to.Ptr(r.TranslatedAddress), TranslatedPort: to.Ptr(r.TranslatedPort),
+		}
+		for _, proto := range r.Protocols {
+			rule.Protocols = append(rule.Protocols, to.Ptr(armnetwork.AzureFirewallNetworkRuleProtocol(proto)))
+		}
+		rules[i] = rule
+	}
+	return &armnetwork.AzureFirewallNatRuleCollection{
+		Name: to.Ptr(col.Name),
+		Properties: &armnetwork.AzureFirewallNatRuleCollectionProperties{
+			Priority: to.Ptr(int32(col.Priority)),
+			Action:   &armnetwork.AzureFirewallNatRCAction{Type: to.Ptr(armnetwork.AzureFirewallNatRCActionTypeDnat)},
 			Rules:    rules,
 		},
 	}

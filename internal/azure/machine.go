@@ -9,6 +9,7 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/arm"
+	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/network/armnetwork/v9"
 
 	"github.com/jitaccess/terraform-provider-jit/internal/jit"
 )
@@ -103,22 +104,27 @@ func (c *Client) networkInterface(ctx context.Context, nicID string) (jit.Networ
 }
 
 func (c *Client) subnetNSG(ctx context.Context, subnetID string) (string, error) {
+	subnet, err := c.subnet(ctx, subnetID)
+	if err != nil || subnet.Properties == nil || subnet.Properties.NetworkSecurityGroup == nil {
+		return "", err
+	}
+	return deref(subnet.Properties.NetworkSecurityGroup.ID), nil
+}
+
+func (c *Client) subnet(ctx context.Context, subnetID string) (armnetwork.Subnet, error) {
 	id, err := arm.ParseResourceID(subnetID)
 	if err != nil || id.Parent == nil {
-		return "", fmt.Errorf("subnet ID %q is malformed", subnetID)
+		return armnetwork.Subnet{}, fmt.Errorf("subnet ID %q is malformed", subnetID)
 	}
 	network, err := c.networkClients(id.SubscriptionID)
 	if err != nil {
-		return "", err
+		return armnetwork.Subnet{}, err
 	}
-	subnet, err := network.NewSubnetsClient().Get(ctx, id.ResourceGroupName, id.Parent.Name, id.Name, nil)
+	resp, err := network.NewSubnetsClient().Get(ctx, id.ResourceGroupName, id.Parent.Name, id.Name, nil)
 	if err != nil {
-		return "", fmt.Errorf("reading subnet %s: %w", subnetID, notFound(err))
+		return armnetwork.Subnet{}, fmt.Errorf("reading subnet %s: %w", subnetID, notFound(err))
 	}
-	if subnet.Properties == nil || subnet.Properties.NetworkSecurityGroup == nil {
-		return "", nil
-	}
-	return deref(subnet.Properties.NetworkSecurityGroup.ID), nil
+	return resp.Subnet, nil
 }
 
 func deref[T any](p *T) T {

@@ -167,12 +167,11 @@ func (e *accessEphemeral) Open(ctx context.Context, req ephemeral.OpenRequest, r
 		ID: newRequestID(start), Justification: cfg.Justification.ValueString(), Requestor: requestor,
 	}}
 	end := start.Add(duration.Std())
-	details := make([]string, len(resolved))
 	for i, pp := range resolved {
 		state.Request.Ports = append(state.Request.Ports, grantPort{Port: pp, Source: cfg.Ports[i].AllowedSourceAddressPrefix.ValueString(), End: end})
-		details[i] = connectionDetails(m, pp)
 	}
-	if _, err := e.clients.openGrant(ctx, m, policy, state.Request); err != nil {
+	opened, err := e.clients.openGrant(ctx, m, policy, state.Request)
+	if err != nil {
 		resp.Diagnostics.AddError("Cannot grant access", err.Error())
 		// Leave nothing half-open behind.
 		if cerr := e.clients.closeGrant(ctx, m, m.ID, state.Request.ID, resolved, nil); cerr != nil {
@@ -182,6 +181,10 @@ func (e *accessEphemeral) Open(ctx context.Context, req ephemeral.OpenRequest, r
 	}
 	cfg.ID, cfg.Requestor = types.StringValue(state.Request.ID), types.StringValue(requestor)
 	cfg.StartTimeUTC, cfg.EndTimeUTC = types.StringValue(start.Format(time.RFC3339)), types.StringValue(end.Format(time.RFC3339))
+	details := make([]string, len(resolved))
+	for i, pp := range resolved {
+		details[i] = opened.connect[pp]
+	}
 	cfg.ConnectionDetails = stringList(details)
 	resp.Diagnostics.Append(resp.Result.Set(ctx, &cfg)...)
 	resp.Diagnostics.Append(savePrivate(ctx, resp.Private, state)...)

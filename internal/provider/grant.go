@@ -3,11 +3,13 @@ package provider
 import (
 	"context"
 	"fmt"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/jitaccess/terraform-provider-jit/internal/azure"
 	"github.com/jitaccess/terraform-provider-jit/internal/jit"
 )
 
@@ -47,23 +49,50 @@ func machinePolicy(m *jit.Machine) (name string, ports []jit.Port, ok bool, err 
 	return name, ports, ok, nil
 }
 
+// openedGrant is what a grant holds in the cloud.
+type openedGrant struct {
+	rules []grantRule
+	// connect tells, per port, where to connect.
+	connect map[jit.PortProtocol]string
+}
+
 // openGrant writes the request's grant of every port in each NSG on the
-// machine's path, with precedence over the JIT deny, and removes the
-// grants of older requests for the same machine and port, which it
-// supersedes. It is idempotent: a grant already in place is left alone.
-// The NSGs stay locked from their read to their last write, so concurrent
-// requests in this process never pick the same priority.
-func (c *clients) openGrant(ctx context.Context, m *jit.Machine, policy string, req grantRequest) ([]grantRule, error) {
+// machine's path, with precedence over the JIT deny, and, when the policy
+// denies through an Azure Firewall, a DNAT rule there from a mapped port of
+// its public address. It removes the grants of older requests for the same
+// machine and port, which it supersedes. It is idempotent: a grant already
+// in place is left alone. The NSGs and the firewall stay locked from their
+// read to their last write, so concurrent requests in this process never
+// pick the same priority or mapped port.
+func (c *clients) openGrant(ctx context.Context, m *jit.Machine, policy string, req grantRequest) (openedGrant, error) {
+	opened := openedGrant{connect: map[jit.PortProtocol]string{}}
 	if m.Cloud != jit.CloudAzure {
-		return nil, fmt.Errorf("%s: access requests for EC2 instances are not supported yet", m.ID)
+		return opened, fmt.Errorf("%s: access requests for EC2 instances are not supported yet", m.ID)
 	}
 	nsgs := m.FilterIDs()
-	defer c.azure.Lock(nsgs...)()
-	var owned []grantRule
+	firewall := m.Tags[jit.TagFirewall]
+	locked := slices.Clone(nsgs)
+	if firewall != "" {
+		locked = append(locked, firewall)
+	}
+	defer c.azure.Lock(locked...)()
+	source := func(gp grantPort) string { return gp.Source }
+	if firewall != "" {
+		fw, err := c.openFirewallGrant(ctx, m, firewall, policy, req, &opened)
+		if err != nil {
+			return opened, err
+		}
+		// The DNAT rule enforces the requester's source; the VM sees the firewall's.
+		source = func(grantPort) string { return fw.SNATSource }
+	} else {
+		for _, gp := range req.Ports {
+			opened.connect[gp.Port] = connectionDetails(m, gp.Port)
+		}
+	}
 	for _, nsg := range nsgs {
 		rules, err := c.azure.SecurityRules(ctx, nsg)
 		if err != nil {
-			return owned, err
+			return opened, err
 		}
 		var plan jit.NSGPlan
 		for _, gp := range req.Ports {
@@ -77,10 +106,10 @@ func (c *clients) openGrant(ctx context.Context, m *jit.Machine, policy string, 
 			})
 			rule, err := jit.PlanNSGGrant(jit.NSGGrant{
 				NSG: nsg, Rules: rules, Policy: policy, Request: req.ID, Machine: m.ID, PrivateIPs: m.PrivateIPs(),
-				Port: gp.Port, Source: gp.Source, End: gp.End, Requestor: req.Requestor, Justification: req.Justification,
+				Port: gp.Port, Source: source(gp), End: gp.End, Requestor: req.Requestor, Justification: req.Justification,
 			})
 			if err != nil {
-				return owned, err
+				return opened, err
 			}
 			i := slices.IndexFunc(rules, func(r jit.NSGRule) bool { return r.Name == name })
 			switch {
@@ -91,13 +120,96 @@ func (c *clients) openGrant(ctx context.Context, m *jit.Machine, policy string, 
 				rules[i] = rule
 				plan.Add = append(plan.Add, rule)
 			}
-			owned = append(owned, grantRule{TargetID: nsg, Name: rule.Name, Priority: int64(rule.Priority), Port: int64(gp.Port.Number), Protocol: string(gp.Port.Protocol)})
+			opened.rules = append(opened.rules, grantRule{TargetID: nsg, Name: rule.Name, Priority: int64(rule.Priority), Port: int64(gp.Port.Number), Protocol: string(gp.Port.Protocol)})
 		}
 		if err := c.azure.ApplyNSGPlan(ctx, nsg, plan); err != nil {
-			return owned, err
+			return opened, err
 		}
 	}
-	return owned, nil
+	return opened, nil
+}
+
+// openFirewallGrant writes the request's DNAT and network Allow collections
+// on the policy's firewall, removing older requests' collections for the
+// same machine and ports. The caller holds the firewall's lock.
+func (c *clients) openFirewallGrant(ctx context.Context, m *jit.Machine, firewall, policy string, req grantRequest, opened *openedGrant) (*azure.Firewall, error) {
+	fw, err := c.azure.Firewall(ctx, firewall)
+	if err != nil {
+		return nil, err
+	}
+	if fw.PublicIP == "" || fw.SNATSource == "" {
+		return nil, fmt.Errorf("Azure Firewall %s has no public and private address to forward a grant through", firewall)
+	}
+	name := jit.FirewallGrantCollectionName(req.ID, m.ID)
+	change := azure.FirewallChange{NAT: map[string]*jit.FirewallNATCollection{}, Network: map[string]*jit.FirewallNetworkCollection{}}
+	g := jit.FirewallGrant{
+		Firewall: firewall, PublicIP: fw.PublicIP, Policy: policy, Request: req.ID, Machine: m.ID, PrivateIP: m.PrivateIPs()[0],
+		Requestor: req.Requestor, Justification: req.Justification,
+	}
+	ports := map[string]bool{}
+	for i, gp := range req.Ports {
+		g.Ports = append(g.Ports, jit.FirewallGrantPort{Port: gp.Port, Source: gp.Source})
+		// One collection holds every port: it ends with the first to end.
+		if i == 0 || gp.End.Before(g.End) {
+			g.End = gp.End
+		}
+		ports[strconv.Itoa(gp.Port.Number)] = true
+	}
+	var have *jit.FirewallNATCollection
+	for i, col := range fw.NATCollections {
+		switch {
+		case col.Name == name:
+			have = &fw.NATCollections[i]
+			g.NAT = append(g.NAT, col)
+		case supersededNAT(col, g.PrivateIP, ports):
+			change.NAT[col.Name], change.Network[col.Name] = nil, nil
+		default:
+			g.NAT = append(g.NAT, col)
+		}
+	}
+	for _, col := range fw.NetworkCollections {
+		if _, gone := change.Network[col.Name]; !gone {
+			g.Network = append(g.Network, col)
+		}
+	}
+	plan, err := jit.PlanFirewallGrant(g)
+	if err != nil {
+		return nil, err
+	}
+	var haveAllow *jit.FirewallNetworkCollection
+	for i, col := range fw.NetworkCollections {
+		if col.Name == name {
+			haveAllow = &fw.NetworkCollections[i]
+		}
+	}
+	if have == nil || haveAllow == nil || !reflect.DeepEqual(*have, plan.NAT) || !reflect.DeepEqual(*haveAllow, plan.Allow) {
+		change.NAT[name], change.Network[name] = &plan.NAT, &plan.Allow
+	}
+	if len(change.NAT) > 0 {
+		if err := c.azure.UpdateFirewall(ctx, firewall, change); err != nil {
+			return nil, err
+		}
+	}
+	for i, gp := range req.Ports {
+		opened.connect[gp.Port] = fmt.Sprintf("%s:%d", fw.PublicIP, plan.MappedPorts[i])
+		opened.rules = append(opened.rules, grantRule{TargetID: firewall, Name: plan.NAT.Rules[i].Name, Priority: int64(plan.NAT.Priority), Port: int64(gp.Port.Number), Protocol: string(gp.Port.Protocol)})
+	}
+	return fw, nil
+}
+
+// supersededNAT tells whether a NAT collection is another request's grant
+// forwarding only to machineIP and only ports among those being granted.
+func supersededNAT(col jit.FirewallNATCollection, machineIP string, ports map[string]bool) bool {
+	if !strings.HasPrefix(col.Name, "jit-grant-") || len(col.Rules) == 0 {
+		return false
+	}
+	for _, r := range col.Rules {
+		mk, ok := jit.ParseMarker(r.Description)
+		if !ok || mk.Kind != jit.MarkerGrant || r.TranslatedAddress != machineIP || !ports[r.TranslatedPort] {
+			return false
+		}
+	}
+	return true
 }
 
 // grantsSame tells whether r is a JIT grant of port to machine m: the kind
@@ -124,15 +236,34 @@ type observedGrant struct {
 }
 
 // observeGrant finds the request's rules in each NSG on the machine's path
-// (m may be nil when the machine is gone) and in the NSGs it held rules in.
+// and on its policy's firewall (m may be nil when the machine is gone), and
+// in the NSGs and firewall it held rules in.
 func (c *clients) observeGrant(ctx context.Context, m *jit.Machine, machineID, requestID string, ports []jit.PortProtocol, targets []string) (*observedGrant, error) {
 	o := &observedGrant{superseded: map[jit.PortProtocol]bool{}}
-	for _, nsg := range grantTargets(m, targets) {
-		az, err := c.azureClient(nsg)
+	for _, target := range grantTargets(m, targets) {
+		az, err := c.azureClient(target)
 		if err != nil {
 			return nil, err
 		}
-		rules, err := az.SecurityRules(ctx, nsg)
+		if isFirewallID(target) {
+			fw, err := az.Firewall(ctx, target)
+			if isNotFound(err) {
+				continue
+			}
+			if err != nil {
+				return nil, err
+			}
+			name := jit.FirewallGrantCollectionName(requestID, machineID)
+			for _, col := range fw.NATCollections {
+				for _, port := range ports {
+					if col.Name == name && slices.ContainsFunc(col.Rules, func(r jit.FirewallNATRule) bool { return r.Name == jit.GrantRuleName(requestID, machineID, port) }) {
+						o.rules = append(o.rules, grantRule{TargetID: target, Name: jit.GrantRuleName(requestID, machineID, port), Priority: int64(col.Priority), Port: int64(port.Number), Protocol: string(port.Protocol)})
+					}
+				}
+			}
+			continue
+		}
+		rules, err := az.SecurityRules(ctx, target)
 		if isNotFound(err) {
 			continue
 		}
@@ -143,7 +274,7 @@ func (c *clients) observeGrant(ctx context.Context, m *jit.Machine, machineID, r
 			name := jit.GrantRuleName(requestID, machineID, port)
 			i := slices.IndexFunc(rules, func(r jit.NSGRule) bool { return r.Name == name })
 			if i >= 0 {
-				o.rules = append(o.rules, grantRule{TargetID: nsg, Name: name, Priority: int64(rules[i].Priority), Port: int64(port.Number), Protocol: string(port.Protocol)})
+				o.rules = append(o.rules, grantRule{TargetID: target, Name: name, Priority: int64(rules[i].Priority), Port: int64(port.Number), Protocol: string(port.Protocol)})
 				continue
 			}
 			if m != nil && slices.ContainsFunc(rules, func(r jit.NSGRule) bool { return grantsSame(r, m, port) }) {
@@ -155,34 +286,83 @@ func (c *clients) observeGrant(ctx context.Context, m *jit.Machine, machineID, r
 }
 
 // closeGrant removes the request's rules for ports from each NSG on the
-// machine's path (m may be nil) and from the NSGs it held rules in.
+// machine's path and from its policy's firewall (m may be nil), and from
+// the NSGs and firewall it held rules in.
 func (c *clients) closeGrant(ctx context.Context, m *jit.Machine, machineID, requestID string, ports []jit.PortProtocol, targets []string) error {
-	nsgs := grantTargets(m, targets)
-	if len(nsgs) == 0 {
+	all := grantTargets(m, targets)
+	if len(all) == 0 || len(ports) == 0 {
 		return nil
 	}
-	az, err := c.azureClient(nsgs[0])
+	az, err := c.azureClient(all[0])
 	if err != nil {
 		return err
 	}
-	defer az.Lock(nsgs...)()
-	for _, nsg := range nsgs {
-		var plan jit.NSGPlan
-		for _, port := range ports {
-			plan.Remove = append(plan.Remove, jit.NSGRule{Name: jit.GrantRuleName(requestID, machineID, port)})
+	defer az.Lock(all...)()
+	names := map[string]bool{}
+	for _, port := range ports {
+		names[jit.GrantRuleName(requestID, machineID, port)] = true
+	}
+	for _, target := range all {
+		if isFirewallID(target) {
+			if err := closeFirewallGrant(ctx, az, target, jit.FirewallGrantCollectionName(requestID, machineID), names); err != nil {
+				return err
+			}
+			continue
 		}
-		if err := az.ApplyNSGPlan(ctx, nsg, plan); err != nil && !isNotFound(err) {
+		var plan jit.NSGPlan
+		for name := range names {
+			plan.Remove = append(plan.Remove, jit.NSGRule{Name: name})
+		}
+		if err := az.ApplyNSGPlan(ctx, target, plan); err != nil && !isNotFound(err) {
 			return err
 		}
 	}
 	return nil
 }
 
-// grantTargets is every NSG a request may hold rules in, once each.
+// closeFirewallGrant removes the named rules from a grant's two collections,
+// and the collections once empty.
+func closeFirewallGrant(ctx context.Context, az *azure.Client, firewall, collection string, names map[string]bool) error {
+	fw, err := az.Firewall(ctx, firewall)
+	if isNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	change := azure.FirewallChange{NAT: map[string]*jit.FirewallNATCollection{}, Network: map[string]*jit.FirewallNetworkCollection{}}
+	for _, col := range fw.NATCollections {
+		if col.Name == collection {
+			col.Rules = slices.DeleteFunc(col.Rules, func(r jit.FirewallNATRule) bool { return names[r.Name] })
+			change.NAT[col.Name] = nil
+			if len(col.Rules) > 0 {
+				change.NAT[col.Name] = &col
+			}
+		}
+	}
+	for _, col := range fw.NetworkCollections {
+		if col.Name == collection {
+			col.Rules = slices.DeleteFunc(col.Rules, func(r jit.FirewallNetworkRule) bool { return names[r.Name] })
+			change.Network[col.Name] = nil
+			if len(col.Rules) > 0 {
+				change.Network[col.Name] = &col
+			}
+		}
+	}
+	if len(change.NAT)+len(change.Network) == 0 {
+		return nil
+	}
+	return az.UpdateFirewall(ctx, firewall, change)
+}
+
+// grantTargets is every NSG and firewall a request may hold rules in, once each.
 func grantTargets(m *jit.Machine, targets []string) []string {
 	var all []string
 	if m != nil {
 		all = append(all, m.FilterIDs()...)
+		if fw := m.Tags[jit.TagFirewall]; fw != "" {
+			all = append(all, fw)
+		}
 	}
 	all = append(all, targets...)
 	seen := map[string]bool{}
@@ -194,4 +374,14 @@ func grantTargets(m *jit.Machine, targets []string) []string {
 		seen[key] = true
 		return false
 	})
+}
+
+// grantTargetCount is how many places a port's grant has rules in: each
+// NSG on the path, and the policy's firewall.
+func grantTargetCount(m *jit.Machine) int {
+	n := len(m.FilterIDs())
+	if m.Tags[jit.TagFirewall] != "" {
+		n++
+	}
+	return n
 }

@@ -112,7 +112,7 @@ func (r *accessRequestResource) Schema(ctx context.Context, _ resource.SchemaReq
 				Computed:            true,
 				MarkdownDescription: "Every grant rule the request holds in the cloud; empty once every port expired or was superseded.",
 				NestedObject: schema.NestedAttributeObject{Attributes: map[string]schema.Attribute{
-					"target_id": schema.StringAttribute{Computed: true, MarkdownDescription: "The network security group holding the rule."},
+					"target_id": schema.StringAttribute{Computed: true, MarkdownDescription: "The network security group, or the Azure Firewall (for its DNAT rule), holding the rule."},
 					"name":      schema.StringAttribute{Computed: true, MarkdownDescription: "Rule name."},
 					"priority":  schema.Int64Attribute{Computed: true, MarkdownDescription: "Rule priority."},
 					"port":      schema.Int64Attribute{Computed: true, MarkdownDescription: "Granted port."},
@@ -159,7 +159,7 @@ func (r *accessRequestResource) Schema(ctx context.Context, _ resource.SchemaReq
 						Computed: true, MarkdownDescription: "`Expired` or `NewerRequestInitiated` once the port is no longer open; empty while it is.",
 					},
 					"connection_details": schema.StringAttribute{
-						Computed: true, MarkdownDescription: "Where to connect: the VM's private IP and the port.",
+						Computed: true, MarkdownDescription: "Where to connect: the VM's private IP and the port; through the policy's Azure Firewall, the firewall's public IP and the mapped port its DNAT rule listens on.",
 						PlanModifiers: []planmodifier.String{stringplanmodifier.UseStateForUnknown()},
 					},
 				}},
@@ -263,7 +263,7 @@ func (r *accessRequestResource) planExisting(ctx context.Context, plan, state *a
 				return
 			}
 		}
-		if len(have) < len(m.FilterIDs()) {
+		if len(have) < grantTargetCount(m) {
 			missing = true // deleted out of band: granted again, until the end time
 		}
 	}
@@ -332,17 +332,19 @@ func (r *accessRequestResource) Create(ctx context.Context, req resource.CreateR
 		p.Protocol = types.StringValue(string(pp.Protocol))
 		p.EndTimeUTC = timetypes.NewRFC3339TimeValue(end)
 		p.Status, p.StatusReason = types.StringValue(string(jit.GrantInitiated)), types.StringNull()
-		p.ConnectionDetails = types.StringValue(connectionDetails(m, pp))
 	}
 	plan.ID, plan.Requestor = types.StringValue(g.ID), types.StringValue(requestor)
 	plan.StartTimeUTC = timetypes.NewRFC3339TimeValue(start)
-	rules, err := r.clients.openGrant(ctx, m, policy, g)
+	opened, err := r.clients.openGrant(ctx, m, policy, g)
+	for i := range plan.Ports {
+		plan.Ports[i].ConnectionDetails = types.StringValue(opened.connect[resolved[i]])
+	}
 	var rd diag.Diagnostics
-	plan.Rules, rd = grantRulesValue(rules)
+	plan.Rules, rd = grantRulesValue(opened.rules)
 	resp.Diagnostics.Append(rd...)
 	if err != nil {
 		resp.Diagnostics.AddError("Cannot grant access", err.Error())
-		if len(rules) == 0 {
+		if len(opened.rules) == 0 {
 			return
 		}
 		// Some rules were written: keep them in state so destroy removes them.
@@ -437,7 +439,9 @@ func (r *accessRequestResource) Update(ctx context.Context, req resource.UpdateR
 	if plan.Rules.IsUnknown() && len(g.Ports) > 0 && m != nil {
 		policy, _, _, err := machinePolicy(m)
 		if err == nil {
-			rules, err = r.clients.openGrant(ctx, m, policy, g)
+			var opened openedGrant
+			opened, err = r.clients.openGrant(ctx, m, policy, g)
+			rules = opened.rules
 		}
 		if err != nil {
 			resp.Diagnostics.AddError("Cannot grant access again", err.Error())

@@ -407,3 +407,65 @@ resource "jit_access_request" "r%d" {
 		},
 	})
 }
+
+func TestAccAccessRequest_throughTheFirewallIsADNATGrant(t *testing.T) {
+	cloud := newTestCloud(t, "world")
+	clock := jit.NewFakeClock(requestEpoch)
+	policy := strings.Replace(sshPolicy, `  name                = "web"`, `  name                = "web"
+  azure_firewall_id   = "`+testFirewall+`fw-hub"`, 1)
+	config := cloud.config(policy + sshRequest("alice", "203.0.113.7/32", `duration = "PT1H"`))
+	before := cloud.firewallCollections(t, "fw-hub")
+	resource.ParallelTest(t, resource.TestCase{
+		ProtoV6ProviderFactories: factoriesAt(clock),
+		CheckDestroy: func(*terraform.State) error {
+			if got := cloud.firewallCollections(t, "fw-hub"); strings.Join(got, " ") != strings.Join(before, " ") {
+				return fmt.Errorf("firewall not restored:\n got %v\nwant %v", got, before)
+			}
+			return expectGrants(t, cloud, 0)(nil)
+		},
+		Steps: []resource.TestStep{
+			{
+				Config: config,
+				ConfigStateChecks: []statecheck.StateCheck{
+					// The first mapped port of the dynamic range on the firewall's public IP.
+					statecheck.ExpectKnownValue("jit_access_request.alice", tfjsonpath.New("port").AtSliceIndex(0).AtMapKey("connection_details"), knownvalue.StringExact("20.61.15.200:49152")),
+					statecheck.ExpectKnownValue("jit_access_request.alice", tfjsonpath.New("rules"), knownvalue.ListSizeExact(3)),
+				},
+				Check: func(*terraform.State) error {
+					fw, err := cloud.azureClient(t).Firewall(t.Context(), testFirewall+"fw-hub")
+					if err != nil {
+						return err
+					}
+					var dnat []string
+					for _, col := range fw.NATCollections {
+						for _, r := range col.Rules {
+							dnat = append(dnat, fmt.Sprintf("%s %s:%s -> %s:%s", strings.Join(r.SourceAddresses, ","), strings.Join(r.DestinationAddresses, ","), strings.Join(r.DestinationPorts, ","), r.TranslatedAddress, r.TranslatedPort))
+						}
+					}
+					if want := "203.0.113.7/32 20.61.15.200:49152 -> 10.0.1.4:22"; strings.Join(dnat, "; ") != want {
+						return fmt.Errorf("DNAT rules: %v, want %s", dnat, want)
+					}
+					// The VM sees the firewall's SNAT addresses, not the requester's.
+					for _, nsg := range []string{"web-nic-nsg", "web-subnet-nsg"} {
+						if got := cloud.grants(t, nsg); len(got) != 1 || !strings.HasSuffix(got[0], ":10.100.0.0/26") {
+							return fmt.Errorf("%s grants: %v", nsg, got)
+						}
+					}
+					return nil
+				},
+			},
+			{Config: config, ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{plancheck.ExpectEmptyPlan()}}},
+			{
+				PreConfig: func() { clock.Advance(2 * time.Hour) },
+				Config:    config,
+				Check: func(*terraform.State) error {
+					got := cloud.firewallCollections(t, "fw-hub")
+					if len(got) != 3 { // the two others and the policy's deny
+						return fmt.Errorf("expired grant left on the firewall: %v", got)
+					}
+					return expectGrants(t, cloud, 0)(nil)
+				},
+			},
+		},
+	})
+}

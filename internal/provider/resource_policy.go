@@ -24,6 +24,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
 	"github.com/hashicorp/terraform-plugin-framework/types"
 
+	"github.com/jitaccess/terraform-provider-jit/internal/azure"
 	"github.com/jitaccess/terraform-provider-jit/internal/jit"
 )
 
@@ -715,7 +716,8 @@ func (p *policyPlan) write(ctx context.Context, c *clients, name string) diag.Di
 		if !fp.Changed {
 			continue
 		}
-		if err := c.azure.PutFirewallNetworkCollection(ctx, fw, jit.FirewallDenyCollectionName(name), fp.Want); err != nil {
+		change := azure.FirewallChange{Network: map[string]*jit.FirewallNetworkCollection{jit.FirewallDenyCollectionName(name): fp.Want}}
+		if err := c.azure.UpdateFirewall(ctx, fw, change); err != nil {
 			diags.AddError("Cannot write the JIT deny collection", err.Error())
 		}
 	}

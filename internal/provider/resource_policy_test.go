@@ -17,6 +17,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-testing/terraform"
 	"github.com/hashicorp/terraform-plugin-testing/tfjsonpath"
 
+	"github.com/jitaccess/terraform-provider-jit/internal/azure"
 	"github.com/jitaccess/terraform-provider-jit/internal/cloudsim"
 	"github.com/jitaccess/terraform-provider-jit/internal/jit"
 )
@@ -532,7 +533,8 @@ func TestAccPolicy_firewallDenyDeletedOutOfBandIsRecreated(t *testing.T) {
 			{Config: config},
 			{
 				PreConfig: func() {
-					err := cloud.azureClient(t).PutFirewallNetworkCollection(context.Background(), testFirewall+"fw-hub", jit.FirewallDenyCollectionName("fwdrift"), nil)
+					err := cloud.azureClient(t).UpdateFirewall(context.Background(), testFirewall+"fw-hub",
+						azure.FirewallChange{Network: map[string]*jit.FirewallNetworkCollection{jit.FirewallDenyCollectionName("fwdrift"): nil}})
 					if err != nil {
 						t.Fatal(err)
 					}
