@@ -469,3 +469,35 @@ func TestAccAccessRequest_throughTheFirewallIsADNATGrant(t *testing.T) {
 		},
 	})
 }
+
+func TestAccAccessRequest_policyPlanRemovesExpiredGrants(t *testing.T) {
+	cloud := newTestCloud(t, "world")
+	clock := jit.NewFakeClock(requestEpoch)
+	// The request's own configuration is gone (forgotten here), so only the
+	// policy's plan can clean up after it.
+	forgotten := cloud.config(sshPolicy + `
+removed {
+  from = jit_access_request.alice
+  lifecycle {
+    destroy = false
+  }
+}
+`)
+	resource.ParallelTest(t, resource.TestCase{
+		ProtoV6ProviderFactories: factoriesAt(clock),
+		Steps: []resource.TestStep{
+			{Config: cloud.config(sshPolicy + sshRequest("alice", "203.0.113.7/32", `duration = "PT1H"`))},
+			{Config: forgotten, Check: expectGrants(t, cloud, 1)},
+			{
+				PreConfig: func() { clock.Advance(time.Hour) },
+				Config:    forgotten,
+				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
+					plancheck.ExpectResourceAction("jit_policy.web", plancheck.ResourceActionUpdate),
+					plancheck.ExpectKnownValue("jit_policy.web", tfjsonpath.New("expired_grants"), knownvalue.ListSizeExact(0)),
+				}},
+				Check: expectGrants(t, cloud, 0),
+			},
+			{Config: forgotten, ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{plancheck.ExpectEmptyPlan()}}},
+		},
+	})
+}

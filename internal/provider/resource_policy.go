@@ -47,6 +47,7 @@ type policyModel struct {
 	AzureFirewallID   types.String   `tfsdk:"azure_firewall_id"`
 	Ports             []policyPort   `tfsdk:"port"`
 	Rules             types.List     `tfsdk:"rules"`
+	ExpiredGrants     types.List     `tfsdk:"expired_grants"`
 	Timeouts          timeouts.Value `tfsdk:"timeouts"`
 }
 
@@ -116,6 +117,12 @@ func (r *policyResource) Schema(ctx context.Context, _ resource.SchemaRequest, r
 					"like the NSG denies: after collections that already decide those ports, with a free priority before it for grants.",
 				Validators: []validator.String{stringvalidator.RegexMatches(firewallIDPattern,
 					"must be an Azure Firewall resource ID: /subscriptions/…/resourceGroups/…/providers/Microsoft.Network/azureFirewalls/…")},
+			},
+			"expired_grants": schema.ListAttribute{
+				Computed: true, ElementType: types.StringType,
+				MarkdownDescription: "Grants to the policy's VMs whose end time has passed but whose rules a refresh still found " +
+					"(NSG rule or firewall NAT collection IDs). The plan shows them going: applying the policy removes them, " +
+					"as do the next plan of the request and `revoke-expired`.",
 			},
 			"rules": schema.ListNestedAttribute{
 				Computed: true,
@@ -198,6 +205,7 @@ func (r *policyResource) ModifyPlan(ctx context.Context, req resource.ModifyPlan
 	rules, diags := p.rulesValue()
 	resp.Diagnostics.Append(diags...)
 	resp.Diagnostics.Append(resp.Plan.SetAttribute(ctx, path.Root("rules"), rules)...)
+	resp.Diagnostics.Append(resp.Plan.SetAttribute(ctx, path.Root("expired_grants"), noExpiredGrants)...)
 	resp.Diagnostics.Append(resp.Plan.SetAttribute(ctx, path.Root("id"), plan.Name)...)
 }
 
@@ -259,6 +267,7 @@ func (r *policyResource) apply(ctx context.Context, plan, prior *policyModel, di
 	diags.Append(p.write(ctx, r.clients, name)...)
 	plan.ID = plan.Name
 	plan.Rules = rules
+	plan.ExpiredGrants = noExpiredGrants
 }
 
 func (r *policyResource) Read(ctx context.Context, req resource.ReadRequest, resp *resource.ReadResponse) {
@@ -310,6 +319,8 @@ func (r *policyResource) Read(ctx context.Context, req resource.ReadRequest, res
 	}
 	state.Rules, d = rulesValue(observed.rules)
 	resp.Diagnostics.Append(d...)
+	slices.Sort(observed.expired)
+	state.ExpiredGrants = stringList(observed.expired)
 	resp.Diagnostics.Append(resp.State.Set(ctx, &state)...)
 }
 
@@ -455,9 +466,11 @@ type policyPlan struct {
 	// firewalls are the deny collection plans by firewall ID: the
 	// configured firewall, and one the policy used before.
 	firewalls map[string]jit.FirewallDenyPlan
-	rules     []policyRule   // every rule the policy will own
-	aws       *awsPolicyPlan // the EC2 side
-	unlock    func()
+	// expiredCollections are expired grants' collections, by firewall ID.
+	expiredCollections map[string][]string
+	rules              []policyRule   // every rule the policy will own
+	aws                *awsPolicyPlan // the EC2 side
+	unlock             func()
 }
 
 func (p *policyPlan) release() {
@@ -477,7 +490,7 @@ func (p *policyPlan) release() {
 // read and stay locked until release.
 func (r *policyResource) plan(ctx context.Context, name, firewall string, vmIDs []string, ports []jit.Port, prior *policyModel, lock bool) (*policyPlan, diag.Diagnostics) {
 	var diags diag.Diagnostics
-	p := &policyPlan{nsgs: map[string]jit.NSGPlan{}, firewalls: map[string]jit.FirewallDenyPlan{}}
+	p := &policyPlan{nsgs: map[string]jit.NSGPlan{}, firewalls: map[string]jit.FirewallDenyPlan{}, expiredCollections: map[string][]string{}}
 	vmPath := path.Root("virtual_machine_ids")
 	if ports != nil {
 		tags, err := jit.PolicyTags(name, firewall, ports)
@@ -611,11 +624,20 @@ func (r *policyResource) plan(ctx context.Context, name, firewall string, vmIDs 
 			diags.AddError("Cannot read network security group", err.Error())
 			return p, diags
 		}
+		var expired []jit.NSGRule
+		current = slices.DeleteFunc(current, func(rule jit.NSGRule) bool {
+			if expiredGrant(rule.Description, name, r.clients.clock) {
+				expired = append(expired, rule)
+				return true
+			}
+			return false
+		})
 		np, err := jit.PlanNSG(nsg, current, name, behind[key])
 		if err != nil {
 			diags.AddAttributeError(vmPath, "No room for the JIT deny rules", err.Error())
 			return p, diags
 		}
+		np.Remove = append(np.Remove, expired...)
 		for _, w := range np.Warnings {
 			diags.AddAttributeWarning(vmPath, "An existing rule keeps a locked port open", w)
 		}
@@ -666,6 +688,7 @@ func (r *policyResource) planFirewall(ctx context.Context, p *policyPlan, name, 
 		diags.AddAttributeWarning(fwPath, "An existing rule keeps a locked port open", w)
 	}
 	p.firewalls[firewall] = plan
+	p.expiredCollections[firewall] = expiredGrantCollections(fw, name, r.clients.clock)
 	if plan.Want != nil {
 		for _, rule := range plan.Want.Rules {
 			pr := owner[rule.Name]
@@ -674,6 +697,28 @@ func (r *policyResource) planFirewall(ctx context.Context, p *policyPlan, name, 
 		}
 	}
 	return diags
+}
+
+var noExpiredGrants = types.ListValueMust(types.StringType, []attr.Value{})
+
+// expiredGrant tells whether a rule description marks a grant to one of
+// the policy's machines whose end time has passed.
+func expiredGrant(description, policy string, clock jit.Clock) bool {
+	mk, ok := jit.ParseMarker(description)
+	return ok && mk.Kind == jit.MarkerGrant && mk.BelongsTo(policy) && jit.ExpiryStatus(mk.End, clock) == jit.GrantExpired
+}
+
+// expiredGrantCollections names the NAT collections on a firewall holding
+// only expired grants of the policy; each has a network collection of the
+// same name.
+func expiredGrantCollections(fw *azure.Firewall, policy string, clock jit.Clock) []string {
+	var names []string
+	for _, c := range fw.NATCollections {
+		if len(c.Rules) > 0 && !slices.ContainsFunc(c.Rules, func(r jit.FirewallNATRule) bool { return !expiredGrant(r.Description, policy, clock) }) {
+			names = append(names, c.Name)
+		}
+	}
+	return names
 }
 
 func isFirewallID(id string) bool {
@@ -713,10 +758,16 @@ func (p *policyPlan) write(ctx context.Context, c *clients, name string) diag.Di
 		}
 	}
 	for fw, fp := range p.firewalls {
-		if !fp.Changed {
+		change := azure.FirewallChange{Network: map[string]*jit.FirewallNetworkCollection{}, NAT: map[string]*jit.FirewallNATCollection{}}
+		if fp.Changed {
+			change.Network[jit.FirewallDenyCollectionName(name)] = fp.Want
+		}
+		for _, expired := range p.expiredCollections[fw] {
+			change.Network[expired], change.NAT[expired] = nil, nil
+		}
+		if len(change.Network) == 0 {
 			continue
 		}
-		change := azure.FirewallChange{Network: map[string]*jit.FirewallNetworkCollection{jit.FirewallDenyCollectionName(name): fp.Want}}
 		if err := c.azure.UpdateFirewall(ctx, fw, change); err != nil {
 			diags.AddError("Cannot write the JIT deny collection", err.Error())
 		}
@@ -757,6 +808,8 @@ type observedPolicy struct {
 	// firewall is the Azure Firewall the tags name, on import.
 	firewall string
 	rules    []policyRule
+	// expired are the IDs of the policy's grants that expired and remain.
+	expired []string
 	// gone: no machine of the policy exists and none of its rules is left.
 	gone bool
 }
@@ -836,6 +889,9 @@ func (r *policyResource) observe(ctx context.Context, name string, vmIDs []strin
 			diags.AddError("Cannot read Azure Firewall", err.Error())
 			return o, diags
 		}
+		for _, c := range expiredGrantCollections(fw, name, r.clients.clock) {
+			o.expired = append(o.expired, fwID+"/natRuleCollections/"+c)
+		}
 		for _, c := range fw.NetworkCollections {
 			if c.Name != jit.FirewallDenyCollectionName(name) {
 				continue
@@ -864,6 +920,9 @@ func (r *policyResource) observe(ctx context.Context, name string, vmIDs []strin
 			return o, diags
 		}
 		for _, rule := range current {
+			if expiredGrant(rule.Description, name, r.clients.clock) {
+				o.expired = append(o.expired, nsg+"/securityRules/"+rule.Name)
+			}
 			if mk, ok := jit.ParseMarker(rule.Description); ok && mk.Kind == jit.MarkerDeny && mk.BelongsTo(name) {
 				pr := owner[rule.Name]
 				pr.TargetID, pr.Name, pr.Priority = nsg, rule.Name, int64(rule.Priority)
