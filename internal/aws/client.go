@@ -14,8 +14,10 @@ import (
 	awssdk "github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	"github.com/aws/aws-sdk-go-v2/service/sts"
 
 	"github.com/jitaccess/terraform-provider-jit/internal/endpoint"
+	"github.com/jitaccess/terraform-provider-jit/internal/locks"
 )
 
 // Config is the provider's aws block; empty fields fall back to the AWS
@@ -31,6 +33,12 @@ type Config struct {
 type Client struct {
 	Region string
 	EC2    *ec2.Client
+	// STS names the caller, a grant's requestor; its endpoint follows the
+	// config chain (AWS_ENDPOINT_URL_STS), not the aws block's EC2 endpoint.
+	STS *sts.Client
+	// locks serialise this process's writes per security group and per
+	// network interface.
+	locks locks.Keyed
 }
 
 // opaqueBodyClient hides the request body's WriterTo from net/http. smithy
@@ -77,6 +85,7 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 		{"endpoint", cfg.Endpoint},
 		{"AWS_ENDPOINT_URL_EC2", os.Getenv("AWS_ENDPOINT_URL_EC2")},
 		{"AWS_ENDPOINT_URL", os.Getenv("AWS_ENDPOINT_URL")},
+		{"AWS_ENDPOINT_URL_STS", os.Getenv("AWS_ENDPOINT_URL_STS")},
 	} {
 		if ep.value == "" {
 			continue
@@ -90,5 +99,5 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 			o.BaseEndpoint = awssdk.String(cfg.Endpoint)
 		}
 	})
-	return &Client{Region: awsCfg.Region, EC2: client}, nil
+	return &Client{Region: awsCfg.Region, EC2: client, STS: sts.NewFromConfig(awsCfg)}, nil
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jitaccess/terraform-provider-jit/internal/aws"
 	"github.com/jitaccess/terraform-provider-jit/internal/azure"
 	"github.com/jitaccess/terraform-provider-jit/internal/jit"
 )
@@ -66,8 +67,8 @@ type openedGrant struct {
 // pick the same priority or mapped port.
 func (c *clients) openGrant(ctx context.Context, m *jit.Machine, policy string, req grantRequest) (openedGrant, error) {
 	opened := openedGrant{connect: map[jit.PortProtocol]string{}}
-	if m.Cloud != jit.CloudAzure {
-		return opened, fmt.Errorf("%s: access requests for EC2 instances are not supported yet", m.ID)
+	if m.Cloud == jit.CloudAWS {
+		return c.openSGGrant(ctx, m, policy, req)
 	}
 	nsgs := m.FilterIDs()
 	firewall := m.Tags[jit.TagFirewall]
@@ -127,6 +128,33 @@ func (c *clients) openGrant(ctx context.Context, m *jit.Machine, policy string, 
 		}
 	}
 	return opened, nil
+}
+
+// openSGGrant opens an EC2 instance's ports with a security group of the
+// request's own on its primary ENI.
+func (c *clients) openSGGrant(ctx context.Context, m *jit.Machine, policy string, req grantRequest) (openedGrant, error) {
+	opened := openedGrant{connect: map[jit.PortProtocol]string{}}
+	if len(m.Interfaces) == 0 {
+		return opened, fmt.Errorf("%s has no network interface to attach a grant to", m.ID)
+	}
+	g := aws.SGGrant{Request: req.ID, Instance: m.ID, ENI: m.Interfaces[0].ID}
+	var end time.Time
+	for i, gp := range req.Ports {
+		g.Ports = append(g.Ports, aws.SGGrantPort{Port: gp.Port, Source: gp.Source})
+		// One group holds every port: it ends with the first to end.
+		if i == 0 || gp.End.Before(end) {
+			end = gp.End
+		}
+		opened.connect[gp.Port] = connectionDetails(m, gp.Port)
+	}
+	g.Marker = jit.GrantMarker(policy, end, req.Requestor, req.Justification).String()
+	group, err := c.aws.OpenGrant(ctx, g)
+	if group != "" {
+		for _, gp := range req.Ports {
+			opened.rules = append(opened.rules, grantRule{TargetID: group, Name: g.ENI, Port: int64(gp.Port.Number), Protocol: string(gp.Port.Protocol)})
+		}
+	}
+	return opened, err
 }
 
 // openFirewallGrant writes the request's DNAT and network Allow collections
@@ -240,6 +268,24 @@ type observedGrant struct {
 // in the NSGs and firewall it held rules in.
 func (c *clients) observeGrant(ctx context.Context, m *jit.Machine, machineID, requestID string, ports []jit.PortProtocol, targets []string) (*observedGrant, error) {
 	o := &observedGrant{superseded: map[jit.PortProtocol]bool{}}
+	if cloud, _ := jit.CloudOf(machineID); cloud == jit.CloudAWS {
+		if c.aws == nil {
+			return nil, errNoBlock("aws", machineID)
+		}
+		st, err := c.aws.ObserveGrant(ctx, requestID, machineID, primaryENI(m), ports)
+		if err != nil {
+			return nil, err
+		}
+		for _, port := range ports {
+			if st.Attached {
+				o.rules = append(o.rules, grantRule{TargetID: st.GroupID, Name: primaryENI(m), Port: int64(port.Number), Protocol: string(port.Protocol)})
+			}
+		}
+		for _, port := range st.Superseded {
+			o.superseded[port] = true
+		}
+		return o, nil
+	}
 	for _, target := range grantTargets(m, targets) {
 		az, err := c.azureClient(target)
 		if err != nil {
@@ -289,6 +335,12 @@ func (c *clients) observeGrant(ctx context.Context, m *jit.Machine, machineID, r
 // machine's path and from its policy's firewall (m may be nil), and from
 // the NSGs and firewall it held rules in.
 func (c *clients) closeGrant(ctx context.Context, m *jit.Machine, machineID, requestID string, ports []jit.PortProtocol, targets []string) error {
+	if cloud, _ := jit.CloudOf(machineID); cloud == jit.CloudAWS && len(ports) > 0 {
+		if c.aws == nil {
+			return errNoBlock("aws", machineID)
+		}
+		return c.aws.RevokeGrantPorts(ctx, requestID, machineID, primaryENI(m), ports)
+	}
 	all := grantTargets(m, targets)
 	if len(all) == 0 || len(ports) == 0 {
 		return nil
@@ -355,6 +407,15 @@ func closeFirewallGrant(ctx context.Context, az *azure.Client, firewall, collect
 	return az.UpdateFirewall(ctx, firewall, change)
 }
 
+// primaryENI is the network interface grants attach to; "" when the
+// instance is gone.
+func primaryENI(m *jit.Machine) string {
+	if m == nil || len(m.Interfaces) == 0 {
+		return ""
+	}
+	return m.Interfaces[0].ID
+}
+
 // grantTargets is every NSG and firewall a request may hold rules in, once each.
 func grantTargets(m *jit.Machine, targets []string) []string {
 	var all []string
@@ -379,6 +440,9 @@ func grantTargets(m *jit.Machine, targets []string) []string {
 // grantTargetCount is how many places a port's grant has rules in: each
 // NSG on the path, and the policy's firewall.
 func grantTargetCount(m *jit.Machine) int {
+	if m.Cloud == jit.CloudAWS {
+		return 1 // the request's own security group
+	}
 	n := len(m.FilterIDs())
 	if m.Tags[jit.TagFirewall] != "" {
 		n++

@@ -226,7 +226,7 @@ func (c *clients) requestor(ctx context.Context, m *jit.Machine) (string, error)
 	if m.Cloud == jit.CloudAzure {
 		return c.azure.Requestor(ctx)
 	}
-	return "", fmt.Errorf("%s: access requests for EC2 instances are not supported yet", m.ID)
+	return c.aws.CallerIdentity(ctx)
 }
 
 // untagMachine removes a policy's settings from a machine, if they are that policy's.

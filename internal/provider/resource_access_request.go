@@ -23,6 +23,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
 	"github.com/hashicorp/terraform-plugin-framework/types"
 
+	"github.com/jitaccess/terraform-provider-jit/internal/aws"
 	"github.com/jitaccess/terraform-provider-jit/internal/jit"
 )
 
@@ -93,7 +94,7 @@ func (r *accessRequestResource) Schema(ctx context.Context, _ resource.SchemaReq
 				PlanModifiers: []planmodifier.String{stringplanmodifier.UseStateForUnknown()},
 			},
 			"virtual_machine_id": schema.StringAttribute{
-				Required: true, MarkdownDescription: "The Azure VM resource ID to open.",
+				Required: true, MarkdownDescription: "The Azure VM resource ID or EC2 instance ID to open.",
 				PlanModifiers: replace, Validators: []validator.String{virtualMachineIDValidator{}},
 			},
 			"justification": schema.StringAttribute{
@@ -231,6 +232,11 @@ func (r *accessRequestResource) planNew(ctx context.Context, plan *accessRequest
 	}
 	resolved, d := plan.validate(policyPorts, r.clients.clock.Now())
 	diags.Append(d...)
+	if m.Cloud == jit.CloudAWS && len(m.Interfaces) > 0 && len(m.Interfaces[0].SecurityGroupIDs) >= aws.GroupsPerInterface {
+		diags.AddAttributeError(path.Root("virtual_machine_id"), "No room for the grant's security group",
+			fmt.Sprintf("The primary network interface %s of %s already has %d security groups, EC2's default limit per interface; a grant attaches one more. Detach a group first.",
+				m.Interfaces[0].ID, m.ID, len(m.Interfaces[0].SecurityGroupIDs)))
+	}
 	for i, pp := range resolved {
 		if plan.Ports[i].Protocol.IsUnknown() {
 			plan.Ports[i].Protocol = types.StringValue(string(pp.Protocol))

@@ -1,0 +1,375 @@
+package aws
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	awssdk "github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
+	"github.com/aws/aws-sdk-go-v2/service/sts"
+	"github.com/aws/smithy-go"
+
+	"github.com/jitaccess/terraform-provider-jit/internal/jit"
+)
+
+// GroupsPerInterface is EC2's default quota of security groups per
+// network interface.
+const GroupsPerInterface = 5
+
+// SGGrant is a request's grant to an instance: a security group of its own
+// allowing the ports from the sources, attached to the primary ENI.
+type SGGrant struct {
+	Request  string
+	Instance string
+	ENI      string
+	// Marker is the grant marker (jit.GrantMarker), kept in the jit-grant tag.
+	Marker string
+	Ports  []SGGrantPort
+}
+
+// SGGrantPort is one granted port and its source.
+type SGGrantPort struct {
+	Port   jit.PortProtocol
+	Source string
+}
+
+// CallerIdentity names the identity the provider acts as: its ARN.
+func (c *Client) CallerIdentity(ctx context.Context) (string, error) {
+	out, err := c.STS.GetCallerIdentity(ctx, &sts.GetCallerIdentityInput{})
+	if err != nil {
+		return "", fmt.Errorf("sts:GetCallerIdentity: %w", err)
+	}
+	return awssdk.ToString(out.Arn), nil
+}
+
+// OpenGrant creates the request's group (once), attaches it to the ENI
+// beside the groups it has, and detaches and deletes older requests'
+// grant groups on the ENI that open one of the same ports, which it
+// supersedes. The ENI's group list is re-read and replaced under its lock,
+// since ModifyNetworkInterfaceAttribute replaces the whole list: two
+// requests never drop each other's groups. A full ENI is refused before
+// anything is written.
+func (c *Client) OpenGrant(ctx context.Context, g SGGrant) (groupID string, err error) {
+	defer c.locks.Lock(g.ENI)()
+	eni, err := c.networkInterface(ctx, g.ENI)
+	if err != nil {
+		return "", err
+	}
+	ours, err := c.grantGroup(ctx, g.Request, g.Instance)
+	if err != nil {
+		return "", err
+	}
+	attached := groupIDs(eni.Groups)
+	superseded, err := c.supersededGroups(ctx, attached, g)
+	if err != nil {
+		return "", err
+	}
+	keep := slices.DeleteFunc(slices.Clone(attached), func(id string) bool { return slices.Contains(superseded, id) })
+	if ours == "" || !slices.Contains(keep, ours) {
+		if len(keep)+1 > GroupsPerInterface {
+			return "", fmt.Errorf("network interface %s of %s already has %d security groups (%s), EC2's limit per interface: "+
+				"a grant needs one more. Detach a group, or raise the quota and the limit here together",
+				g.ENI, g.Instance, len(keep), strings.Join(keep, ", "))
+		}
+	}
+	if ours == "" {
+		if ours, err = c.createGrantGroup(ctx, g, awssdk.ToString(eni.VpcId)); err != nil {
+			return "", err
+		}
+	}
+	if err := c.authorizeGrant(ctx, ours, g.Ports); err != nil {
+		return ours, err
+	}
+	if want := append(keep, ours); !slices.Contains(keep, ours) || len(superseded) > 0 {
+		if err := c.setGroups(ctx, g.ENI, want); err != nil {
+			return ours, err
+		}
+	}
+	for _, id := range superseded {
+		if err := c.deleteGroup(ctx, id); err != nil {
+			return ours, err
+		}
+	}
+	return ours, nil
+}
+
+// CloseGrant detaches the request's group from the ENI and deletes it.
+// A group already gone is fine.
+func (c *Client) CloseGrant(ctx context.Context, request, instance, eniID string) error {
+	group, err := c.grantGroup(ctx, request, instance)
+	if err != nil || group == "" {
+		return err
+	}
+	if eniID != "" {
+		unlock := c.locks.Lock(eniID)
+		eni, err := c.networkInterface(ctx, eniID)
+		switch {
+		case errors.Is(err, ErrNotFound):
+		case err != nil:
+			unlock()
+			return err
+		case slices.Contains(groupIDs(eni.Groups), group):
+			if err := c.setGroups(ctx, eniID, slices.DeleteFunc(groupIDs(eni.Groups), func(id string) bool { return id == group })); err != nil {
+				unlock()
+				return err
+			}
+		}
+		unlock()
+	}
+	return c.deleteGroup(ctx, group)
+}
+
+// GrantState is a request's grant as EC2 shows it.
+type GrantState struct {
+	// GroupID is the request's group, empty when it is gone.
+	GroupID string
+	// Attached tells whether the group is on the ENI.
+	Attached bool
+	// Superseded are the ports another request's grant group on the ENI opens.
+	Superseded []jit.PortProtocol
+}
+
+// ObserveGrant finds the request's group and whether a newer grant took
+// its ports over.
+func (c *Client) ObserveGrant(ctx context.Context, request, instance, eniID string, ports []jit.PortProtocol) (GrantState, error) {
+	var st GrantState
+	group, err := c.grantGroup(ctx, request, instance)
+	if err != nil {
+		return st, err
+	}
+	st.GroupID = group
+	if eniID == "" {
+		return st, nil // the instance is gone
+	}
+	eni, err := c.networkInterface(ctx, eniID)
+	if errors.Is(err, ErrNotFound) {
+		return st, nil
+	}
+	if err != nil {
+		return st, err
+	}
+	attached := groupIDs(eni.Groups)
+	st.Attached = group != "" && slices.Contains(attached, group)
+	if st.Attached {
+		return st, nil
+	}
+	others, err := c.describeGroups(ctx, &ec2.DescribeSecurityGroupsInput{GroupIds: attached})
+	if err != nil {
+		return st, err
+	}
+	for _, port := range ports {
+		if slices.ContainsFunc(others, func(sg types.SecurityGroup) bool { return isGrantGroup(sg) && opensPort(sg, port) }) {
+			st.Superseded = append(st.Superseded, port)
+		}
+	}
+	return st, nil
+}
+
+func (c *Client) networkInterface(ctx context.Context, eniID string) (types.NetworkInterface, error) {
+	out, err := c.EC2.DescribeNetworkInterfaces(ctx, &ec2.DescribeNetworkInterfacesInput{NetworkInterfaceIds: []string{eniID}})
+	if err != nil {
+		return types.NetworkInterface{}, fmt.Errorf("reading network interface %s: %w", eniID, notFound(err))
+	}
+	if len(out.NetworkInterfaces) != 1 {
+		return types.NetworkInterface{}, fmt.Errorf("reading network interface %s: %w", eniID, ErrNotFound)
+	}
+	return out.NetworkInterfaces[0], nil
+}
+
+// grantGroup finds the request's group for the instance, "" if none.
+func (c *Client) grantGroup(ctx context.Context, request, instance string) (string, error) {
+	groups, err := c.describeGroups(ctx, &ec2.DescribeSecurityGroupsInput{Filters: []types.Filter{
+		{Name: awssdk.String("tag:" + jit.TagRequest), Values: []string{request}},
+		{Name: awssdk.String("group-name"), Values: []string{grantGroupName(request, instance)}},
+	}})
+	if err != nil || len(groups) == 0 {
+		return "", err
+	}
+	return awssdk.ToString(groups[0].GroupId), nil
+}
+
+func (c *Client) describeGroups(ctx context.Context, in *ec2.DescribeSecurityGroupsInput) ([]types.SecurityGroup, error) {
+	var groups []types.SecurityGroup
+	pages := ec2.NewDescribeSecurityGroupsPaginator(c.EC2, in)
+	for pages.HasMorePages() {
+		page, err := pages.NextPage(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("reading security groups: %w", notFound(err))
+		}
+		groups = append(groups, page.SecurityGroups...)
+	}
+	return groups, nil
+}
+
+// supersededGroups are the other requests' grant groups among attached
+// that open one of the grant's ports.
+func (c *Client) supersededGroups(ctx context.Context, attached []string, g SGGrant) ([]string, error) {
+	groups, err := c.describeGroups(ctx, &ec2.DescribeSecurityGroupsInput{GroupIds: attached})
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, sg := range groups {
+		if !isGrantGroup(sg) || awssdk.ToString(sg.GroupName) == grantGroupName(g.Request, g.Instance) {
+			continue
+		}
+		if slices.ContainsFunc(g.Ports, func(p SGGrantPort) bool { return opensPort(sg, p.Port) }) {
+			out = append(out, awssdk.ToString(sg.GroupId))
+		}
+	}
+	return out, nil
+}
+
+func (c *Client) createGrantGroup(ctx context.Context, g SGGrant, vpc string) (string, error) {
+	out, err := c.EC2.CreateSecurityGroup(ctx, &ec2.CreateSecurityGroupInput{
+		GroupName:   awssdk.String(grantGroupName(g.Request, g.Instance)),
+		Description: awssdk.String("JIT access grant " + g.Request + " to " + g.Instance),
+		VpcId:       awssdk.String(vpc),
+		TagSpecifications: []types.TagSpecification{{ResourceType: types.ResourceTypeSecurityGroup, Tags: []types.Tag{
+			{Key: awssdk.String(jit.TagGrant), Value: awssdk.String(g.Marker)},
+			{Key: awssdk.String(jit.TagRequest), Value: awssdk.String(g.Request)},
+			{Key: awssdk.String("Name"), Value: awssdk.String(grantGroupName(g.Request, g.Instance))},
+		}}},
+	})
+	if err != nil {
+		return "", fmt.Errorf("creating the grant's security group in %s: %w", vpc, err)
+	}
+	return awssdk.ToString(out.GroupId), nil
+}
+
+// authorizeGrant adds the ports' ingress rules; rules already there (a
+// retried or repeated open) are fine.
+func (c *Client) authorizeGrant(ctx context.Context, group string, ports []SGGrantPort) error {
+	for _, p := range ports {
+		for _, proto := range sgProtocols(p.Port.Protocol) {
+			perm := types.IpPermission{IpProtocol: awssdk.String(proto), FromPort: awssdk.Int32(int32(p.Port.Number)), ToPort: awssdk.Int32(int32(p.Port.Number))}
+			for _, src := range sgSources(p.Source) {
+				if strings.Contains(src, ":") {
+					perm.Ipv6Ranges = append(perm.Ipv6Ranges, types.Ipv6Range{CidrIpv6: awssdk.String(src)})
+				} else {
+					perm.IpRanges = append(perm.IpRanges, types.IpRange{CidrIp: awssdk.String(src)})
+				}
+			}
+			_, err := c.EC2.AuthorizeSecurityGroupIngress(ctx, &ec2.AuthorizeSecurityGroupIngressInput{GroupId: awssdk.String(group), IpPermissions: []types.IpPermission{perm}})
+			if err != nil && apiCode(err) != "InvalidPermission.Duplicate" {
+				return fmt.Errorf("allowing port %d/%s in %s: %w", p.Port.Number, proto, group, err)
+			}
+		}
+	}
+	return nil
+}
+
+func (c *Client) setGroups(ctx context.Context, eniID string, groups []string) error {
+	_, err := c.EC2.ModifyNetworkInterfaceAttribute(ctx, &ec2.ModifyNetworkInterfaceAttributeInput{NetworkInterfaceId: awssdk.String(eniID), Groups: groups})
+	if err != nil {
+		return fmt.Errorf("setting the security groups of %s: %w", eniID, err)
+	}
+	return nil
+}
+
+func (c *Client) deleteGroup(ctx context.Context, group string) error {
+	_, err := c.EC2.DeleteSecurityGroup(ctx, &ec2.DeleteSecurityGroupInput{GroupId: awssdk.String(group)})
+	if err != nil && !errors.Is(notFound(err), ErrNotFound) {
+		return fmt.Errorf("deleting grant group %s: %w", group, err)
+	}
+	return nil
+}
+
+// grantGroupName names a request's group for an instance; EC2 group names
+// are unique per VPC.
+func grantGroupName(request, instance string) string { return "jit-grant-" + request + "-" + instance }
+
+func isGrantGroup(sg types.SecurityGroup) bool {
+	return slices.ContainsFunc(sg.Tags, func(t types.Tag) bool { return awssdk.ToString(t.Key) == jit.TagGrant })
+}
+
+// opensPort tells whether a group has an ingress permission for port.
+func opensPort(sg types.SecurityGroup, port jit.PortProtocol) bool {
+	for _, perm := range sg.IpPermissions {
+		proto := awssdk.ToString(perm.IpProtocol)
+		if !slices.Contains(sgProtocols(port.Protocol), proto) && proto != "-1" {
+			continue
+		}
+		from, to := awssdk.ToInt32(perm.FromPort), awssdk.ToInt32(perm.ToPort)
+		if proto == "-1" || (int(from) <= port.Number && port.Number <= int(to)) {
+			return true
+		}
+	}
+	return false
+}
+
+func sgProtocols(p jit.Protocol) []string {
+	switch p {
+	case jit.ProtocolTCP:
+		return []string{"tcp"}
+	case jit.ProtocolUDP:
+		return []string{"udp"}
+	}
+	return []string{"tcp", "udp"}
+}
+
+// sgSources turns a request's source into EC2 CIDRs: "*" is every IPv4
+// and IPv6 address, a bare address its /32 or /128.
+func sgSources(source string) []string {
+	if source == "*" {
+		return []string{"0.0.0.0/0", "::/0"}
+	}
+	if p, err := jit.ParsePrefix(source); err == nil {
+		return []string{p.String()}
+	}
+	return []string{source}
+}
+
+func groupIDs(groups []types.GroupIdentifier) []string {
+	ids := make([]string, len(groups))
+	for i, g := range groups {
+		ids[i] = awssdk.ToString(g.GroupId)
+	}
+	return ids
+}
+
+func apiCode(err error) string {
+	var api smithy.APIError
+	if errors.As(err, &api) {
+		return api.ErrorCode()
+	}
+	return ""
+}
+
+// RevokeGrantPorts removes the ingress rules opening ports from the
+// request's group, and the group itself once it opens nothing: what is
+// left of a request whose ports end at different times.
+func (c *Client) RevokeGrantPorts(ctx context.Context, request, instance, eniID string, ports []jit.PortProtocol) error {
+	group, err := c.grantGroup(ctx, request, instance)
+	if err != nil || group == "" {
+		return err
+	}
+	groups, err := c.describeGroups(ctx, &ec2.DescribeSecurityGroupsInput{GroupIds: []string{group}})
+	if err != nil || len(groups) == 0 {
+		return err
+	}
+	var revoke, keep []types.IpPermission
+	for _, perm := range groups[0].IpPermissions {
+		one := types.SecurityGroup{IpPermissions: []types.IpPermission{perm}}
+		if slices.ContainsFunc(ports, func(p jit.PortProtocol) bool { return opensPort(one, p) }) {
+			revoke = append(revoke, perm)
+		} else {
+			keep = append(keep, perm)
+		}
+	}
+	if len(keep) == 0 {
+		return c.CloseGrant(ctx, request, instance, eniID)
+	}
+	if len(revoke) == 0 {
+		return nil
+	}
+	_, err = c.EC2.RevokeSecurityGroupIngress(ctx, &ec2.RevokeSecurityGroupIngressInput{GroupId: awssdk.String(group), IpPermissions: revoke})
+	if err != nil && apiCode(err) != "InvalidPermission.NotFound" {
+		return fmt.Errorf("revoking ended ports of grant group %s: %w", group, err)
+	}
+	return nil
+}

@@ -1,0 +1,177 @@
+package provider
+
+import (
+	"fmt"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	awssdk "github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
+	"github.com/hashicorp/terraform-plugin-testing/helper/resource"
+	"github.com/hashicorp/terraform-plugin-testing/knownvalue"
+	"github.com/hashicorp/terraform-plugin-testing/plancheck"
+	"github.com/hashicorp/terraform-plugin-testing/statecheck"
+	"github.com/hashicorp/terraform-plugin-testing/terraform"
+	"github.com/hashicorp/terraform-plugin-testing/tfjsonpath"
+
+	"github.com/jitaccess/terraform-provider-jit/internal/aws"
+	"github.com/jitaccess/terraform-provider-jit/internal/jit"
+)
+
+func ec2Policy(instance string) string {
+	return `resource "jit_policy" "db" {
+  name                = "db"
+  virtual_machine_ids = ["` + instance + `"]
+  port {
+    number                          = 22
+    allowed_source_address_prefixes = ["203.0.113.0/24"]
+    max_request_access_duration     = "PT2H"
+  }
+}
+`
+}
+
+const ec2Request = `
+resource "jit_access_request" "alice" {
+  virtual_machine_id = one(jit_policy.db.virtual_machine_ids)
+  justification      = "INC-77 replica lag"
+  port {
+    number                        = 22
+    allowed_source_address_prefix = "203.0.113.7/32"
+    duration                      = "PT1H"
+  }
+}
+`
+
+// ec2Client is a real EC2 client aimed at the emulator, for checks.
+func (c *testCloud) ec2Client(t *testing.T) *ec2.Client {
+	t.Helper()
+	client, err := aws.New(t.Context(), aws.Config{Region: "eu-west-1", Endpoint: c.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return client.EC2
+}
+
+// eniGroups lists the security groups of a network interface.
+func (c *testCloud) eniGroups(t *testing.T, eni string) []string {
+	out, err := c.ec2Client(t).DescribeNetworkInterfaces(t.Context(), &ec2.DescribeNetworkInterfacesInput{NetworkInterfaceIds: []string{eni}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, g := range out.NetworkInterfaces[0].Groups {
+		ids = append(ids, awssdk.ToString(g.GroupId))
+	}
+	return ids
+}
+
+// grantGroups lists the grant groups in the emulator as "id tcp:22<-source".
+func (c *testCloud) grantGroups(t *testing.T) []string {
+	out, err := c.ec2Client(t).DescribeSecurityGroups(t.Context(), &ec2.DescribeSecurityGroupsInput{
+		Filters: []types.Filter{{Name: awssdk.String("tag-key"), Values: []string{jit.TagGrant}}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var groups []string
+	for _, sg := range out.SecurityGroups {
+		var perms []string
+		for _, p := range sg.IpPermissions {
+			for _, r := range p.IpRanges {
+				perms = append(perms, fmt.Sprintf("%s:%d<-%s", awssdk.ToString(p.IpProtocol), awssdk.ToInt32(p.FromPort), awssdk.ToString(r.CidrIp)))
+			}
+		}
+		groups = append(groups, awssdk.ToString(sg.GroupId)+" "+strings.Join(perms, ","))
+	}
+	return groups
+}
+
+func TestAccAccessRequestAWS_grantGroupOnThePrimaryENI(t *testing.T) {
+	cloud := newTestCloud(t, "world")
+	clock := jit.NewFakeClock(requestEpoch)
+	const primary = "eni-0a0a0a0a0a0a0a0a1"
+	before := cloud.eniGroups(t, primary)
+	config := cloud.config(ec2Policy(testEC2) + ec2Request)
+	resource.ParallelTest(t, resource.TestCase{
+		ProtoV6ProviderFactories: factoriesAt(clock),
+		CheckDestroy: func(*terraform.State) error {
+			if got := cloud.eniGroups(t, primary); !slices.Equal(got, before) {
+				return fmt.Errorf("ENI groups %v, want %v", got, before)
+			}
+			if got := cloud.grantGroups(t); len(got) != 0 {
+				return fmt.Errorf("grant groups left: %v", got)
+			}
+			return nil
+		},
+		Steps: []resource.TestStep{
+			{
+				Config: config,
+				ConfigStateChecks: []statecheck.StateCheck{
+					statecheck.ExpectKnownValue("jit_access_request.alice", tfjsonpath.New("requestor"), knownvalue.StringExact("arn:aws:iam::123456789012:user/operator")),
+					statecheck.ExpectKnownValue("jit_access_request.alice", tfjsonpath.New("port").AtSliceIndex(0).AtMapKey("connection_details"), knownvalue.StringExact("10.1.1.10:22")),
+					statecheck.ExpectKnownValue("jit_access_request.alice", tfjsonpath.New("rules"), knownvalue.ListSizeExact(1)),
+				},
+				Check: func(*terraform.State) error {
+					groups := cloud.grantGroups(t)
+					if len(groups) != 1 || !strings.HasSuffix(groups[0], " tcp:22<-203.0.113.7/32") {
+						return fmt.Errorf("grant groups: %v", groups)
+					}
+					// Attached beside the groups the ENI had.
+					want := append(slices.Clone(before), strings.Fields(groups[0])[0])
+					if got := cloud.eniGroups(t, primary); !slices.Equal(got, want) {
+						return fmt.Errorf("ENI groups %v, want %v", got, want)
+					}
+					return nil
+				},
+			},
+			{Config: config, ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{plancheck.ExpectEmptyPlan()}}},
+			{
+				PreConfig: func() { clock.Advance(time.Hour) },
+				Config:    config,
+				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
+					plancheck.ExpectResourceAction("jit_access_request.alice", plancheck.ResourceActionUpdate),
+				}},
+				Check: func(*terraform.State) error {
+					if got := cloud.grantGroups(t); len(got) != 0 {
+						return fmt.Errorf("expired grant group left: %v", got)
+					}
+					if got := cloud.eniGroups(t, primary); !slices.Equal(got, before) {
+						return fmt.Errorf("ENI groups %v, want %v", got, before)
+					}
+					return nil
+				},
+			},
+		},
+	})
+}
+
+func TestAccAccessRequestAWS_fullInterfaceIsAnErrorAndWritesNothing(t *testing.T) {
+	cloud := newTestCloud(t, "world")
+	clock := jit.NewFakeClock(requestEpoch)
+	policy := ec2Policy("i-0full000000000001")
+	resource.ParallelTest(t, resource.TestCase{
+		ProtoV6ProviderFactories: factoriesAt(clock),
+		Steps: []resource.TestStep{
+			{Config: cloud.config(policy)},
+			{
+				PreConfig:   cloud.ResetCalls,
+				Config:      cloud.config(policy + ec2Request),
+				ExpectError: regexp.MustCompile(`No room for the grant's security group[\s\S]*eni-0f0f0f0f0f0f0f0f4[\s\S]*5 security groups`),
+			},
+			{
+				Config: cloud.config(policy),
+				Check: func(*terraform.State) error {
+					if n := cloud.writes(); n != 0 {
+						return fmt.Errorf("%d writes for a refused grant", n)
+					}
+					return nil
+				},
+			},
+		},
+	})
+}
