@@ -16,6 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 
 	"github.com/jitaccess/terraform-provider-jit/internal/endpoint"
+	"github.com/jitaccess/terraform-provider-jit/internal/locks"
 )
 
 // Config is the provider's aws block; empty fields fall back to the AWS
@@ -31,6 +32,8 @@ type Config struct {
 type Client struct {
 	Region string
 	EC2    *ec2.Client
+	// locks serialise this process's writes per security group.
+	locks locks.Keyed
 }
 
 // opaqueBodyClient hides the request body's WriterTo from net/http. smithy
