@@ -146,3 +146,18 @@ func FuzzParseSGBackupTags(f *testing.F) {
 		}
 	})
 }
+
+func TestSGRuleSourceRoundTrips(t *testing.T) {
+	for _, r := range []SGRule{
+		{IPProtocol: "tcp", FromPort: 22, ToPort: 22, CIDRIPv4: "10.0.0.0/8"},
+		{IPProtocol: "tcp", FromPort: 22, ToPort: 22, CIDRIPv6: "2001:db8::/32"},
+		{IPProtocol: "-1", FromPort: -1, ToPort: -1, PrefixListID: "pl-0123456789abcdef0"},
+		{IPProtocol: "udp", FromPort: 0, ToPort: 65535, ReferencedGroupID: "sg-0123456789abcdef0", Description: "peers"},
+	} {
+		bare := r
+		bare.CIDRIPv4, bare.CIDRIPv6, bare.PrefixListID, bare.ReferencedGroupID = "", "", "", ""
+		if got := bare.WithSource(r.Source()); got != r {
+			t.Errorf("WithSource(Source()) of %+v = %+v", r, got)
+		}
+	}
+}

@@ -131,6 +131,14 @@ func (r SGRule) source() sgSource {
 	return sgSource{sgFromGroup, r.ReferencedGroupID}
 }
 
+// Source is the rule's one source as EC2 writes it: an IPv4 or IPv6 CIDR,
+// a prefix list ID (pl-…) or a security group ID (sg-…).
+func (r SGRule) Source() string { return r.source().id }
+
+// WithSource returns r with source, written as Source returns it, as its
+// only source: the kind follows from the form, as in the backup tags.
+func (r SGRule) WithSource(source string) SGRule { return r.withSource(sgSourceOf(source)) }
+
 // withSource returns r with s as its only source.
 func (r SGRule) withSource(s sgSource) SGRule {
 	r.CIDRIPv4, r.CIDRIPv6, r.PrefixListID, r.ReferencedGroupID = "", "", "", ""

@@ -260,6 +260,13 @@ func (c *clients) policyMachines(ctx context.Context, policy string) ([]string, 
 		}
 		ids = append(ids, found...)
 	}
+	if c.aws != nil {
+		found, err := c.aws.TaggedInstances(ctx, jit.TagPolicy, policy)
+		if err != nil {
+			return nil, err
+		}
+		ids = append(ids, found...)
+	}
 	return ids, nil
 }
 

@@ -153,7 +153,7 @@ func TestAccAccessRequestAWS_grantGroupOnThePrimaryENI(t *testing.T) {
 func TestAccAccessRequestAWS_fullInterfaceIsAnErrorAndWritesNothing(t *testing.T) {
 	cloud := newTestCloud(t, "world")
 	clock := jit.NewFakeClock(requestEpoch)
-	policy := ec2Policy("i-0full000000000001")
+	policy := ec2Policy("i-0f0f0f0f0f0f0f0f1")
 	resource.ParallelTest(t, resource.TestCase{
 		ProtoV6ProviderFactories: factoriesAt(clock),
 		Steps: []resource.TestStep{

@@ -49,6 +49,9 @@ type policyModel struct {
 	Rules             types.List     `tfsdk:"rules"`
 	ExpiredGrants     types.List     `tfsdk:"expired_grants"`
 	Timeouts          timeouts.Value `tfsdk:"timeouts"`
+
+	// RevokedIngressRules is the EC2 side, see policy_aws.go.
+	RevokedIngressRules types.List `tfsdk:"revoked_ingress_rules"`
 }
 
 type policyPort struct {
@@ -87,7 +90,9 @@ func (r *policyResource) Schema(ctx context.Context, _ resource.SchemaRequest, r
 			"network security group on each VM's path (its NICs' and their subnets'), scoped to the VM's private IPs. " +
 			"Rules that already decide a locked port keep precedence; otherwise the deny takes top precedence, leaving " +
 			"priorities before it free for grants. The plan lists every rule in `rules`. The policy's settings are also " +
-			"written as tags on each VM, so access requests from other configurations can be validated against them.",
+			"written as tags on each VM, so access requests from other configurations can be validated against them. " +
+			"On EC2 instances, the inbound rules of their security groups that open a locked port are revoked instead, and " +
+			"restored exactly on destroy: see `revoked_ingress_rules`.",
 		Attributes: map[string]schema.Attribute{
 			"id": schema.StringAttribute{
 				Computed: true, MarkdownDescription: "The policy name.",
@@ -104,7 +109,7 @@ func (r *policyResource) Schema(ctx context.Context, _ resource.SchemaRequest, r
 			},
 			"virtual_machine_ids": schema.SetAttribute{
 				Required: true, ElementType: types.StringType,
-				MarkdownDescription: "Azure VM resource IDs to lock. A VM belongs to at most one policy.",
+				MarkdownDescription: "Azure VM resource IDs and EC2 instance IDs to lock. A VM belongs to at most one policy.",
 				Validators: []validator.Set{
 					setvalidator.SizeAtLeast(1),
 					setvalidator.ValueStringsAre(virtualMachineIDValidator{}),
@@ -124,6 +129,7 @@ func (r *policyResource) Schema(ctx context.Context, _ resource.SchemaRequest, r
 					"(NSG rule or firewall NAT collection IDs). The plan shows them going: applying the policy removes them, " +
 					"as do the next plan of the request and `revoke-expired`.",
 			},
+			"revoked_ingress_rules": revokedIngressRulesAttribute(),
 			"rules": schema.ListNestedAttribute{
 				Computed: true,
 				MarkdownDescription: "Every deny rule the policy owns, sorted by target and priority: what a reviewer reads in the plan. " +
@@ -206,6 +212,9 @@ func (r *policyResource) ModifyPlan(ctx context.Context, req resource.ModifyPlan
 	resp.Diagnostics.Append(diags...)
 	resp.Diagnostics.Append(resp.Plan.SetAttribute(ctx, path.Root("rules"), rules)...)
 	resp.Diagnostics.Append(resp.Plan.SetAttribute(ctx, path.Root("expired_grants"), noExpiredGrants)...)
+	revoked, diags := p.aws.revokedValue()
+	resp.Diagnostics.Append(diags...)
+	resp.Diagnostics.Append(resp.Plan.SetAttribute(ctx, path.Root("revoked_ingress_rules"), revoked)...)
 	resp.Diagnostics.Append(resp.Plan.SetAttribute(ctx, path.Root("id"), plan.Name)...)
 }
 
@@ -264,10 +273,19 @@ func (r *policyResource) apply(ctx context.Context, plan, prior *policyModel, di
 				"Nothing was written; run plan again to see the new placement.")
 		return
 	}
+	revoked, d := p.aws.revokedValue()
+	diags.Append(d...)
+	if !plan.RevokedIngressRules.IsUnknown() && !plan.RevokedIngressRules.Equal(revoked) {
+		diags.AddError("Security groups changed since the plan",
+			"The inbound rules this apply would revoke or authorise differ from the planned ones (another writer changed a security group on the path in between). "+
+				"Nothing was written; run plan again to see the change.")
+		return
+	}
 	diags.Append(p.write(ctx, r.clients, name)...)
 	plan.ID = plan.Name
 	plan.Rules = rules
 	plan.ExpiredGrants = noExpiredGrants
+	plan.RevokedIngressRules = revoked
 }
 
 func (r *policyResource) Read(ctx context.Context, req resource.ReadRequest, resp *resource.ReadResponse) {
@@ -293,7 +311,7 @@ func (r *policyResource) Read(ctx context.Context, req resource.ReadRequest, res
 			return
 		}
 		if len(found) == 0 {
-			resp.Diagnostics.AddError("Policy not found", fmt.Sprintf("No virtual machine carries the tag %s=%q in the configured subscription.", jit.TagPolicy, name))
+			resp.Diagnostics.AddError("Policy not found", fmt.Sprintf("No virtual machine carries the tag %s=%q in the configured subscription or region.", jit.TagPolicy, name))
 			return
 		}
 		vmIDs = found
@@ -321,6 +339,7 @@ func (r *policyResource) Read(ctx context.Context, req resource.ReadRequest, res
 	resp.Diagnostics.Append(d...)
 	slices.Sort(observed.expired)
 	state.ExpiredGrants = stringList(observed.expired)
+	state.RevokedIngressRules = observed.revoked
 	resp.Diagnostics.Append(resp.State.Set(ctx, &state)...)
 }
 
@@ -515,7 +534,7 @@ func (r *policyResource) plan(ctx context.Context, name, firewall string, vmIDs 
 		return key
 	}
 	for _, id := range vmIDs {
-		m, err := r.clients.machine(ctx, id)
+		m, err := r.policyMachine(ctx, id)
 		switch {
 		case isNotFound(err):
 			diags.AddAttributeWarning(vmPath, "Virtual machine not found",
@@ -810,6 +829,8 @@ type observedPolicy struct {
 	rules    []policyRule
 	// expired are the IDs of the policy's grants that expired and remain.
 	expired []string
+	// revoked is what the policy holds in EC2 security groups.
+	revoked types.List
 	// gone: no machine of the policy exists and none of its rules is left.
 	gone bool
 }
@@ -824,7 +845,7 @@ func (r *policyResource) observe(ctx context.Context, name string, vmIDs []strin
 	var tagPorts []jit.Port
 	firewall := state.AzureFirewallID.ValueString()
 	for _, id := range vmIDs {
-		m, err := r.clients.machine(ctx, id)
+		m, err := r.policyMachine(ctx, id)
 		if isNotFound(err) {
 			diags.AddWarning("Virtual machine not found", fmt.Sprintf("%s no longer exists; it is dropped from policy %q and its rules are removed by the next apply.", id, name))
 			continue
@@ -857,7 +878,7 @@ func (r *policyResource) observe(ctx context.Context, name string, vmIDs []strin
 		if ok && policy == name && samePorts(mports, ports) && sameFirewall {
 			o.vmIDs = append(o.vmIDs, ids[i])
 		}
-		for _, nsg := range m.FilterIDs() {
+		for _, nsg := range azureFilterIDs(m) {
 			nsgIDs[strings.ToLower(nsg)] = nsg
 		}
 		for _, port := range locked {
@@ -930,7 +951,10 @@ func (r *policyResource) observe(ctx context.Context, name string, vmIDs []strin
 			}
 		}
 	}
-	o.gone = len(machines) == 0 && len(o.rules) == 0
+	var d diag.Diagnostics
+	o.revoked, d = r.observeAWS(ctx, name, machines, state)
+	diags.Append(d...)
+	o.gone = len(machines) == 0 && len(o.rules) == 0 && len(o.revoked.Elements()) == 0
 	return o, diags
 }
 
