@@ -57,6 +57,28 @@ resource "jit_policy" "web" {
   }
 }
 
+# Alice asks for SSH until a given time (run.sh sets a time a few seconds
+# ahead, to show expiry). Checked at plan time against the policy that the
+# VM's tags record; the grant goes just ahead of the deny.
+variable "ssh_until" {
+  description = "End of alice's SSH access, RFC 3339; null for no request."
+  type        = string
+  default     = null
+}
+
+resource "jit_access_request" "alice" {
+  count              = var.ssh_until == null ? 0 : 1
+  virtual_machine_id = local.web_vm
+  justification      = "INC-4211 disk full"
+  depends_on         = [jit_policy.web]
+
+  port {
+    number                        = 22
+    allowed_source_address_prefix = "203.0.113.7/32"
+    end_time_utc                  = var.ssh_until
+  }
+}
+
 data "jit_virtual_machine" "web" {
   virtual_machine_id = one(jit_policy.web.virtual_machine_ids)
 }
@@ -81,4 +103,14 @@ output "machines" {
       guarded_by         = m.security_group_ids
     }
   }
+}
+
+output "alice" {
+  description = "Alice's grant: where to connect, its status and the rules it holds."
+  value = [for r in jit_access_request.alice : {
+    connect = r.port[0].connection_details
+    until   = r.port[0].end_time_utc
+    status  = r.port[0].status
+    rules   = [for rule in r.rules : "${basename(rule.target_id)}: ${rule.name} priority ${rule.priority}"]
+  }]
 }

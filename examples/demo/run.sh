@@ -35,15 +35,32 @@ export TF_VAR_azure_endpoint="$url" TF_VAR_aws_endpoint="$url"
 cp "$here"/*.tf "$work/"
 cd "$work"
 
+# tofu runs a command, shows what it said without the dev_overrides warning
+# (whose last line ends "releases."), and stops the demo if it failed.
+tofu() {
+  if ! "$bin/tofu" "$@" -no-color >tofu.log 2>&1; then
+    cat tofu.log
+    echo "tofu $1 failed" >&2
+    exit 1
+  fi
+  awk '/Warning: Provider development overrides are in effect/{skip=1} skip&&/releases\.$/{skip=0;next} !skip' tofu.log
+}
+
+echo "== 1. tofu apply: the policy locks the ports"
+tofu apply -auto-approve
+
+# 2. Alice asks for SSH until a few seconds from now.
+until=$(date -u -d "+20 seconds" +%Y-%m-%dT%H:%M:%SZ)
+export TF_VAR_ssh_until="$until"
+echo "== 2. tofu apply: alice's request, until $until"
+tofu apply -auto-approve
+
+echo "== 3. waiting for the end of the grant"
+while [ "$(date -u +%s)" -le "$(date -u -d "$until" +%s)" ]; do sleep 1; done
+echo "== tofu plan: the refresh marks the port Expired, the plan removes its rules"
+tofu plan
 echo "== tofu apply"
-if ! "$bin/tofu" apply -auto-approve -no-color >apply.log 2>&1; then
-  cat apply.log
-  echo "tofu apply failed" >&2
-  exit 1
-fi
-# Drop the dev_overrides warning (its last line ends "releases."); keep
-# everything else tofu said.
-awk '/Warning: Provider development overrides are in effect/{skip=1} skip&&/releases\.$/{skip=0;next} !skip' apply.log
+tofu apply -auto-approve
 
 echo "== calls the emulator served"
 kill "$sim_pid" && wait "$sim_pid" 2>/dev/null || true
