@@ -8,6 +8,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/arm"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
+	awssdk "github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+
 	"github.com/jitaccess/terraform-provider-jit/internal/cloudsim"
 	"github.com/jitaccess/terraform-provider-jit/internal/jit"
 )
@@ -334,4 +339,79 @@ func TestRevokeExpired_environmentFallbacks(t *testing.T) {
 		t.Fatalf("exit %d\nstderr:\n%s", code, stderr)
 	}
 	checkRevoked(t, sum.Revoked, s.expired())
+}
+
+// An ENI must keep one group: a grant that is its last group cannot be
+// detached, and the run says so instead of leaving the ENI groupless or
+// swapping in a group nobody chose.
+func TestRevokeExpired_grantThatIsAnENIsOnlyGroupIsAnError(t *testing.T) {
+	w := newWorld(t, cloudsim.Options{})
+	group := w.grantSG(dbENI, "req-alone", now.Add(-time.Hour), "gina@example.com")
+	if _, err := w.ec2.ModifyNetworkInterfaceAttribute(context.Background(), &ec2.ModifyNetworkInterfaceAttributeInput{
+		NetworkInterfaceId: awssdk.String(dbENI), Groups: []string{group},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	before := w.snapshot()
+	sum, stderr, code := w.run(jit.NewFakeClock(now), w.flags()...)
+	if code != ExitFailed || len(sum.Errors) != 1 || sum.Errors[0].Target != group || !strings.Contains(sum.Errors[0].Error, dbENI) {
+		t.Fatalf("exit %d, errors %+v\nstderr:\n%s", code, sum.Errors, stderr)
+	}
+	checkWorld(t, "after refusing to empty the ENI", w.snapshot(), before)
+}
+
+// A collection named like a grant but holding a rule without a grant
+// marker is someone else's: it is left alone, with a warning.
+func TestRevokeExpired_leavesAlonePretendedFirewallGrants(t *testing.T) {
+	w := newWorld(t, cloudsim.Options{})
+	name := w.grantFirewall("req-edited", now.Add(-time.Hour), "erin@example.com")
+	ctx := context.Background()
+	id, _ := arm.ParseResourceID(hubFW)
+	resp, err := w.fws.Get(ctx, id.ResourceGroupName, id.Name, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fw := resp.AzureFirewall
+	for _, col := range fw.Properties.NetworkRuleCollections {
+		if *col.Name == name {
+			col.Properties.Rules[0].Description = to.Ptr("kept open by hand")
+		}
+	}
+	poller, err := w.fws.BeginCreateOrUpdate(ctx, id.ResourceGroupName, id.Name, fw, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := poller.PollUntilDone(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	before := w.snapshot()
+	sum, stderr, code := w.run(jit.NewFakeClock(now), w.flags()...)
+	if code != ExitOK || len(sum.Revoked) != 0 || sum.Live != 0 {
+		t.Fatalf("exit %d, revoked %+v, live %d", code, sum.Revoked, sum.Live)
+	}
+	if !strings.Contains(stderr, name) {
+		t.Errorf("no warning about collection %s:\n%s", name, stderr)
+	}
+	checkWorld(t, "after the run", w.snapshot(), before)
+}
+
+// A scope that cannot be listed is an error; the other cloud is still done.
+func TestRevokeExpired_unlistableScopeIsAnError(t *testing.T) {
+	s := seed(t, cloudsim.Options{})
+	sum, stderr, code := s.run(jit.NewFakeClock(now), "-subscription", sub, "-azure-endpoint", s.URL, "-resource-group", "nowhere",
+		"-region", "eu-west-1", "-aws-endpoint", s.URL)
+	if code != ExitFailed {
+		t.Fatalf("exit %d\nstderr:\n%s", code, stderr)
+	}
+	scope := "/subscriptions/" + sub + "/resourceGroups/nowhere"
+	if len(sum.Errors) != 2 || sum.Errors[0].Target != scope || sum.Errors[1].Target != scope || !strings.Contains(sum.Errors[0].Error, "ResourceGroupNotFound") {
+		t.Fatalf("errors %+v, want the NSG and firewall lists of %s", sum.Errors, scope)
+	}
+	var awsGrants []RevokedGrant
+	for _, g := range s.expired() {
+		if g.Cloud == "aws" {
+			awsGrants = append(awsGrants, g)
+		}
+	}
+	checkRevoked(t, sum.Revoked, awsGrants)
 }
