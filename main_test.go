@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"os"
@@ -58,7 +57,7 @@ func TestRevokeExpiredSubcommandOfTheBinary(t *testing.T) {
 		t.Setenv(kv[0], kv[1]) // for the clients seeding grants below
 	}
 
-	ctx := context.Background()
+	ctx := t.Context()
 	az, err := azure.New(azure.Config{ResourceManagerEndpoint: srv.URL})
 	if err != nil {
 		t.Fatal(err)

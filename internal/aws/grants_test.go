@@ -1,7 +1,6 @@
 package aws
 
 import (
-	"context"
 	"testing"
 
 	"github.com/jitaccess/terraform-provider-jit/internal/cloudsim"
@@ -27,11 +26,11 @@ func TestNewWorksWithoutCABundle(t *testing.T) {
 	}
 	t.Setenv("AWS_CONFIG_FILE", "/dev/null")
 	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
-	c, err := New(context.Background(), Config{Region: "eu-west-1", Endpoint: srv.URL})
+	c, err := New(t.Context(), Config{Region: "eu-west-1", Endpoint: srv.URL})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.GrantGroups(context.Background()); err != nil {
+	if _, err := c.GrantGroups(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -1,7 +1,6 @@
 package cloudsim
 
 import (
-	"context"
 	"io"
 	"net/http"
 	"slices"
@@ -16,7 +15,7 @@ import (
 // must follow every link to see them all, in the emulator's order.
 func TestAzureListPagesFollowNextLink(t *testing.T) {
 	w := newAzureWorld(t, Options{ListPageSize: 1})
-	ctx := context.Background()
+	ctx := t.Context()
 
 	var nsgs []string
 	pages := 0
@@ -60,7 +59,7 @@ func TestAzureListPagesFollowNextLink(t *testing.T) {
 // Without a page size in the options, a small world fits one page.
 func TestAzureListDefaultPageHoldsSmallWorld(t *testing.T) {
 	w := newAzureWorld(t, Options{})
-	page, err := w.net.NewSecurityGroupsClient().NewListPager("rg-prod", nil).NextPage(context.Background())
+	page, err := w.net.NewSecurityGroupsClient().NewListPager("rg-prod", nil).NextPage(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,7 +74,7 @@ func TestAzureListRejectsForgedSkipToken(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tok, err := w.cred.GetToken(context.Background(), policy.TokenRequestOptions{Scopes: []string{armAudience + "/.default"}})
+	tok, err := w.cred.GetToken(t.Context(), policy.TokenRequestOptions{Scopes: []string{armAudience + "/.default"}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,7 +1,6 @@
 package command
 
 import (
-	"context"
 	"io"
 	"slices"
 	"strings"
@@ -45,7 +44,7 @@ func seed(t *testing.T, opts cloudsim.Options) *seeded {
 	outbound := jit.NSGRule{Name: "outbound-with-marker", Priority: 500, Direction: jit.NSGOutbound, Access: jit.NSGAllow, Protocol: jit.NSGProtocolTCP,
 		SourcePrefixes: []string{"*"}, SourcePortRanges: []string{"*"}, DestinationPrefixes: []string{"*"}, DestinationPortRanges: []string{"22"},
 		Description: jit.GrantMarker("prod-ssh", now.Add(-time.Hour), "mallory", "copied").String()}
-	if err := w.az.ApplyNSGPlan(context.Background(), webNSG, jit.NSGPlan{Add: []jit.NSGRule{outbound}}); err != nil {
+	if err := w.az.ApplyNSGPlan(t.Context(), webNSG, jit.NSGPlan{Add: []jit.NSGRule{outbound}}); err != nil {
 		t.Fatal(err)
 	}
 	s.fwOld = w.grantFirewall("req-fw-old", now.Add(-time.Minute), "erin@example.com")
@@ -254,7 +253,7 @@ func TestRevokeExpired_retriesTransientFailures(t *testing.T) {
 // (a later end written on the same rule, collections or group) is kept.
 func TestRevokeExpired_keepsAGrantRenewedSinceTheScan(t *testing.T) {
 	w := newWorld(t, cloudsim.Options{})
-	ctx := context.Background()
+	ctx := t.Context()
 	clock := jit.NewFakeClock(now)
 	r := &revoker{clock: clock, stderr: io.Discard, azure: w.az, aws: w.aws}
 	r.summary = Summary{Revoked: []RevokedGrant{}, Errors: []GrantError{}}
@@ -314,7 +313,7 @@ func TestRevokeExpired_usageErrors(t *testing.T) {
 				t.Setenv(k, v)
 			}
 			var stdout, stderr strings.Builder
-			code := RevokeExpired(context.Background(), tc.args, &stdout, &stderr, jit.NewFakeClock(now))
+			code := RevokeExpired(t.Context(), tc.args, &stdout, &stderr, jit.NewFakeClock(now))
 			if code != ExitUsage {
 				t.Errorf("exit %d, want %d", code, ExitUsage)
 			}
@@ -347,7 +346,7 @@ func TestRevokeExpired_environmentFallbacks(t *testing.T) {
 func TestRevokeExpired_grantThatIsAnENIsOnlyGroupIsAnError(t *testing.T) {
 	w := newWorld(t, cloudsim.Options{})
 	group := w.grantSG(dbENI, "req-alone", now.Add(-time.Hour), "gina@example.com")
-	if _, err := w.ec2.ModifyNetworkInterfaceAttribute(context.Background(), &ec2.ModifyNetworkInterfaceAttributeInput{
+	if _, err := w.ec2.ModifyNetworkInterfaceAttribute(t.Context(), &ec2.ModifyNetworkInterfaceAttributeInput{
 		NetworkInterfaceId: awssdk.String(dbENI), Groups: []string{group},
 	}); err != nil {
 		t.Fatal(err)
@@ -365,7 +364,7 @@ func TestRevokeExpired_grantThatIsAnENIsOnlyGroupIsAnError(t *testing.T) {
 func TestRevokeExpired_leavesAlonePretendedFirewallGrants(t *testing.T) {
 	w := newWorld(t, cloudsim.Options{})
 	name := w.grantFirewall("req-edited", now.Add(-time.Hour), "erin@example.com")
-	ctx := context.Background()
+	ctx := t.Context()
 	id, _ := arm.ParseResourceID(hubFW)
 	resp, err := w.fws.Get(ctx, id.ResourceGroupName, id.Name, nil)
 	if err != nil {

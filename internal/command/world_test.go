@@ -2,7 +2,6 @@ package command
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -124,7 +123,7 @@ func newWorld(t *testing.T, opts cloudsim.Options) *world {
 		t.Fatal(err)
 	}
 	w.fws = network.NewAzureFirewallsClient()
-	client, err := aws.New(context.Background(), aws.Config{Region: "eu-west-1", Endpoint: srv.URL})
+	client, err := aws.New(t.Context(), aws.Config{Region: "eu-west-1", Endpoint: srv.URL})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,7 +140,7 @@ func (w *world) flags(extra ...string) []string {
 func (w *world) run(clock jit.Clock, args ...string) (Summary, string, int) {
 	w.t.Helper()
 	var stdout, stderr bytes.Buffer
-	code := RevokeExpired(context.Background(), args, &stdout, &stderr, clock)
+	code := RevokeExpired(w.t.Context(), args, &stdout, &stderr, clock)
 	var s Summary
 	dec := json.NewDecoder(&stdout)
 	dec.DisallowUnknownFields()
@@ -155,7 +154,7 @@ func (w *world) run(clock jit.Clock, args ...string) (Summary, string, int) {
 // does: the rule jit.PlanNSGGrant plans, through the security-rules API.
 func (w *world) grantNSG(nsg, vm, privateIP, request string, end time.Time, requestor string) string {
 	w.t.Helper()
-	ctx := context.Background()
+	ctx := w.t.Context()
 	rules, err := w.az.SecurityRules(ctx, nsg)
 	if err != nil {
 		w.t.Fatal(err)
@@ -179,7 +178,7 @@ func (w *world) grantNSG(nsg, vm, privateIP, request string, end time.Time, requ
 // jit.PlanFirewallGrant plans, in a read-modify-write of the firewall.
 func (w *world) grantFirewall(request string, end time.Time, requestor string) string {
 	w.t.Helper()
-	ctx := context.Background()
+	ctx := w.t.Context()
 	id, err := arm.ParseResourceID(hubFW)
 	if err != nil {
 		w.t.Fatal(err)
@@ -269,7 +268,7 @@ func firewallProtocols(protocols []string) []*armnetwork.AzureFirewallNetworkRul
 // to the ENI beside the groups it has.
 func (w *world) grantSG(eni, request string, end time.Time, requestor string) string {
 	w.t.Helper()
-	ctx := context.Background()
+	ctx := w.t.Context()
 	marker := jit.GrantMarker("prod-ssh", end, requestor, "INC-"+request).String()
 	sg, err := w.ec2.CreateSecurityGroup(ctx, &ec2.CreateSecurityGroupInput{
 		GroupName: awssdk.String("jit-grant-" + request), Description: awssdk.String("JIT grant " + request), VpcId: awssdk.String(awsVPC),
@@ -298,7 +297,7 @@ func (w *world) grantSG(eni, request string, end time.Time, requestor string) st
 
 func (w *world) eniGroups(eni string) []string {
 	w.t.Helper()
-	out, err := w.ec2.DescribeNetworkInterfaces(context.Background(), &ec2.DescribeNetworkInterfacesInput{NetworkInterfaceIds: []string{eni}})
+	out, err := w.ec2.DescribeNetworkInterfaces(w.t.Context(), &ec2.DescribeNetworkInterfacesInput{NetworkInterfaceIds: []string{eni}})
 	if err != nil {
 		w.t.Fatal(err)
 	}
@@ -412,7 +411,7 @@ func (w *world) writes() map[string]int {
 // renewal of the same request does.
 func (w *world) renewFirewallGrant(name string, end time.Time) {
 	w.t.Helper()
-	ctx := context.Background()
+	ctx := w.t.Context()
 	id, _ := arm.ParseResourceID(hubFW)
 	resp, err := w.fws.Get(ctx, id.ResourceGroupName, id.Name, nil)
 	if err != nil {
@@ -453,7 +452,7 @@ func (w *world) renewFirewallGrant(name string, end time.Time) {
 func (w *world) renewSG(group string, end time.Time) {
 	w.t.Helper()
 	marker := jit.GrantMarker("prod-ssh", end, "gina@example.com", "INC-renewed").String()
-	if _, err := w.ec2.CreateTags(context.Background(), &ec2.CreateTagsInput{Resources: []string{group},
+	if _, err := w.ec2.CreateTags(w.t.Context(), &ec2.CreateTagsInput{Resources: []string{group},
 		Tags: []types.Tag{{Key: awssdk.String(jit.TagGrant), Value: awssdk.String(marker)}}}); err != nil {
 		w.t.Fatal(err)
 	}
