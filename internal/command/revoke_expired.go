@@ -85,6 +85,10 @@ type GrantError struct {
 	Error  string `json:"error"`
 }
 
+// userAgent tells the clouds' logs who called: short, as azcore keeps 24
+// characters of an application ID.
+const userAgent = "jit-revoke-expired"
+
 // parallelism bounds how many NSGs, firewalls and security groups are
 // worked on at once: each takes its own writes in turn, so different ones
 // proceed side by side without a retry storm on any.
@@ -125,7 +129,7 @@ func RevokeExpired(ctx context.Context, args []string, stdout, stderr io.Writer,
 		}
 		az, err := azure.New(azure.Config{
 			SubscriptionID: cfg.subscription, Environment: cfg.azureEnvironment,
-			ResourceManagerEndpoint: cfg.azureEndpoint, UserAgent: "terraform-provider-jit revoke-expired",
+			ResourceManagerEndpoint: cfg.azureEndpoint, UserAgent: userAgent,
 		})
 		if err != nil {
 			return usage("Azure configuration: %v", err)
@@ -138,7 +142,7 @@ func RevokeExpired(ctx context.Context, args []string, stdout, stderr io.Writer,
 				return usage("-aws-endpoint: %v", err)
 			}
 		}
-		client, err := aws.New(ctx, aws.Config{Region: cfg.region, Profile: cfg.awsProfile, Endpoint: cfg.awsEndpoint, UserAgent: "terraform-provider-jit-revoke-expired"})
+		client, err := aws.New(ctx, aws.Config{Region: cfg.region, Profile: cfg.awsProfile, Endpoint: cfg.awsEndpoint, UserAgent: userAgent})
 		if err != nil {
 			return usage("-region / -aws-profile / -aws-endpoint: %v", err)
 		}
