@@ -7,9 +7,14 @@ import (
 	"context"
 	"flag"
 	"log"
+	"os"
+	"os/signal"
+	"syscall"
 
 	"github.com/hashicorp/terraform-plugin-framework/providerserver"
 
+	"github.com/jitaccess/terraform-provider-jit/internal/command"
+	"github.com/jitaccess/terraform-provider-jit/internal/jit"
 	"github.com/jitaccess/terraform-provider-jit/internal/provider"
 )
 
@@ -17,6 +22,16 @@ import (
 var version = "dev"
 
 func main() {
+	// Subcommands come before the server's flags, which they do not share.
+	if len(os.Args) > 1 && os.Args[1] == "revoke-expired" {
+		// An interrupted run stops between calls; what it did not reach
+		// waits for the next run.
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		code := command.RevokeExpired(ctx, os.Args[2:], os.Stdout, os.Stderr, jit.NewClock())
+		stop()
+		os.Exit(code)
+	}
+
 	var debug bool
 	flag.BoolVar(&debug, "debug", false, "run the provider with support for debuggers like delve")
 	flag.Parse()

@@ -75,7 +75,7 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 	}
 	// Wrapped after loading, so the chain's own HTTP settings
 	// (AWS_CA_BUNDLE needs the SDK's buildable client) still apply.
-	awsCfg.HTTPClient = opaqueBodyClient{awsCfg.HTTPClient}
+	awsCfg.HTTPClient = opaqueBodyClient{chainHTTPClient(awsCfg.HTTPClient)}
 	if awsCfg.Region == "" {
 		return nil, errors.New("no AWS region: set region in the aws block or AWS_REGION")
 	}

@@ -1,11 +1,14 @@
 package cloudsim
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -150,7 +153,7 @@ func buildARMRoutes() []armRoute {
 			return c.resourceNotFound(k.typ, c.args[1]).reply()
 		}})
 		if k.lists {
-			list := func(c *armCall) armReply { return ok(armList(c.a, k, c.path)) }
+			list := func(c *armCall) armReply { return armList(c, k) }
 			routes = append(routes,
 				armRoute{"GET", rgPrefix + k.typ, k.client + ".List", list},
 				armRoute{"GET", "providers/" + k.typ, k.client + ".ListAll", list})
@@ -159,21 +162,41 @@ func buildARMRoutes() []armRoute {
 	return routes
 }
 
-// armList renders every resource of kind k whose ID lies under scope (a
-// resource group or a subscription).
-func armList(a *azureState, k armKind, listPath string) obj {
-	scope := strings.ToLower(listPath[:len(listPath)-len("/providers/"+k.typ)]) + "/"
-	value := []any{}
-	for _, id := range a.order {
+// armList renders one page of the resources of kind k whose ID lies under
+// the listed scope (a resource group or a subscription). As ARM does, a
+// page that is not the last carries a nextLink: the same list's absolute
+// URL, api-version included, with an opaque $skipToken, which the SDKs'
+// pagers follow as given.
+func armList(c *armCall, k armKind) armReply {
+	scope := strings.ToLower(c.path[:len(c.path)-len("/providers/"+k.typ)]) + "/"
+	var all []any
+	for _, id := range c.a.order {
 		key := strings.ToLower(id)
 		if !strings.HasPrefix(key, scope) {
 			continue
 		}
-		if body, found := k.render(a, key); found {
-			value = append(value, body)
+		if body, found := k.render(c.a, key); found {
+			all = append(all, body)
 		}
 	}
-	return obj{"value": value}
+	start := 0
+	if tok := c.r.URL.Query().Get("$skipToken"); tok != "" {
+		raw, derr := base64.RawURLEncoding.DecodeString(tok)
+		n, serr := strconv.Atoi(strings.TrimPrefix(string(raw), "cloudsim-offset-"))
+		if derr != nil || serr != nil || n < 0 || n > len(all) {
+			return newARMError(http.StatusBadRequest, "InvalidSkipToken", "The skip token '%s' is not valid.", tok).reply()
+		}
+		start = n
+	}
+	end := min(start+c.sim.listPageSize(), len(all))
+	page := obj{"value": append([]any{}, all[start:end]...)}
+	if end < len(all) {
+		q := url.Values{}
+		q.Set("api-version", c.r.URL.Query().Get("api-version"))
+		q.Set("$skipToken", base64.RawURLEncoding.EncodeToString(fmt.Appendf(nil, "cloudsim-offset-%d", end)))
+		page["nextLink"] = (&url.URL{Scheme: "http", Host: c.r.Host, Path: c.path, RawQuery: q.Encode()}).String()
+	}
+	return ok(page)
 }
 
 // serveARM routes an ARM request. Authentication, subscription and

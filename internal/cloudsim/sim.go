@@ -30,6 +30,22 @@ type Options struct {
 	// Identity is the caller identity returned by the Azure managed-identity
 	// token endpoint and by sts:GetCallerIdentity.
 	Identity Identity
+	// ListPageSize is how many resources one page of an ARM List or
+	// ListAll holds before a nextLink leads to the next. Zero means
+	// defaultListPageSize; tests set it low to exercise paging.
+	ListPageSize int
+}
+
+// defaultListPageSize is the page size of ARM lists unless Options say
+// otherwise. ARM does not document one for the network provider; pages
+// are bounded, so clients must follow nextLink.
+const defaultListPageSize = 100
+
+func (s *Sim) listPageSize() int {
+	if s.opts.ListPageSize > 0 {
+		return s.opts.ListPageSize
+	}
+	return defaultListPageSize
 }
 
 // Identity is who the emulator says the caller is.

@@ -1,0 +1,232 @@
+package aws
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strconv"
+	"time"
+
+	awssdk "github.com/aws/aws-sdk-go-v2/aws"
+	awsretry "github.com/aws/aws-sdk-go-v2/aws/retry"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
+	"github.com/aws/smithy-go"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
+
+	"github.com/jitaccess/terraform-provider-jit/internal/jit"
+	"github.com/jitaccess/terraform-provider-jit/internal/locks"
+	"github.com/jitaccess/terraform-provider-jit/internal/retry"
+)
+
+// GrantGroup is a JIT grant as EC2 holds it: a security group tagged with
+// the grant's marker (see jit.TagGrant).
+type GrantGroup struct {
+	ID, Name, VPCID string
+	// RequestID is the jit-request tag.
+	RequestID string
+	Marker    jit.Marker
+	// MarkerOK is false when the jit-grant tag is not a grant marker
+	// (written or edited by hand): such a group is not revoked.
+	MarkerOK bool
+}
+
+// GrantGroups lists the region's security groups carrying a jit-grant tag.
+func (c *Client) GrantGroups(ctx context.Context) ([]GrantGroup, error) {
+	var out []GrantGroup
+	pager := ec2.NewDescribeSecurityGroupsPaginator(c.EC2, &ec2.DescribeSecurityGroupsInput{
+		Filters: []types.Filter{{Name: awssdk.String("tag-key"), Values: []string{jit.TagGrant}}},
+	})
+	for pager.HasMorePages() {
+		page, err := pager.NextPage(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("listing security groups tagged %s in %s: %w", jit.TagGrant, c.Region, err)
+		}
+		for _, g := range page.SecurityGroups {
+			out = append(out, grantGroupOf(g))
+		}
+	}
+	return out, nil
+}
+
+func grantGroupOf(g types.SecurityGroup) GrantGroup {
+	out := GrantGroup{ID: awssdk.ToString(g.GroupId), Name: awssdk.ToString(g.GroupName), VPCID: awssdk.ToString(g.VpcId)}
+	for _, t := range g.Tags {
+		switch awssdk.ToString(t.Key) {
+		case jit.TagGrant:
+			m, ok := jit.ParseMarker(awssdk.ToString(t.Value))
+			out.Marker, out.MarkerOK = m, ok && m.Kind == jit.MarkerGrant
+		case jit.TagRequest:
+			out.RequestID = awssdk.ToString(t.Value)
+		}
+	}
+	return out
+}
+
+// eniLocks serialise this process's changes to an ENI's group list, which
+// ModifyNetworkInterfaceAttribute replaces whole. ENI IDs are unique across
+// regions, so one set serves every Client.
+var eniLocks locks.Keyed
+
+// dependencyWait bounds how long a group detached from its ENIs may keep
+// failing deletion with DependencyViolation (EC2 takes a moment to see the
+// detachment; a rule of another group referring to it never clears).
+const dependencyWait = 2 * time.Minute
+
+// RevokeGrantGroup removes a grant: it reads the group again and, if
+// revoke still holds for its marker (a grant renewed since it was listed is
+// kept, revoked false), detaches it from every ENI carrying it, keeping
+// their other groups, then deletes it. A group or ENI already gone counts
+// as done, so a second or concurrent run converges. DependencyViolation
+// (EC2 still sees the group attached) re-checks the attachments and
+// retries; throttling is retried, honouring Retry-After.
+func (c *Client) RevokeGrantGroup(ctx context.Context, groupID string, revoke func(jit.Marker) bool) (revoked bool, err error) {
+	var current *GrantGroup
+	err = retryEC2(ctx, func(ctx context.Context) error {
+		// A filter, unlike GroupIds, answers an empty list for a gone group.
+		out, err := c.EC2.DescribeSecurityGroups(ctx, &ec2.DescribeSecurityGroupsInput{
+			Filters: []types.Filter{{Name: awssdk.String("group-id"), Values: []string{groupID}}},
+		})
+		if err != nil {
+			return err
+		}
+		current = nil
+		for _, g := range out.SecurityGroups {
+			if awssdk.ToString(g.GroupId) == groupID {
+				gg := grantGroupOf(g)
+				current = &gg
+			}
+		}
+		return nil
+	})
+	switch {
+	case err != nil:
+		return false, fmt.Errorf("reading security group %s: %w", groupID, err)
+	case current == nil:
+		return true, nil
+	case !current.MarkerOK || !revoke(current.Marker):
+		return false, nil
+	}
+
+	deleteCtx, cancel := context.WithTimeout(ctx, dependencyWait)
+	defer cancel()
+	err = retry.Do(deleteCtx, retry.DefaultBackoff, classifyGroupDelete, func(ctx context.Context) error {
+		if err := c.detachEverywhere(ctx, groupID); err != nil {
+			return err
+		}
+		_, err := c.EC2.DeleteSecurityGroup(ctx, &ec2.DeleteSecurityGroupInput{GroupId: awssdk.String(groupID)})
+		if isEC2Code(err, "InvalidGroup.NotFound") {
+			return nil
+		}
+		return err
+	})
+	if err != nil {
+		return false, fmt.Errorf("revoking grant security group %s: %w", groupID, err)
+	}
+	return true, nil
+}
+
+// detachEverywhere detaches a group from every ENI of the region carrying it.
+func (c *Client) detachEverywhere(ctx context.Context, groupID string) error {
+	var enis []string
+	pager := ec2.NewDescribeNetworkInterfacesPaginator(c.EC2, &ec2.DescribeNetworkInterfacesInput{
+		Filters: []types.Filter{{Name: awssdk.String("group-id"), Values: []string{groupID}}},
+	})
+	for pager.HasMorePages() {
+		page, err := pager.NextPage(ctx)
+		if err != nil {
+			return fmt.Errorf("listing network interfaces carrying security group %s: %w", groupID, err)
+		}
+		for _, eni := range page.NetworkInterfaces {
+			enis = append(enis, awssdk.ToString(eni.NetworkInterfaceId))
+		}
+	}
+	for _, eni := range enis {
+		if err := c.detachGroup(ctx, eni, groupID); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// detachGroup removes one group from an ENI's list. The list is replaced
+// whole by EC2, so it is re-read under the ENI's lock right before the
+// write: groups attached meanwhile by others in this process are kept.
+func (c *Client) detachGroup(ctx context.Context, eniID, groupID string) error {
+	defer eniLocks.Lock(eniID)()
+	err := retryEC2(ctx, func(ctx context.Context) error {
+		out, err := c.EC2.DescribeNetworkInterfaces(ctx, &ec2.DescribeNetworkInterfacesInput{NetworkInterfaceIds: []string{eniID}})
+		if err != nil {
+			return err
+		}
+		var groups []string
+		for _, eni := range out.NetworkInterfaces {
+			for _, g := range eni.Groups {
+				groups = append(groups, awssdk.ToString(g.GroupId))
+			}
+		}
+		if !slices.Contains(groups, groupID) {
+			return nil
+		}
+		rest := slices.DeleteFunc(groups, func(g string) bool { return g == groupID })
+		if len(rest) == 0 {
+			return fmt.Errorf("network interface %s has no security group but grant %s, and EC2 requires one: attach another group to it, then run again", eniID, groupID)
+		}
+		_, err = c.EC2.ModifyNetworkInterfaceAttribute(ctx, &ec2.ModifyNetworkInterfaceAttributeInput{NetworkInterfaceId: awssdk.String(eniID), Groups: rest})
+		return err
+	})
+	if err != nil && !isEC2Code(err, "InvalidNetworkInterfaceID.NotFound") {
+		return fmt.Errorf("detaching security group %s from network interface %s: %w", groupID, eniID, err)
+	}
+	return nil
+}
+
+func retryEC2(ctx context.Context, op func(context.Context) error) error {
+	return retry.Do(ctx, retry.DefaultBackoff, classifyEC2, op)
+}
+
+// classifyEC2 retries what EC2 means as "later": throttling and server
+// errors, after the Retry-After the response carries, if any.
+func classifyEC2(err error) (bool, time.Duration) {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return false, 0
+	}
+	var api smithy.APIError
+	if errors.As(err, &api) {
+		if _, throttled := awsretry.DefaultThrottleErrorCodes[api.ErrorCode()]; throttled {
+			return true, ec2RetryAfter(err)
+		}
+	}
+	var resp *smithyhttp.ResponseError
+	if errors.As(err, &resp) && resp.HTTPStatusCode() >= http.StatusInternalServerError {
+		return true, ec2RetryAfter(err)
+	}
+	return false, 0
+}
+
+// classifyGroupDelete also retries DependencyViolation: the next attempt
+// detaches the group again from whatever still carries it.
+func classifyGroupDelete(err error) (bool, time.Duration) {
+	if isEC2Code(err, "DependencyViolation") {
+		return true, 0
+	}
+	return classifyEC2(err)
+}
+
+func ec2RetryAfter(err error) time.Duration {
+	var resp *smithyhttp.ResponseError
+	if !errors.As(err, &resp) || resp.Response == nil {
+		return 0
+	}
+	if secs, perr := strconv.Atoi(resp.Response.Header.Get("Retry-After")); perr == nil && secs > 0 {
+		return time.Duration(secs) * time.Second
+	}
+	return 0
+}
+
+func isEC2Code(err error, code string) bool {
+	var api smithy.APIError
+	return errors.As(err, &api) && api.ErrorCode() == code
+}

@@ -1,0 +1,163 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	awssdk "github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
+
+	"github.com/jitaccess/terraform-provider-jit/internal/aws"
+	"github.com/jitaccess/terraform-provider-jit/internal/azure"
+	"github.com/jitaccess/terraform-provider-jit/internal/cloudsim"
+	"github.com/jitaccess/terraform-provider-jit/internal/command"
+	"github.com/jitaccess/terraform-provider-jit/internal/jit"
+)
+
+// The released binary, run as cron would run it: built from this tree,
+// configured by the environment alone, against an emulator, on the real
+// clock, so its grants end long ago or far ahead.
+func TestRevokeExpiredSubcommandOfTheBinary(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the provider binary")
+	}
+	bin := filepath.Join(t.TempDir(), "terraform-provider-jit")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+
+	fx, err := cloudsim.LoadFixture("internal/command/testdata/revoke.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sim, err := cloudsim.New(fx, cloudsim.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := cloudsim.Start(sim, "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Close() })
+	// Only what the job would be given: the emulator's identity endpoint
+	// and keys, the subscription, the region and the EC2 endpoint.
+	env := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir(),
+		"ARM_SUBSCRIPTION_ID=00000000-0000-0000-0000-0000000000a1", "AWS_ENDPOINT_URL_EC2=" + srv.URL,
+		"AWS_CONFIG_FILE=" + os.DevNull, "AWS_SHARED_CREDENTIALS_FILE=" + os.DevNull}
+	for _, kv := range srv.Env() {
+		env = append(env, kv[0]+"="+kv[1])
+		t.Setenv(kv[0], kv[1]) // for the clients seeding grants below
+	}
+
+	ctx := t.Context()
+	az, err := azure.New(azure.Config{ResourceManagerEndpoint: srv.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const (
+		prod = "/subscriptions/00000000-0000-0000-0000-0000000000a1/resourceGroups/prod/providers/"
+		nsg  = prod + "Microsoft.Network/networkSecurityGroups/web-nsg"
+		vm   = prod + "Microsoft.Compute/virtualMachines/web"
+	)
+	grantNSG := func(request string, end time.Time) string {
+		rules, err := az.SecurityRules(ctx, nsg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rule, err := jit.PlanNSGGrant(jit.NSGGrant{NSG: nsg, Rules: rules, Policy: "prod-ssh", Request: request, Machine: vm,
+			PrivateIPs: []string{"10.0.1.4"}, Port: jit.PortProtocol{Number: 22, Protocol: jit.ProtocolTCP}, Source: "203.0.113.7/32",
+			End: end, Requestor: "alice@example.com", Justification: "INC-1"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := az.ApplyNSGPlan(ctx, nsg, jit.NSGPlan{Add: []jit.NSGRule{rule}}); err != nil {
+			t.Fatal(err)
+		}
+		return rule.Name
+	}
+	ended := time.Date(2001, 1, 1, 0, 0, 0, 0, time.UTC)
+	expiredRule := grantNSG("req-ended", ended)
+	grantNSG("req-ahead", time.Date(2099, 1, 1, 0, 0, 0, 0, time.UTC))
+
+	ec2Client, err := aws.New(ctx, aws.Config{Region: "eu-west-1", Endpoint: srv.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sg, err := ec2Client.EC2.CreateSecurityGroup(ctx, &ec2.CreateSecurityGroupInput{
+		GroupName: awssdk.String("jit-grant-req-aws"), Description: awssdk.String("JIT grant req-aws"), VpcId: awssdk.String("vpc-0a000001"),
+		TagSpecifications: []types.TagSpecification{{ResourceType: types.ResourceTypeSecurityGroup, Tags: []types.Tag{
+			{Key: awssdk.String(jit.TagGrant), Value: awssdk.String(jit.GrantMarker("prod-ssh", ended, "bob@example.com", "INC-2").String())},
+			{Key: awssdk.String(jit.TagRequest), Value: awssdk.String("req-aws")},
+		}}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ec2Client.EC2.ModifyNetworkInterfaceAttribute(ctx, &ec2.ModifyNetworkInterfaceAttributeInput{
+		NetworkInterfaceId: awssdk.String("eni-0a000001"), Groups: []string{"sg-0a000001", "sg-0a000002", *sg.GroupId},
+	}); err != nil {
+		t.Fatal(err)
+	}
+
+	run := func() (command.Summary, int) {
+		cmd := exec.Command(bin, "revoke-expired", "-azure-endpoint", srv.URL)
+		cmd.Env = env
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		code := 0
+		if err := cmd.Run(); err != nil {
+			var exit *exec.ExitError
+			if !errors.As(err, &exit) {
+				t.Fatal(err)
+			}
+			code = exit.ExitCode()
+		}
+		var s command.Summary
+		if err := json.Unmarshal(stdout.Bytes(), &s); err != nil {
+			t.Fatalf("stdout is not the JSON summary (%v), exit %d:\n%s\nstderr:\n%s", err, code, stdout.String(), stderr.String())
+		}
+		return s, code
+	}
+
+	// A failure makes the exit code 1; the Azure grant is still revoked.
+	srv.InjectFault(cloudsim.Fault{Operation: "DeleteSecurityGroup", FailRate: 1, Status: 403, Code: "UnauthorizedOperation"})
+	s, code := run()
+	if code != 1 || len(s.Errors) != 1 || s.Errors[0].Target != *sg.GroupId || len(s.Revoked) != 1 || s.Revoked[0].Name != expiredRule {
+		t.Fatalf("run with a failing delete: exit %d, summary %+v", code, s)
+	}
+
+	srv.ClearFaults()
+	s, code = run()
+	want := []command.RevokedGrant{{Cloud: "aws", Kind: command.KindSecurityGroup, Target: *sg.GroupId, Name: "jit-grant-req-aws",
+		EndTimeUTC: "2001-01-01T00:00:00Z", Requestor: "bob@example.com", Request: "req-aws"}}
+	if code != 0 || len(s.Errors) != 0 || !slices.Equal(s.Revoked, want) || s.Live != 1 {
+		t.Fatalf("second run: exit %d, summary %+v; want the AWS grant revoked and one live grant", code, s)
+	}
+	wantScopes := []command.Scope{{Cloud: "azure", Subscription: "00000000-0000-0000-0000-0000000000a1"}, {Cloud: "aws", Region: "eu-west-1"}}
+	if !slices.Equal(s.Scopes, wantScopes) {
+		t.Errorf("scopes %+v, want %+v", s.Scopes, wantScopes)
+	}
+	if _, err := time.Parse(time.RFC3339, s.Now); err != nil {
+		t.Errorf("now %q: %v", s.Now, err)
+	}
+	if rules, err := az.SecurityRules(ctx, nsg); err != nil || slices.ContainsFunc(rules, func(r jit.NSGRule) bool { return r.Name == expiredRule }) {
+		t.Errorf("the expired rule is still in %s (%v)", nsg, err)
+	}
+
+	// Usage errors exit 2.
+	cmd := exec.Command(bin, "revoke-expired")
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
+	out, err := cmd.CombinedOutput()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 2 || !bytes.Contains(out, []byte("-subscription")) {
+		t.Errorf("with nothing configured: %v\n%s", err, out)
+	}
+}
