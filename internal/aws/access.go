@@ -54,7 +54,7 @@ func (c *Client) CallerIdentity(ctx context.Context) (string, error) {
 // requests never drop each other's groups. A full ENI is refused before
 // anything is written.
 func (c *Client) OpenGrant(ctx context.Context, g SGGrant) (groupID string, err error) {
-	defer c.locks.Lock(g.ENI)()
+	defer eniLocks.Lock(g.ENI)()
 	eni, err := c.networkInterface(ctx, g.ENI)
 	if err != nil {
 		return "", err
@@ -90,37 +90,24 @@ func (c *Client) OpenGrant(ctx context.Context, g SGGrant) (groupID string, err 
 		}
 	}
 	for _, id := range superseded {
-		if err := c.deleteGroup(ctx, id); err != nil {
+		if _, err := c.RevokeGrantGroup(ctx, id, always); err != nil {
 			return ours, err
 		}
 	}
 	return ours, nil
 }
 
-// CloseGrant detaches the request's group from the ENI and deletes it.
+func always(jit.Marker) bool { return true }
+
+// CloseGrant detaches the request's group from every ENI and deletes it.
 // A group already gone is fine.
-func (c *Client) CloseGrant(ctx context.Context, request, instance, eniID string) error {
+func (c *Client) CloseGrant(ctx context.Context, request, instance string) error {
 	group, err := c.grantGroup(ctx, request, instance)
 	if err != nil || group == "" {
 		return err
 	}
-	if eniID != "" {
-		unlock := c.locks.Lock(eniID)
-		eni, err := c.networkInterface(ctx, eniID)
-		switch {
-		case errors.Is(err, ErrNotFound):
-		case err != nil:
-			unlock()
-			return err
-		case slices.Contains(groupIDs(eni.Groups), group):
-			if err := c.setGroups(ctx, eniID, slices.DeleteFunc(groupIDs(eni.Groups), func(id string) bool { return id == group })); err != nil {
-				unlock()
-				return err
-			}
-		}
-		unlock()
-	}
-	return c.deleteGroup(ctx, group)
+	_, err = c.RevokeGrantGroup(ctx, group, always)
+	return err
 }
 
 // GrantState is a request's grant as EC2 shows it.
@@ -271,14 +258,6 @@ func (c *Client) setGroups(ctx context.Context, eniID string, groups []string) e
 	return nil
 }
 
-func (c *Client) deleteGroup(ctx context.Context, group string) error {
-	_, err := c.EC2.DeleteSecurityGroup(ctx, &ec2.DeleteSecurityGroupInput{GroupId: awssdk.String(group)})
-	if err != nil && !errors.Is(notFound(err), ErrNotFound) {
-		return fmt.Errorf("deleting grant group %s: %w", group, err)
-	}
-	return nil
-}
-
 // grantGroupName names a request's group for an instance; EC2 group names
 // are unique per VPC.
 func grantGroupName(request, instance string) string { return "jit-grant-" + request + "-" + instance }
@@ -343,7 +322,7 @@ func apiCode(err error) string {
 // RevokeGrantPorts removes the ingress rules opening ports from the
 // request's group, and the group itself once it opens nothing: what is
 // left of a request whose ports end at different times.
-func (c *Client) RevokeGrantPorts(ctx context.Context, request, instance, eniID string, ports []jit.PortProtocol) error {
+func (c *Client) RevokeGrantPorts(ctx context.Context, request, instance string, ports []jit.PortProtocol) error {
 	group, err := c.grantGroup(ctx, request, instance)
 	if err != nil || group == "" {
 		return err
@@ -362,7 +341,7 @@ func (c *Client) RevokeGrantPorts(ctx context.Context, request, instance, eniID 
 		}
 	}
 	if len(keep) == 0 {
-		return c.CloseGrant(ctx, request, instance, eniID)
+		return c.CloseGrant(ctx, request, instance)
 	}
 	if len(revoke) == 0 {
 		return nil

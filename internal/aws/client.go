@@ -36,8 +36,8 @@ type Client struct {
 	// STS names the caller, a grant's requestor; its endpoint follows the
 	// config chain (AWS_ENDPOINT_URL_STS), not the aws block's EC2 endpoint.
 	STS *sts.Client
-	// locks serialise this process's writes per security group and per
-	// network interface.
+	// locks serialise this process's writes per security group (grants.go
+	// has those per network interface).
 	locks locks.Keyed
 }
 

@@ -107,12 +107,34 @@ func (c *Client) publicIPAddress(ctx context.Context, publicIPID string) (string
 // others wrote meanwhile are kept. The caller holds the firewall's lock,
 // which serialises this process's writes.
 func (c *Client) UpdateFirewall(ctx context.Context, firewallID string, change FirewallChange) error {
+	err := c.editFirewall(ctx, firewallID, func(fw *armnetwork.AzureFirewall) (bool, error) {
+		if fw.Properties.FirewallPolicy != nil {
+			return false, fmt.Errorf("Azure Firewall %s is managed by Firewall Policy %s; jit writes classic rule collections only", firewallID, deref(fw.Properties.FirewallPolicy.ID))
+		}
+		fw.Properties.NetworkRuleCollections = replaceCollections(fw.Properties.NetworkRuleCollections, change.Network,
+			func(c *armnetwork.AzureFirewallNetworkRuleCollection) string { return deref(c.Name) }, toNetworkCollection)
+		fw.Properties.NatRuleCollections = replaceCollections(fw.Properties.NatRuleCollections, change.NAT,
+			func(c *armnetwork.AzureFirewallNatRuleCollection) string { return deref(c.Name) }, toNATCollection)
+		return true, nil
+	})
+	if err != nil {
+		return fmt.Errorf("writing rule collections %s to Azure Firewall %s: %w", change.names(), firewallID, err)
+	}
+	return nil
+}
+
+// editFirewall is the one read-modify-write of a firewall: a firewall is
+// written whole, so each attempt reads it right before edit changes what it
+// means to and the whole is written back, keeping what others wrote
+// meanwhile. edit deciding on the fresh read, and returning false, writes
+// nothing. Conflicts and throttling are retried.
+func (c *Client) editFirewall(ctx context.Context, firewallID string, edit func(*armnetwork.AzureFirewall) (bool, error)) error {
 	id, network, err := c.parseNetworkID(firewallID)
 	if err != nil {
 		return err
 	}
 	client := network.NewAzureFirewallsClient()
-	err = withRetry(ctx, func(ctx context.Context) error {
+	return withRetry(ctx, func(ctx context.Context) error {
 		fw, err := c.getFirewall(ctx, firewallID)
 		if err != nil {
 			return err
@@ -120,13 +142,9 @@ func (c *Client) UpdateFirewall(ctx context.Context, firewallID string, change F
 		if fw.Properties == nil {
 			fw.Properties = &armnetwork.AzureFirewallPropertiesFormat{}
 		}
-		if fw.Properties.FirewallPolicy != nil {
-			return fmt.Errorf("Azure Firewall %s is managed by Firewall Policy %s; jit writes classic rule collections only", firewallID, deref(fw.Properties.FirewallPolicy.ID))
+		if write, err := edit(&fw); err != nil || !write {
+			return err
 		}
-		fw.Properties.NetworkRuleCollections = replaceCollections(fw.Properties.NetworkRuleCollections, change.Network,
-			func(c *armnetwork.AzureFirewallNetworkRuleCollection) string { return deref(c.Name) }, toNetworkCollection)
-		fw.Properties.NatRuleCollections = replaceCollections(fw.Properties.NatRuleCollections, change.NAT,
-			func(c *armnetwork.AzureFirewallNatRuleCollection) string { return deref(c.Name) }, toNATCollection)
 		poller, err := client.BeginCreateOrUpdate(ctx, id.ResourceGroupName, id.Name, fw, nil)
 		if err != nil {
 			return err
@@ -134,10 +152,6 @@ func (c *Client) UpdateFirewall(ctx context.Context, firewallID string, change F
 		_, err = poller.PollUntilDone(ctx, pollOptions)
 		return err
 	})
-	if err != nil {
-		return fmt.Errorf("writing rule collections %s to Azure Firewall %s: %w", change.names(), firewallID, err)
-	}
-	return nil
 }
 
 func (ch FirewallChange) names() string {

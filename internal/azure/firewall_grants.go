@@ -64,7 +64,7 @@ func (c *Client) FirewallsRuleDescriptions(ctx context.Context, resourceGroup st
 // RemoveFirewallCollections removes, in one read-modify-write of the
 // firewall, the NAT and network rule collections of every name that remove
 // selects from its rules' descriptions (see FirewallRuleDescriptions). As
-// with PutFirewallNetworkCollection, each attempt reads the firewall right
+// with UpdateFirewall, each attempt reads the firewall right
 // before writing it back, and remove decides on that fresh read: a grant
 // renewed since the scan is kept, collections others wrote meanwhile are
 // kept, and a grant already gone is simply not there. Nothing is written
@@ -72,18 +72,9 @@ func (c *Client) FirewallsRuleDescriptions(ctx context.Context, resourceGroup st
 // names of the collections the firewall keeps; a firewall that is gone
 // keeps none. The caller holds the firewall's lock.
 func (c *Client) RemoveFirewallCollections(ctx context.Context, firewallID string, remove func(name string, descriptions []string) bool) (removed, remaining []string, err error) {
-	id, network, err := c.parseNetworkID(firewallID)
-	if err != nil {
-		return nil, nil, err
-	}
-	client := network.NewAzureFirewallsClient()
-	err = withRetry(ctx, func(ctx context.Context) error {
-		fw, err := c.getFirewall(ctx, firewallID)
-		if err != nil {
-			return err
-		}
+	err = c.editFirewall(ctx, firewallID, func(fw *armnetwork.AzureFirewall) (bool, error) {
 		removed, remaining = nil, nil
-		for name, descriptions := range collectionDescriptions(&fw) {
+		for name, descriptions := range collectionDescriptions(fw) {
 			if remove(name, descriptions) {
 				removed = append(removed, name)
 			} else {
@@ -92,7 +83,7 @@ func (c *Client) RemoveFirewallCollections(ctx context.Context, firewallID strin
 		}
 		slices.Sort(remaining)
 		if len(removed) == 0 {
-			return nil
+			return false, nil
 		}
 		slices.Sort(removed)
 		selected := func(name *string) bool {
@@ -105,12 +96,7 @@ func (c *Client) RemoveFirewallCollections(ctx context.Context, firewallID strin
 		p.NetworkRuleCollections = slices.DeleteFunc(p.NetworkRuleCollections, func(col *armnetwork.AzureFirewallNetworkRuleCollection) bool {
 			return col != nil && selected(col.Name)
 		})
-		poller, err := client.BeginCreateOrUpdate(ctx, id.ResourceGroupName, id.Name, fw, nil)
-		if err != nil {
-			return err
-		}
-		_, err = poller.PollUntilDone(ctx, pollOptions)
-		return err
+		return true, nil
 	})
 	switch {
 	case isNotFound(err):

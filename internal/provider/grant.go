@@ -339,7 +339,7 @@ func (c *clients) closeGrant(ctx context.Context, m *jit.Machine, machineID, req
 		if c.aws == nil {
 			return errNoBlock("aws", machineID)
 		}
-		return c.aws.RevokeGrantPorts(ctx, requestID, machineID, primaryENI(m), ports)
+		return c.aws.RevokeGrantPorts(ctx, requestID, machineID, ports)
 	}
 	all := grantTargets(m, targets)
 	if len(all) == 0 || len(ports) == 0 {
