@@ -41,11 +41,14 @@ locals {
   db_vm  = "i-0a1b2c3d4e5f60718"
 }
 
-# Lock SSH and RDP on the web VM: deny rules land in its NIC's NSG and its
-# subnet's NSG, after the existing bastion rule that already decides port 22.
+# Lock SSH and RDP on the web VM and the database instance. On Azure, deny
+# rules land in the VM's NIC's NSG and its subnet's NSG, after the existing
+# bastion rule that already decides port 22. On EC2, the inbound rule of the
+# instance's security group that opens SSH to the world is revoked, and kept
+# in state and in the group's tags to be restored on destroy.
 resource "jit_policy" "web" {
   name                = "prod-web"
-  virtual_machine_ids = [local.web_vm]
+  virtual_machine_ids = [local.web_vm, local.db_vm]
 
   port {
     number                          = 22
@@ -57,17 +60,25 @@ resource "jit_policy" "web" {
   }
 }
 
+# Read once the policy is applied, so they show it.
 data "jit_virtual_machine" "web" {
-  virtual_machine_id = one(jit_policy.web.virtual_machine_ids)
+  virtual_machine_id = local.web_vm
+  depends_on         = [jit_policy.web]
 }
 
 data "jit_virtual_machine" "db" {
   virtual_machine_id = local.db_vm
+  depends_on         = [jit_policy.web]
 }
 
 output "policy_rules" {
   description = "Every deny rule the policy owns: where, at which priority, for which port."
   value       = [for r in jit_policy.web.rules : "${basename(r.target_id)}: ${r.name} priority ${r.priority} (${r.port}/${r.protocol})"]
+}
+
+output "revoked_ingress_rules" {
+  description = "Every EC2 inbound rule the policy keeps revoked, and every remainder it re-authorised in place of a wider rule."
+  value       = [for r in jit_policy.web.revoked_ingress_rules : "${r.security_group_id}: ${r.action} ${r.rule}"]
 }
 
 output "machines" {
