@@ -632,3 +632,42 @@ func TestAccPolicyAWS_removingAPortOrAnInstanceRestoresItsRules(t *testing.T) {
 		},
 	})
 }
+
+func TestAccPolicyAWS_deletedInstanceIsDroppedAndItsGroupRestored(t *testing.T) {
+	cloud := newTestCloud(t, "aws")
+	before := cloud.awsWorld(t, ec2Exact)
+	config := awsPolicyConfig(cloud, "gone", []string{ec2Exact}, port22)
+	tfresource.ParallelTest(t, tfresource.TestCase{
+		ProtoV6ProviderFactories: protoV6ProviderFactories,
+		CheckDestroy:             cloud.restored(t, before, ec2Exact),
+		Steps: []tfresource.TestStep{
+			{
+				Config: awsPolicyConfig(cloud, "gone", []string{ec2Exact, ec2Range}, port22),
+				Check:  expectIngress(t, cloud, sgRange, `tcp 0 21 10.0.0.0/8 "office VPN"`, `tcp 23 65535 10.0.0.0/8 "office VPN"`),
+			},
+			{
+				// The instance is deleted; its group outlives it, and gets its
+				// rule back whole once the policy no longer covers anything
+				// behind it.
+				PreConfig: func() {
+					if _, err := cloud.awsClient(t).EC2.TerminateInstances(context.Background(), &ec2.TerminateInstancesInput{InstanceIds: []string{ec2Range}}); err != nil {
+						t.Fatal(err)
+					}
+				},
+				Config: config,
+				ConfigPlanChecks: tfresource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
+					expectRevoked(revoked(sgExact, "revoke", `TCP 22 from 0.0.0.0/0, "ssh"`)),
+				}},
+				ConfigStateChecks: []statecheck.StateCheck{
+					statecheck.ExpectKnownValue("jit_policy.p", tfjsonpath.New("virtual_machine_ids"), knownvalue.SetExact([]knownvalue.Check{knownvalue.StringExact(ec2Exact)})),
+				},
+				Check: expectIngress(t, cloud, sgRange, `tcp 0 65535 10.0.0.0/8 "office VPN"`),
+			},
+			emptyPlanStep(config),
+		},
+	})
+	// The rest of the world is as it was; the range group's record is gone.
+	if tags := cloud.groupTags(t, sgRange); len(tags) != 0 {
+		t.Errorf("backup tags left on %s: %v", sgRange, tags)
+	}
+}
