@@ -359,13 +359,20 @@ func TestAccPolicyAWS_groupSharedWithAnInstanceOutsideThePolicy(t *testing.T) {
 	}
 }
 
-// planDiagnostics runs the policy's plan, as ModifyPlan does for the CLI,
-// through a provider configured against the emulator.
+// planDiagnostics runs the EC2 side of the policy's plan, as ModifyPlan
+// does for the CLI, through a provider configured against the emulator.
 func planDiagnostics(t *testing.T, cloud *testCloud, name string, instances []string, port int) diag.Diagnostics {
 	t.Helper()
 	r := &policyResource{clients: &clients{aws: cloud.awsClient(t)}}
-	ports := []jit.Port{{Number: port, Protocol: jit.ProtocolTCP, AllowedSourcePrefixes: []string{"*"}, MaxRequestAccessDuration: jit.DefaultPorts()[0].MaxRequestAccessDuration}}
-	p, diags := r.plan(context.Background(), name, instances, ports, nil, false)
+	var machines []*jit.Machine
+	for _, id := range instances {
+		m, err := r.clients.machine(context.Background(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		machines = append(machines, m)
+	}
+	p, diags := r.planAWS(context.Background(), name, machines, []jit.PortProtocol{{Number: port, Protocol: jit.ProtocolTCP}}, nil, false)
 	p.release()
 	return diags
 }
