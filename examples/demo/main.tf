@@ -41,11 +41,14 @@ locals {
   db_vm  = "i-0a1b2c3d4e5f60718"
 }
 
-# Lock SSH and RDP on the web VM: deny rules land in its NIC's NSG and its
-# subnet's NSG, after the existing bastion rule that already decides port 22.
+# Lock SSH and RDP on the web VM and the database instance. On Azure, deny
+# rules land in the VM's NIC's NSG and its subnet's NSG, after the existing
+# bastion rule that already decides port 22. On EC2, the inbound rule of the
+# instance's security group that opens SSH to the world is revoked, and kept
+# in state and in the group's tags to be restored on destroy.
 resource "jit_policy" "web" {
   name                = "prod-web"
-  virtual_machine_ids = [local.web_vm]
+  virtual_machine_ids = [local.web_vm, local.db_vm]
 
   port {
     number                          = 22
@@ -57,9 +60,10 @@ resource "jit_policy" "web" {
   }
 }
 
-# Alice asks for SSH until a given time (run.sh sets a time a few seconds
-# ahead, to show expiry). Checked at plan time against the policy that the
-# VM's tags record; the grant goes just ahead of the deny.
+# Alice asks for SSH to both machines until a given time (run.sh sets a time
+# a few seconds ahead, to show expiry). Checked at plan time against the
+# policy that each machine's tags record. On Azure the grant goes just ahead
+# of the deny; on EC2 it is a security group of its own on the primary ENI.
 variable "ssh_until" {
   description = "End of alice's SSH access, RFC 3339; null for no request."
   type        = string
@@ -67,8 +71,8 @@ variable "ssh_until" {
 }
 
 resource "jit_access_request" "alice" {
-  count              = var.ssh_until == null ? 0 : 1
-  virtual_machine_id = local.web_vm
+  for_each           = var.ssh_until == null ? {} : { web = local.web_vm, db = local.db_vm }
+  virtual_machine_id = each.value
   justification      = "INC-4211 disk full"
   depends_on         = [jit_policy.web]
 
@@ -79,17 +83,25 @@ resource "jit_access_request" "alice" {
   }
 }
 
+# Read once the policy is applied, so they show it.
 data "jit_virtual_machine" "web" {
-  virtual_machine_id = one(jit_policy.web.virtual_machine_ids)
+  virtual_machine_id = local.web_vm
+  depends_on         = [jit_policy.web]
 }
 
 data "jit_virtual_machine" "db" {
   virtual_machine_id = local.db_vm
+  depends_on         = [jit_policy.web]
 }
 
 output "policy_rules" {
   description = "Every deny rule the policy owns: where, at which priority, for which port."
   value       = [for r in jit_policy.web.rules : "${basename(r.target_id)}: ${r.name} priority ${r.priority} (${r.port}/${r.protocol})"]
+}
+
+output "revoked_ingress_rules" {
+  description = "Every EC2 inbound rule the policy keeps revoked, and every remainder it re-authorised in place of a wider rule."
+  value       = [for r in jit_policy.web.revoked_ingress_rules : "${r.security_group_id}: ${r.action} ${r.rule}"]
 }
 
 output "machines" {
@@ -107,10 +119,10 @@ output "machines" {
 
 output "alice" {
   description = "Alice's grant: where to connect, its status and the rules it holds."
-  value = [for r in jit_access_request.alice : {
+  value = { for vm, r in jit_access_request.alice : vm => {
     connect = r.port[0].connection_details
     until   = r.port[0].end_time_utc
     status  = r.port[0].status
     rules   = [for rule in r.rules : "${basename(rule.target_id)}: ${rule.name} priority ${rule.priority}"]
-  }]
+  } }
 }

@@ -31,6 +31,7 @@ type ec2Handler func(a *awsState, p awsParams) (any, *awsError)
 
 var ec2Handlers = map[string]ec2Handler{
 	"DescribeInstances":               (*awsState).describeInstances,
+	"TerminateInstances":              (*awsState).terminateInstances,
 	"DescribeNetworkInterfaces":       (*awsState).describeNetworkInterfaces,
 	"ModifyNetworkInterfaceAttribute": (*awsState).modifyNetworkInterfaceAttribute,
 	"DescribeSecurityGroups":          (*awsState).describeSecurityGroups,

@@ -848,3 +848,29 @@ func TestAWSOperationsListed(t *testing.T) {
 		}
 	}
 }
+
+func TestAWSTerminateInstances(t *testing.T) {
+	w := newAWSWorld(t)
+	out, err := w.ec2.TerminateInstances(bg, &ec2.TerminateInstancesInput{InstanceIds: []string{webInstance}})
+	if err != nil || len(out.TerminatingInstances) != 1 || out.TerminatingInstances[0].CurrentState.Name != types.InstanceStateNameTerminated ||
+		out.TerminatingInstances[0].PreviousState.Name != types.InstanceStateNameRunning {
+		t.Fatalf("terminate: %v %+v", err, out)
+	}
+	inst, err := w.ec2.DescribeInstances(bg, &ec2.DescribeInstancesInput{InstanceIds: []string{webInstance}})
+	if err != nil || inst.Reservations[0].Instances[0].State.Name != types.InstanceStateNameTerminated || len(inst.Reservations[0].Instances[0].NetworkInterfaces) != 0 {
+		t.Fatalf("terminated instance: %v %+v", err, inst)
+	}
+	// The primary ENI is deleted with the instance, the secondary detached
+	// with its groups.
+	_, err = w.ec2.DescribeNetworkInterfaces(bg, &ec2.DescribeNetworkInterfacesInput{NetworkInterfaceIds: []string{webENI}})
+	wantAPIError(t, err, "InvalidNetworkInterfaceID.NotFound", 400)
+	enis, err := w.ec2.DescribeNetworkInterfaces(bg, &ec2.DescribeNetworkInterfacesInput{NetworkInterfaceIds: []string{backendENI}})
+	if err != nil || enis.NetworkInterfaces[0].Attachment != nil || enis.NetworkInterfaces[0].Status != types.NetworkInterfaceStatusAvailable || len(enis.NetworkInterfaces[0].Groups) == 0 {
+		t.Fatalf("secondary ENI: %v %+v", err, enis)
+	}
+	if _, err := w.ec2.TerminateInstances(bg, &ec2.TerminateInstancesInput{InstanceIds: []string{webInstance}}); err != nil {
+		t.Fatalf("terminating again: %v", err)
+	}
+	_, err = w.ec2.TerminateInstances(bg, &ec2.TerminateInstancesInput{InstanceIds: []string{"i-0123456789abcdef0"}})
+	wantAPIError(t, err, "InvalidInstanceID.NotFound", 400)
+}

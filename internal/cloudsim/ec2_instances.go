@@ -65,6 +65,53 @@ func (a *awsState) describeInstances(p awsParams) (any, *awsError) {
 	return out, nil
 }
 
+// terminateInstances deletes instances as EC2 does, except that the
+// shutdown completes at once: the instance stays listed as terminated, the
+// ENIs deleted with it (DeleteOnTermination, which the emulator sets on the
+// primary ENI) are gone, and the others are detached. Their security groups
+// are untouched. Terminating a terminated instance succeeds.
+func (a *awsState) terminateInstances(p awsParams) (any, *awsError) {
+	ids := p.list("InstanceId")
+	if len(ids) == 0 {
+		return nil, ec2MissingParameter("InstanceId")
+	}
+	if err := checkEC2IDs("i", "InvalidInstanceID.Malformed", ids); err != nil {
+		return nil, err
+	}
+	if err := requireIDs(ids, func(id string) bool { return a.instance(id) != nil }, "InvalidInstanceID.NotFound", "instance ID"); err != nil {
+		return nil, err
+	}
+	out := &struct {
+		ec2Meta
+		Instances []ec2StateChange `xml:"instancesSet>item"`
+	}{}
+	for _, id := range ids {
+		inst := a.instance(id)
+		previous := inst.State
+		inst.State = "terminated"
+		a.fx.NetworkInterfaces = slices.DeleteFunc(a.fx.NetworkInterfaces, func(e AWSNetworkInterface) bool {
+			return e.InstanceID == id && e.DeviceIndex == 0
+		})
+		for i := range a.fx.NetworkInterfaces {
+			if e := &a.fx.NetworkInterfaces[i]; e.InstanceID == id {
+				e.InstanceID, e.DeviceIndex = "", 0
+			}
+		}
+		out.Instances = append(out.Instances, ec2StateChange{
+			ID:       id,
+			Current:  ec2InstanceState{Code: ec2InstanceStates[inst.State], Name: inst.State},
+			Previous: ec2InstanceState{Code: ec2InstanceStates[previous], Name: previous},
+		})
+	}
+	return out, nil
+}
+
+type ec2StateChange struct {
+	ID       string           `xml:"instanceId"`
+	Current  ec2InstanceState `xml:"currentState"`
+	Previous ec2InstanceState `xml:"previousState"`
+}
+
 func (a *awsState) instanceXML(inst AWSInstance) ec2Instance {
 	x := ec2Instance{
 		ID: inst.ID, ImageID: inst.ImageID, InstanceType: inst.InstanceType, Tags: ec2TagSet(inst.Tags),

@@ -426,6 +426,9 @@ func portModels(ports []jit.Port) []policyPort {
 }
 
 func rulesValue(rules []policyRule) (types.List, diag.Diagnostics) {
+	if rules == nil {
+		rules = []policyRule{} // known and empty, as for a policy of EC2 instances only
+	}
 	slices.SortFunc(rules, func(a, b policyRule) int {
 		return cmpOr(strings.Compare(strings.ToLower(a.TargetID), strings.ToLower(b.TargetID)), int(a.Priority-b.Priority), strings.Compare(a.Name, b.Name))
 	})

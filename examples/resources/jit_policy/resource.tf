@@ -29,3 +29,15 @@ resource "jit_policy" "batch" {
   name                = "batch"
   virtual_machine_ids = ["/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/batch/providers/Microsoft.Compute/virtualMachines/worker"]
 }
+
+# EC2 instances: every inbound rule of their security groups that opens SSH
+# is revoked (a wider rule is split, so only port 22 closes) and restored
+# exactly on destroy; the plan lists them in revoked_ingress_rules.
+resource "jit_policy" "db" {
+  name                = "prod-db"
+  virtual_machine_ids = ["i-0123456789abcdef0"]
+
+  port {
+    number = 22
+  }
+}
