@@ -69,3 +69,10 @@ func retryAfter(resp *http.Response) time.Duration {
 func withRetry(ctx context.Context, op func(context.Context) error) error {
 	return retry.Do(ctx, retry.DefaultBackoff, classify, op)
 }
+
+// IsPriorityConflict tells whether ARM refused a security rule because
+// another rule of the NSG holds its priority and direction.
+func IsPriorityConflict(err error) bool {
+	var re *azcore.ResponseError
+	return errors.As(err, &re) && re.ErrorCode == "SecurityRuleConflict"
+}

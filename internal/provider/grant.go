@@ -91,43 +91,69 @@ func (c *clients) openGrant(ctx context.Context, m *jit.Machine, policy string, 
 		}
 	}
 	for _, nsg := range nsgs {
-		rules, err := c.azure.SecurityRules(ctx, nsg)
+		// Another process (a parallel pipeline) may take the priority chosen
+		// between the read and the write: ARM refuses the write with
+		// SecurityRuleConflict, and the NSG is read and placed again.
+		var rules []grantRule
+		var err error
+		for attempt := 1; ; attempt++ {
+			rules, err = c.grantInNSG(ctx, m, nsg, policy, req, source)
+			if err == nil || !azure.IsPriorityConflict(err) || attempt == maxPlacements {
+				break
+			}
+		}
+		opened.rules = append(opened.rules, rules...)
 		if err != nil {
-			return opened, err
-		}
-		var plan jit.NSGPlan
-		for _, gp := range req.Ports {
-			name := jit.GrantRuleName(req.ID, m.ID, gp.Port)
-			rules = slices.DeleteFunc(rules, func(r jit.NSGRule) bool {
-				if r.Name != name && grantsSame(r, m, gp.Port) {
-					plan.Remove = append(plan.Remove, r)
-					return true
-				}
-				return false
-			})
-			rule, err := jit.PlanNSGGrant(jit.NSGGrant{
-				NSG: nsg, Rules: rules, Policy: policy, Request: req.ID, Machine: m.ID, PrivateIPs: m.PrivateIPs(),
-				Port: gp.Port, Source: source(gp), End: gp.End, Requestor: req.Requestor, Justification: req.Justification,
-			})
-			if err != nil {
-				return opened, err
-			}
-			i := slices.IndexFunc(rules, func(r jit.NSGRule) bool { return r.Name == name })
-			switch {
-			case i < 0:
-				rules = append(rules, rule)
-				plan.Add = append(plan.Add, rule)
-			case rules[i].Priority != rule.Priority || !rules[i].Equivalent(rule):
-				rules[i] = rule
-				plan.Add = append(plan.Add, rule)
-			}
-			opened.rules = append(opened.rules, grantRule{TargetID: nsg, Name: rule.Name, Priority: int64(rule.Priority), Port: int64(gp.Port.Number), Protocol: string(gp.Port.Protocol)})
-		}
-		if err := c.azure.ApplyNSGPlan(ctx, nsg, plan); err != nil {
 			return opened, err
 		}
 	}
 	return opened, nil
+}
+
+// maxPlacements bounds how often a grant is placed again after losing its
+// priority to another writer.
+const maxPlacements = 10
+
+// grantInNSG places the request's grants in one NSG, superseding older
+// requests' grants for the same machine and ports, and writes them.
+func (c *clients) grantInNSG(ctx context.Context, m *jit.Machine, nsg, policy string, req grantRequest, source func(grantPort) string) ([]grantRule, error) {
+	rules, err := c.azure.SecurityRules(ctx, nsg)
+	if err != nil {
+		return nil, err
+	}
+	var plan jit.NSGPlan
+	var owned []grantRule
+	for _, gp := range req.Ports {
+		name := jit.GrantRuleName(req.ID, m.ID, gp.Port)
+		rules = slices.DeleteFunc(rules, func(r jit.NSGRule) bool {
+			if r.Name != name && grantsSame(r, m, gp.Port) {
+				plan.Remove = append(plan.Remove, r)
+				return true
+			}
+			return false
+		})
+		rule, err := jit.PlanNSGGrant(jit.NSGGrant{
+			NSG: nsg, Rules: rules, Policy: policy, Request: req.ID, Machine: m.ID, PrivateIPs: m.PrivateIPs(),
+			Port: gp.Port, Source: source(gp), End: gp.End, Requestor: req.Requestor, Justification: req.Justification,
+		})
+		if err != nil {
+			return nil, err
+		}
+		i := slices.IndexFunc(rules, func(r jit.NSGRule) bool { return r.Name == name })
+		switch {
+		case i < 0:
+			rules = append(rules, rule)
+			plan.Add = append(plan.Add, rule)
+		case rules[i].Priority != rule.Priority || !rules[i].Equivalent(rule):
+			rules[i] = rule
+			plan.Add = append(plan.Add, rule)
+		}
+		owned = append(owned, grantRule{TargetID: nsg, Name: rule.Name, Priority: int64(rule.Priority), Port: int64(gp.Port.Number), Protocol: string(gp.Port.Protocol)})
+	}
+	if err := c.azure.ApplyNSGPlan(ctx, nsg, plan); err != nil {
+		return nil, err
+	}
+	return owned, nil
 }
 
 // openSGGrant opens an EC2 instance's ports with a security group of the

@@ -1,0 +1,68 @@
+package provider
+
+import (
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jitaccess/terraform-provider-jit/internal/jit"
+)
+
+// Two provider processes (two pipelines applying requests at once) share no
+// locks: only ARM's SecurityRuleConflict tells one that the other took the
+// priority it chose. Every grant must still land, each at its own priority.
+func TestOpenGrant_twoProcessesOnOneNSGNeverCollide(t *testing.T) {
+	cloud := newTestCloud(t, "world")
+	clock := jit.NewFakeClock(requestEpoch)
+	processes := []*clients{
+		{azure: cloud.azureClient(t), clock: clock},
+		{azure: cloud.azureClient(t), clock: clock},
+	}
+	m, err := processes[0].machine(t.Context(), testVM+"web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const perProcess = 10
+	var wg sync.WaitGroup
+	errs := make(chan error, 2*perProcess)
+	for p, c := range processes {
+		for i := range perProcess {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				port := jit.PortProtocol{Number: 8000 + p*perProcess + i, Protocol: jit.ProtocolTCP}
+				_, err := c.openGrant(t.Context(), m, "web", grantRequest{
+					ID: fmt.Sprintf("p%d-r%d", p, i), Justification: "load", Requestor: "ci",
+					Ports: []grantPort{{Port: port, Source: "198.51.100.7", End: requestEpoch.Add(time.Hour)}},
+				})
+				errs <- err
+			}()
+		}
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Error(err)
+		}
+	}
+	for _, nsg := range []string{"web-nic-nsg", "web-subnet-nsg"} {
+		seen := map[int]string{}
+		grants := 0
+		for _, r := range cloud.nsgRules(t, nsg) {
+			if other, taken := seen[r.Priority]; taken {
+				t.Errorf("%s: %s and %s share priority %d", nsg, r.Name, other, r.Priority)
+			}
+			seen[r.Priority] = r.Name
+			if mk, ok := jit.ParseMarker(r.Description); ok && mk.Kind == jit.MarkerGrant {
+				grants++
+			}
+		}
+		if grants != 2*perProcess {
+			t.Errorf("%s holds %d grants, want %d", nsg, grants, 2*perProcess)
+		}
+	}
+	writes := cloud.Calls()["SecurityRules.CreateOrUpdate"]
+	t.Logf("%d grants in 2 NSGs took %d rule writes: %d lost their priority to the other process and were placed again", 4*perProcess, writes, writes-4*perProcess)
+}
