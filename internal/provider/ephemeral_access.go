@@ -222,8 +222,8 @@ func (e *accessEphemeral) Close(ctx context.Context, req ephemeral.CloseRequest,
 	if resp.Diagnostics.HasError() {
 		return
 	}
-	m, err := e.clients.machine(ctx, state.MachineID)
-	if err != nil && !isNotFound(err) {
+	m, err := e.clients.machineIfAny(ctx, state.MachineID)
+	if err != nil {
 		resp.Diagnostics.AddError("Cannot read virtual machine", err.Error())
 		return
 	}

@@ -220,6 +220,15 @@ func (c *clients) azureClient(id string) (*azure.Client, error) {
 	return c.azure, nil
 }
 
+// machineIfAny resolves a machine that may be gone: nil, and no error, then.
+func (c *clients) machineIfAny(ctx context.Context, id string) (*jit.Machine, error) {
+	m, err := c.machine(ctx, id)
+	if isNotFound(err) {
+		return nil, nil
+	}
+	return m, err
+}
+
 // requestor names who is asking for access to m: the identity of the
 // provider's credentials in m's cloud.
 func (c *clients) requestor(ctx context.Context, m *jit.Machine) (string, error) {

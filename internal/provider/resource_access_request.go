@@ -370,11 +370,8 @@ func (r *accessRequestResource) Read(ctx context.Context, req resource.ReadReque
 	defer cancel()
 
 	vmID := state.VirtualMachineID.ValueString()
-	m, err := r.clients.machine(ctx, vmID)
-	switch {
-	case isNotFound(err):
-		m = nil
-	case err != nil:
+	m, err := r.clients.machineIfAny(ctx, vmID)
+	if err != nil {
 		resp.Diagnostics.AddError("Cannot read virtual machine", err.Error())
 		return
 	}
@@ -421,8 +418,8 @@ func (r *accessRequestResource) Update(ctx context.Context, req resource.UpdateR
 	defer cancel()
 
 	vmID := plan.VirtualMachineID.ValueString()
-	m, err := r.clients.machine(ctx, vmID)
-	if err != nil && !isNotFound(err) {
+	m, err := r.clients.machineIfAny(ctx, vmID)
+	if err != nil {
 		resp.Diagnostics.AddError("Cannot read virtual machine", err.Error())
 		return
 	}
@@ -471,8 +468,8 @@ func (r *accessRequestResource) Delete(ctx context.Context, req resource.DeleteR
 	defer cancel()
 
 	vmID := state.VirtualMachineID.ValueString()
-	m, err := r.clients.machine(ctx, vmID)
-	if err != nil && !isNotFound(err) {
+	m, err := r.clients.machineIfAny(ctx, vmID)
+	if err != nil {
 		resp.Diagnostics.AddError("Cannot read virtual machine", err.Error())
 		return
 	}
