@@ -218,7 +218,7 @@ func (r *accessRequestResource) planNew(ctx context.Context, plan *accessRequest
 		diags.AddAttributeError(path.Root("virtual_machine_id"), "Cannot read virtual machine", err.Error())
 		return
 	}
-	_, policyPorts, ok, err := machinePolicy(m)
+	policy, policyPorts, ok, err := machinePolicy(m)
 	switch {
 	case err != nil:
 		diags.AddAttributeError(path.Root("virtual_machine_id"), "Unreadable JIT policy", err.Error())
@@ -232,6 +232,9 @@ func (r *accessRequestResource) planNew(ctx context.Context, plan *accessRequest
 	}
 	resolved, d := plan.validate(policyPorts, r.clients.clock.Now())
 	diags.Append(d...)
+	if !diags.HasError() {
+		r.checkPlacement(ctx, m, policy, plan, resolved, diags)
+	}
 	if m.Cloud == jit.CloudAWS && len(m.Interfaces) > 0 && len(m.Interfaces[0].SecurityGroupIDs) >= aws.GroupsPerInterface {
 		diags.AddAttributeError(path.Root("virtual_machine_id"), "No room for the grant's security group",
 			fmt.Sprintf("The primary network interface %s of %s already has %d security groups, EC2's default limit per interface; a grant attaches one more. Detach a group first.",
@@ -240,6 +243,34 @@ func (r *accessRequestResource) planNew(ctx context.Context, plan *accessRequest
 	for i, pp := range resolved {
 		if plan.Ports[i].Protocol.IsUnknown() {
 			plan.Ports[i].Protocol = types.StringValue(string(pp.Protocol))
+		}
+	}
+}
+
+// checkPlacement places the grants in each NSG on the path as they are now,
+// without writing, so that a grant that could not work (a rule that is not
+// the JIT deny shadows it with no free priority before it) fails the plan,
+// naming that rule. Through a firewall the source the VM sees is the
+// firewall's, which apply reads.
+func (r *accessRequestResource) checkPlacement(ctx context.Context, m *jit.Machine, policy string, plan *accessRequestModel, resolved []jit.PortProtocol, diags *diag.Diagnostics) {
+	if m.Cloud != jit.CloudAzure || m.Tags[jit.TagFirewall] != "" {
+		return
+	}
+	end := r.clients.clock.Now().Add(time.Hour)
+	for _, nsg := range m.FilterIDs() {
+		rules, err := r.clients.azure.SecurityRules(ctx, nsg)
+		if err != nil {
+			diags.AddAttributeError(path.Root("virtual_machine_id"), "Cannot read network security group", err.Error())
+			return
+		}
+		for i, pp := range resolved {
+			_, err := jit.PlanNSGGrant(jit.NSGGrant{
+				NSG: nsg, Rules: rules, Policy: policy, Request: "plan", Machine: m.ID, PrivateIPs: m.PrivateIPs(),
+				Port: pp, Source: plan.Ports[i].AllowedSourceAddressPrefix.ValueString(), End: end,
+			})
+			if err != nil {
+				diags.AddAttributeError(path.Root("port").AtListIndex(i), "The grant could not be placed", err.Error())
+			}
 		}
 	}
 }

@@ -501,3 +501,35 @@ removed {
 		},
 	})
 }
+
+func TestAccAccessRequest_shadowedGrantIsAPlanTimeError(t *testing.T) {
+	cloud := newTestCloud(t, "world")
+	clock := jit.NewFakeClock(requestEpoch)
+	resource.ParallelTest(t, resource.TestCase{
+		ProtoV6ProviderFactories: factoriesAt(clock),
+		Steps: []resource.TestStep{
+			{Config: cloud.config(sshPolicy)},
+			{
+				// Someone denies SSH from everywhere at the first priority:
+				// no grant can go before it.
+				PreConfig: func() {
+					deny := inbound("deny-ssh-all", 100, jit.NSGDeny, "22")
+					deny.SourcePrefixes = []string{"*"}
+					cloud.putRule(t, "web-nic-nsg", deny)
+					cloud.ResetCalls()
+				},
+				Config:      cloud.config(sshPolicy + sshRequest("alice", "203.0.113.7/32", `duration = "PT1H"`)),
+				ExpectError: regexp.MustCompile(`The grant could not be placed[\s\S]*"deny-ssh-all"\s+\(priority\s+100\)[\s\S]*could\s+not\s+work`),
+			},
+			{
+				Config: cloud.config(sshPolicy),
+				Check: func(*terraform.State) error {
+					if n := cloud.writes(); n != 0 {
+						return fmt.Errorf("%d writes for a grant that could not work", n)
+					}
+					return nil
+				},
+			},
+		},
+	})
+}
