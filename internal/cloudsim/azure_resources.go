@@ -1,6 +1,7 @@
 package cloudsim
 
 import (
+	"net/http"
 	"net/netip"
 	"strings"
 )
@@ -39,6 +40,20 @@ func (a *azureState) renderVM(vm *AzureVM) obj {
 		"provisioningState": a.provisioningState(vm.ID),
 	}
 	return o
+}
+
+// deleteVM is VirtualMachinesClient.BeginDelete: 202 and an operation
+// that removes the VM when it completes. Its network interfaces stay, as
+// they do in Azure unless the VM was created to delete them with it.
+func deleteVM(c *armCall) armReply {
+	vm, found := lookup[*AzureVM](c.a, c.path)
+	if !found {
+		return armReply{status: http.StatusNoContent}
+	}
+	_, h := c.startOperation("Microsoft.Compute", vm.Location, "DeleteVMOperation", "", map[string]string{c.key(): "Deleting"}, func() {
+		delete(c.a.res, strings.ToLower(vm.ID))
+	})
+	return armReply{status: http.StatusAccepted, header: h}
 }
 
 // updateVM is VirtualMachinesClient.BeginUpdate: a PATCH whose tags, when

@@ -136,6 +136,7 @@ var armOperations = func() []string {
 func buildARMRoutes() []armRoute {
 	routes := []armRoute{
 		{"PATCH", vmPath, "VirtualMachines.Update", updateVM},
+		{"DELETE", vmPath, "VirtualMachines.Delete", deleteVM},
 		{"GET", rgPrefix + "Microsoft.Network/virtualNetworks/{vnet}/subnets/{name}", "Subnets.Get", getSubnet},
 		{"GET", nsgPath + "/securityRules", "SecurityRules.List", listSecurityRules},
 		{"GET", nsgPath + "/securityRules/{name}", "SecurityRules.Get", getSecurityRule},

@@ -856,3 +856,31 @@ func TestAzureOperationsListed(t *testing.T) {
 		}
 	}
 }
+
+func TestAzureVMDeleteKeepsItsNICs(t *testing.T) {
+	w := newAzureWorld(t, Options{})
+	ctx := context.Background()
+	vms := w.comp.NewVirtualMachinesClient()
+	poller, err := vms.BeginDelete(ctx, "rg-prod", "web-01", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := poller.PollUntilDone(ctx, &runtime.PollUntilDoneOptions{Frequency: time.Millisecond}); err != nil {
+		t.Fatal(err)
+	}
+	var re *azcore.ResponseError
+	if _, err := vms.Get(ctx, "rg-prod", "web-01", nil); !errors.As(err, &re) || re.StatusCode != 404 || re.ErrorCode != "ResourceNotFound" {
+		t.Fatalf("get after delete: %v", err)
+	}
+	if _, err := w.net.NewInterfacesClient().Get(ctx, "rg-prod", "web-01-nic", nil); err != nil {
+		t.Fatalf("the VM's NIC went with it: %v", err)
+	}
+	// Deleting what is gone is no error, as in ARM.
+	poller, err = vms.BeginDelete(ctx, "rg-prod", "web-01", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := poller.PollUntilDone(ctx, &runtime.PollUntilDoneOptions{Frequency: time.Millisecond}); err != nil {
+		t.Fatal(err)
+	}
+}

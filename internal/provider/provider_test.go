@@ -6,6 +6,14 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/arm"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/cloud"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/runtime"
+	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
+	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/compute/armcompute/v8"
 
 	"github.com/hashicorp/terraform-plugin-framework/providerserver"
 	"github.com/hashicorp/terraform-plugin-go/tfprotov6"
@@ -91,6 +99,33 @@ func (c *testCloud) azureClient(t *testing.T) *azure.Client {
 		t.Fatal(err)
 	}
 	return client
+}
+
+// deleteVM deletes an emulated VM the way its owner would, through the
+// compute API.
+func (c *testCloud) deleteVM(t *testing.T, name string) {
+	t.Helper()
+	cred, err := azidentity.NewDefaultAzureCredential(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := cloud.Configuration{Services: map[cloud.ServiceName]cloud.ServiceConfiguration{
+		cloud.ResourceManager: {Endpoint: c.URL, Audience: "https://management.core.windows.net/"},
+	}}
+	vms, err := armcompute.NewVirtualMachinesClient(testSub, cred, &arm.ClientOptions{
+		ClientOptions:         policy.ClientOptions{Cloud: env, InsecureAllowCredentialWithHTTP: true},
+		DisableRPRegistration: true,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	poller, err := vms.BeginDelete(t.Context(), "prod", name, nil)
+	if err == nil {
+		_, err = poller.PollUntilDone(t.Context(), &runtime.PollUntilDoneOptions{Frequency: 10 * time.Millisecond})
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
 }
 
 // putRule writes a rule into an emulated NSG the way a person or another

@@ -634,3 +634,28 @@ func TestAccPolicy_connectionDroppedAfterTheWriteConverges(t *testing.T) {
 		},
 	})
 }
+
+func TestAccPolicy_deletedVMLeavesThePolicyWithItsRules(t *testing.T) {
+	cloud := newTestCloud(t, "world")
+	resource.ParallelTest(t, resource.TestCase{
+		ProtoV6ProviderFactories: protoV6ProviderFactories,
+		Steps: []resource.TestStep{
+			{
+				Config: policyConfig(cloud, "gone", []string{"web", "web2"}, port22),
+				Check:  expectDenies(t, cloud, "web-subnet-nsg", "gone", "22/Tcp@1000->10.0.1.4 22/Tcp@1001->10.0.1.5"),
+			},
+			{
+				// web2 is deleted; its path can no longer be read, yet its
+				// deny in the shared subnet NSG is found from state and removed.
+				PreConfig: func() { cloud.deleteVM(t, "web2") },
+				Config:    policyConfig(cloud, "gone", []string{"web"}, port22),
+				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
+					plancheck.ExpectResourceAction("jit_policy.p", plancheck.ResourceActionUpdate),
+					plancheck.ExpectKnownValue("jit_policy.p", tfjsonpath.New("rules"), knownvalue.ListSizeExact(2)),
+				}},
+				Check: expectDenies(t, cloud, "web-subnet-nsg", "gone", "22/Tcp@1000->10.0.1.4"),
+			},
+			{Config: policyConfig(cloud, "gone", []string{"web"}, port22), ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{plancheck.ExpectEmptyPlan()}}},
+		},
+	})
+}
