@@ -25,10 +25,13 @@ func DenyRuleName(policy, machine string, port PortProtocol) string {
 }
 
 // GrantRuleName names the grant of a port to one machine by one request:
-// "jit-grant-<machine>-22-tcp-<hash>".
+// "jit-grant-<machine>-22-tcp-<request>-<hash>". The request ID is kept
+// (its first 25 characters), so that the rule tells when it was granted:
+// the provider's IDs start with the start time, "20261123T094700Z-…", and
+// the marker in the description has room for the end time only.
 func GrantRuleName(request, machine string, port PortProtocol) string {
 	return "jit-grant-" + nameSlug(machineShortName(machine), 20) + "-" + portSlug(port) + "-" +
-		nameHash("grant", request, strings.ToLower(machine), portLabel(port))
+		nameSlug(request, 25) + "-" + nameHash("grant", request, strings.ToLower(machine), portLabel(port))
 }
 
 // machineShortName is the last segment of an ARM ID (the VM name), or the

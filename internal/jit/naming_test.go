@@ -18,7 +18,8 @@ func TestRuleNames_areValidReadableAndDeterministic(t *testing.T) {
 	for _, tc := range []struct{ got, want string }{
 		{DenyRuleName("prod-web", vmID, PortProtocol{22, ProtocolTCP}), "jit-deny-prod-web-web-01-22-tcp-"},
 		{DenyRuleName("prod web/α", "i-0123456789abcdef0", PortProtocol{3389, ProtocolAny}), "jit-deny-prod-web-i-0123456789abcdef0-3389-any-"},
-		{GrantRuleName("req-1", vmID, PortProtocol{53, ProtocolUDP}), "jit-grant-web-01-53-udp-"},
+		{GrantRuleName("req-1", vmID, PortProtocol{53, ProtocolUDP}), "jit-grant-web-01-53-udp-req-1-"},
+		{GrantRuleName("20261123T094700Z-1c398f3a", vmID, PortProtocol{22, ProtocolTCP}), "jit-grant-web-01-22-tcp-20261123T094700Z-1c398f3a-"},
 		{DenyRuleName("ααα", "///", PortProtocol{0, ProtocolTCP}), "jit-deny-x-x-0-tcp-"},
 	} {
 		if !strings.HasPrefix(tc.got, tc.want) || len(tc.got) != len(tc.want)+10 {

@@ -90,7 +90,10 @@ func (r *accessRequestResource) Schema(ctx context.Context, _ resource.SchemaReq
 			"before its end revokes it; a newer request for the same VM and port supersedes this one.",
 		Attributes: map[string]schema.Attribute{
 			"id": schema.StringAttribute{
-				Computed: true, MarkdownDescription: "Request ID; the grant rules are named after it.",
+				Computed: true,
+				MarkdownDescription: "Request ID: the start time and a random suffix. Each grant carries it in the cloud (in its rule's " +
+					"name, or its security group's `jit-request` tag), with the end time, requestor and justification in its " +
+					"description or `jit-grant` tag, so grants are found and revoked without state.",
 				PlanModifiers: []planmodifier.String{stringplanmodifier.UseStateForUnknown()},
 			},
 			"virtual_machine_id": schema.StringAttribute{
