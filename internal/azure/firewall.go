@@ -18,19 +18,23 @@ type Firewall struct {
 	ID string
 	// PolicyID is the Firewall Policy managing the firewall's rules, if
 	// any: such a firewall has no classic rule collections to write.
-	PolicyID string
-	// PublicIP is the address of the first IP configuration's public IP
-	// resource: where DNAT grants are reached. PrivateIPs are the
-	// firewall's own addresses, which DNAT'd traffic arrives from.
-	PublicIP   string
-	PrivateIPs []string
+	PolicyID           string
+	NetworkCollections []jit.FirewallNetworkCollection
+	NATCollections     []jit.FirewallNATCollection
+	// ipConfig is the first IP configuration, which Addresses resolves.
+	ipConfig *armnetwork.AzureFirewallIPConfigurationPropertiesFormat
+}
+
+// FirewallAddresses are what a grant through a firewall needs.
+type FirewallAddresses struct {
+	// PublicIP is where DNAT grants are reached: the address of the first
+	// IP configuration's public IP resource.
+	PublicIP string
 	// SNATSource is where traffic the firewall forwards arrives from at
 	// the VM: Azure Firewall source-NATs DNAT traffic to the addresses of
 	// its instances in AzureFirewallSubnet, so the subnet's prefix (the
-	// first private address when the subnet cannot be read).
-	SNATSource         string
-	NetworkCollections []jit.FirewallNetworkCollection
-	NATCollections     []jit.FirewallNATCollection
+	// firewall's private address when the subnet cannot be read).
+	SNATSource string
 }
 
 // FirewallChange sets classic rule collections by name; a nil collection
@@ -62,28 +66,34 @@ func (c *Client) Firewall(ctx context.Context, firewallID string) (*Firewall, er
 			}
 		}
 		for _, ipc := range p.IPConfigurations {
-			if ipc == nil || ipc.Properties == nil {
-				continue
-			}
-			if ip := deref(ipc.Properties.PrivateIPAddress); ip != "" {
-				out.PrivateIPs = append(out.PrivateIPs, ip)
-				if out.SNATSource == "" {
-					out.SNATSource = ip
-				}
-			}
-			if sub := ipc.Properties.Subnet; sub != nil && len(out.PrivateIPs) == 1 {
-				if subnet, err := c.subnet(ctx, deref(sub.ID)); err == nil && subnet.Properties != nil && deref(subnet.Properties.AddressPrefix) != "" {
-					out.SNATSource = *subnet.Properties.AddressPrefix
-				}
-			}
-			if pip := ipc.Properties.PublicIPAddress; pip != nil && out.PublicIP == "" {
-				if out.PublicIP, err = c.publicIPAddress(ctx, deref(pip.ID)); err != nil {
-					return nil, err
-				}
+			if ipc != nil && ipc.Properties != nil {
+				out.ipConfig = ipc.Properties
+				break
 			}
 		}
 	}
 	return out, nil
+}
+
+// Addresses reads the firewall's public address and the prefix its
+// forwarded traffic comes from. Only grants need them, so Firewall leaves
+// these two reads out.
+func (c *Client) Addresses(ctx context.Context, fw *Firewall) (FirewallAddresses, error) {
+	ipc := fw.ipConfig
+	if ipc == nil || ipc.PublicIPAddress == nil || deref(ipc.PrivateIPAddress) == "" {
+		return FirewallAddresses{}, fmt.Errorf("Azure Firewall %s has no public and private address to forward a grant through", fw.ID)
+	}
+	publicIP, err := c.publicIPAddress(ctx, deref(ipc.PublicIPAddress.ID))
+	if err != nil {
+		return FirewallAddresses{}, err
+	}
+	addrs := FirewallAddresses{PublicIP: publicIP, SNATSource: *ipc.PrivateIPAddress}
+	if ipc.Subnet != nil {
+		if subnet, err := c.subnet(ctx, deref(ipc.Subnet.ID)); err == nil && subnet.Properties != nil && deref(subnet.Properties.AddressPrefix) != "" {
+			addrs.SNATSource = *subnet.Properties.AddressPrefix
+		}
+	}
+	return addrs, nil
 }
 
 func (c *Client) publicIPAddress(ctx context.Context, publicIPID string) (string, error) {

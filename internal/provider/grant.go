@@ -79,12 +79,12 @@ func (c *clients) openGrant(ctx context.Context, m *jit.Machine, policy string, 
 	defer c.azure.Lock(locked...)()
 	source := func(gp grantPort) string { return gp.Source }
 	if firewall != "" {
-		fw, err := c.openFirewallGrant(ctx, m, firewall, policy, req, &opened)
+		addrs, err := c.openFirewallGrant(ctx, m, firewall, policy, req, &opened)
 		if err != nil {
 			return opened, err
 		}
 		// The DNAT rule enforces the requester's source; the VM sees the firewall's.
-		source = func(grantPort) string { return fw.SNATSource }
+		source = func(grantPort) string { return addrs.SNATSource }
 	} else {
 		for _, gp := range req.Ports {
 			opened.connect[gp.Port] = connectionDetails(m, gp.Port)
@@ -186,18 +186,19 @@ func (c *clients) openSGGrant(ctx context.Context, m *jit.Machine, policy string
 // openFirewallGrant writes the request's DNAT and network Allow collections
 // on the policy's firewall, removing older requests' collections for the
 // same machine and ports. The caller holds the firewall's lock.
-func (c *clients) openFirewallGrant(ctx context.Context, m *jit.Machine, firewall, policy string, req grantRequest, opened *openedGrant) (*azure.Firewall, error) {
+func (c *clients) openFirewallGrant(ctx context.Context, m *jit.Machine, firewall, policy string, req grantRequest, opened *openedGrant) (azure.FirewallAddresses, error) {
 	fw, err := c.azure.Firewall(ctx, firewall)
 	if err != nil {
-		return nil, err
+		return azure.FirewallAddresses{}, err
 	}
-	if fw.PublicIP == "" || fw.SNATSource == "" {
-		return nil, fmt.Errorf("Azure Firewall %s has no public and private address to forward a grant through", firewall)
+	addrs, err := c.azure.Addresses(ctx, fw)
+	if err != nil {
+		return addrs, err
 	}
 	name := jit.FirewallGrantCollectionName(req.ID, m.ID)
 	change := azure.FirewallChange{NAT: map[string]*jit.FirewallNATCollection{}, Network: map[string]*jit.FirewallNetworkCollection{}}
 	g := jit.FirewallGrant{
-		Firewall: firewall, PublicIP: fw.PublicIP, Policy: policy, Request: req.ID, Machine: m.ID, PrivateIP: m.PrivateIPs()[0],
+		Firewall: firewall, PublicIP: addrs.PublicIP, Policy: policy, Request: req.ID, Machine: m.ID, PrivateIP: m.PrivateIPs()[0],
 		Requestor: req.Requestor, Justification: req.Justification,
 	}
 	ports := map[string]bool{}
@@ -228,7 +229,7 @@ func (c *clients) openFirewallGrant(ctx context.Context, m *jit.Machine, firewal
 	}
 	plan, err := jit.PlanFirewallGrant(g)
 	if err != nil {
-		return nil, err
+		return addrs, err
 	}
 	var haveAllow *jit.FirewallNetworkCollection
 	for i, col := range fw.NetworkCollections {
@@ -241,20 +242,20 @@ func (c *clients) openFirewallGrant(ctx context.Context, m *jit.Machine, firewal
 	}
 	if len(change.NAT) > 0 {
 		if err := c.azure.UpdateFirewall(ctx, firewall, change); err != nil {
-			return nil, err
+			return addrs, err
 		}
 	}
 	for i, gp := range req.Ports {
-		opened.connect[gp.Port] = fmt.Sprintf("%s:%d", fw.PublicIP, plan.MappedPorts[i])
+		opened.connect[gp.Port] = fmt.Sprintf("%s:%d", addrs.PublicIP, plan.MappedPorts[i])
 		opened.rules = append(opened.rules, grantRule{TargetID: firewall, Name: plan.NAT.Rules[i].Name, Priority: int64(plan.NAT.Priority), Port: int64(gp.Port.Number), Protocol: string(gp.Port.Protocol)})
 	}
-	return fw, nil
+	return addrs, nil
 }
 
 // supersededNAT tells whether a NAT collection is another request's grant
 // forwarding only to machineIP and only ports among those being granted.
 func supersededNAT(col jit.FirewallNATCollection, machineIP string, ports map[string]bool) bool {
-	if !strings.HasPrefix(col.Name, "jit-grant-") || len(col.Rules) == 0 {
+	if !jit.IsFirewallGrantCollection(col.Name) || len(col.Rules) == 0 {
 		return false
 	}
 	for _, r := range col.Rules {
