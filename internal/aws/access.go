@@ -11,7 +11,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
-	"github.com/aws/smithy-go"
 
 	"github.com/jitaccess/terraform-provider-jit/internal/jit"
 )
@@ -242,7 +241,7 @@ func (c *Client) authorizeGrant(ctx context.Context, group string, ports []SGGra
 				}
 			}
 			_, err := c.EC2.AuthorizeSecurityGroupIngress(ctx, &ec2.AuthorizeSecurityGroupIngressInput{GroupId: awssdk.String(group), IpPermissions: []types.IpPermission{perm}})
-			if err != nil && apiCode(err) != "InvalidPermission.Duplicate" {
+			if err != nil && !isEC2Code(err, "InvalidPermission.Duplicate") {
 				return fmt.Errorf("allowing port %d/%s in %s: %w", p.Port.Number, proto, group, err)
 			}
 		}
@@ -311,14 +310,6 @@ func groupIDs(groups []types.GroupIdentifier) []string {
 	return ids
 }
 
-func apiCode(err error) string {
-	var api smithy.APIError
-	if errors.As(err, &api) {
-		return api.ErrorCode()
-	}
-	return ""
-}
-
 // RevokeGrantPorts removes the ingress rules opening ports from the
 // request's group, and the group itself once it opens nothing: what is
 // left of a request whose ports end at different times.
@@ -347,7 +338,7 @@ func (c *Client) RevokeGrantPorts(ctx context.Context, request, instance string,
 		return nil
 	}
 	_, err = c.EC2.RevokeSecurityGroupIngress(ctx, &ec2.RevokeSecurityGroupIngressInput{GroupId: awssdk.String(group), IpPermissions: revoke})
-	if err != nil && apiCode(err) != "InvalidPermission.NotFound" {
+	if err != nil && !isEC2Code(err, "InvalidPermission.NotFound") {
 		return fmt.Errorf("revoking ended ports of grant group %s: %w", group, err)
 	}
 	return nil
