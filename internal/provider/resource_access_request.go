@@ -457,12 +457,20 @@ func (r *accessRequestResource) Update(ctx context.Context, req resource.UpdateR
 		resp.Diagnostics.AddError("Cannot read virtual machine", err.Error())
 		return
 	}
+	// Ports closed by an earlier apply hold nothing any more: only those
+	// whose rules the refresh still found are removed.
 	var closed []jit.PortProtocol
+	held := map[jit.PortProtocol]bool{}
+	for _, rule := range state.rules() {
+		held[jit.PortProtocol{Number: int(rule.Port), Protocol: jit.Protocol(rule.Protocol)}] = true
+	}
 	g := grantRequest{ID: state.ID.ValueString(), Justification: state.Justification.ValueString(), Requestor: state.Requestor.ValueString()}
 	for i := range plan.Ports {
 		p := &plan.Ports[i]
 		if p.Status.ValueString() != string(jit.GrantInitiated) {
-			closed = append(closed, p.portProtocol())
+			if held[p.portProtocol()] {
+				closed = append(closed, p.portProtocol())
+			}
 			continue
 		}
 		end, _ := p.EndTimeUTC.ValueRFC3339Time()
