@@ -45,15 +45,15 @@ func (c *Client) CallerIdentity(ctx context.Context) (string, error) {
 	return awssdk.ToString(out.Arn), nil
 }
 
-// OpenGrant creates the request's group (once), attaches it to the ENI
+// openGrant creates the request's group (once), attaches it to the ENI
 // beside the groups it has, and detaches and deletes older requests'
 // grant groups on the ENI that open one of the same ports, which it
 // supersedes. The ENI's group list is re-read and replaced under its lock,
 // since ModifyNetworkInterfaceAttribute replaces the whole list: two
 // requests never drop each other's groups. A full ENI is refused before
 // anything is written.
-func (c *Client) OpenGrant(ctx context.Context, g SGGrant) (groupID string, err error) {
-	defer eniLocks.Lock(g.ENI)()
+func (c *Client) openGrant(ctx context.Context, g SGGrant) (groupID string, err error) {
+	defer eniLocks.Lock(ctx, g.ENI)()
 	eni, err := c.networkInterface(ctx, g.ENI)
 	if err != nil {
 		return "", err
@@ -98,9 +98,9 @@ func (c *Client) OpenGrant(ctx context.Context, g SGGrant) (groupID string, err 
 
 func always(jit.Marker) bool { return true }
 
-// CloseGrant detaches the request's group from every ENI and deletes it.
+// closeGrant detaches the request's group from every ENI and deletes it.
 // A group already gone is fine.
-func (c *Client) CloseGrant(ctx context.Context, request, instance string) error {
+func (c *Client) closeGrant(ctx context.Context, request, instance string) error {
 	group, err := c.grantGroup(ctx, request, instance)
 	if err != nil || group == "" {
 		return err
@@ -119,9 +119,9 @@ type GrantState struct {
 	Superseded []jit.PortProtocol
 }
 
-// ObserveGrant finds the request's group and whether a newer grant took
+// observeGrant finds the request's group and whether a newer grant took
 // its ports over.
-func (c *Client) ObserveGrant(ctx context.Context, request, instance, eniID string, ports []jit.PortProtocol) (GrantState, error) {
+func (c *Client) observeGrant(ctx context.Context, request, instance, eniID string, ports []jit.PortProtocol) (GrantState, error) {
 	var st GrantState
 	group, err := c.grantGroup(ctx, request, instance)
 	if err != nil {
@@ -310,10 +310,10 @@ func groupIDs(groups []types.GroupIdentifier) []string {
 	return ids
 }
 
-// RevokeGrantPorts removes the ingress rules opening ports from the
+// revokeGrantPorts removes the ingress rules opening ports from the
 // request's group, and the group itself once it opens nothing: what is
 // left of a request whose ports end at different times.
-func (c *Client) RevokeGrantPorts(ctx context.Context, request, instance string, ports []jit.PortProtocol) error {
+func (c *Client) revokeGrantPorts(ctx context.Context, request, instance string, ports []jit.PortProtocol) error {
 	group, err := c.grantGroup(ctx, request, instance)
 	if err != nil || group == "" {
 		return err
@@ -332,7 +332,7 @@ func (c *Client) RevokeGrantPorts(ctx context.Context, request, instance string,
 		}
 	}
 	if len(keep) == 0 {
-		return c.CloseGrant(ctx, request, instance)
+		return c.closeGrant(ctx, request, instance)
 	}
 	if len(revoke) == 0 {
 		return nil

@@ -155,7 +155,7 @@ func (c *Client) detachEverywhere(ctx context.Context, groupID string) error {
 // whole by EC2, so it is re-read under the ENI's lock right before the
 // write: groups attached meanwhile by others in this process are kept.
 func (c *Client) detachGroup(ctx context.Context, eniID, groupID string) error {
-	defer eniLocks.Lock(eniID)()
+	defer eniLocks.Lock(ctx, eniID)()
 	err := retryEC2(ctx, func(ctx context.Context) error {
 		out, err := c.EC2.DescribeNetworkInterfaces(ctx, &ec2.DescribeNetworkInterfacesInput{NetworkInterfaceIds: []string{eniID}})
 		if err != nil {

@@ -11,11 +11,12 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	"github.com/aws/smithy-go"
 
+	"github.com/jitaccess/terraform-provider-jit/internal/engine"
 	"github.com/jitaccess/terraform-provider-jit/internal/jit"
 )
 
 // ErrNotFound marks an instance, ENI or group that does not exist.
-var ErrNotFound = errors.New("not found")
+var ErrNotFound = engine.ErrNotFound
 
 // notFound wraps EC2's *.NotFound codes so callers can test with errors.Is.
 func notFound(err error) error {

@@ -22,7 +22,9 @@ type SecurityGroup struct {
 }
 
 // LockGroups serialises this process's writes to the given security groups.
-func (c *Client) LockGroups(ids ...string) (unlock func()) { return c.locks.Lock(ids...) }
+func (c *Client) LockGroups(ctx context.Context, ids ...string) (unlock func()) {
+	return c.locks.Lock(ctx, ids...)
+}
 
 // SecurityGroups reads the given groups, two calls whatever their number. A
 // group that does not exist is absent from the result, and so is a grant's

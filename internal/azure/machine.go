@@ -11,11 +11,12 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/arm"
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/network/armnetwork/v9"
 
+	"github.com/jitaccess/terraform-provider-jit/internal/engine"
 	"github.com/jitaccess/terraform-provider-jit/internal/jit"
 )
 
 // ErrNotFound marks a resource that does not exist (HTTP 404 from ARM).
-var ErrNotFound = errors.New("not found")
+var ErrNotFound = engine.ErrNotFound
 
 // notFound wraps a 404 so callers can test with errors.Is(err, ErrNotFound).
 func notFound(err error) error {

@@ -74,7 +74,9 @@ func (c *Client) ApplyNSGPlan(ctx context.Context, nsgID string, plan jit.NSGPla
 }
 
 // Lock serialises this process's writes to the given NSGs and firewalls.
-func (c *Client) Lock(ids ...string) (unlock func()) { return c.locks.Lock(ids...) }
+func (c *Client) Lock(ctx context.Context, ids ...string) (unlock func()) {
+	return c.locks.Lock(ctx, ids...)
+}
 
 func (c *Client) parseNetworkID(resourceID string) (*arm.ResourceID, *armnetwork.ClientFactory, error) {
 	id, err := arm.ParseResourceID(resourceID)

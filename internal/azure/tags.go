@@ -13,7 +13,7 @@ import (
 // A VM PATCH replaces the whole tag map, so the tags are read and merged
 // under the VM's lock right before the write.
 func (c *Client) UpdateMachineTags(ctx context.Context, vmID string, set map[string]string, remove func(name string) bool) error {
-	unlock := c.locks.Lock(vmID)
+	unlock := c.locks.Lock(ctx, vmID)
 	defer unlock()
 	id, err := arm.ParseResourceID(vmID)
 	if err != nil {

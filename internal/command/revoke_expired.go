@@ -12,14 +12,12 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"slices"
-	"strings"
-	"sync"
 	"time"
 
 	"github.com/jitaccess/terraform-provider-jit/internal/aws"
 	"github.com/jitaccess/terraform-provider-jit/internal/azure"
 	"github.com/jitaccess/terraform-provider-jit/internal/endpoint"
+	"github.com/jitaccess/terraform-provider-jit/internal/engine"
 	"github.com/jitaccess/terraform-provider-jit/internal/jit"
 )
 
@@ -32,9 +30,9 @@ const (
 
 // Kinds of grant in the summary.
 const (
-	KindNSGRule       = "nsg-rule"       // an inbound Allow rule of an NSG
-	KindFirewallGrant = "firewall-grant" // the NAT and network rule collections of one grant on an Azure Firewall
-	KindSecurityGroup = "security-group" // an EC2 security group attached to ENIs
+	KindNSGRule       = engine.KindNSGRule       // an inbound Allow rule of an NSG
+	KindFirewallGrant = engine.KindFirewallGrant // the NAT and network rule collections of one grant on an Azure Firewall
+	KindSecurityGroup = engine.KindSecurityGroup // an EC2 security group attached to ENIs
 )
 
 // Summary is what revoke-expired prints on stdout, as JSON.
@@ -53,12 +51,7 @@ type Summary struct {
 }
 
 // Scope is one scanned subscription (or resource group) or region.
-type Scope struct {
-	Cloud         string `json:"cloud"`
-	Subscription  string `json:"subscription,omitempty"`
-	ResourceGroup string `json:"resource_group,omitempty"`
-	Region        string `json:"region,omitempty"`
-}
+type Scope engine.Scope
 
 // RevokedGrant is one expired grant removed (or found already gone when
 // removing it).
@@ -89,11 +82,6 @@ type GrantError struct {
 // characters of an application ID.
 const userAgent = "jit-revoke-expired"
 
-// parallelism bounds how many NSGs, firewalls and security groups are
-// worked on at once: each takes its own writes in turn, so different ones
-// proceed side by side without a retry storm on any.
-const parallelism = 4
-
 const revokeUsage = `Usage: terraform-provider-jit revoke-expired [flags]
 
 Removes every expired JIT grant in the scanned scopes, found from the
@@ -117,7 +105,7 @@ func RevokeExpired(ctx context.Context, args []string, stdout, stderr io.Writer,
 		fmt.Fprintf(stderr, "revoke-expired: "+format+"\n", a...)
 		return ExitUsage
 	}
-	r := &revoker{clock: clock, stderr: stderr, resourceGroup: cfg.resourceGroup}
+	var backends []engine.Backend
 	if cfg.subscription != "" {
 		if _, ok := azure.Environments[cfg.azureEnvironment]; cfg.azureEnvironment != "" && !ok {
 			return usage("-azure-environment: unknown environment %q (expected public, usgovernment or china)", cfg.azureEnvironment)
@@ -134,7 +122,7 @@ func RevokeExpired(ctx context.Context, args []string, stdout, stderr io.Writer,
 		if err != nil {
 			return usage("Azure configuration: %v", err)
 		}
-		r.azure = az
+		backends = append(backends, azure.NewBackend(az, cfg.resourceGroup))
 	}
 	if cfg.region != "" || cfg.awsProfile != "" || cfg.awsEndpoint != "" {
 		if cfg.awsEndpoint != "" {
@@ -146,12 +134,12 @@ func RevokeExpired(ctx context.Context, args []string, stdout, stderr io.Writer,
 		if err != nil {
 			return usage("-region / -aws-profile / -aws-endpoint: %v", err)
 		}
-		r.aws = client
+		backends = append(backends, aws.NewBackend(client))
 	}
 
 	ctx, cancel := context.WithTimeout(ctx, cfg.timeout)
 	defer cancel()
-	summary := r.run(ctx)
+	summary := summarize(engine.New(clock, backends).RevokeExpired(ctx), clock.Now(), stderr)
 	out := json.NewEncoder(stdout)
 	out.SetIndent("", "  ")
 	if err := out.Encode(summary); err != nil {
@@ -215,232 +203,25 @@ func parseRevokeFlags(args []string, stderr io.Writer) (revokeConfig, int) {
 	return cfg, -1
 }
 
-// revoker is one run: the clients of the configured clouds and what was
-// found and done so far.
-type revoker struct {
-	clock         jit.Clock
-	stderr        io.Writer
-	azure         *azure.Client
-	aws           *aws.Client
-	resourceGroup string
-
-	mu      sync.Mutex
-	summary Summary
-	tasks   []func(context.Context)
-}
-
-func (r *revoker) run(ctx context.Context) Summary {
-	r.summary = Summary{Now: r.clock.Now().UTC().Format(time.RFC3339), Scopes: []Scope{}, Revoked: []RevokedGrant{}, Errors: []GrantError{}}
-	if r.azure != nil {
-		r.summary.Scopes = append(r.summary.Scopes, Scope{Cloud: "azure", Subscription: r.azure.SubscriptionID, ResourceGroup: r.resourceGroup})
-		r.scanNSGs(ctx)
-		r.scanFirewalls(ctx)
+// summarize turns a sweep into the printed summary, reporting on stderr
+// what was revoked, skipped or failed.
+func summarize(sw engine.Sweep, now time.Time, stderr io.Writer) Summary {
+	s := Summary{Now: now.UTC().Format(time.RFC3339), Scopes: []Scope{}, Revoked: []RevokedGrant{}, Live: sw.Live, Errors: []GrantError{}}
+	for _, sc := range sw.Scopes {
+		s.Scopes = append(s.Scopes, Scope(sc))
 	}
-	if r.aws != nil {
-		r.summary.Scopes = append(r.summary.Scopes, Scope{Cloud: "aws", Region: r.aws.Region})
-		r.scanSecurityGroups(ctx)
+	for _, g := range sw.Revoked {
+		r := RevokedGrant{Cloud: g.Cloud, Kind: g.Kind, Target: g.Target, Name: g.Name, EndTimeUTC: g.Marker.End.Format(time.RFC3339), Requestor: g.Marker.Requestor, Request: g.Request}
+		s.Revoked = append(s.Revoked, r)
+		fmt.Fprintf(stderr, "revoked %s %s %s in %s (ended %s, requested by %s)\n", r.Cloud, r.Kind, r.Name, r.Target, r.EndTimeUTC, r.Requestor)
 	}
-
-	work := make(chan func(context.Context))
-	var wg sync.WaitGroup
-	for range parallelism {
-		wg.Go(func() {
-			for task := range work {
-				task(ctx)
-			}
-		})
+	for _, g := range sw.Skipped {
+		fmt.Fprintf(stderr, "warning: %s %s %s in %s is named or tagged as a JIT grant but does not carry a grant marker throughout; left alone\n", g.Cloud, g.Kind, g.Name, g.Target)
 	}
-	for _, task := range r.tasks {
-		work <- task
+	for _, g := range sw.Errors {
+		e := GrantError{Cloud: g.Cloud, Kind: g.Kind, Target: g.Target, Name: g.Name, Error: g.Err.Error()}
+		s.Errors = append(s.Errors, e)
+		fmt.Fprintf(stderr, "error: %s %s: %s\n", e.Cloud, e.Target, e.Error)
 	}
-	close(work)
-	wg.Wait()
-
-	s := r.summary
-	slices.SortFunc(s.Revoked, func(a, b RevokedGrant) int {
-		return strings.Compare(a.Cloud+"\x00"+a.Target+"\x00"+a.Name, b.Cloud+"\x00"+b.Target+"\x00"+b.Name)
-	})
-	slices.SortFunc(s.Errors, func(a, b GrantError) int {
-		return strings.Compare(a.Cloud+"\x00"+a.Target+"\x00"+a.Name, b.Cloud+"\x00"+b.Target+"\x00"+b.Name)
-	})
 	return s
-}
-
-func (r *revoker) expired(end time.Time) bool {
-	return jit.ExpiryStatus(end, r.clock) == jit.GrantExpired
-}
-
-func (r *revoker) revoked(g RevokedGrant) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.summary.Revoked = append(r.summary.Revoked, g)
-	fmt.Fprintf(r.stderr, "revoked %s %s %s in %s (ended %s, requested by %s)\n", g.Cloud, g.Kind, g.Name, g.Target, g.EndTimeUTC, g.Requestor)
-}
-
-func (r *revoker) live() {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.summary.Live++
-}
-
-func (r *revoker) failed(e GrantError) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.summary.Errors = append(r.summary.Errors, e)
-	fmt.Fprintf(r.stderr, "error: %s %s: %s\n", e.Cloud, e.Target, e.Error)
-}
-
-func (r *revoker) azureScope() string {
-	scope := "/subscriptions/" + r.azure.SubscriptionID
-	if r.resourceGroup != "" {
-		scope += "/resourceGroups/" + r.resourceGroup
-	}
-	return scope
-}
-
-// scanNSGs finds the grant rules of every NSG in scope: inbound Allow
-// rules whose description is a grant marker. Each NSG with expired ones
-// becomes a task.
-func (r *revoker) scanNSGs(ctx context.Context) {
-	nsgs, err := r.azure.NetworkSecurityGroups(ctx, r.resourceGroup)
-	if err != nil {
-		r.failed(GrantError{Cloud: "azure", Target: r.azureScope(), Error: err.Error()})
-		return
-	}
-	for _, nsg := range nsgs {
-		var expired []jit.NSGRule
-		for _, rule := range nsg.Rules {
-			m, ok := nsgGrant(rule)
-			switch {
-			case !ok:
-			case r.expired(m.End):
-				expired = append(expired, rule)
-			default:
-				r.live()
-			}
-		}
-		if len(expired) > 0 {
-			r.tasks = append(r.tasks, func(ctx context.Context) { r.revokeNSGRules(ctx, nsg.ID, expired) })
-		}
-	}
-}
-
-// nsgGrant reads the grant marker of an NSG rule, if the rule is a grant.
-func nsgGrant(rule jit.NSGRule) (jit.Marker, bool) {
-	if !strings.EqualFold(string(rule.Direction), string(jit.NSGInbound)) || !strings.EqualFold(string(rule.Access), string(jit.NSGAllow)) {
-		return jit.Marker{}, false
-	}
-	m, ok := jit.ParseMarker(rule.Description)
-	return m, ok && m.Kind == jit.MarkerGrant
-}
-
-func (r *revoker) revokeNSGRules(ctx context.Context, nsgID string, rules []jit.NSGRule) {
-	defer r.azure.Lock(nsgID)()
-	for _, rule := range rules {
-		m, _ := nsgGrant(rule)
-		revoked, err := r.azure.RevokeSecurityRule(ctx, nsgID, rule.Name, func(current jit.NSGRule) bool {
-			m, ok := nsgGrant(current)
-			return ok && r.expired(m.End)
-		})
-		switch {
-		case err != nil:
-			r.failed(GrantError{Cloud: "azure", Kind: KindNSGRule, Target: nsgID, Name: rule.Name, Error: err.Error()})
-		case revoked:
-			r.revoked(RevokedGrant{Cloud: "azure", Kind: KindNSGRule, Target: nsgID, Name: rule.Name, EndTimeUTC: m.End.Format(time.RFC3339), Requestor: m.Requestor})
-		default: // renewed since the scan
-			r.live()
-		}
-	}
-}
-
-// firewallGrant is a grant's pair of collections on a firewall, as scanned.
-type firewallGrant struct {
-	name      string
-	end       time.Time
-	requestor string
-}
-
-// scanFirewalls finds the grant collections of every firewall in scope.
-// Each firewall with expired ones becomes a task.
-func (r *revoker) scanFirewalls(ctx context.Context) {
-	firewalls, err := r.azure.FirewallsRuleDescriptions(ctx, r.resourceGroup)
-	if err != nil {
-		r.failed(GrantError{Cloud: "azure", Target: r.azureScope(), Error: err.Error()})
-		return
-	}
-	for _, fw := range firewalls {
-		var expired []firewallGrant
-		for name, descriptions := range fw.Collections {
-			if !jit.IsFirewallGrantCollection(name) {
-				continue
-			}
-			end, requestor, ok := jit.FirewallGrantEnd(descriptions)
-			switch {
-			case !ok:
-				fmt.Fprintf(r.stderr, "warning: Azure Firewall %s: rule collection %s is named as a JIT grant but not every rule carries a grant marker; left alone\n", fw.ID, name)
-			case r.expired(end):
-				expired = append(expired, firewallGrant{name, end, requestor})
-			default:
-				r.live()
-			}
-		}
-		if len(expired) > 0 {
-			r.tasks = append(r.tasks, func(ctx context.Context) { r.revokeFirewallGrants(ctx, fw.ID, expired) })
-		}
-	}
-}
-
-func (r *revoker) revokeFirewallGrants(ctx context.Context, firewallID string, grants []firewallGrant) {
-	defer r.azure.Lock(firewallID)()
-	wanted := map[string]bool{}
-	for _, g := range grants {
-		wanted[g.name] = true
-	}
-	removed, remaining, err := r.azure.RemoveFirewallCollections(ctx, firewallID, func(name string, descriptions []string) bool {
-		end, _, ok := jit.FirewallGrantEnd(descriptions)
-		return wanted[name] && ok && r.expired(end)
-	})
-	for _, g := range grants {
-		switch {
-		case err != nil:
-			r.failed(GrantError{Cloud: "azure", Kind: KindFirewallGrant, Target: firewallID, Name: g.name, Error: err.Error()})
-		case slices.Contains(removed, g.name) || !slices.Contains(remaining, g.name): // removed now, or already gone
-			r.revoked(RevokedGrant{Cloud: "azure", Kind: KindFirewallGrant, Target: firewallID, Name: g.name, EndTimeUTC: g.end.Format(time.RFC3339), Requestor: g.requestor})
-		default: // renewed since the scan
-			r.live()
-		}
-	}
-}
-
-// scanSecurityGroups finds the region's grant security groups; each
-// expired one becomes a task.
-func (r *revoker) scanSecurityGroups(ctx context.Context) {
-	groups, err := r.aws.GrantGroups(ctx)
-	if err != nil {
-		r.failed(GrantError{Cloud: "aws", Target: r.aws.Region, Error: err.Error()})
-		return
-	}
-	for _, g := range groups {
-		switch {
-		case !g.MarkerOK:
-			fmt.Fprintf(r.stderr, "warning: security group %s carries a %s tag that is not a grant marker; left alone\n", g.ID, jit.TagGrant)
-		case r.expired(g.Marker.End):
-			r.tasks = append(r.tasks, func(ctx context.Context) { r.revokeSecurityGroup(ctx, g) })
-		default:
-			r.live()
-		}
-	}
-}
-
-func (r *revoker) revokeSecurityGroup(ctx context.Context, g aws.GrantGroup) {
-	revoked, err := r.aws.RevokeGrantGroup(ctx, g.ID, func(m jit.Marker) bool { return r.expired(m.End) })
-	switch {
-	case err != nil:
-		r.failed(GrantError{Cloud: "aws", Kind: KindSecurityGroup, Target: g.ID, Name: g.Name, Error: err.Error()})
-	case revoked:
-		r.revoked(RevokedGrant{Cloud: "aws", Kind: KindSecurityGroup, Target: g.ID, Name: g.Name,
-			EndTimeUTC: g.Marker.End.Format(time.RFC3339), Requestor: g.Marker.Requestor, Request: g.RequestID})
-	default:
-		r.live()
-	}
 }

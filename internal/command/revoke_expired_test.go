@@ -1,7 +1,6 @@
 package command
 
 import (
-	"io"
 	"slices"
 	"strings"
 	"testing"
@@ -12,7 +11,10 @@ import (
 	awssdk "github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 
+	"github.com/jitaccess/terraform-provider-jit/internal/aws"
+	"github.com/jitaccess/terraform-provider-jit/internal/azure"
 	"github.com/jitaccess/terraform-provider-jit/internal/cloudsim"
+	"github.com/jitaccess/terraform-provider-jit/internal/engine"
 	"github.com/jitaccess/terraform-provider-jit/internal/jit"
 )
 
@@ -255,21 +257,29 @@ func TestRevokeExpired_keepsAGrantRenewedSinceTheScan(t *testing.T) {
 	w := newWorld(t, cloudsim.Options{})
 	ctx := t.Context()
 	clock := jit.NewFakeClock(now)
-	r := &revoker{clock: clock, stderr: io.Discard, azure: w.az, aws: w.aws}
-	r.summary = Summary{Revoked: []RevokedGrant{}, Errors: []GrantError{}}
+	expired := func(m jit.Marker) bool { return jit.ExpiryStatus(m.End, clock) == jit.GrantExpired }
+	azureBackend, awsBackend := azure.NewBackend(w.az, ""), aws.NewBackend(w.aws)
 
 	// What the scan saw: three expired grants.
-	rule := w.grantNSG(webNSG, webVM, "10.0.1.4", "req-renewed", now.Add(-time.Hour), "alice@example.com")
-	scanned, err := w.az.SecurityRules(ctx, webNSG)
+	w.grantNSG(webNSG, webVM, "10.0.1.4", "req-renewed", now.Add(-time.Hour), "alice@example.com")
+	collections := w.grantFirewall("req-fw-renewed", now.Add(-time.Hour), "erin@example.com")
+	group := w.grantSG(apiENI, "req-aws-renewed", now.Add(-time.Hour), "gina@example.com")
+	_, azureFound, err := azureBackend.ScanGrants(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	scanned = slices.DeleteFunc(scanned, func(r jit.NSGRule) bool { return r.Name != rule })
-	collections := w.grantFirewall("req-fw-renewed", now.Add(-time.Hour), "erin@example.com")
-	group := w.grantSG(apiENI, "req-aws-renewed", now.Add(-time.Hour), "gina@example.com")
-	groups, err := w.aws.GrantGroups(ctx)
-	if err != nil || len(groups) != 2 || groups[1].ID != group {
-		t.Fatalf("grant groups: %+v, %v", groups, err)
+	_, awsFound, err := awsBackend.ScanGrants(ctx)
+	if err != nil || len(awsFound) != 2 || awsFound[1].Target != group {
+		t.Fatalf("grant groups: %+v, %v", awsFound, err)
+	}
+	var scanned []engine.FoundGrant
+	for _, g := range azureFound {
+		if expired(g.Marker) {
+			scanned = append(scanned, g)
+		}
+	}
+	if len(scanned) != 2 {
+		t.Fatalf("scan found %d expired Azure grants, want the rule and the firewall collections: %+v", len(scanned), scanned)
 	}
 
 	// Each renewed before its revoke.
@@ -279,12 +289,20 @@ func TestRevokeExpired_keepsAGrantRenewedSinceTheScan(t *testing.T) {
 	before := w.snapshot()
 	w.ResetCalls()
 
-	r.revokeNSGRules(ctx, webNSG, scanned)
-	r.revokeFirewallGrants(ctx, hubFW, []firewallGrant{{name: collections, end: now.Add(-time.Hour), requestor: "erin@example.com"}})
-	r.revokeSecurityGroup(ctx, groups[1])
-
-	if len(r.summary.Revoked) != 0 || len(r.summary.Errors) != 0 || r.summary.Live != 3 {
-		t.Fatalf("renewed grants: revoked %+v, errors %+v, live %d; want all three kept and counted live", r.summary.Revoked, r.summary.Errors, r.summary.Live)
+	live := 0
+	for _, rev := range []struct {
+		b engine.Backend
+		g engine.FoundGrant
+	}{{azureBackend, scanned[0]}, {azureBackend, scanned[1]}, {awsBackend, awsFound[1]}} {
+		revoked, err := rev.b.RevokeGrant(ctx, rev.g, expired)
+		if err != nil || revoked {
+			t.Errorf("renewed grant %s %s: revoked %v, error %v; want it kept", rev.g.Kind, rev.g.Name, revoked, err)
+		} else {
+			live++
+		}
+	}
+	if live != 3 {
+		t.Fatalf("renewed grants: %d kept and counted live, want all three", live)
 	}
 	if writes := w.writes(); len(writes) != 0 {
 		t.Errorf("renewed grants were written to: %v", writes)

@@ -110,7 +110,7 @@ func Classify(m *Machine, configured bool) (Classification, string) {
 	switch {
 	case m.Classic:
 		return Unsupported, "classic (ASM) virtual machine; only Azure Resource Manager VMs are supported"
-	case m.State == "terminated" || m.State == "shutting-down":
+	case m.Terminated():
 		return Unsupported, fmt.Sprintf("instance is %s", m.State)
 	case len(m.Interfaces) == 0:
 		return Unsupported, "no network interface"
@@ -127,4 +127,10 @@ func Classify(m *Machine, configured bool) (Classification, string) {
 		return Configured, ""
 	}
 	return NotConfigured, ""
+}
+
+// Terminated tells whether the machine is being or has been deleted: EC2
+// keeps listing a terminated instance for a while.
+func (m *Machine) Terminated() bool {
+	return m.State == "terminated" || m.State == "shutting-down"
 }

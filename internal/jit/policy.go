@@ -20,8 +20,8 @@ func (p Port) PortProtocol() PortProtocol { return PortProtocol{p.Number, p.Prot
 
 // Bounds of a port's maximum request duration, as Defender enforces them.
 const (
-	minMaxRequestAccessDuration = Duration(5 * time.Minute)
-	maxMaxRequestAccessDuration = Duration(24 * time.Hour)
+	MinMaxRequestAccessDuration = Duration(5 * time.Minute)
+	MaxMaxRequestAccessDuration = Duration(24 * time.Hour)
 )
 
 // DefaultPorts are Defender's defaults for a policy without port blocks:
@@ -87,7 +87,11 @@ const (
 // counts as both), source prefixes that are CIDRs, addresses or "*", and a
 // maximum duration between PT5M and P1D.
 func ValidatePorts(ports []Port) []FieldError {
-	var errs []FieldError
+	pps := make([]PortProtocol, len(ports))
+	for i, p := range ports {
+		pps[i] = p.PortProtocol()
+	}
+	errs := DuplicatePorts(pps)
 	fail := func(summary, detail string, path ...any) {
 		errs = append(errs, FieldError{Path: append([]any{pathPort}, path...), Summary: summary, Detail: detail})
 	}
@@ -97,14 +101,6 @@ func ValidatePorts(ports []Port) []FieldError {
 		}
 		if !validProtocol(p.Protocol) {
 			fail("Invalid protocol", fmt.Sprintf("protocol %q is not one of TCP, UDP or * (both).", p.Protocol), i, pathProtocol)
-		} else {
-			for j, q := range ports[:i] {
-				if q.Number == p.Number && validProtocol(q.Protocol) && protocolsOverlap(p.Protocol, q.Protocol) {
-					fail("Duplicate port", fmt.Sprintf("port %s overlaps port[%d] (%s): each port number may be locked once per protocol, and * stands for both TCP and UDP.",
-						portLabel(p.PortProtocol()), j, portLabel(q.PortProtocol())), i)
-					break
-				}
-			}
 		}
 		if len(p.AllowedSourcePrefixes) == 0 {
 			fail("No allowed source", `at least one allowed source address prefix is needed; use ["*"] for any source.`, i, pathAllowedSourcePrefixes)
@@ -114,9 +110,28 @@ func ValidatePorts(ports []Port) []FieldError {
 				fail("Invalid source address prefix", err.Error()+".", i, pathAllowedSourcePrefixes, j)
 			}
 		}
-		if d := p.MaxRequestAccessDuration; d < minMaxRequestAccessDuration || d > maxMaxRequestAccessDuration {
+		if d := p.MaxRequestAccessDuration; d < MinMaxRequestAccessDuration || d > MaxMaxRequestAccessDuration {
 			fail("Invalid maximum request duration", fmt.Sprintf("the maximum request access duration must lie between %s and %s; it is %s.",
-				minMaxRequestAccessDuration, maxMaxRequestAccessDuration, d), i, pathMaxRequestAccessDuration)
+				MinMaxRequestAccessDuration, MaxMaxRequestAccessDuration, d), i, pathMaxRequestAccessDuration)
+		}
+	}
+	return errs
+}
+
+// DuplicatePorts reports each port whose number is locked again for an
+// overlapping protocol ("*" counts as both TCP and UDP).
+func DuplicatePorts(ports []PortProtocol) []FieldError {
+	var errs []FieldError
+	for i, p := range ports {
+		if !validProtocol(p.Protocol) {
+			continue
+		}
+		for j, q := range ports[:i] {
+			if q.Number == p.Number && validProtocol(q.Protocol) && protocolsOverlap(p.Protocol, q.Protocol) {
+				errs = append(errs, FieldError{Path: []any{pathPort, i}, Summary: "Duplicate port",
+					Detail: fmt.Sprintf("port %s overlaps port[%d] (%s): each port number may be locked once per protocol, and * stands for both TCP and UDP.", portLabel(p), j, portLabel(q))})
+				break
+			}
 		}
 	}
 	return errs

@@ -5,9 +5,13 @@
 package locks
 
 import (
+	"context"
 	"slices"
 	"strings"
 	"sync"
+	"time"
+
+	"github.com/hashicorp/terraform-plugin-log/tflog"
 )
 
 // Keyed is a set of mutexes keyed by case-insensitive ID.
@@ -33,7 +37,9 @@ func (k *Keyed) get(id string) *sync.Mutex {
 
 // Lock takes the locks of every ID, in sorted order so that two callers
 // locking overlapping sets cannot deadlock, and returns the unlock function.
-func (k *Keyed) Lock(ids ...string) (unlock func()) {
+// A lock that is busy is waited for, and the wait is logged: an operator
+// reading TF_LOG sees which object an apply queued on and for how long.
+func (k *Keyed) Lock(ctx context.Context, ids ...string) (unlock func()) {
 	keys := make([]string, 0, len(ids))
 	for _, id := range ids {
 		keys = append(keys, strings.ToLower(id))
@@ -43,7 +49,12 @@ func (k *Keyed) Lock(ids ...string) (unlock func()) {
 	held := make([]*sync.Mutex, 0, len(keys))
 	for _, key := range keys {
 		m := k.get(key)
-		m.Lock()
+		if !m.TryLock() {
+			start := time.Now()
+			tflog.Debug(ctx, "waiting for another write of this process to the same object", map[string]any{"object": key})
+			m.Lock()
+			tflog.Debug(ctx, "lock acquired", map[string]any{"object": key, "waited": time.Since(start).String()})
+		}
 		held = append(held, m)
 	}
 	return func() {

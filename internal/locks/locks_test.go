@@ -18,7 +18,7 @@ func TestKeyedSerialisesSameIDCaseInsensitively(t *testing.T) {
 		}
 		go func() {
 			defer wg.Done()
-			unlock := k.Lock(id)
+			unlock := k.Lock(t.Context(), id)
 			n := inside.Add(1)
 			for {
 				m := maxInside.Load()
@@ -47,7 +47,7 @@ func TestKeyedOverlappingSetsDoNotDeadlock(t *testing.T) {
 			if i%2 == 1 {
 				ids = []string{"c", "a", "b", "a"}
 			}
-			k.Lock(ids...)()
+			k.Lock(t.Context(), ids...)()
 		}(i)
 	}
 	wg.Wait()

@@ -3,13 +3,14 @@ package provider
 import (
 	"context"
 
-	"github.com/hashicorp/terraform-plugin-framework/attr"
 	"github.com/hashicorp/terraform-plugin-framework/datasource"
 	"github.com/hashicorp/terraform-plugin-framework/datasource/schema"
+	"github.com/hashicorp/terraform-plugin-framework/diag"
 	"github.com/hashicorp/terraform-plugin-framework/path"
 	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
 	"github.com/hashicorp/terraform-plugin-framework/types"
 
+	"github.com/jitaccess/terraform-provider-jit/internal/engine"
 	"github.com/jitaccess/terraform-provider-jit/internal/jit"
 )
 
@@ -18,51 +19,33 @@ var _ datasource.DataSourceWithConfigure = (*virtualMachineDataSource)(nil)
 func newVirtualMachineDataSource() datasource.DataSource { return &virtualMachineDataSource{} }
 
 type virtualMachineDataSource struct {
-	clients *clients
+	engine *engine.Engine
 }
 
-type virtualMachineModel struct {
-	ID                 types.String `tfsdk:"id"`
-	VirtualMachineID   types.String `tfsdk:"virtual_machine_id"`
-	Cloud              types.String `tfsdk:"cloud"`
-	Name               types.String `tfsdk:"name"`
-	Location           types.String `tfsdk:"location"`
-	Classification     types.String `tfsdk:"classification"`
-	UnsupportedReason  types.String `tfsdk:"unsupported_reason"`
-	PrivateIPAddresses types.List   `tfsdk:"private_ip_addresses"`
-	SecurityGroupIDs   types.List   `tfsdk:"security_group_ids"`
-	NetworkInterfaces  types.List   `tfsdk:"network_interfaces"`
-	PolicyName         types.String `tfsdk:"policy_name"`
-	LockedPorts        types.List   `tfsdk:"locked_ports"`
+// lockedPortsAttribute and networkInterfacesAttribute are read by the
+// model conversions for their object types.
+var lockedPortsAttribute = schema.ListNestedAttribute{
+	Computed:            true,
+	MarkdownDescription: "The ports the policy locks, with the limits a request must respect, read from the machine's tags.",
+	NestedObject: schema.NestedAttributeObject{Attributes: map[string]schema.Attribute{
+		"number":                          schema.Int64Attribute{Computed: true, MarkdownDescription: "Port number."},
+		"protocol":                        schema.StringAttribute{Computed: true, MarkdownDescription: "`TCP`, `UDP` or `*`."},
+		"allowed_source_address_prefixes": schema.ListAttribute{Computed: true, ElementType: types.StringType, MarkdownDescription: "Sources a request may open the port to."},
+		"max_request_access_duration":     schema.StringAttribute{Computed: true, MarkdownDescription: "Longest access a request may get (ISO 8601)."},
+	}},
 }
 
-var lockedPortAttrTypes = map[string]attr.Type{
-	"number":                          types.Int64Type,
-	"protocol":                        types.StringType,
-	"allowed_source_address_prefixes": types.ListType{ElemType: types.StringType},
-	"max_request_access_duration":     types.StringType,
-}
-
-func lockedPortsValue(ports []jit.Port) types.List {
-	vals := make([]attr.Value, len(ports))
-	for i, p := range ports {
-		vals[i] = types.ObjectValueMust(lockedPortAttrTypes, map[string]attr.Value{
-			"number":                          types.Int64Value(int64(p.Number)),
-			"protocol":                        types.StringValue(string(p.Protocol)),
-			"allowed_source_address_prefixes": stringList(p.AllowedSourcePrefixes),
-			"max_request_access_duration":     types.StringValue(p.MaxRequestAccessDuration.String()),
-		})
-	}
-	return types.ListValueMust(types.ObjectType{AttrTypes: lockedPortAttrTypes}, vals)
-}
-
-var networkInterfaceAttrTypes = map[string]attr.Type{
-	"id":                               types.StringType,
-	"subnet_id":                        types.StringType,
-	"private_ip_addresses":             types.ListType{ElemType: types.StringType},
-	"network_security_group_id":        types.StringType,
-	"subnet_network_security_group_id": types.StringType,
-	"security_group_ids":               types.ListType{ElemType: types.StringType},
+var networkInterfacesAttribute = schema.ListNestedAttribute{
+	Computed:            true,
+	MarkdownDescription: "The machine's network interfaces, primary first.",
+	NestedObject: schema.NestedAttributeObject{Attributes: map[string]schema.Attribute{
+		"id":                               schema.StringAttribute{Computed: true, MarkdownDescription: "NIC resource ID or ENI ID."},
+		"subnet_id":                        schema.StringAttribute{Computed: true, MarkdownDescription: "Subnet of the interface."},
+		"private_ip_addresses":             schema.ListAttribute{Computed: true, ElementType: types.StringType, MarkdownDescription: "Private IPs of the interface."},
+		"network_security_group_id":        schema.StringAttribute{Computed: true, MarkdownDescription: "Azure: the NSG on the NIC, empty when none."},
+		"subnet_network_security_group_id": schema.StringAttribute{Computed: true, MarkdownDescription: "Azure: the NSG on the NIC's subnet, empty when none."},
+		"security_group_ids":               schema.ListAttribute{Computed: true, ElementType: types.StringType, MarkdownDescription: "EC2: the ENI's security groups."},
+	}},
 }
 
 func (d *virtualMachineDataSource) Metadata(_ context.Context, req datasource.MetadataRequest, resp *datasource.MetadataResponse) {
@@ -79,7 +62,7 @@ func (d *virtualMachineDataSource) Schema(_ context.Context, _ datasource.Schema
 			"virtual_machine_id": schema.StringAttribute{
 				Required:            true,
 				MarkdownDescription: "An Azure VM resource ID (`/subscriptions/…/providers/Microsoft.Compute/virtualMachines/NAME`) or an EC2 instance ID (`i-…`).",
-				Validators:          []validator.String{virtualMachineIDValidator{}},
+				Validators:          []validator.String{virtualMachineIDValidator},
 			},
 			"cloud":    schema.StringAttribute{Computed: true, MarkdownDescription: "`azure` or `aws`."},
 			"name":     schema.StringAttribute{Computed: true, MarkdownDescription: "The VM name (Azure) or the `Name` tag (EC2)."},
@@ -104,36 +87,14 @@ func (d *virtualMachineDataSource) Schema(_ context.Context, _ datasource.Schema
 				Computed:            true,
 				MarkdownDescription: "The `jit_policy` covering the machine, read from its tags; empty when none.",
 			},
-			"locked_ports": schema.ListNestedAttribute{
-				Computed:            true,
-				MarkdownDescription: "The ports the policy locks, with the limits a request must respect, read from the machine's tags.",
-				NestedObject: schema.NestedAttributeObject{Attributes: map[string]schema.Attribute{
-					"number":                          schema.Int64Attribute{Computed: true, MarkdownDescription: "Port number."},
-					"protocol":                        schema.StringAttribute{Computed: true, MarkdownDescription: "`TCP`, `UDP` or `*`."},
-					"allowed_source_address_prefixes": schema.ListAttribute{Computed: true, ElementType: types.StringType, MarkdownDescription: "Sources a request may open the port to."},
-					"max_request_access_duration":     schema.StringAttribute{Computed: true, MarkdownDescription: "Longest access a request may get (ISO 8601)."},
-				}},
-			},
-			"network_interfaces": schema.ListNestedAttribute{
-				Computed:            true,
-				MarkdownDescription: "The machine's network interfaces, primary first.",
-				NestedObject: schema.NestedAttributeObject{Attributes: map[string]schema.Attribute{
-					"id":                               schema.StringAttribute{Computed: true, MarkdownDescription: "NIC resource ID or ENI ID."},
-					"subnet_id":                        schema.StringAttribute{Computed: true, MarkdownDescription: "Subnet of the interface."},
-					"private_ip_addresses":             schema.ListAttribute{Computed: true, ElementType: types.StringType, MarkdownDescription: "Private IPs of the interface."},
-					"network_security_group_id":        schema.StringAttribute{Computed: true, MarkdownDescription: "Azure: the NSG on the NIC, empty when none."},
-					"subnet_network_security_group_id": schema.StringAttribute{Computed: true, MarkdownDescription: "Azure: the NSG on the NIC's subnet, empty when none."},
-					"security_group_ids":               schema.ListAttribute{Computed: true, ElementType: types.StringType, MarkdownDescription: "EC2: the ENI's security groups."},
-				}},
-			},
+			"locked_ports":       lockedPortsAttribute,
+			"network_interfaces": networkInterfacesAttribute,
 		},
 	}
 }
 
 func (d *virtualMachineDataSource) Configure(_ context.Context, req datasource.ConfigureRequest, resp *datasource.ConfigureResponse) {
-	if req.ProviderData != nil {
-		d.clients = req.ProviderData.(*clients)
-	}
+	d.engine = configuredEngine(req.ProviderData, &resp.Diagnostics)
 }
 
 func (d *virtualMachineDataSource) Read(ctx context.Context, req datasource.ReadRequest, resp *datasource.ReadResponse) {
@@ -142,11 +103,10 @@ func (d *virtualMachineDataSource) Read(ctx context.Context, req datasource.Read
 	if resp.Diagnostics.HasError() {
 		return
 	}
-	id := data.VirtualMachineID.ValueString()
-	m, err := d.clients.machine(ctx, id)
+	m, err := d.engine.Machine(ctx, data.VirtualMachineID.ValueString())
 	if err != nil {
 		summary := "Cannot read virtual machine"
-		if isNotFound(err) {
+		if engine.IsNotFound(err) {
 			summary = "Virtual machine not found"
 		}
 		resp.Diagnostics.AddAttributeError(path.Root("virtual_machine_id"), summary, err.Error())
@@ -157,20 +117,19 @@ func (d *virtualMachineDataSource) Read(ctx context.Context, req datasource.Read
 		resp.Diagnostics.AddAttributeWarning(path.Root("virtual_machine_id"), "Unreadable policy settings", err.Error())
 	}
 	classification, reason := jit.Classify(m, configured)
-	data.PolicyName = types.StringValue(policy)
-	data.LockedPorts = lockedPortsValue(ports)
-
-	nics := make([]attr.Value, 0, len(m.Interfaces))
-	for _, nic := range m.Interfaces {
-		nics = append(nics, types.ObjectValueMust(networkInterfaceAttrTypes, map[string]attr.Value{
-			"id":                               types.StringValue(nic.ID),
-			"subnet_id":                        types.StringValue(nic.SubnetID),
-			"private_ip_addresses":             stringList(nic.PrivateIPs),
-			"network_security_group_id":        types.StringValue(nic.NetworkSecurityGroupID),
-			"subnet_network_security_group_id": types.StringValue(nic.SubnetNetworkSecurityGroupID),
-			"security_group_ids":               stringList(nic.SecurityGroupIDs),
-		}))
+	locked := make([]lockedPort, len(ports))
+	for i, p := range ports {
+		locked[i] = lockedPort{Number: int64(p.Number), Protocol: string(p.Protocol), AllowedSourceAddressPrefixes: p.AllowedSourcePrefixes, MaxRequestAccessDuration: p.MaxRequestAccessDuration.String()}
 	}
+	nics := make([]networkInterface, len(m.Interfaces))
+	for i, nic := range m.Interfaces {
+		nics[i] = networkInterface{
+			ID: nic.ID, SubnetID: nic.SubnetID, PrivateIPAddresses: orEmpty(nic.PrivateIPs),
+			NetworkSecurityGroupID: nic.NetworkSecurityGroupID, SubnetNetworkSecurityGroupID: nic.SubnetNetworkSecurityGroupID,
+			SecurityGroupIDs: orEmpty(nic.SecurityGroupIDs),
+		}
+	}
+	var diags diag.Diagnostics
 	data.ID = types.StringValue(m.ID)
 	data.Cloud = types.StringValue(string(m.Cloud))
 	data.Name = types.StringValue(m.Name)
@@ -179,35 +138,10 @@ func (d *virtualMachineDataSource) Read(ctx context.Context, req datasource.Read
 	data.UnsupportedReason = types.StringValue(reason)
 	data.PrivateIPAddresses = stringList(m.PrivateIPs())
 	data.SecurityGroupIDs = stringList(m.FilterIDs())
-	data.NetworkInterfaces = types.ListValueMust(types.ObjectType{AttrTypes: networkInterfaceAttrTypes}, nics)
+	data.PolicyName = types.StringValue(policy)
+	data.LockedPorts, diags = types.ListValueFrom(ctx, lockedPortsAttribute.NestedObject.Type(), locked)
+	resp.Diagnostics.Append(diags...)
+	data.NetworkInterfaces, diags = types.ListValueFrom(ctx, networkInterfacesAttribute.NestedObject.Type(), nics)
+	resp.Diagnostics.Append(diags...)
 	resp.Diagnostics.Append(resp.State.Set(ctx, &data)...)
-}
-
-func stringList(ss []string) types.List {
-	vals := make([]attr.Value, len(ss))
-	for i, s := range ss {
-		vals[i] = types.StringValue(s)
-	}
-	return types.ListValueMust(types.StringType, vals)
-}
-
-// virtualMachineIDValidator rejects IDs that name neither an Azure VM nor an
-// EC2 instance, at plan time.
-type virtualMachineIDValidator struct{}
-
-func (virtualMachineIDValidator) Description(context.Context) string {
-	return "must be an Azure VM resource ID or an EC2 instance ID"
-}
-
-func (v virtualMachineIDValidator) MarkdownDescription(ctx context.Context) string {
-	return v.Description(ctx)
-}
-
-func (virtualMachineIDValidator) ValidateString(_ context.Context, req validator.StringRequest, resp *validator.StringResponse) {
-	if req.ConfigValue.IsNull() || req.ConfigValue.IsUnknown() {
-		return
-	}
-	if _, err := jit.CloudOf(req.ConfigValue.ValueString()); err != nil {
-		resp.Diagnostics.AddAttributeError(req.Path, "Invalid virtual machine ID", err.Error())
-	}
 }

@@ -12,10 +12,10 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/diag"
 	"github.com/hashicorp/terraform-plugin-framework/ephemeral"
 	"github.com/hashicorp/terraform-plugin-framework/ephemeral/schema"
-	"github.com/hashicorp/terraform-plugin-framework/path"
 	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
 	"github.com/hashicorp/terraform-plugin-framework/types"
 
+	"github.com/jitaccess/terraform-provider-jit/internal/engine"
 	"github.com/jitaccess/terraform-provider-jit/internal/jit"
 )
 
@@ -29,33 +29,14 @@ func newAccessEphemeral() ephemeral.EphemeralResource { return &accessEphemeral{
 
 // accessEphemeral is jit_access: a grant for the length of one run.
 type accessEphemeral struct {
-	clients *clients
-}
-
-type accessEphemeralModel struct {
-	ID                types.String          `tfsdk:"id"`
-	VirtualMachineID  types.String          `tfsdk:"virtual_machine_id"`
-	Justification     types.String          `tfsdk:"justification"`
-	Duration          types.String          `tfsdk:"duration"`
-	Ports             []accessEphemeralPort `tfsdk:"port"`
-	Requestor         types.String          `tfsdk:"requestor"`
-	StartTimeUTC      types.String          `tfsdk:"start_time_utc"`
-	EndTimeUTC        types.String          `tfsdk:"end_time_utc"`
-	ConnectionDetails types.List            `tfsdk:"connection_details"`
-}
-
-type accessEphemeralPort struct {
-	Number                     types.Int64  `tfsdk:"number"`
-	Protocol                   types.String `tfsdk:"protocol"`
-	AllowedSourceAddressPrefix types.String `tfsdk:"allowed_source_address_prefix"`
+	engine *engine.Engine
 }
 
 // openGrantState is what Renew and Close need, kept in private data.
 type openGrantState struct {
 	MachineID string
-	Policy    string
 	Duration  jit.Duration
-	Request   grantRequest
+	Grant     engine.Grant
 }
 
 const privateGrantKey = "grant"
@@ -73,7 +54,7 @@ func (e *accessEphemeral) Schema(_ context.Context, _ ephemeral.SchemaRequest, r
 		Attributes: map[string]schema.Attribute{
 			"virtual_machine_id": schema.StringAttribute{
 				Required: true, MarkdownDescription: "The Azure VM resource ID to open.",
-				Validators: []validator.String{virtualMachineIDValidator{}},
+				Validators: []validator.String{virtualMachineIDValidator},
 			},
 			"justification": schema.StringAttribute{
 				Required: true, MarkdownDescription: "Why access is needed; recorded on every grant.",
@@ -82,6 +63,7 @@ func (e *accessEphemeral) Schema(_ context.Context, _ ephemeral.SchemaRequest, r
 			"duration": schema.StringAttribute{
 				Required:            true,
 				MarkdownDescription: "How long each opening lasts, as an ISO 8601 duration within the policy's maximum; renewals extend by as much.",
+				Validators:          []validator.String{requestDurationValidator},
 			},
 			"id":             schema.StringAttribute{Computed: true, MarkdownDescription: "Request ID."},
 			"requestor":      schema.StringAttribute{Computed: true, MarkdownDescription: "The identity the provider's credentials belong to."},
@@ -103,10 +85,11 @@ func (e *accessEphemeral) Schema(_ context.Context, _ ephemeral.SchemaRequest, r
 					},
 					"protocol": schema.StringAttribute{
 						Optional: true, MarkdownDescription: "`TCP`, `UDP` or `*`; by default the protocol the policy locks the port for.",
-						Validators: []validator.String{stringvalidator.OneOf("TCP", "UDP", "*")},
+						Validators: []validator.String{protocolValidator},
 					},
 					"allowed_source_address_prefix": schema.StringAttribute{
 						Required: true, MarkdownDescription: "The source to open the port to, inside a prefix the policy allows.",
+						Validators: []validator.String{sourcePrefixValidator},
 					},
 				}},
 			},
@@ -114,10 +97,8 @@ func (e *accessEphemeral) Schema(_ context.Context, _ ephemeral.SchemaRequest, r
 	}
 }
 
-func (e *accessEphemeral) Configure(_ context.Context, req ephemeral.ConfigureRequest, _ *ephemeral.ConfigureResponse) {
-	if req.ProviderData != nil {
-		e.clients = req.ProviderData.(*clients)
-	}
+func (e *accessEphemeral) Configure(_ context.Context, req ephemeral.ConfigureRequest, resp *ephemeral.ConfigureResponse) {
+	e.engine = configuredEngine(req.ProviderData, &resp.Diagnostics)
 }
 
 func (e *accessEphemeral) Open(ctx context.Context, req ephemeral.OpenRequest, resp *ephemeral.OpenResponse) {
@@ -126,68 +107,30 @@ func (e *accessEphemeral) Open(ctx context.Context, req ephemeral.OpenRequest, r
 	if resp.Diagnostics.HasError() {
 		return
 	}
-	m, err := e.clients.machine(ctx, cfg.VirtualMachineID.ValueString())
-	if err != nil {
-		resp.Diagnostics.AddAttributeError(path.Root("virtual_machine_id"), "Cannot read virtual machine", err.Error())
+	o, findings := e.engine.OpenRequest(ctx, cfg.request())
+	addFindings(&resp.Diagnostics, findings...)
+	if o == nil {
 		return
 	}
-	policy, policyPorts, ok, err := machinePolicy(m)
-	if err == nil && !ok {
-		err = fmt.Errorf("%s is not covered by any jit_policy: there is nothing to request access to", m.ID)
-	}
-	if err != nil {
-		resp.Diagnostics.AddAttributeError(path.Root("virtual_machine_id"), "No JIT policy on the virtual machine", err.Error())
-		return
-	}
-	// The checks are the request's, each port lasting the duration.
-	asRequest := accessRequestModel{Ports: make([]accessPort, len(cfg.Ports))}
-	for i, p := range cfg.Ports {
-		asRequest.Ports[i] = accessPort{Number: p.Number, Protocol: p.Protocol, AllowedSourceAddressPrefix: p.AllowedSourceAddressPrefix, Duration: cfg.Duration}
-	}
-	start := e.clients.clock.Now().UTC().Truncate(time.Second)
-	resolved, diags := asRequest.validate(policyPorts, start)
-	for _, d := range diags {
-		// The request's per-port duration is this resource's duration.
-		if dp, ok := d.(diag.DiagnosticWithPath); ok && isDurationPath(dp.Path()) {
-			resp.Diagnostics.AddAttributeError(path.Root("duration"), d.Summary(), d.Detail())
-			continue
-		}
-		resp.Diagnostics.Append(d)
-	}
+	end := o.Grant.Ports[0].End
 	if resp.Diagnostics.HasError() {
-		return
-	}
-	requestor, err := e.clients.requestor(ctx, m)
-	if err != nil {
-		resp.Diagnostics.AddError("Cannot tell who is requesting", err.Error())
+		// Leave nothing half-open behind.
+		ref := engine.GrantRef{MachineID: cfg.VirtualMachineID.ValueString(), RequestID: o.Grant.ID, Ports: o.Resolved}
+		if err := e.engine.CloseRequest(ctx, ref); err != nil {
+			resp.Diagnostics.AddError("Cannot withdraw a partial grant", err.Error()+"; it expires at "+end.Format(time.RFC3339))
+		}
 		return
 	}
 	duration, _ := jit.ParseDuration(cfg.Duration.ValueString())
-	state := openGrantState{MachineID: m.ID, Policy: policy, Duration: duration, Request: grantRequest{
-		ID: newRequestID(start), Justification: cfg.Justification.ValueString(), Requestor: requestor,
-	}}
-	end := start.Add(duration.Std())
-	for i, pp := range resolved {
-		state.Request.Ports = append(state.Request.Ports, grantPort{Port: pp, Source: cfg.Ports[i].AllowedSourceAddressPrefix.ValueString(), End: end})
-	}
-	opened, err := e.clients.openGrant(ctx, m, policy, state.Request)
-	if err != nil {
-		resp.Diagnostics.AddError("Cannot grant access", err.Error())
-		// Leave nothing half-open behind.
-		if cerr := e.clients.closeGrant(ctx, m, m.ID, state.Request.ID, resolved, nil); cerr != nil {
-			resp.Diagnostics.AddError("Cannot withdraw a partial grant", cerr.Error()+"; it expires at "+end.Format(time.RFC3339))
-		}
-		return
-	}
-	cfg.ID, cfg.Requestor = types.StringValue(state.Request.ID), types.StringValue(requestor)
-	cfg.StartTimeUTC, cfg.EndTimeUTC = types.StringValue(start.Format(time.RFC3339)), types.StringValue(end.Format(time.RFC3339))
-	details := make([]string, len(resolved))
-	for i, pp := range resolved {
-		details[i] = opened.connect[pp]
+	cfg.ID, cfg.Requestor = types.StringValue(o.Grant.ID), types.StringValue(o.Grant.Requestor)
+	cfg.StartTimeUTC, cfg.EndTimeUTC = types.StringValue(o.Start.Format(time.RFC3339)), types.StringValue(end.Format(time.RFC3339))
+	details := make([]string, len(o.Resolved))
+	for i, pp := range o.Resolved {
+		details[i] = o.Opened.Connect[pp]
 	}
 	cfg.ConnectionDetails = stringList(details)
 	resp.Diagnostics.Append(resp.Result.Set(ctx, &cfg)...)
-	resp.Diagnostics.Append(savePrivate(ctx, resp.Private, state)...)
+	resp.Diagnostics.Append(savePrivate(ctx, resp.Private, openGrantState{MachineID: cfg.VirtualMachineID.ValueString(), Duration: duration, Grant: o.Grant})...)
 	resp.RenewAt = renewAt(end, duration)
 }
 
@@ -199,16 +142,11 @@ func (e *accessEphemeral) Renew(ctx context.Context, req ephemeral.RenewRequest,
 	if resp.Diagnostics.HasError() {
 		return
 	}
-	m, err := e.clients.machine(ctx, state.MachineID)
-	if err != nil {
-		resp.Diagnostics.AddError("Cannot read virtual machine", err.Error())
-		return
+	end := e.engine.Clock().Now().UTC().Truncate(time.Second).Add(state.Duration.Std())
+	for i := range state.Grant.Ports {
+		state.Grant.Ports[i].End = end
 	}
-	end := e.clients.clock.Now().UTC().Truncate(time.Second).Add(state.Duration.Std())
-	for i := range state.Request.Ports {
-		state.Request.Ports[i].End = end
-	}
-	if _, err := e.clients.openGrant(ctx, m, state.Policy, state.Request); err != nil {
+	if _, err := e.engine.Regrant(ctx, state.Grant, state.MachineID); err != nil {
 		resp.Diagnostics.AddError("Cannot extend access", err.Error())
 		return
 	}
@@ -222,16 +160,11 @@ func (e *accessEphemeral) Close(ctx context.Context, req ephemeral.CloseRequest,
 	if resp.Diagnostics.HasError() {
 		return
 	}
-	m, err := e.clients.machineIfAny(ctx, state.MachineID)
-	if err != nil {
-		resp.Diagnostics.AddError("Cannot read virtual machine", err.Error())
-		return
+	ref := engine.GrantRef{MachineID: state.MachineID, RequestID: state.Grant.ID}
+	for _, p := range state.Grant.Ports {
+		ref.Ports = append(ref.Ports, p.Port)
 	}
-	ports := make([]jit.PortProtocol, len(state.Request.Ports))
-	for i, p := range state.Request.Ports {
-		ports[i] = p.Port
-	}
-	if err := e.clients.closeGrant(ctx, m, state.MachineID, state.Request.ID, ports, nil); err != nil {
+	if err := e.engine.CloseRequest(ctx, ref); err != nil {
 		resp.Diagnostics.AddError("Cannot revoke access", err.Error())
 	}
 }
@@ -240,15 +173,6 @@ func (e *accessEphemeral) Close(ctx context.Context, req ephemeral.CloseRequest,
 // duration, at most five minutes.
 func renewAt(end time.Time, d jit.Duration) time.Time {
 	return end.Add(-min(5*time.Minute, d.Std()/5))
-}
-
-func isDurationPath(p path.Path) bool {
-	steps := p.Steps()
-	if len(steps) == 0 {
-		return false
-	}
-	last, ok := steps[len(steps)-1].(path.PathStepAttributeName)
-	return ok && string(last) == "duration"
 }
 
 type privateData interface {
@@ -272,7 +196,7 @@ func loadPrivate(ctx context.Context, p privateData) (openGrantState, diag.Diagn
 	if diags.HasError() {
 		return state, diags
 	}
-	if err := json.Unmarshal(b, &state); err != nil || state.Request.ID == "" {
+	if err := json.Unmarshal(b, &state); err != nil || state.Grant.ID == "" {
 		diags.AddError("Lost the grant's details", fmt.Sprintf("The private data of the open grant cannot be read (%v); it expires on its own.", err))
 	}
 	return state, diags

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jitaccess/terraform-provider-jit/internal/azure"
+	"github.com/jitaccess/terraform-provider-jit/internal/engine"
 	"github.com/jitaccess/terraform-provider-jit/internal/jit"
 )
 
@@ -14,12 +16,11 @@ import (
 // priority it chose. Every grant must still land, each at its own priority.
 func TestOpenGrant_twoProcessesOnOneNSGNeverCollide(t *testing.T) {
 	cloud := newTestCloud(t, "world")
-	clock := jit.NewFakeClock(requestEpoch)
-	processes := []*clients{
-		{azure: cloud.azureClient(t), clock: clock},
-		{azure: cloud.azureClient(t), clock: clock},
+	processes := []*azure.Backend{
+		azure.NewBackend(cloud.azureClient(t), ""),
+		azure.NewBackend(cloud.azureClient(t), ""),
 	}
-	m, err := processes[0].machine(t.Context(), testVM+"web")
+	m, err := processes[0].Machine(t.Context(), testVM+"web")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -32,9 +33,9 @@ func TestOpenGrant_twoProcessesOnOneNSGNeverCollide(t *testing.T) {
 			go func() {
 				defer wg.Done()
 				port := jit.PortProtocol{Number: 8000 + p*perProcess + i, Protocol: jit.ProtocolTCP}
-				_, err := c.openGrant(t.Context(), m, "web", grantRequest{
-					ID: fmt.Sprintf("p%d-r%d", p, i), Justification: "load", Requestor: "ci",
-					Ports: []grantPort{{Port: port, Source: "198.51.100.7", End: requestEpoch.Add(time.Hour)}},
+				_, err := c.OpenGrant(t.Context(), m, engine.Grant{
+					ID: fmt.Sprintf("p%d-r%d", p, i), Policy: "web", Justification: "load", Requestor: "ci",
+					Ports: []engine.GrantPort{{Port: port, Source: "198.51.100.7", End: requestEpoch.Add(time.Hour)}},
 				})
 				errs <- err
 			}()

@@ -4,13 +4,12 @@ package provider
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
-	"regexp"
 
 	"github.com/hashicorp/terraform-plugin-framework-validators/stringvalidator"
 	"github.com/hashicorp/terraform-plugin-framework/datasource"
+	"github.com/hashicorp/terraform-plugin-framework/diag"
 	"github.com/hashicorp/terraform-plugin-framework/ephemeral"
 	"github.com/hashicorp/terraform-plugin-framework/path"
 	"github.com/hashicorp/terraform-plugin-framework/provider"
@@ -21,6 +20,7 @@ import (
 
 	"github.com/jitaccess/terraform-provider-jit/internal/aws"
 	"github.com/jitaccess/terraform-provider-jit/internal/azure"
+	"github.com/jitaccess/terraform-provider-jit/internal/engine"
 	"github.com/jitaccess/terraform-provider-jit/internal/jit"
 )
 
@@ -37,23 +37,6 @@ func New(version string) func() provider.Provider { return newWithClock(version,
 
 func newWithClock(version string, clock jit.Clock) func() provider.Provider {
 	return func() provider.Provider { return &jitProvider{version: version, clock: clock} }
-}
-
-type providerModel struct {
-	Azure *azureBlockModel `tfsdk:"azure"`
-	AWS   *awsBlockModel   `tfsdk:"aws"`
-}
-
-type azureBlockModel struct {
-	SubscriptionID          types.String `tfsdk:"subscription_id"`
-	Environment             types.String `tfsdk:"environment"`
-	ResourceManagerEndpoint types.String `tfsdk:"resource_manager_endpoint"`
-}
-
-type awsBlockModel struct {
-	Region   types.String `tfsdk:"region"`
-	Profile  types.String `tfsdk:"profile"`
-	Endpoint types.String `tfsdk:"endpoint"`
 }
 
 func (p *jitProvider) Metadata(_ context.Context, _ provider.MetadataRequest, resp *provider.MetadataResponse) {
@@ -115,8 +98,8 @@ func (p *jitProvider) Configure(ctx context.Context, req provider.ConfigureReque
 	if resp.Diagnostics.HasError() {
 		return
 	}
-	c := &clients{clock: p.clock}
 	userAgent := "terraform-provider-jit/" + p.version
+	var backends []engine.Backend
 	// An absent single nested block is null, so a nil pointer here.
 	if cfg.Azure != nil {
 		az, err := azure.New(azure.Config{
@@ -129,7 +112,7 @@ func (p *jitProvider) Configure(ctx context.Context, req provider.ConfigureReque
 			resp.Diagnostics.AddAttributeError(path.Root("azure"), "Invalid Azure configuration", err.Error())
 			return
 		}
-		c.azure = az
+		backends = append(backends, azure.NewBackend(az, ""))
 	}
 	if cfg.AWS != nil {
 		client, err := aws.New(ctx, aws.Config{
@@ -142,11 +125,12 @@ func (p *jitProvider) Configure(ctx context.Context, req provider.ConfigureReque
 			resp.Diagnostics.AddAttributeError(path.Root("aws"), "Invalid AWS configuration", err.Error())
 			return
 		}
-		c.aws = client
+		backends = append(backends, aws.NewBackend(client))
 	}
-	resp.DataSourceData = c
-	resp.ResourceData = c
-	resp.EphemeralResourceData = c
+	e := engine.New(p.clock, backends)
+	resp.DataSourceData = e
+	resp.ResourceData = e
+	resp.EphemeralResourceData = e
 }
 
 func (p *jitProvider) Resources(context.Context) []func() resource.Resource {
@@ -168,40 +152,17 @@ func (p *jitProvider) DataSources(context.Context) []func() datasource.DataSourc
 	}
 }
 
-// clients is what Configure hands to resources and data sources.
-type clients struct {
-	azure *azure.Client
-	aws   *aws.Client
-	clock jit.Clock
-}
-
-// machine resolves a VM or instance in whichever cloud its ID names.
-func (c *clients) machine(ctx context.Context, id string) (*jit.Machine, error) {
-	cloud, err := jit.CloudOf(id)
-	if err != nil {
-		return nil, err
+// configuredEngine is the engine Configure handed over; nil before the
+// provider is configured (a validate).
+func configuredEngine(data any, diags *diag.Diagnostics) *engine.Engine {
+	if data == nil {
+		return nil
 	}
-	switch cloud {
-	case jit.CloudAzure:
-		if c.azure == nil {
-			return nil, errNoBlock("azure", id)
-		}
-		return c.azure.Machine(ctx, id)
-	default:
-		if c.aws == nil {
-			return nil, errNoBlock("aws", id)
-		}
-		return c.aws.Machine(ctx, id)
+	e, ok := data.(*engine.Engine)
+	if !ok {
+		diags.AddError("Unexpected provider data", fmt.Sprintf("Expected *engine.Engine, got %T. This is a bug in the provider; please report it.", data))
 	}
-}
-
-func errNoBlock(block, id string) error {
-	return fmt.Errorf("%s is on %s but the provider configuration has no %s block; add `%s {}` to the provider \"jit\" block", id, block, block, block)
-}
-
-// isNotFound tells whether err means the VM or instance does not exist.
-func isNotFound(err error) bool {
-	return errors.Is(err, azure.ErrNotFound) || errors.Is(err, aws.ErrNotFound)
+	return e
 }
 
 func withEnv(v types.String, env string) string {
@@ -211,72 +172,37 @@ func withEnv(v types.String, env string) string {
 	return os.Getenv(env)
 }
 
-// azureClient returns the Azure client for an Azure resource ID, or the
-// missing-block error naming it.
-func (c *clients) azureClient(id string) (*azure.Client, error) {
-	if c.azure == nil {
-		return nil, errNoBlock("azure", id)
-	}
-	return c.azure, nil
-}
-
-// machineIfAny resolves a machine that may be gone: nil, and no error, then.
-func (c *clients) machineIfAny(ctx context.Context, id string) (*jit.Machine, error) {
-	m, err := c.machine(ctx, id)
-	if isNotFound(err) {
-		return nil, nil
-	}
-	return m, err
-}
-
-// requestor names who is asking for access to m: the identity of the
-// provider's credentials in m's cloud.
-func (c *clients) requestor(ctx context.Context, m *jit.Machine) (string, error) {
-	if m.Cloud == jit.CloudAzure {
-		return c.azure.Requestor(ctx)
-	}
-	return c.aws.CallerIdentity(ctx)
-}
-
-// untagMachine removes a policy's settings from a machine, if they are that policy's.
-func (c *clients) untagMachine(ctx context.Context, id, policy string) error {
-	m, err := c.machine(ctx, id)
-	if err != nil {
-		return err
-	}
-	if owner, _, ok, _ := jit.PolicyFromTags(m.Tags); !ok || owner != policy {
-		return nil
-	}
-	return c.tagMachine(ctx, m, nil)
-}
-
-// tagMachine writes a policy's settings onto a machine (set) and removes
-// any other policy setting it carries; set nil removes them all.
-func (c *clients) tagMachine(ctx context.Context, m *jit.Machine, set map[string]string) error {
-	if m.Cloud == jit.CloudAzure {
-		return c.azure.UpdateMachineTags(ctx, m.ID, set, jit.IsPolicyTag)
-	}
-	return c.aws.UpdateInstanceTags(ctx, m, set, jit.IsPolicyTag)
-}
-
-// policyMachines finds, for an import, the machines tagged with a policy.
-func (c *clients) policyMachines(ctx context.Context, policy string) ([]string, error) {
-	var ids []string
-	if c.azure != nil {
-		found, err := c.azure.TaggedMachines(ctx, jit.TagPolicy, policy)
-		if err != nil {
-			return nil, err
+// addFindings reports the engine's findings as diagnostics, at the
+// attribute each names.
+func addFindings(diags *diag.Diagnostics, findings ...jit.Finding) {
+	for _, f := range findings {
+		switch {
+		case f.Path == nil && f.Severity == jit.SeverityError:
+			diags.AddError(f.Summary, f.Detail)
+		case f.Path == nil:
+			diags.AddWarning(f.Summary, f.Detail)
+		case f.Severity == jit.SeverityError:
+			diags.AddAttributeError(fieldPath(f.Path), f.Summary, f.Detail)
+		default:
+			diags.AddAttributeWarning(fieldPath(f.Path), f.Summary, f.Detail)
 		}
-		ids = append(ids, found...)
 	}
-	if c.aws != nil {
-		found, err := c.aws.TaggedInstances(ctx, jit.TagPolicy, policy)
-		if err != nil {
-			return nil, err
-		}
-		ids = append(ids, found...)
-	}
-	return ids, nil
 }
 
-func mustCompile(expr string) *regexp.Regexp { return regexp.MustCompile(expr) }
+// fieldPath turns a core path ({"port", 1, "number"}) into a framework path.
+func fieldPath(steps []any) path.Path {
+	var p path.Path
+	for i, s := range steps {
+		switch v := s.(type) {
+		case string:
+			if i == 0 {
+				p = path.Root(v)
+			} else {
+				p = p.AtName(v)
+			}
+		case int:
+			p = p.AtListIndex(v)
+		}
+	}
+	return p
+}

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	awssdk "github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
@@ -23,6 +24,7 @@ import (
 
 	"github.com/jitaccess/terraform-provider-jit/internal/aws"
 	"github.com/jitaccess/terraform-provider-jit/internal/cloudsim"
+	"github.com/jitaccess/terraform-provider-jit/internal/engine"
 	"github.com/jitaccess/terraform-provider-jit/internal/jit"
 )
 
@@ -359,21 +361,15 @@ func TestAccPolicyAWS_groupSharedWithAnInstanceOutsideThePolicy(t *testing.T) {
 	}
 }
 
-// planDiagnostics runs the EC2 side of the policy's plan, as ModifyPlan
-// does for the CLI, through a provider configured against the emulator.
+// planDiagnostics runs the policy's plan, as ModifyPlan does for the CLI,
+// through an engine configured against the emulator's EC2 alone.
 func planDiagnostics(t *testing.T, cloud *testCloud, name string, instances []string, port int) diag.Diagnostics {
 	t.Helper()
-	r := &policyResource{clients: &clients{aws: cloud.awsClient(t)}}
-	var machines []*jit.Machine
-	for _, id := range instances {
-		m, err := r.clients.machine(context.Background(), id)
-		if err != nil {
-			t.Fatal(err)
-		}
-		machines = append(machines, m)
-	}
-	p, diags := r.planAWS(context.Background(), name, machines, []jit.PortProtocol{{Number: port, Protocol: jit.ProtocolTCP}}, nil, false)
-	p.release()
+	e := engine.New(jit.NewClock(), []engine.Backend{aws.NewBackend(cloud.awsClient(t))})
+	ports := []jit.Port{{Number: port, Protocol: jit.ProtocolTCP, AllowedSourcePrefixes: []string{"*"}, MaxRequestAccessDuration: jit.Duration(3 * time.Hour)}}
+	p := e.PlanPolicy(context.Background(), engine.PolicySpec{Name: name, MachineIDs: instances, Ports: ports}, nil)
+	var diags diag.Diagnostics
+	addFindings(&diags, p.Findings...)
 	return diags
 }
 

@@ -1,0 +1,153 @@
+package aws
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jitaccess/terraform-provider-jit/internal/engine"
+	"github.com/jitaccess/terraform-provider-jit/internal/jit"
+)
+
+// Backend is EC2 as the engine drives it.
+type Backend struct {
+	client *Client
+}
+
+var _ engine.Backend = (*Backend)(nil)
+
+// NewBackend serves the engine through client, in the client's region.
+func NewBackend(client *Client) *Backend { return &Backend{client: client} }
+
+// Client is the backend's EC2 client.
+func (b *Backend) Client() *Client { return b.client }
+
+func (b *Backend) Name() string { return "aws" }
+
+// Owns tells EC2 IDs (instances, security groups, network interfaces) from
+// anything else.
+func (b *Backend) Owns(id string) bool { return OwnsID(id) }
+
+// OwnsID tells EC2 IDs (instances, security groups, network interfaces)
+// from anything else.
+func OwnsID(id string) bool {
+	for _, prefix := range []string{"i-", "sg-", "eni-"} {
+		if strings.HasPrefix(id, prefix) {
+			return true
+		}
+	}
+	return false
+}
+
+func (b *Backend) Machine(ctx context.Context, id string) (*jit.Machine, error) {
+	return b.client.Machine(ctx, id)
+}
+
+func (b *Backend) Requestor(ctx context.Context) (string, error) { return b.client.CallerIdentity(ctx) }
+
+func (b *Backend) SetMachineTags(ctx context.Context, m *jit.Machine, set map[string]string, remove func(string) bool) error {
+	return b.client.UpdateInstanceTags(ctx, m, set, remove)
+}
+
+func (b *Backend) TaggedMachines(ctx context.Context, tag, value string) ([]string, error) {
+	return b.client.TaggedInstances(ctx, tag, value)
+}
+
+// GrantTargets is one: the request's own security group.
+func (b *Backend) GrantTargets(*jit.Machine) int { return 1 }
+
+// CheckGrant refuses a grant whose group would not fit on the primary ENI.
+func (b *Backend) CheckGrant(_ context.Context, m *jit.Machine, _ engine.Grant) []jit.Finding {
+	if len(m.Interfaces) > 0 && len(m.Interfaces[0].SecurityGroupIDs) >= GroupsPerInterface {
+		return []jit.Finding{jit.Error("No room for the grant's security group",
+			fmt.Sprintf("The primary network interface %s of %s already has %d security groups, EC2's default limit per interface; a grant attaches one more. Detach a group first.",
+				m.Interfaces[0].ID, m.ID, len(m.Interfaces[0].SecurityGroupIDs)), "virtual_machine_id")}
+	}
+	return nil
+}
+
+// OpenGrant opens an instance's ports with a security group of the
+// request's own on its primary ENI.
+func (b *Backend) OpenGrant(ctx context.Context, m *jit.Machine, g engine.Grant) (engine.OpenedGrant, error) {
+	opened := engine.OpenedGrant{Connect: map[jit.PortProtocol]string{}}
+	if len(m.Interfaces) == 0 {
+		return opened, fmt.Errorf("%s has no network interface to attach a grant to", m.ID)
+	}
+	sg := SGGrant{Request: g.ID, Instance: m.ID, ENI: m.Interfaces[0].ID}
+	var end time.Time
+	for i, gp := range g.Ports {
+		sg.Ports = append(sg.Ports, SGGrantPort{Port: gp.Port, Source: gp.Source})
+		// One group holds every port: it ends with the first to end.
+		if i == 0 || gp.End.Before(end) {
+			end = gp.End
+		}
+		opened.Connect[gp.Port] = engine.ConnectionDetails(m, gp.Port)
+	}
+	sg.Marker = jit.GrantMarker(g.Policy, end, g.Requestor, g.Justification).String()
+	group, err := b.client.openGrant(ctx, sg)
+	if group != "" {
+		for _, gp := range g.Ports {
+			opened.Rules = append(opened.Rules, engine.GrantRule{TargetID: group, Name: sg.ENI, Port: gp.Port})
+		}
+	}
+	return opened, err
+}
+
+// ObserveGrant finds the request's group and whether a newer grant took
+// its ports over.
+func (b *Backend) ObserveGrant(ctx context.Context, ref engine.GrantRef) (engine.ObservedGrant, error) {
+	o := engine.ObservedGrant{Superseded: map[jit.PortProtocol]bool{}}
+	eni := primaryENI(ref.Machine)
+	st, err := b.client.observeGrant(ctx, ref.RequestID, ref.MachineID, eni, ref.Ports)
+	if err != nil {
+		return o, err
+	}
+	for _, port := range ref.Ports {
+		if st.Attached {
+			o.Rules = append(o.Rules, engine.GrantRule{TargetID: st.GroupID, Name: eni, Port: port})
+		}
+	}
+	for _, port := range st.Superseded {
+		o.Superseded[port] = true
+	}
+	return o, nil
+}
+
+// CloseGrant revokes the ports from the request's group, and the group once
+// it opens nothing.
+func (b *Backend) CloseGrant(ctx context.Context, ref engine.GrantRef) error {
+	if len(ref.Ports) == 0 {
+		return nil
+	}
+	return b.client.revokeGrantPorts(ctx, ref.RequestID, ref.MachineID, ref.Ports)
+}
+
+// primaryENI is the network interface grants attach to; "" when the
+// instance is gone.
+func primaryENI(m *jit.Machine) string {
+	if m == nil || len(m.Interfaces) == 0 {
+		return ""
+	}
+	return m.Interfaces[0].ID
+}
+
+// ScanGrants lists the region's grant security groups.
+func (b *Backend) ScanGrants(ctx context.Context) (engine.Scope, []engine.FoundGrant, error) {
+	scope := engine.Scope{Cloud: b.Name(), Region: b.client.Region}
+	groups, err := b.client.GrantGroups(ctx)
+	if err != nil {
+		return scope, nil, err
+	}
+	found := make([]engine.FoundGrant, len(groups))
+	for i, g := range groups {
+		found[i] = engine.FoundGrant{Kind: engine.KindSecurityGroup, Target: g.ID, Name: g.Name, Request: g.RequestID, Marker: g.Marker, Vouched: g.MarkerOK}
+	}
+	return scope, found, nil
+}
+
+// RevokeGrant removes a grant group if its marker, read again, still
+// satisfies still.
+func (b *Backend) RevokeGrant(ctx context.Context, g engine.FoundGrant, still func(jit.Marker) bool) (bool, error) {
+	return b.client.RevokeGrantGroup(ctx, g.Target, still)
+}

@@ -1,0 +1,400 @@
+package azure
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"reflect"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/hashicorp/terraform-plugin-log/tflog"
+
+	"github.com/jitaccess/terraform-provider-jit/internal/engine"
+	"github.com/jitaccess/terraform-provider-jit/internal/jit"
+)
+
+// An Azure grant is an inbound Allow per port in each NSG on the VM's path,
+// ahead of the JIT deny, and, when the policy denies through an Azure
+// Firewall, a DNAT rule there from a mapped port of its public address.
+
+// GrantTargets counts each NSG on the path, and the policy's firewall.
+func (b *Backend) GrantTargets(m *jit.Machine) int {
+	n := len(m.FilterIDs())
+	if m.Tags[jit.TagFirewall] != "" {
+		n++
+	}
+	return n
+}
+
+// CheckGrant places the grants in each NSG on the path as they are now,
+// without writing, so that a grant that could not work (a rule that is
+// not the JIT deny shadows it with no free priority before it) fails the
+// plan, naming that rule. Through a firewall the source the VM sees is the
+// firewall's, which apply reads.
+func (b *Backend) CheckGrant(ctx context.Context, m *jit.Machine, g engine.Grant) []jit.Finding {
+	if m.Tags[jit.TagFirewall] != "" {
+		return nil
+	}
+	var findings []jit.Finding
+	for _, nsg := range m.FilterIDs() {
+		rules, err := b.client.SecurityRules(ctx, nsg)
+		if err != nil {
+			return append(findings, jit.Error("Cannot read network security group", err.Error(), "virtual_machine_id"))
+		}
+		for i, gp := range g.Ports {
+			_, err := jit.PlanNSGGrant(b.nsgGrant(nsg, rules, m, g, gp, gp.Source))
+			if err != nil {
+				findings = append(findings, jit.Error("The grant could not be placed", err.Error(), "port", i))
+			}
+		}
+	}
+	return findings
+}
+
+func (b *Backend) nsgGrant(nsg string, rules []jit.NSGRule, m *jit.Machine, g engine.Grant, gp engine.GrantPort, source string) jit.NSGGrant {
+	return jit.NSGGrant{
+		NSG: nsg, Rules: rules, Policy: g.Policy, Request: g.ID, Machine: m.ID, PrivateIPs: m.PrivateIPs(),
+		Port: gp.Port, Source: source, End: gp.End, Requestor: g.Requestor, Justification: g.Justification,
+	}
+}
+
+// OpenGrant writes the request's grants and removes the grants of older
+// requests for the same machine and port, which it supersedes. It is
+// idempotent: a grant already in place is left alone. The NSGs and the
+// firewall stay locked from their read to their last write, so concurrent
+// requests in this process never pick the same priority or mapped port.
+func (b *Backend) OpenGrant(ctx context.Context, m *jit.Machine, g engine.Grant) (engine.OpenedGrant, error) {
+	opened := engine.OpenedGrant{Connect: map[jit.PortProtocol]string{}}
+	nsgs := m.FilterIDs()
+	firewall := m.Tags[jit.TagFirewall]
+	locked := slices.Clone(nsgs)
+	if firewall != "" {
+		locked = append(locked, firewall)
+	}
+	defer b.client.Lock(ctx, locked...)()
+	source := func(gp engine.GrantPort) string { return gp.Source }
+	if firewall != "" {
+		addrs, err := b.openFirewallGrant(ctx, m, firewall, g, &opened)
+		if err != nil {
+			return opened, err
+		}
+		// The DNAT rule enforces the requester's source; the VM sees the firewall's.
+		source = func(engine.GrantPort) string { return addrs.SNATSource }
+	} else {
+		for _, gp := range g.Ports {
+			opened.Connect[gp.Port] = engine.ConnectionDetails(m, gp.Port)
+		}
+	}
+	for _, nsg := range nsgs {
+		// Another process (a parallel pipeline) may take the priority chosen
+		// between the read and the write: ARM refuses the write with
+		// SecurityRuleConflict, and the NSG is read and placed again.
+		var rules []engine.GrantRule
+		err := placeAgainOnConflict(ctx, nsg, func(ctx context.Context) error {
+			var err error
+			rules, err = b.grantInNSG(ctx, m, nsg, g, source)
+			return err
+		})
+		opened.Rules = append(opened.Rules, rules...)
+		if err != nil {
+			return opened, err
+		}
+	}
+	return opened, nil
+}
+
+// grantInNSG places the request's grants in one NSG, superseding older
+// requests' grants for the same machine and ports, and writes them.
+func (b *Backend) grantInNSG(ctx context.Context, m *jit.Machine, nsg string, g engine.Grant, source func(engine.GrantPort) string) ([]engine.GrantRule, error) {
+	rules, err := b.client.SecurityRules(ctx, nsg)
+	if err != nil {
+		return nil, err
+	}
+	var plan jit.NSGPlan
+	var owned []engine.GrantRule
+	for _, gp := range g.Ports {
+		name := jit.GrantRuleName(g.ID, m.ID, gp.Port)
+		rules = slices.DeleteFunc(rules, func(r jit.NSGRule) bool {
+			if r.Name != name && grantsSame(r, m, gp.Port) {
+				plan.Remove = append(plan.Remove, r)
+				return true
+			}
+			return false
+		})
+		rule, err := jit.PlanNSGGrant(b.nsgGrant(nsg, rules, m, g, gp, source(gp)))
+		if err != nil {
+			return nil, err
+		}
+		i := slices.IndexFunc(rules, func(r jit.NSGRule) bool { return r.Name == name })
+		switch {
+		case i < 0:
+			rules = append(rules, rule)
+			plan.Add = append(plan.Add, rule)
+		case rules[i].Priority != rule.Priority || !rules[i].Equivalent(rule):
+			rules[i] = rule
+			plan.Add = append(plan.Add, rule)
+		}
+		owned = append(owned, engine.GrantRule{TargetID: nsg, Name: rule.Name, Priority: rule.Priority, Port: gp.Port})
+	}
+	for _, r := range plan.Remove {
+		tflog.Info(ctx, "superseding an older grant", map[string]any{"nsg": nsg, "rule": r.Name})
+	}
+	if err := b.client.ApplyNSGPlan(ctx, nsg, plan); err != nil {
+		return nil, err
+	}
+	return owned, nil
+}
+
+// maxPlacements bounds how often a grant is placed again after losing its
+// priority to another writer.
+const maxPlacements = 10
+
+// placeAgainOnConflict runs place until it does not lose its priority to
+// another writer (SecurityRuleConflict), at most maxPlacements times.
+func placeAgainOnConflict(ctx context.Context, nsg string, place func(context.Context) error) error {
+	var err error
+	for attempt := 1; attempt <= maxPlacements; attempt++ {
+		if err = place(ctx); err == nil || !IsPriorityConflict(err) {
+			return err
+		}
+		tflog.Warn(ctx, "another writer took the chosen priority; reading the NSG and placing again",
+			map[string]any{"nsg": nsg, "attempt": attempt, "error": err.Error()})
+	}
+	return err
+}
+
+// openFirewallGrant writes the request's DNAT and network Allow collections
+// on the policy's firewall, removing older requests' collections for the
+// same machine and ports. The caller holds the firewall's lock.
+func (b *Backend) openFirewallGrant(ctx context.Context, m *jit.Machine, firewall string, g engine.Grant, opened *engine.OpenedGrant) (FirewallAddresses, error) {
+	fw, err := b.client.Firewall(ctx, firewall)
+	if err != nil {
+		return FirewallAddresses{}, err
+	}
+	addrs, err := b.client.Addresses(ctx, fw)
+	if err != nil {
+		return addrs, err
+	}
+	name := jit.FirewallGrantCollectionName(g.ID, m.ID)
+	change := FirewallChange{NAT: map[string]*jit.FirewallNATCollection{}, Network: map[string]*jit.FirewallNetworkCollection{}}
+	fg := jit.FirewallGrant{
+		Firewall: firewall, PublicIP: addrs.PublicIP, Policy: g.Policy, Request: g.ID, Machine: m.ID, PrivateIP: m.PrivateIPs()[0],
+		Requestor: g.Requestor, Justification: g.Justification,
+	}
+	ports := map[string]bool{}
+	for i, gp := range g.Ports {
+		fg.Ports = append(fg.Ports, jit.FirewallGrantPort{Port: gp.Port, Source: gp.Source})
+		// One collection holds every port: it ends with the first to end.
+		if i == 0 || gp.End.Before(fg.End) {
+			fg.End = gp.End
+		}
+		ports[strconv.Itoa(gp.Port.Number)] = true
+	}
+	var have *jit.FirewallNATCollection
+	for i, col := range fw.NATCollections {
+		switch {
+		case col.Name == name:
+			have = &fw.NATCollections[i]
+			fg.NAT = append(fg.NAT, col)
+		case supersededNAT(col, fg.PrivateIP, ports):
+			change.NAT[col.Name], change.Network[col.Name] = nil, nil
+		default:
+			fg.NAT = append(fg.NAT, col)
+		}
+	}
+	for _, col := range fw.NetworkCollections {
+		if _, gone := change.Network[col.Name]; !gone {
+			fg.Network = append(fg.Network, col)
+		}
+	}
+	plan, err := jit.PlanFirewallGrant(fg)
+	if err != nil {
+		return addrs, err
+	}
+	var haveAllow *jit.FirewallNetworkCollection
+	for i, col := range fw.NetworkCollections {
+		if col.Name == name {
+			haveAllow = &fw.NetworkCollections[i]
+		}
+	}
+	if have == nil || haveAllow == nil || !reflect.DeepEqual(*have, plan.NAT) || !reflect.DeepEqual(*haveAllow, plan.Allow) {
+		change.NAT[name], change.Network[name] = &plan.NAT, &plan.Allow
+	}
+	if len(change.NAT) > 0 {
+		if err := b.client.UpdateFirewall(ctx, firewall, change); err != nil {
+			return addrs, err
+		}
+	}
+	for i, gp := range g.Ports {
+		opened.Connect[gp.Port] = fmt.Sprintf("%s:%d", addrs.PublicIP, plan.MappedPorts[i])
+		opened.Rules = append(opened.Rules, engine.GrantRule{TargetID: firewall, Name: plan.NAT.Rules[i].Name, Priority: plan.NAT.Priority, Port: gp.Port})
+	}
+	return addrs, nil
+}
+
+// supersededNAT tells whether a NAT collection is another request's grant
+// forwarding only to machineIP and only ports among those being granted.
+func supersededNAT(col jit.FirewallNATCollection, machineIP string, ports map[string]bool) bool {
+	if !jit.IsFirewallGrantCollection(col.Name) || len(col.Rules) == 0 {
+		return false
+	}
+	for _, r := range col.Rules {
+		if !jit.JudgeGrant(r.Description, true, "", nil).IsGrant || r.TranslatedAddress != machineIP || !ports[r.TranslatedPort] {
+			return false
+		}
+	}
+	return true
+}
+
+// grantsSame tells whether r is a JIT grant of port to machine m: the kind
+// of rule a newer request for that port supersedes.
+func grantsSame(r jit.NSGRule, m *jit.Machine, port jit.PortProtocol) bool {
+	if !jit.JudgeNSGGrant(r, "", nil).IsGrant {
+		return false
+	}
+	if !slices.Equal(r.DestinationPortRanges, []string{strconv.Itoa(port.Number)}) || !strings.EqualFold(string(r.Protocol), string(jit.NSGProtocolOf(port.Protocol))) {
+		return false
+	}
+	got, want := slices.Clone(r.DestinationPrefixes), m.PrivateIPs()
+	slices.Sort(got)
+	slices.Sort(want)
+	return slices.Equal(got, want)
+}
+
+// ObserveGrant finds the request's rules in each NSG on the machine's path
+// and on its policy's firewall, and in the NSGs and firewall it held rules
+// in (the machine may be gone).
+func (b *Backend) ObserveGrant(ctx context.Context, ref engine.GrantRef) (engine.ObservedGrant, error) {
+	o := engine.ObservedGrant{Superseded: map[jit.PortProtocol]bool{}}
+	m := ref.Machine
+	for _, target := range grantTargets(m, ref.Targets) {
+		if isFirewallID(target) {
+			fw, err := b.client.Firewall(ctx, target)
+			if errors.Is(err, ErrNotFound) {
+				continue
+			}
+			if err != nil {
+				return o, err
+			}
+			name := jit.FirewallGrantCollectionName(ref.RequestID, ref.MachineID)
+			for _, col := range fw.NATCollections {
+				for _, port := range ref.Ports {
+					rule := jit.GrantRuleName(ref.RequestID, ref.MachineID, port)
+					if col.Name == name && slices.ContainsFunc(col.Rules, func(r jit.FirewallNATRule) bool { return r.Name == rule }) {
+						o.Rules = append(o.Rules, engine.GrantRule{TargetID: target, Name: rule, Priority: col.Priority, Port: port})
+					}
+				}
+			}
+			continue
+		}
+		rules, err := b.client.SecurityRules(ctx, target)
+		if errors.Is(err, ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return o, err
+		}
+		for _, port := range ref.Ports {
+			name := jit.GrantRuleName(ref.RequestID, ref.MachineID, port)
+			i := slices.IndexFunc(rules, func(r jit.NSGRule) bool { return r.Name == name })
+			if i >= 0 {
+				o.Rules = append(o.Rules, engine.GrantRule{TargetID: target, Name: name, Priority: rules[i].Priority, Port: port})
+				continue
+			}
+			if m != nil && slices.ContainsFunc(rules, func(r jit.NSGRule) bool { return grantsSame(r, m, port) }) {
+				o.Superseded[port] = true
+			}
+		}
+	}
+	return o, nil
+}
+
+// CloseGrant removes the request's rules for ref.Ports from each NSG on the
+// machine's path and from its policy's firewall, and from the NSGs and
+// firewall it held rules in.
+func (b *Backend) CloseGrant(ctx context.Context, ref engine.GrantRef) error {
+	all := grantTargets(ref.Machine, ref.Targets)
+	if len(all) == 0 || len(ref.Ports) == 0 {
+		return nil
+	}
+	defer b.client.Lock(ctx, all...)()
+	names := map[string]bool{}
+	for _, port := range ref.Ports {
+		names[jit.GrantRuleName(ref.RequestID, ref.MachineID, port)] = true
+	}
+	for _, target := range all {
+		if isFirewallID(target) {
+			if err := b.closeFirewallGrant(ctx, target, jit.FirewallGrantCollectionName(ref.RequestID, ref.MachineID), names); err != nil {
+				return err
+			}
+			continue
+		}
+		var plan jit.NSGPlan
+		for _, name := range slices.Sorted(maps.Keys(names)) {
+			plan.Remove = append(plan.Remove, jit.NSGRule{Name: name})
+		}
+		if err := b.client.ApplyNSGPlan(ctx, target, plan); err != nil && !errors.Is(err, ErrNotFound) {
+			return err
+		}
+	}
+	return nil
+}
+
+// closeFirewallGrant removes the named rules from a grant's two collections,
+// and the collections once empty.
+func (b *Backend) closeFirewallGrant(ctx context.Context, firewall, collection string, names map[string]bool) error {
+	fw, err := b.client.Firewall(ctx, firewall)
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	change := FirewallChange{NAT: map[string]*jit.FirewallNATCollection{}, Network: map[string]*jit.FirewallNetworkCollection{}}
+	for _, col := range fw.NATCollections {
+		if col.Name == collection {
+			col.Rules = slices.DeleteFunc(col.Rules, func(r jit.FirewallNATRule) bool { return names[r.Name] })
+			change.NAT[col.Name] = nil
+			if len(col.Rules) > 0 {
+				change.NAT[col.Name] = &col
+			}
+		}
+	}
+	for _, col := range fw.NetworkCollections {
+		if col.Name == collection {
+			col.Rules = slices.DeleteFunc(col.Rules, func(r jit.FirewallNetworkRule) bool { return names[r.Name] })
+			change.Network[col.Name] = nil
+			if len(col.Rules) > 0 {
+				change.Network[col.Name] = &col
+			}
+		}
+	}
+	if len(change.NAT)+len(change.Network) == 0 {
+		return nil
+	}
+	return b.client.UpdateFirewall(ctx, firewall, change)
+}
+
+// grantTargets is every NSG and firewall a request may hold rules in, once each.
+func grantTargets(m *jit.Machine, targets []string) []string {
+	var all []string
+	if m != nil {
+		all = append(all, m.FilterIDs()...)
+		if fw := m.Tags[jit.TagFirewall]; fw != "" {
+			all = append(all, fw)
+		}
+	}
+	all = append(all, targets...)
+	seen := map[string]bool{}
+	return slices.DeleteFunc(all, func(id string) bool {
+		key := strings.ToLower(id)
+		if seen[key] {
+			return true
+		}
+		seen[key] = true
+		return false
+	})
+}

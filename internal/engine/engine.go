@@ -1,0 +1,137 @@
+// Package engine is the orchestration between the provider (or a command)
+// and the clouds: it finds a policy's machines and the filters on their
+// paths, plans, observes and applies policies, opens, observes and closes
+// grants, and decides expiry. It speaks the core's types (internal/jit) and
+// reaches each cloud through a Backend; it imports neither the Terraform
+// framework nor any cloud SDK, and never branches on the cloud. What it
+// finds is returned as data (jit.Finding) for the caller to report.
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/jitaccess/terraform-provider-jit/internal/jit"
+)
+
+// ErrNotFound marks a machine, filter or grant that does not exist.
+// Backends wrap their clouds' not-found errors with it.
+var ErrNotFound = errors.New("not found")
+
+// IsNotFound tells whether err means something does not exist.
+func IsNotFound(err error) bool { return errors.Is(err, ErrNotFound) }
+
+// Failure is an error with the summary a backend wants it reported under
+// ("Cannot write security group rules"): the engine knows no cloud's words.
+type Failure struct {
+	Summary string
+	Err     error
+}
+
+func (f *Failure) Error() string { return f.Err.Error() }
+func (f *Failure) Unwrap() error { return f.Err }
+
+// Fail wraps err, when not nil, with the summary to report it under.
+func Fail(summary string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return &Failure{Summary: summary, Err: err}
+}
+
+// failureFindings reports err as error findings: each joined error apart,
+// under its own summary when it has one, else under summary.
+func failureFindings(summary string, err error) []jit.Finding {
+	if err == nil {
+		return nil
+	}
+	if joined, ok := err.(interface{ Unwrap() []error }); ok {
+		var out []jit.Finding
+		for _, e := range joined.Unwrap() {
+			out = append(out, failureFindings(summary, e)...)
+		}
+		return out
+	}
+	var f *Failure
+	if errors.As(err, &f) {
+		summary = f.Summary
+	}
+	return []jit.Finding{jit.Error(summary, err.Error())}
+}
+
+// splitErrors lists the errors joined in err.
+func splitErrors(err error) []error {
+	if err == nil {
+		return nil
+	}
+	if joined, ok := err.(interface{ Unwrap() []error }); ok {
+		return joined.Unwrap()
+	}
+	return []error{err}
+}
+
+// Engine drives the configured backends.
+type Engine struct {
+	backends []Backend
+	clock    jit.Clock
+	// missing names the clouds a configuration left out, for messages.
+	missing []string
+}
+
+// New returns an engine over the configured backends. missing names the
+// clouds known to the provider but not configured, so that touching one
+// says which block to add.
+func New(clock jit.Clock, backends []Backend, missing ...string) *Engine {
+	return &Engine{backends: backends, clock: clock, missing: missing}
+}
+
+// Clock is the engine's clock.
+func (e *Engine) Clock() jit.Clock { return e.clock }
+
+// Backends are the configured backends.
+func (e *Engine) Backends() []Backend { return e.backends }
+
+// backendFor finds the backend owning id: a machine or a filter.
+func (e *Engine) backendFor(id string) (Backend, error) {
+	for _, b := range e.backends {
+		if b.Owns(id) {
+			return b, nil
+		}
+	}
+	cloud, err := jit.CloudOf(id)
+	if err != nil {
+		return nil, err
+	}
+	return nil, fmt.Errorf("%s is on %s but the provider configuration has no %s block; add `%s {}` to the provider \"jit\" block", id, cloud, cloud, cloud)
+}
+
+// Machine resolves a machine in whichever configured cloud owns its ID.
+func (e *Engine) Machine(ctx context.Context, id string) (*jit.Machine, error) {
+	b, err := e.backendFor(id)
+	if err != nil {
+		return nil, err
+	}
+	return b.Machine(ctx, id)
+}
+
+// machineIfAny resolves a machine that may be gone: nil, and no error, then.
+func (e *Engine) machineIfAny(ctx context.Context, id string) (*jit.Machine, error) {
+	m, err := e.Machine(ctx, id)
+	if IsNotFound(err) {
+		return nil, nil
+	}
+	return m, err
+}
+
+// parallel runs fn for each item at once and returns the first error.
+func parallel[T any](items []T, fn func(T) error) error {
+	errs := make([]error, len(items))
+	var wg sync.WaitGroup
+	for i, item := range items {
+		wg.Go(func() { errs[i] = fn(item) })
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}

@@ -1,0 +1,308 @@
+package engine
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"time"
+
+	"github.com/jitaccess/terraform-provider-jit/internal/jit"
+)
+
+// Request is an access request as configured: jit_access_request, or the
+// ephemeral jit_access.
+type Request struct {
+	MachineID     string
+	Justification string
+	Ports         []RequestPort
+	// Duration, when set, is how long every port is opened for (the
+	// ephemeral resource's single duration); findings about it name the
+	// top-level "duration" attribute.
+	Duration string
+}
+
+// RequestPort is one requested port.
+type RequestPort struct {
+	Number int
+	// Protocol may be empty: the policy's only port with this number.
+	Protocol jit.Protocol
+	Source   string
+	// Exactly one of Duration (ISO 8601) and End is set, unless the
+	// request has a Duration for all ports.
+	Duration string
+	End      time.Time
+}
+
+// Defender's status reasons.
+const (
+	ReasonExpired       = "Expired"
+	ReasonUserRequested = "UserRequested"
+	ReasonSuperseded    = "NewerRequestInitiated"
+)
+
+var pathMachine = []any{"virtual_machine_id"}
+
+// machinePolicy reads the policy covering a machine from its tags.
+func machinePolicy(m *jit.Machine) (name string, ports []jit.Port, ok bool, err error) {
+	name, ports, ok, err = jit.PolicyFromTags(m.Tags)
+	if err != nil {
+		return "", nil, false, fmt.Errorf("%s carries a JIT policy whose tags cannot be read: %w", m.ID, err)
+	}
+	return name, ports, ok, nil
+}
+
+// PlanRequest checks a new request against the machine's policy as the
+// cloud records it, and places its grants without writing, so a grant
+// that could not work fails the plan. It returns each port's protocol as
+// resolved against the policy (nil when the policy is not there yet: it
+// may be created in the same apply, and the checks run again then).
+func (e *Engine) PlanRequest(ctx context.Context, req Request) ([]jit.PortProtocol, []jit.Finding) {
+	b, err := e.backendFor(req.MachineID)
+	if err != nil {
+		return nil, []jit.Finding{jit.Error("Cannot read virtual machine", err.Error(), pathMachine...)}
+	}
+	m, err := b.Machine(ctx, req.MachineID)
+	if err != nil {
+		return nil, []jit.Finding{machineError(err)}
+	}
+	policy, policyPorts, ok, err := machinePolicy(m)
+	switch {
+	case err != nil:
+		return nil, []jit.Finding{jit.Error("Unreadable JIT policy", err.Error(), pathMachine...)}
+	case !ok:
+		return nil, []jit.Finding{jit.Warning("No JIT policy on the virtual machine yet",
+			fmt.Sprintf("%s carries no jit_policy. If a policy covering it is applied first in this run, the request is checked against it at apply; otherwise the apply fails.", m.ID), pathMachine...)}
+	}
+	now := e.clock.Now()
+	resolved, findings := validateRequest(req, policyPorts, now)
+	if jit.HasError(findings) {
+		return nil, findings
+	}
+	g := Grant{ID: "plan", Policy: policy}
+	for i, pp := range resolved {
+		g.Ports = append(g.Ports, GrantPort{Port: pp, Source: req.Ports[i].Source, End: now.Add(time.Hour)})
+	}
+	return resolved, append(findings, b.CheckGrant(ctx, m, g)...)
+}
+
+// machineError is the finding for a machine that cannot be read.
+func machineError(err error) jit.Finding {
+	if IsNotFound(err) {
+		return jit.Error("Virtual machine not found", err.Error(), pathMachine...)
+	}
+	return jit.Error("Cannot read virtual machine", err.Error(), pathMachine...)
+}
+
+// OpenedRequest is a request as opened: the grant the cloud records and
+// what it holds there.
+type OpenedRequest struct {
+	Grant    Grant
+	Start    time.Time
+	Resolved []jit.PortProtocol
+	Opened   OpenedGrant
+}
+
+// OpenRequest checks the request against the machine's policy as of now
+// and opens its grants. What was written is returned even with an error,
+// so that it is kept in state and removed on destroy.
+func (e *Engine) OpenRequest(ctx context.Context, req Request) (*OpenedRequest, []jit.Finding) {
+	b, err := e.backendFor(req.MachineID)
+	if err != nil {
+		return nil, []jit.Finding{jit.Error("Cannot read virtual machine", err.Error(), pathMachine...)}
+	}
+	m, err := b.Machine(ctx, req.MachineID)
+	if err != nil {
+		return nil, []jit.Finding{machineError(err)}
+	}
+	policy, policyPorts, ok, err := machinePolicy(m)
+	if err == nil && !ok {
+		err = fmt.Errorf("%s is not covered by any jit_policy: there is nothing to request access to", m.ID)
+	}
+	if err != nil {
+		return nil, []jit.Finding{jit.Error("No JIT policy on the virtual machine", err.Error(), pathMachine...)}
+	}
+	start := e.clock.Now().UTC().Truncate(time.Second)
+	resolved, findings := validateRequest(req, policyPorts, start)
+	if jit.HasError(findings) {
+		return nil, findings
+	}
+	requestor, err := b.Requestor(ctx)
+	if err != nil {
+		return nil, append(findings, jit.Error("Cannot tell who is requesting", err.Error()))
+	}
+	o := &OpenedRequest{Start: start, Resolved: resolved, Grant: Grant{
+		ID: NewRequestID(start), Policy: policy, Requestor: requestor, Justification: req.Justification,
+	}}
+	for i, pp := range resolved {
+		o.Grant.Ports = append(o.Grant.Ports, GrantPort{Port: pp, Source: req.Ports[i].Source, End: req.end(i, start)})
+	}
+	o.Opened, err = b.OpenGrant(ctx, m, o.Grant)
+	if err != nil {
+		findings = append(findings, jit.Error("Cannot grant access", err.Error()))
+	}
+	return o, findings
+}
+
+// end is when port i of a request starting at start ends.
+func (r Request) end(i int, start time.Time) time.Time {
+	p := r.Ports[i]
+	d := cmpOr(r.Duration, p.Duration)
+	if d == "" {
+		return p.End.UTC()
+	}
+	parsed, _ := jit.ParseDuration(d)
+	return start.Add(parsed.Std())
+}
+
+func cmpOr(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+// validateRequest checks the request's ports against the policy's, as of
+// now, and resolves each port's protocol.
+func validateRequest(req Request, policy []jit.Port, now time.Time) ([]jit.PortProtocol, []jit.Finding) {
+	var findings []jit.Finding
+	requested := make([]jit.RequestedPort, len(req.Ports))
+	for i, p := range req.Ports {
+		requested[i] = jit.RequestedPort{Number: p.Number, Protocol: p.Protocol, SourcePrefix: p.Source}
+		if d := cmpOr(req.Duration, p.Duration); d != "" {
+			parsed, err := jit.ParseDuration(d)
+			if err != nil {
+				findings = append(findings, jit.Error("Invalid duration", err.Error(), req.durationPath(i)...))
+				continue
+			}
+			requested[i].Duration = parsed
+			continue
+		}
+		if !p.End.After(now) {
+			findings = append(findings, jit.Error("End time in the past",
+				fmt.Sprintf("end_time_utc %s is not in the future (now is %s).", p.End.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339)),
+				"port", i, "end_time_utc"))
+			continue
+		}
+		requested[i].Duration = jit.Duration(p.End.Sub(now))
+	}
+	if jit.HasError(findings) {
+		return nil, findings
+	}
+	resolved, errs := jit.ValidateRequest(policy, requested)
+	for _, fe := range errs {
+		f := fe.Finding()
+		// A duration is reported where the user wrote it.
+		if len(fe.Path) == 3 && fe.Path[2] == "duration" {
+			if i, ok := fe.Path[1].(int); ok {
+				f.Path = req.durationPath(i)
+			}
+		}
+		findings = append(findings, f)
+	}
+	return resolved, findings
+}
+
+// durationPath is where the duration of port i was written: the request's
+// own duration, the port's, or the port's end time.
+func (r Request) durationPath(i int) []any {
+	switch {
+	case r.Duration != "":
+		return []any{"duration"}
+	case r.Ports[i].Duration == "":
+		return []any{"port", i, "end_time_utc"}
+	}
+	return []any{"port", i, "duration"}
+}
+
+// NewRequestID names a request by its start and a random suffix, so two
+// requests in the same second differ.
+func NewRequestID(start time.Time) string {
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	return start.UTC().Format("20060102T150405Z") + "-" + hex.EncodeToString(b)
+}
+
+// PortStatus is a granted port's status now: a port revoked stays so;
+// otherwise it is open until its end time.
+func (e *Engine) PortStatus(end time.Time, status jit.GrantStatus, reason string) (jit.GrantStatus, string) {
+	if status == jit.GrantRevoked {
+		return jit.GrantRevoked, reason
+	}
+	if jit.ExpiryStatus(end, e.clock) == jit.GrantExpired {
+		return jit.GrantExpired, ReasonExpired
+	}
+	return jit.GrantInitiated, ""
+}
+
+// GrantTargets is how many places one port's grant has rules in on m.
+func (e *Engine) GrantTargets(m *jit.Machine) (int, error) {
+	b, err := e.backendFor(m.ID)
+	if err != nil {
+		return 0, err
+	}
+	return b.GrantTargets(m), nil
+}
+
+// ObserveRequest finds a request's grants. The machine may be gone: then
+// ref.Machine is nil in what is returned.
+func (e *Engine) ObserveRequest(ctx context.Context, ref GrantRef) (GrantRef, ObservedGrant, error) {
+	b, err := e.backendFor(ref.MachineID)
+	if err != nil {
+		return ref, ObservedGrant{}, err
+	}
+	if ref.Machine, err = e.machineIfAny(ctx, ref.MachineID); err != nil {
+		return ref, ObservedGrant{}, err
+	}
+	o, err := b.ObserveGrant(ctx, ref)
+	return ref, o, err
+}
+
+// CloseRequest removes a request's rules for ref.Ports, wherever the
+// machine's path and the state say they are.
+func (e *Engine) CloseRequest(ctx context.Context, ref GrantRef) error {
+	if len(ref.Ports) == 0 {
+		return nil
+	}
+	b, err := e.backendFor(ref.MachineID)
+	if err != nil {
+		return err
+	}
+	if ref.Machine == nil {
+		if ref.Machine, err = e.machineIfAny(ctx, ref.MachineID); err != nil {
+			return err
+		}
+	}
+	return b.CloseGrant(ctx, ref)
+}
+
+// Regrant writes a request's grant again: ports whose rules were deleted
+// out of band until their end time, or a renewal with later ends. The
+// policy is read again from the machine; a machine that is gone has
+// nothing to grant.
+func (e *Engine) Regrant(ctx context.Context, g Grant, machineID string) (OpenedGrant, error) {
+	b, err := e.backendFor(machineID)
+	if err != nil {
+		return OpenedGrant{}, err
+	}
+	m, err := e.machineIfAny(ctx, machineID)
+	if err != nil || m == nil {
+		return OpenedGrant{}, err
+	}
+	if policy, _, ok, err := machinePolicy(m); err != nil {
+		return OpenedGrant{}, err
+	} else if ok {
+		g.Policy = policy
+	}
+	return b.OpenGrant(ctx, m, g)
+}
+
+// ConnectionDetails is where a granted port is reached directly: the
+// machine's first private address.
+func ConnectionDetails(m *jit.Machine, port jit.PortProtocol) string {
+	ips := m.PrivateIPs()
+	if len(ips) == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%s:%d", ips[0], port.Number)
+}
