@@ -12,6 +12,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 
+	"github.com/hashicorp/terraform-plugin-log/tflog"
+
 	"github.com/jitaccess/terraform-provider-jit/internal/jit"
 )
 
@@ -38,7 +40,7 @@ type SGGrantPort struct {
 
 // CallerIdentity names the identity the provider acts as: its ARN.
 func (c *Client) CallerIdentity(ctx context.Context) (string, error) {
-	out, err := c.STS.GetCallerIdentity(ctx, &sts.GetCallerIdentityInput{})
+	out, err := call(ctx, c.STS.GetCallerIdentity, &sts.GetCallerIdentityInput{})
 	if err != nil {
 		return "", fmt.Errorf("sts:GetCallerIdentity: %w", err)
 	}
@@ -156,7 +158,7 @@ func (c *Client) observeGrant(ctx context.Context, request, instance, eniID stri
 }
 
 func (c *Client) networkInterface(ctx context.Context, eniID string) (types.NetworkInterface, error) {
-	out, err := c.EC2.DescribeNetworkInterfaces(ctx, &ec2.DescribeNetworkInterfacesInput{NetworkInterfaceIds: []string{eniID}})
+	out, err := call(ctx, c.EC2.DescribeNetworkInterfaces, &ec2.DescribeNetworkInterfacesInput{NetworkInterfaceIds: []string{eniID}})
 	if err != nil {
 		return types.NetworkInterface{}, fmt.Errorf("reading network interface %s: %w", eniID, notFound(err))
 	}
@@ -182,7 +184,7 @@ func (c *Client) describeGroups(ctx context.Context, in *ec2.DescribeSecurityGro
 	var groups []types.SecurityGroup
 	pages := ec2.NewDescribeSecurityGroupsPaginator(c.EC2, in)
 	for pages.HasMorePages() {
-		page, err := pages.NextPage(ctx)
+		page, err := nextPage(ctx, pages.NextPage)
 		if err != nil {
 			return nil, fmt.Errorf("reading security groups: %w", notFound(err))
 		}
@@ -211,7 +213,8 @@ func (c *Client) supersededGroups(ctx context.Context, attached []string, g SGGr
 }
 
 func (c *Client) createGrantGroup(ctx context.Context, g SGGrant, vpc string) (string, error) {
-	out, err := c.EC2.CreateSecurityGroup(ctx, &ec2.CreateSecurityGroupInput{
+	tflog.Info(ctx, "creating the grant's security group", map[string]any{"request": g.Request, "instance": g.Instance, "vpc": vpc})
+	out, err := call(ctx, c.EC2.CreateSecurityGroup, &ec2.CreateSecurityGroupInput{
 		GroupName:   awssdk.String(grantGroupName(g.Request, g.Instance)),
 		Description: awssdk.String("JIT access grant " + g.Request + " to " + g.Instance),
 		VpcId:       awssdk.String(vpc),
@@ -240,7 +243,8 @@ func (c *Client) authorizeGrant(ctx context.Context, group string, ports []SGGra
 					perm.IpRanges = append(perm.IpRanges, types.IpRange{CidrIp: awssdk.String(src)})
 				}
 			}
-			_, err := c.EC2.AuthorizeSecurityGroupIngress(ctx, &ec2.AuthorizeSecurityGroupIngressInput{GroupId: awssdk.String(group), IpPermissions: []types.IpPermission{perm}})
+			tflog.Info(ctx, "authorising a grant's ingress rule", map[string]any{"group": group, "protocol": proto, "port": p.Port.Number, "source": p.Source})
+			_, err := call(ctx, c.EC2.AuthorizeSecurityGroupIngress, &ec2.AuthorizeSecurityGroupIngressInput{GroupId: awssdk.String(group), IpPermissions: []types.IpPermission{perm}})
 			if err != nil && !isEC2Code(err, "InvalidPermission.Duplicate") {
 				return fmt.Errorf("allowing port %d/%s in %s: %w", p.Port.Number, proto, group, err)
 			}
@@ -250,7 +254,8 @@ func (c *Client) authorizeGrant(ctx context.Context, group string, ports []SGGra
 }
 
 func (c *Client) setGroups(ctx context.Context, eniID string, groups []string) error {
-	_, err := c.EC2.ModifyNetworkInterfaceAttribute(ctx, &ec2.ModifyNetworkInterfaceAttributeInput{NetworkInterfaceId: awssdk.String(eniID), Groups: groups})
+	tflog.Info(ctx, "setting the security groups of a network interface", map[string]any{"eni": eniID, "groups": groups})
+	_, err := call(ctx, c.EC2.ModifyNetworkInterfaceAttribute, &ec2.ModifyNetworkInterfaceAttributeInput{NetworkInterfaceId: awssdk.String(eniID), Groups: groups})
 	if err != nil {
 		return fmt.Errorf("setting the security groups of %s: %w", eniID, err)
 	}
@@ -337,7 +342,8 @@ func (c *Client) revokeGrantPorts(ctx context.Context, request, instance string,
 	if len(revoke) == 0 {
 		return nil
 	}
-	_, err = c.EC2.RevokeSecurityGroupIngress(ctx, &ec2.RevokeSecurityGroupIngressInput{GroupId: awssdk.String(group), IpPermissions: revoke})
+	tflog.Info(ctx, "revoking ended ports of a grant's security group", map[string]any{"group": group, "ports": len(revoke)})
+	_, err = call(ctx, c.EC2.RevokeSecurityGroupIngress, &ec2.RevokeSecurityGroupIngressInput{GroupId: awssdk.String(group), IpPermissions: revoke})
 	if err != nil && !isEC2Code(err, "InvalidPermission.NotFound") {
 		return fmt.Errorf("revoking ended ports of grant group %s: %w", group, err)
 	}

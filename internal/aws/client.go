@@ -69,6 +69,9 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 	if cfg.UserAgent != "" {
 		opts = append(opts, config.WithAppID(cfg.UserAgent))
 	}
+	// retryEC2 is the one retry of every call: the SDK's would repeat each
+	// of its attempts.
+	opts = append(opts, config.WithRetryer(func() awssdk.Retryer { return awssdk.NopRetryer{} }))
 	awsCfg, err := config.LoadDefaultConfig(ctx, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("loading AWS configuration: %w", err)

@@ -4,9 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"slices"
-	"strconv"
 	"time"
 
 	awssdk "github.com/aws/aws-sdk-go-v2/aws"
@@ -15,6 +16,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	"github.com/aws/smithy-go"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
+
+	"github.com/hashicorp/terraform-plugin-log/tflog"
 
 	"github.com/jitaccess/terraform-provider-jit/internal/jit"
 	"github.com/jitaccess/terraform-provider-jit/internal/locks"
@@ -40,7 +43,7 @@ func (c *Client) GrantGroups(ctx context.Context) ([]GrantGroup, error) {
 		Filters: []types.Filter{{Name: awssdk.String("tag-key"), Values: []string{jit.TagGrant}}},
 	})
 	for pager.HasMorePages() {
-		page, err := pager.NextPage(ctx)
+		page, err := nextPage(ctx, pager.NextPage)
 		if err != nil {
 			return nil, fmt.Errorf("listing security groups tagged %s in %s: %w", jit.TagGrant, c.Region, err)
 		}
@@ -116,6 +119,7 @@ func (c *Client) RevokeGrantGroup(ctx context.Context, groupID string, revoke fu
 		if err := c.detachEverywhere(ctx, groupID); err != nil {
 			return err
 		}
+		tflog.Info(ctx, "deleting a grant's security group", map[string]any{"group": groupID})
 		_, err := c.EC2.DeleteSecurityGroup(ctx, &ec2.DeleteSecurityGroupInput{GroupId: awssdk.String(groupID)})
 		if isEC2Code(err, "InvalidGroup.NotFound") {
 			return nil
@@ -135,7 +139,7 @@ func (c *Client) detachEverywhere(ctx context.Context, groupID string) error {
 		Filters: []types.Filter{{Name: awssdk.String("group-id"), Values: []string{groupID}}},
 	})
 	for pager.HasMorePages() {
-		page, err := pager.NextPage(ctx)
+		page, err := nextPage(ctx, pager.NextPage)
 		if err != nil {
 			return fmt.Errorf("listing network interfaces carrying security group %s: %w", groupID, err)
 		}
@@ -174,6 +178,7 @@ func (c *Client) detachGroup(ctx context.Context, eniID, groupID string) error {
 		if len(rest) == 0 {
 			return fmt.Errorf("network interface %s has no security group but grant %s, and EC2 requires one: attach another group to it, then run again", eniID, groupID)
 		}
+		tflog.Info(ctx, "detaching a grant's security group from a network interface", map[string]any{"eni": eniID, "group": groupID})
 		_, err = c.EC2.ModifyNetworkInterfaceAttribute(ctx, &ec2.ModifyNetworkInterfaceAttributeInput{NetworkInterfaceId: awssdk.String(eniID), Groups: rest})
 		return err
 	})
@@ -183,8 +188,32 @@ func (c *Client) detachGroup(ctx context.Context, eniID, groupID string) error {
 	return nil
 }
 
+// retryEC2 runs an EC2 or STS call until it succeeds, fails for good, or
+// ctx (the resource's timeout) ends. It is the only retry: the SDK's own is
+// off (see New), so attempts never multiply.
 func retryEC2(ctx context.Context, op func(context.Context) error) error {
 	return retry.Do(ctx, retry.DefaultBackoff, classifyEC2, op)
+}
+
+// call runs one EC2 or STS call under retryEC2.
+func call[I, O, Opt any](ctx context.Context, op func(context.Context, I, ...Opt) (O, error), in I) (O, error) {
+	var out O
+	err := retryEC2(ctx, func(ctx context.Context) (err error) {
+		out, err = op(ctx, in)
+		return err
+	})
+	return out, err
+}
+
+// nextPage reads a paginator's next page under retryEC2: a page that
+// failed is asked for again, as the paginator moves on only on success.
+func nextPage[P, Opt any](ctx context.Context, next func(context.Context, ...Opt) (P, error)) (P, error) {
+	var page P
+	err := retryEC2(ctx, func(ctx context.Context) (err error) {
+		page, err = next(ctx)
+		return err
+	})
+	return page, err
 }
 
 // classifyEC2 retries what EC2 means as "later": throttling and server
@@ -200,10 +229,14 @@ func classifyEC2(err error) (bool, time.Duration) {
 		}
 	}
 	var resp *smithyhttp.ResponseError
-	if errors.As(err, &resp) && resp.HTTPStatusCode() >= http.StatusInternalServerError {
-		return true, ec2RetryAfter(err)
+	if errors.As(err, &resp) && resp.HTTPStatusCode() != 0 {
+		return resp.HTTPStatusCode() >= http.StatusInternalServerError, ec2RetryAfter(err)
 	}
-	return false, 0
+	// No response at all: the connection failed or dropped, possibly after
+	// a write was applied; callers of writes read back what holds.
+	var sendErr *smithyhttp.RequestSendError
+	var netErr net.Error
+	return errors.As(err, &sendErr) || errors.As(err, &netErr) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF), 0
 }
 
 // classifyGroupDelete also retries DependencyViolation: the next attempt
@@ -220,10 +253,7 @@ func ec2RetryAfter(err error) time.Duration {
 	if !errors.As(err, &resp) || resp.Response == nil {
 		return 0
 	}
-	if secs, perr := strconv.Atoi(resp.Response.Header.Get("Retry-After")); perr == nil && secs > 0 {
-		return time.Duration(secs) * time.Second
-	}
-	return 0
+	return retry.After(resp.Response.Header, time.Now())
 }
 
 func isEC2Code(err error, code string) bool {

@@ -33,7 +33,7 @@ func notFound(err error) error {
 // Machine resolves an instance and its network path: every ENI and its
 // security groups.
 func (c *Client) Machine(ctx context.Context, instanceID string) (*jit.Machine, error) {
-	out, err := c.EC2.DescribeInstances(ctx, &ec2.DescribeInstancesInput{InstanceIds: []string{instanceID}})
+	out, err := call(ctx, c.EC2.DescribeInstances, &ec2.DescribeInstancesInput{InstanceIds: []string{instanceID}})
 	if err != nil {
 		return nil, fmt.Errorf("reading EC2 instance %s: %w", instanceID, notFound(err))
 	}

@@ -10,6 +10,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
 
+	"github.com/hashicorp/terraform-plugin-log/tflog"
+
 	"github.com/jitaccess/terraform-provider-jit/internal/jit"
 )
 
@@ -39,7 +41,7 @@ func (c *Client) SecurityGroups(ctx context.Context, ids []string) (map[string]*
 	byID := []types.Filter{{Name: awssdk.String("group-id"), Values: ids}}
 	described := ec2.NewDescribeSecurityGroupsPaginator(c.EC2, &ec2.DescribeSecurityGroupsInput{Filters: byID})
 	for described.HasMorePages() {
-		page, err := described.NextPage(ctx)
+		page, err := nextPage(ctx, described.NextPage)
 		if err != nil {
 			return nil, fmt.Errorf("reading security groups %s: %w", strings.Join(ids, ", "), err)
 		}
@@ -71,7 +73,7 @@ func (c *Client) ingressRules(ctx context.Context, ids []string) (map[string][]j
 		Filters: []types.Filter{{Name: awssdk.String("group-id"), Values: ids}},
 	})
 	for pager.HasMorePages() {
-		page, err := pager.NextPage(ctx)
+		page, err := nextPage(ctx, pager.NextPage)
 		if err != nil {
 			return nil, fmt.Errorf("reading the rules of security groups %s: %w", strings.Join(ids, ", "), err)
 		}
@@ -117,7 +119,7 @@ func (c *Client) GroupAttachments(ctx context.Context, ids []string) (map[string
 		Filters: []types.Filter{{Name: awssdk.String("group-id"), Values: ids}},
 	})
 	for pager.HasMorePages() {
-		page, err := pager.NextPage(ctx)
+		page, err := nextPage(ctx, pager.NextPage)
 		if err != nil {
 			return nil, fmt.Errorf("listing the network interfaces of security groups %s: %w", strings.Join(ids, ", "), err)
 		}
@@ -213,7 +215,8 @@ func (c *Client) revoke(ctx context.Context, groupID string, rules []jit.SGRule)
 	for i, r := range rules {
 		ids[i] = r.ID
 	}
-	_, err := c.EC2.RevokeSecurityGroupIngress(ctx, &ec2.RevokeSecurityGroupIngressInput{GroupId: awssdk.String(groupID), SecurityGroupRuleIds: ids})
+	tflog.Info(ctx, "revoking security group rules", map[string]any{"group": groupID, "rules": describeRules(rules)})
+	_, err := call(ctx, c.EC2.RevokeSecurityGroupIngress, &ec2.RevokeSecurityGroupIngressInput{GroupId: awssdk.String(groupID), SecurityGroupRuleIds: ids})
 	if err == nil {
 		return nil
 	}
@@ -236,7 +239,8 @@ func (c *Client) authorize(ctx context.Context, groupID string, rules []jit.SGRu
 	for i, r := range rules {
 		perms[i] = ipPermission(r)
 	}
-	_, err := c.EC2.AuthorizeSecurityGroupIngress(ctx, &ec2.AuthorizeSecurityGroupIngressInput{GroupId: awssdk.String(groupID), IpPermissions: perms})
+	tflog.Info(ctx, "authorising security group rules", map[string]any{"group": groupID, "rules": describeRules(rules)})
+	_, err := call(ctx, c.EC2.AuthorizeSecurityGroupIngress, &ec2.AuthorizeSecurityGroupIngressInput{GroupId: awssdk.String(groupID), IpPermissions: perms})
 	if err == nil {
 		return nil
 	}

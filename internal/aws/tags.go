@@ -9,6 +9,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
 
+	"github.com/hashicorp/terraform-plugin-log/tflog"
+
 	"github.com/jitaccess/terraform-provider-jit/internal/jit"
 )
 
@@ -56,15 +58,18 @@ func (c *Client) writeTags(ctx context.Context, id string, create, del []types.T
 		}
 		return 0
 	}
+	if len(create)+len(del) > 0 {
+		tflog.Info(ctx, "writing tags", map[string]any{"resource": id, "set": len(create), "removed": len(del)})
+	}
 	slices.SortFunc(create, byKey)
 	slices.SortFunc(del, byKey)
 	if len(create) > 0 {
-		if _, err := c.EC2.CreateTags(ctx, &ec2.CreateTagsInput{Resources: []string{id}, Tags: create}); err != nil {
+		if _, err := call(ctx, c.EC2.CreateTags, &ec2.CreateTagsInput{Resources: []string{id}, Tags: create}); err != nil {
 			return err
 		}
 	}
 	if len(del) > 0 {
-		if _, err := c.EC2.DeleteTags(ctx, &ec2.DeleteTagsInput{Resources: []string{id}, Tags: del}); err != nil {
+		if _, err := call(ctx, c.EC2.DeleteTags, &ec2.DeleteTagsInput{Resources: []string{id}, Tags: del}); err != nil {
 			return err
 		}
 	}
@@ -79,7 +84,7 @@ func (c *Client) TaggedInstances(ctx context.Context, tag, value string) ([]stri
 		Filters: []types.Filter{{Name: awssdk.String("tag:" + tag), Values: []string{value}}},
 	})
 	for pager.HasMorePages() {
-		page, err := pager.NextPage(ctx)
+		page, err := nextPage(ctx, pager.NextPage)
 		if err != nil {
 			return nil, fmt.Errorf("listing EC2 instances tagged %s=%s in %s: %w", tag, value, c.Region, err)
 		}

@@ -90,6 +90,9 @@ func New(cfg Config) (*Client, error) {
 				Cloud:                           cloudCfg,
 				InsecureAllowCredentialWithHTTP: insecure,
 				Telemetry:                       policy.TelemetryOptions{ApplicationID: cfg.UserAgent},
+				// withRetry is the one retry of every call: the SDK's
+				// would repeat each of its attempts.
+				Retry: policy.RetryOptions{MaxRetries: -1},
 			},
 			// Registration needs subscription-wide write rights the
 			// requester role deliberately lacks; Microsoft.Network and

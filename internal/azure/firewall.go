@@ -9,6 +9,7 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/network/armnetwork/v9"
+	"github.com/hashicorp/terraform-plugin-log/tflog"
 
 	"github.com/jitaccess/terraform-provider-jit/internal/jit"
 )
@@ -101,7 +102,11 @@ func (c *Client) publicIPAddress(ctx context.Context, publicIPID string) (string
 	if err != nil {
 		return "", err
 	}
-	resp, err := network.NewPublicIPAddressesClient().Get(ctx, id.ResourceGroupName, id.Name, nil)
+	var resp armnetwork.PublicIPAddressesClientGetResponse
+	err = withRetry(ctx, func(ctx context.Context) (err error) {
+		resp, err = network.NewPublicIPAddressesClient().Get(ctx, id.ResourceGroupName, id.Name, nil)
+		return err
+	})
 	if err != nil {
 		return "", fmt.Errorf("reading public IP address %s: %w", publicIPID, notFound(err))
 	}
@@ -155,6 +160,7 @@ func (c *Client) editFirewall(ctx context.Context, firewallID string, edit func(
 		if write, err := edit(&fw); err != nil || !write {
 			return err
 		}
+		tflog.Info(ctx, "writing Azure Firewall rule collections (the whole firewall)", map[string]any{"firewall": firewallID})
 		poller, err := client.BeginCreateOrUpdate(ctx, id.ResourceGroupName, id.Name, fw, nil)
 		if err != nil {
 			return err
@@ -202,7 +208,11 @@ func (c *Client) getFirewall(ctx context.Context, firewallID string) (armnetwork
 	if err != nil {
 		return armnetwork.AzureFirewall{}, err
 	}
-	resp, err := network.NewAzureFirewallsClient().Get(ctx, id.ResourceGroupName, id.Name, nil)
+	var resp armnetwork.AzureFirewallsClientGetResponse
+	err = withRetry(ctx, func(ctx context.Context) (err error) {
+		resp, err = network.NewAzureFirewallsClient().Get(ctx, id.ResourceGroupName, id.Name, nil)
+		return err
+	})
 	if err != nil {
 		return armnetwork.AzureFirewall{}, fmt.Errorf("reading Azure Firewall %s: %w", firewallID, notFound(err))
 	}

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/runtime"
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/network/armnetwork/v9"
 )
 
@@ -42,21 +43,18 @@ func (c *Client) FirewallsRuleDescriptions(ctx context.Context, resourceGroup st
 		}
 	}
 	if resourceGroup == "" {
-		for pager := client.NewListAllPager(nil); pager.More(); {
-			page, err := pager.NextPage(ctx)
-			if err != nil {
-				return nil, fmt.Errorf("listing Azure Firewalls of %s: %w", scope, notFound(err))
-			}
-			add(page.Value)
-		}
-		return out, nil
+		err = list(ctx, func() *runtime.Pager[armnetwork.AzureFirewallsClientListAllResponse] {
+			return client.NewListAllPager(nil)
+		},
+			func(page armnetwork.AzureFirewallsClientListAllResponse) { add(page.Value) })
+	} else {
+		err = list(ctx, func() *runtime.Pager[armnetwork.AzureFirewallsClientListResponse] {
+			return client.NewListPager(resourceGroup, nil)
+		},
+			func(page armnetwork.AzureFirewallsClientListResponse) { add(page.Value) })
 	}
-	for pager := client.NewListPager(resourceGroup, nil); pager.More(); {
-		page, err := pager.NextPage(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("listing Azure Firewalls of %s: %w", scope, notFound(err))
-		}
-		add(page.Value)
+	if err != nil {
+		return nil, fmt.Errorf("listing Azure Firewalls of %s: %w", scope, notFound(err))
 	}
 	return out, nil
 }

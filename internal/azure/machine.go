@@ -9,6 +9,7 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/arm"
+	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/compute/armcompute/v8"
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/network/armnetwork/v9"
 
 	"github.com/jitaccess/terraform-provider-jit/internal/engine"
@@ -44,7 +45,11 @@ func (c *Client) Machine(ctx context.Context, vmID string) (*jit.Machine, error)
 	if err != nil {
 		return nil, err
 	}
-	vm, err := compute.NewVirtualMachinesClient().Get(ctx, id.ResourceGroupName, id.Name, nil)
+	var vm armcompute.VirtualMachinesClientGetResponse
+	err = withRetry(ctx, func(ctx context.Context) (err error) {
+		vm, err = compute.NewVirtualMachinesClient().Get(ctx, id.ResourceGroupName, id.Name, nil)
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("reading virtual machine %s: %w", vmID, notFound(err))
 	}
@@ -75,7 +80,11 @@ func (c *Client) networkInterface(ctx context.Context, nicID string) (jit.Networ
 	if err != nil {
 		return out, err
 	}
-	nic, err := network.NewInterfacesClient().Get(ctx, id.ResourceGroupName, id.Name, nil)
+	var nic armnetwork.InterfacesClientGetResponse
+	err = withRetry(ctx, func(ctx context.Context) (err error) {
+		nic, err = network.NewInterfacesClient().Get(ctx, id.ResourceGroupName, id.Name, nil)
+		return err
+	})
 	if err != nil {
 		return out, fmt.Errorf("reading network interface %s: %w", nicID, notFound(err))
 	}
@@ -121,7 +130,11 @@ func (c *Client) subnet(ctx context.Context, subnetID string) (armnetwork.Subnet
 	if err != nil {
 		return armnetwork.Subnet{}, err
 	}
-	resp, err := network.NewSubnetsClient().Get(ctx, id.ResourceGroupName, id.Parent.Name, id.Name, nil)
+	var resp armnetwork.SubnetsClientGetResponse
+	err = withRetry(ctx, func(ctx context.Context) (err error) {
+		resp, err = network.NewSubnetsClient().Get(ctx, id.ResourceGroupName, id.Parent.Name, id.Name, nil)
+		return err
+	})
 	if err != nil {
 		return armnetwork.Subnet{}, fmt.Errorf("reading subnet %s: %w", subnetID, notFound(err))
 	}

@@ -8,6 +8,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/arm"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/network/armnetwork/v9"
+	"github.com/hashicorp/terraform-plugin-log/tflog"
 
 	"github.com/jitaccess/terraform-provider-jit/internal/jit"
 )
@@ -19,7 +20,11 @@ func (c *Client) SecurityRules(ctx context.Context, nsgID string) ([]jit.NSGRule
 	if err != nil {
 		return nil, err
 	}
-	nsg, err := network.NewSecurityGroupsClient().Get(ctx, id.ResourceGroupName, id.Name, nil)
+	var nsg armnetwork.SecurityGroupsClientGetResponse
+	err = withRetry(ctx, func(ctx context.Context) (err error) {
+		nsg, err = network.NewSecurityGroupsClient().Get(ctx, id.ResourceGroupName, id.Name, nil)
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("reading network security group %s: %w", nsgID, notFound(err))
 	}
@@ -45,6 +50,7 @@ func (c *Client) ApplyNSGPlan(ctx context.Context, nsgID string, plan jit.NSGPla
 	}
 	rules := network.NewSecurityRulesClient()
 	for _, r := range plan.Remove {
+		tflog.Info(ctx, "deleting NSG security rule", map[string]any{"nsg": nsgID, "rule": r.Name})
 		err := withRetry(ctx, func(ctx context.Context) error {
 			poller, err := rules.BeginDelete(ctx, id.ResourceGroupName, id.Name, r.Name, nil)
 			if err != nil {
@@ -58,6 +64,10 @@ func (c *Client) ApplyNSGPlan(ctx context.Context, nsgID string, plan jit.NSGPla
 		}
 	}
 	for _, r := range plan.Add {
+		tflog.Info(ctx, "writing NSG security rule", map[string]any{
+			"nsg": nsgID, "rule": r.Name, "priority": r.Priority, "access": string(r.Access),
+			"ports": r.DestinationPortRanges, "sources": r.SourcePrefixes, "destinations": r.DestinationPrefixes,
+		})
 		err := withRetry(ctx, func(ctx context.Context) error {
 			poller, err := rules.BeginCreateOrUpdate(ctx, id.ResourceGroupName, id.Name, r.Name, toSecurityRule(r), nil)
 			if err != nil {

@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/runtime"
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/network/armnetwork/v9"
+	"github.com/hashicorp/terraform-plugin-log/tflog"
 
 	"github.com/jitaccess/terraform-provider-jit/internal/jit"
 )
@@ -47,21 +49,18 @@ func (c *Client) NetworkSecurityGroups(ctx context.Context, resourceGroup string
 		}
 	}
 	if resourceGroup == "" {
-		for pager := client.NewListAllPager(nil); pager.More(); {
-			page, err := pager.NextPage(ctx)
-			if err != nil {
-				return nil, fmt.Errorf("listing network security groups of %s: %w", scope, notFound(err))
-			}
-			add(page.Value)
-		}
-		return out, nil
+		err = list(ctx, func() *runtime.Pager[armnetwork.SecurityGroupsClientListAllResponse] {
+			return client.NewListAllPager(nil)
+		},
+			func(page armnetwork.SecurityGroupsClientListAllResponse) { add(page.Value) })
+	} else {
+		err = list(ctx, func() *runtime.Pager[armnetwork.SecurityGroupsClientListResponse] {
+			return client.NewListPager(resourceGroup, nil)
+		},
+			func(page armnetwork.SecurityGroupsClientListResponse) { add(page.Value) })
 	}
-	for pager := client.NewListPager(resourceGroup, nil); pager.More(); {
-		page, err := pager.NextPage(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("listing network security groups of %s: %w", scope, notFound(err))
-		}
-		add(page.Value)
+	if err != nil {
+		return nil, fmt.Errorf("listing network security groups of %s: %w", scope, notFound(err))
 	}
 	return out, nil
 }
@@ -95,6 +94,7 @@ func (c *Client) RevokeSecurityRule(ctx context.Context, nsgID, name string, rev
 	case !revoke(fromSecurityRule(current)):
 		return false, nil
 	}
+	tflog.Info(ctx, "deleting expired grant rule", map[string]any{"nsg": nsgID, "rule": name})
 	err = withRetry(ctx, func(ctx context.Context) error {
 		poller, err := rules.BeginDelete(ctx, id.ResourceGroupName, id.Name, name, nil)
 		if err != nil {

@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
+
+	"github.com/hashicorp/terraform-plugin-log/tflog"
 
 	"github.com/jitaccess/terraform-provider-jit/internal/engine"
 	"github.com/jitaccess/terraform-provider-jit/internal/jit"
@@ -150,6 +153,7 @@ func (b *Backend) PlanPolicy(ctx context.Context, in engine.PolicyInput) (*engin
 		var expired []jit.NSGRule
 		current = slices.DeleteFunc(current, func(rule jit.NSGRule) bool {
 			if v := jit.JudgeNSGGrant(rule, in.Name, in.Clock); v.OfPolicy && v.Expired {
+				tflog.Info(ctx, "the policy removes an expired grant", map[string]any{"nsg": nsg, "rule": rule.Name, "end": v.Marker.End.Format(time.RFC3339)})
 				expired = append(expired, rule)
 				return true
 			}

@@ -5,8 +5,10 @@ import (
 	"fmt"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/arm"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/runtime"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/compute/armcompute/v8"
+	"github.com/hashicorp/terraform-plugin-log/tflog"
 )
 
 // UpdateMachineTags sets and removes tags on a VM, keeping every other tag.
@@ -49,6 +51,7 @@ func (c *Client) UpdateMachineTags(ctx context.Context, vmID string, set map[str
 		if !changed {
 			return nil
 		}
+		tflog.Info(ctx, "writing virtual machine tags", map[string]any{"vm": vmID, "set": set})
 		poller, err := vms.BeginUpdate(ctx, id.ResourceGroupName, id.Name, armcompute.VirtualMachineUpdate{Tags: tags}, nil)
 		if err != nil {
 			return err
@@ -68,17 +71,17 @@ func (c *Client) TaggedMachines(ctx context.Context, tag, value string) ([]strin
 		return nil, err
 	}
 	var ids []string
-	pager := compute.NewVirtualMachinesClient().NewListAllPager(nil)
-	for pager.More() {
-		page, err := pager.NextPage(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("listing virtual machines of subscription %s: %w", c.SubscriptionID, err)
-		}
+	err = list(ctx, func() *runtime.Pager[armcompute.VirtualMachinesClientListAllResponse] {
+		return compute.NewVirtualMachinesClient().NewListAllPager(nil)
+	}, func(page armcompute.VirtualMachinesClientListAllResponse) {
 		for _, vm := range page.Value {
 			if vm != nil && vm.ID != nil && deref(vm.Tags[tag]) == value {
 				ids = append(ids, *vm.ID)
 			}
 		}
+	})
+	if err != nil {
+		return nil, fmt.Errorf("listing virtual machines of subscription %s: %w", c.SubscriptionID, err)
 	}
 	return ids, nil
 }

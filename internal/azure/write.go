@@ -6,7 +6,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
@@ -58,14 +57,12 @@ func retryAfter(resp *http.Response) time.Duration {
 	if resp == nil {
 		return 0
 	}
-	if secs, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && secs > 0 {
-		return time.Duration(secs) * time.Second
-	}
-	return 0
+	return retry.After(resp.Header, time.Now())
 }
 
-// withRetry runs a write until it succeeds, fails for good, or ctx (the
-// resource's timeout) ends.
+// withRetry runs an ARM call until it succeeds, fails for good, or ctx
+// (the resource's timeout) ends. It is the only retry: the SDK's own is
+// off (see New), so attempts never multiply.
 func withRetry(ctx context.Context, op func(context.Context) error) error {
 	return retry.Do(ctx, retry.DefaultBackoff, classify, op)
 }
@@ -75,4 +72,29 @@ func withRetry(ctx context.Context, op func(context.Context) error) error {
 func IsPriorityConflict(err error) bool {
 	var re *azcore.ResponseError
 	return errors.As(err, &re) && re.ErrorCode == "SecurityRuleConflict"
+}
+
+// list reads every page of a listing, in order, and hands each page to
+// add. A page that fails for a reason worth another attempt starts the
+// listing over: an ARM pager cannot retry its first page.
+func list[T any](ctx context.Context, newPager func() *runtime.Pager[T], add func(T)) error {
+	var pages []T
+	err := withRetry(ctx, func(ctx context.Context) error {
+		pages = pages[:0]
+		for pager := newPager(); pager.More(); {
+			page, err := pager.NextPage(ctx)
+			if err != nil {
+				return err
+			}
+			pages = append(pages, page)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, page := range pages {
+		add(page)
+	}
+	return nil
 }

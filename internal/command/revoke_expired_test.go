@@ -13,6 +13,7 @@ import (
 
 	"github.com/jitaccess/terraform-provider-jit/internal/aws"
 	"github.com/jitaccess/terraform-provider-jit/internal/azure"
+	"github.com/jitaccess/terraform-provider-jit/internal/clocktest"
 	"github.com/jitaccess/terraform-provider-jit/internal/cloudsim"
 	"github.com/jitaccess/terraform-provider-jit/internal/engine"
 	"github.com/jitaccess/terraform-provider-jit/internal/jit"
@@ -93,7 +94,7 @@ func checkRevoked(t *testing.T, got, want []RevokedGrant) {
 
 func TestRevokeExpired_removesOnlyExpiredGrants(t *testing.T) {
 	s := seed(t, cloudsim.Options{ListPageSize: 1}) // lists of one per page: every nextLink must be followed
-	clock := jit.NewFakeClock(now)
+	clock := clocktest.New(now)
 
 	sum, stderr, code := s.run(clock, s.flags()...)
 	if code != ExitOK || len(sum.Errors) > 0 {
@@ -151,7 +152,7 @@ func TestRevokeExpired_removesOnlyExpiredGrants(t *testing.T) {
 
 func TestRevokeExpired_resourceGroupNarrowsTheScan(t *testing.T) {
 	s := seed(t, cloudsim.Options{})
-	sum, stderr, code := s.run(jit.NewFakeClock(now), "-subscription", sub, "-azure-endpoint", s.URL, "-resource-group", "prod")
+	sum, stderr, code := s.run(clocktest.New(now), "-subscription", sub, "-azure-endpoint", s.URL, "-resource-group", "prod")
 	if code != ExitOK {
 		t.Fatalf("exit %d\nstderr:\n%s", code, stderr)
 	}
@@ -178,7 +179,7 @@ func TestRevokeExpired_resourceGroupNarrowsTheScan(t *testing.T) {
 func TestRevokeExpired_failureReportedWhileTheRestIsRevoked(t *testing.T) {
 	s := seed(t, cloudsim.Options{})
 	s.InjectFault(cloudsim.Fault{Operation: "DeleteSecurityGroup", FailRate: 1, Status: 403, Code: "UnauthorizedOperation"})
-	sum, stderr, code := s.run(jit.NewFakeClock(now), s.flags()...)
+	sum, stderr, code := s.run(clocktest.New(now), s.flags()...)
 	if code != ExitFailed {
 		t.Fatalf("exit %d, want %d\nstderr:\n%s", code, ExitFailed, stderr)
 	}
@@ -210,7 +211,7 @@ func TestRevokeExpired_failureReportedWhileTheRestIsRevoked(t *testing.T) {
 	}
 
 	s.ClearFaults()
-	sum, stderr, code = s.run(jit.NewFakeClock(now), s.flags()...)
+	sum, stderr, code = s.run(clocktest.New(now), s.flags()...)
 	if code != ExitOK {
 		t.Fatalf("second run: exit %d, errors %+v\nstderr:\n%s", code, sum.Errors, stderr)
 	}
@@ -232,7 +233,7 @@ func TestRevokeExpired_retriesTransientFailures(t *testing.T) {
 	s.InjectFault(cloudsim.Fault{Operation: "AzureFirewalls.CreateOrUpdate", FailNext: 1, Status: 409, Code: "AnotherOperationInProgress"})
 	s.InjectFault(cloudsim.Fault{Operation: "ModifyNetworkInterfaceAttribute", FailNext: 1, Status: 503, Code: "RequestLimitExceeded"})
 	s.InjectFault(cloudsim.Fault{Operation: "DeleteSecurityGroup", FailNext: 1, Status: 400, Code: "DependencyViolation"})
-	sum, stderr, code := s.run(jit.NewFakeClock(now), s.flags()...)
+	sum, stderr, code := s.run(clocktest.New(now), s.flags()...)
 	if code != ExitOK || len(sum.Errors) != 0 {
 		t.Fatalf("exit %d, errors %+v\nstderr:\n%s", code, sum.Errors, stderr)
 	}
@@ -256,7 +257,7 @@ func TestRevokeExpired_retriesTransientFailures(t *testing.T) {
 func TestRevokeExpired_keepsAGrantRenewedSinceTheScan(t *testing.T) {
 	w := newWorld(t, cloudsim.Options{})
 	ctx := t.Context()
-	clock := jit.NewFakeClock(now)
+	clock := clocktest.New(now)
 	expired := func(m jit.Marker) bool { return jit.ExpiryStatus(m.End, clock) == jit.GrantExpired }
 	azureBackend, awsBackend := azure.NewBackend(w.az, ""), aws.NewBackend(w.aws)
 
@@ -331,7 +332,7 @@ func TestRevokeExpired_usageErrors(t *testing.T) {
 				t.Setenv(k, v)
 			}
 			var stdout, stderr strings.Builder
-			code := RevokeExpired(t.Context(), tc.args, &stdout, &stderr, jit.NewFakeClock(now))
+			code := RevokeExpired(t.Context(), tc.args, &stdout, &stderr, clocktest.New(now))
 			if code != ExitUsage {
 				t.Errorf("exit %d, want %d", code, ExitUsage)
 			}
@@ -351,7 +352,7 @@ func TestRevokeExpired_environmentFallbacks(t *testing.T) {
 	t.Setenv("ARM_SUBSCRIPTION_ID", sub)
 	t.Setenv("AWS_REGION", "eu-west-1")
 	t.Setenv("AWS_ENDPOINT_URL_EC2", s.URL)
-	sum, stderr, code := s.run(jit.NewFakeClock(now), "-azure-endpoint", s.URL)
+	sum, stderr, code := s.run(clocktest.New(now), "-azure-endpoint", s.URL)
 	if code != ExitOK {
 		t.Fatalf("exit %d\nstderr:\n%s", code, stderr)
 	}
@@ -370,7 +371,7 @@ func TestRevokeExpired_grantThatIsAnENIsOnlyGroupIsAnError(t *testing.T) {
 		t.Fatal(err)
 	}
 	before := w.snapshot()
-	sum, stderr, code := w.run(jit.NewFakeClock(now), w.flags()...)
+	sum, stderr, code := w.run(clocktest.New(now), w.flags()...)
 	if code != ExitFailed || len(sum.Errors) != 1 || sum.Errors[0].Target != group || !strings.Contains(sum.Errors[0].Error, dbENI) {
 		t.Fatalf("exit %d, errors %+v\nstderr:\n%s", code, sum.Errors, stderr)
 	}
@@ -402,7 +403,7 @@ func TestRevokeExpired_leavesAlonePretendedFirewallGrants(t *testing.T) {
 		t.Fatal(err)
 	}
 	before := w.snapshot()
-	sum, stderr, code := w.run(jit.NewFakeClock(now), w.flags()...)
+	sum, stderr, code := w.run(clocktest.New(now), w.flags()...)
 	if code != ExitOK || len(sum.Revoked) != 0 || sum.Live != 0 {
 		t.Fatalf("exit %d, revoked %+v, live %d", code, sum.Revoked, sum.Live)
 	}
@@ -415,7 +416,7 @@ func TestRevokeExpired_leavesAlonePretendedFirewallGrants(t *testing.T) {
 // A scope that cannot be listed is an error; the other cloud is still done.
 func TestRevokeExpired_unlistableScopeIsAnError(t *testing.T) {
 	s := seed(t, cloudsim.Options{})
-	sum, stderr, code := s.run(jit.NewFakeClock(now), "-subscription", sub, "-azure-endpoint", s.URL, "-resource-group", "nowhere",
+	sum, stderr, code := s.run(clocktest.New(now), "-subscription", sub, "-azure-endpoint", s.URL, "-resource-group", "nowhere",
 		"-region", "eu-west-1", "-aws-endpoint", s.URL)
 	if code != ExitFailed {
 		t.Fatalf("exit %d\nstderr:\n%s", code, stderr)

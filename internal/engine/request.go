@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/hashicorp/terraform-plugin-log/tflog"
+
 	"github.com/jitaccess/terraform-provider-jit/internal/jit"
 )
 
@@ -225,11 +227,14 @@ func NewRequestID(start time.Time) string {
 
 // PortStatus is a granted port's status now: a port revoked stays so;
 // otherwise it is open until its end time.
-func (e *Engine) PortStatus(end time.Time, status jit.GrantStatus, reason string) (jit.GrantStatus, string) {
+func (e *Engine) PortStatus(ctx context.Context, port jit.PortProtocol, end time.Time, status jit.GrantStatus, reason string) (jit.GrantStatus, string) {
 	if status == jit.GrantRevoked {
 		return jit.GrantRevoked, reason
 	}
 	if jit.ExpiryStatus(end, e.clock) == jit.GrantExpired {
+		if status != jit.GrantExpired {
+			tflog.Info(ctx, "grant ended: its rules are removed", map[string]any{"port": port.Number, "protocol": string(port.Protocol), "end": end.UTC().Format(time.RFC3339), "now": e.clock.Now().UTC().Format(time.RFC3339)})
+		}
 		return jit.GrantExpired, ReasonExpired
 	}
 	return jit.GrantInitiated, ""

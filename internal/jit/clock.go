@@ -1,9 +1,6 @@
 package jit
 
-import (
-	"sync"
-	"time"
-)
+import "time"
 
 // Clock tells the time. Expiry is decided against a Clock, never by
 // sleeping, so tests move time instead of waiting for it.
@@ -17,37 +14,6 @@ func NewClock() Clock { return systemClock{} }
 type systemClock struct{}
 
 func (systemClock) Now() time.Time { return time.Now() }
-
-// FakeClock is a Clock that stands still until told otherwise. It is safe
-// for concurrent use, as a provider under test reads it from several
-// goroutines.
-type FakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-// NewFakeClock returns a FakeClock showing now.
-func NewFakeClock(now time.Time) *FakeClock { return &FakeClock{now: now} }
-
-func (c *FakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-// Set moves the clock to t.
-func (c *FakeClock) Set(t time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = t
-}
-
-// Advance moves the clock forward by d.
-func (c *FakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
 
 // GrantStatus is a granted port's status, in Defender's words.
 type GrantStatus string

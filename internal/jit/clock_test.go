@@ -1,6 +1,7 @@
 package jit
 
 import (
+	"github.com/jitaccess/terraform-provider-jit/internal/clocktest"
 	"sync"
 	"testing"
 	"time"
@@ -15,7 +16,7 @@ func TestNewClock_isTheSystemClock(t *testing.T) {
 }
 
 func TestFakeClock(t *testing.T) {
-	c := NewFakeClock(testEnd)
+	c := clocktest.New(testEnd)
 	if !c.Now().Equal(testEnd) {
 		t.Fatalf("Now() = %v", c.Now())
 	}
@@ -45,7 +46,7 @@ func TestFakeClock(t *testing.T) {
 }
 
 func TestExpiryStatus(t *testing.T) {
-	c := NewFakeClock(testEnd.Add(-time.Hour))
+	c := clocktest.New(testEnd.Add(-time.Hour))
 	for _, tc := range []struct {
 		at   time.Duration // relative to the end time
 		want GrantStatus

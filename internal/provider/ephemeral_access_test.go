@@ -9,7 +9,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-testing/terraform"
 	"github.com/hashicorp/terraform-plugin-testing/tfversion"
 
-	"github.com/jitaccess/terraform-provider-jit/internal/jit"
+	"github.com/jitaccess/terraform-provider-jit/internal/clocktest"
 )
 
 func accessEphemeralConfig(source, duration string) string {
@@ -28,7 +28,7 @@ ephemeral "jit_access" "ci" {
 
 func TestAccAccessEphemeral_openAndCloseLeaveNoRule(t *testing.T) {
 	cloud := newTestCloud(t, "world")
-	clock := jit.NewFakeClock(requestEpoch)
+	clock := clocktest.New(requestEpoch)
 	resource.ParallelTest(t, resource.TestCase{
 		TerraformVersionChecks:   []tfversion.TerraformVersionCheck{tfversion.SkipBelow(tfversion.Version1_10_0)},
 		ProtoV6ProviderFactories: factoriesAt(clock),
@@ -57,7 +57,7 @@ func TestAccAccessEphemeral_openAndCloseLeaveNoRule(t *testing.T) {
 
 func TestAccAccessEphemeral_outsideThePolicyIsAnError(t *testing.T) {
 	cloud := newTestCloud(t, "world")
-	clock := jit.NewFakeClock(requestEpoch)
+	clock := clocktest.New(requestEpoch)
 	resource.ParallelTest(t, resource.TestCase{
 		TerraformVersionChecks:   []tfversion.TerraformVersionCheck{tfversion.SkipBelow(tfversion.Version1_10_0)},
 		ProtoV6ProviderFactories: factoriesAt(clock),

@@ -206,7 +206,7 @@ func (r *accessRequestResource) planExisting(ctx context.Context, plan, state *a
 	for i := range plan.Ports {
 		p := &plan.Ports[i]
 		end, _ := p.EndTimeUTC.ValueRFC3339Time()
-		if status, reason := r.engine.PortStatus(end, jit.GrantStatus(p.Status.ValueString()), p.StatusReason.ValueString()); status != jit.GrantInitiated {
+		if status, reason := r.engine.PortStatus(ctx, p.portProtocol(), end, jit.GrantStatus(p.Status.ValueString()), p.StatusReason.ValueString()); status != jit.GrantInitiated {
 			p.Status, p.StatusReason = types.StringValue(string(status)), types.StringValue(reason)
 			continue
 		}
@@ -303,7 +303,7 @@ func (r *accessRequestResource) Read(ctx context.Context, req resource.ReadReque
 	for i := range state.Ports {
 		p := &state.Ports[i]
 		end, _ := p.EndTimeUTC.ValueRFC3339Time()
-		status, reason := r.engine.PortStatus(end, jit.GrantStatus(p.Status.ValueString()), p.StatusReason.ValueString())
+		status, reason := r.engine.PortStatus(ctx, p.portProtocol(), end, jit.GrantStatus(p.Status.ValueString()), p.StatusReason.ValueString())
 		if status == jit.GrantInitiated && o.Superseded[p.portProtocol()] {
 			status, reason = jit.GrantRevoked, engine.ReasonSuperseded
 		}

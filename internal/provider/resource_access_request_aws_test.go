@@ -19,6 +19,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-testing/tfjsonpath"
 
 	"github.com/jitaccess/terraform-provider-jit/internal/aws"
+	"github.com/jitaccess/terraform-provider-jit/internal/clocktest"
 	"github.com/jitaccess/terraform-provider-jit/internal/jit"
 )
 
@@ -93,7 +94,7 @@ func (c *testCloud) grantGroups(t *testing.T) []string {
 
 func TestAccAccessRequestAWS_grantGroupOnThePrimaryENI(t *testing.T) {
 	cloud := newTestCloud(t, "world")
-	clock := jit.NewFakeClock(requestEpoch)
+	clock := clocktest.New(requestEpoch)
 	const primary = "eni-0a0a0a0a0a0a0a0a1"
 	before := cloud.eniGroups(t, primary)
 	config := cloud.config(ec2Policy(testEC2) + ec2Request)
@@ -152,7 +153,7 @@ func TestAccAccessRequestAWS_grantGroupOnThePrimaryENI(t *testing.T) {
 
 func TestAccAccessRequestAWS_fullInterfaceIsAnErrorAndWritesNothing(t *testing.T) {
 	cloud := newTestCloud(t, "world")
-	clock := jit.NewFakeClock(requestEpoch)
+	clock := clocktest.New(requestEpoch)
 	policy := ec2Policy("i-0f0f0f0f0f0f0f0f1")
 	resource.ParallelTest(t, resource.TestCase{
 		ProtoV6ProviderFactories: factoriesAt(clock),

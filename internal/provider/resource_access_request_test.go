@@ -16,6 +16,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-testing/terraform"
 	"github.com/hashicorp/terraform-plugin-testing/tfjsonpath"
 
+	"github.com/jitaccess/terraform-provider-jit/internal/clocktest"
 	"github.com/jitaccess/terraform-provider-jit/internal/jit"
 )
 
@@ -85,7 +86,7 @@ func expectGrants(t *testing.T, cloud *testCloud, want int) resource.TestCheckFu
 
 func TestAccAccessRequest_grantOnNICAndSubnetNSGs(t *testing.T) {
 	cloud := newTestCloud(t, "world")
-	clock := jit.NewFakeClock(requestEpoch)
+	clock := clocktest.New(requestEpoch)
 	config := cloud.config(sshPolicy + sshRequest("alice", "203.0.113.7/32", `duration = "PT1H"`))
 	resource.ParallelTest(t, resource.TestCase{
 		ProtoV6ProviderFactories: factoriesAt(clock),
@@ -127,7 +128,7 @@ func TestAccAccessRequest_grantOnNICAndSubnetNSGs(t *testing.T) {
 
 func TestAccAccessRequest_expiredPortsLoseTheirRules(t *testing.T) {
 	cloud := newTestCloud(t, "world")
-	clock := jit.NewFakeClock(requestEpoch)
+	clock := clocktest.New(requestEpoch)
 	config := cloud.config(sshPolicy + sshRequest("alice", "203.0.113.7/32", `duration = "PT1H"`))
 	resource.ParallelTest(t, resource.TestCase{
 		ProtoV6ProviderFactories: factoriesAt(clock),
@@ -165,7 +166,7 @@ func TestAccAccessRequest_expiredPortsLoseTheirRules(t *testing.T) {
 
 func TestAccAccessRequest_invalidRequestsAreDiagnosedAndWriteNothing(t *testing.T) {
 	cloud := newTestCloud(t, "world")
-	clock := jit.NewFakeClock(requestEpoch)
+	clock := clocktest.New(requestEpoch)
 	steps := []resource.TestStep{{Config: cloud.config(sshPolicy)}}
 	for _, tc := range []struct{ port, want string }{
 		{`number = 3389
@@ -220,7 +221,7 @@ resource "jit_access_request" "bad" {
 
 func TestAccAccessRequest_newerRequestSupersedesAnOlderOne(t *testing.T) {
 	cloud := newTestCloud(t, "world")
-	clock := jit.NewFakeClock(requestEpoch)
+	clock := clocktest.New(requestEpoch)
 	first := sshPolicy + sshRequest("alice", "203.0.113.7/32", `duration = "PT1H"`)
 	both := first + sshRequest("bob", "203.0.113.9/32", `duration = "PT2H"`)
 	resource.ParallelTest(t, resource.TestCase{
@@ -256,7 +257,7 @@ func TestAccAccessRequest_newerRequestSupersedesAnOlderOne(t *testing.T) {
 
 func TestAccAccessRequest_grantDeletedOutOfBandIsGrantedAgainUntilTheEnd(t *testing.T) {
 	cloud := newTestCloud(t, "world")
-	clock := jit.NewFakeClock(requestEpoch)
+	clock := clocktest.New(requestEpoch)
 	config := cloud.config(sshPolicy + sshRequest("alice", "203.0.113.7/32", `duration = "PT1H"`))
 	var name string
 	resource.ParallelTest(t, resource.TestCase{
@@ -284,7 +285,7 @@ func TestAccAccessRequest_grantDeletedOutOfBandIsGrantedAgainUntilTheEnd(t *test
 
 func TestAccAccessRequest_policyAppliedDuringAGrantKeepsIt(t *testing.T) {
 	cloud := newTestCloud(t, "world")
-	clock := jit.NewFakeClock(requestEpoch)
+	clock := clocktest.New(requestEpoch)
 	request := sshRequest("alice", "203.0.113.7/32", `duration = "PT1H"`)
 	// The same policy with RDP locked too.
 	wider := strings.Replace(sshPolicy, "  port {\n    number                          = 22", "  port {\n    number = 3389\n  }\n  port {\n    number                          = 22", 1)
@@ -323,7 +324,7 @@ func TestAccAccessRequest_policyAppliedDuringAGrantKeepsIt(t *testing.T) {
 
 func TestAccAccessRequest_fromAConfigurationWithoutThePolicy(t *testing.T) {
 	cloud := newTestCloud(t, "world")
-	clock := jit.NewFakeClock(requestEpoch)
+	clock := clocktest.New(requestEpoch)
 	// The policy is applied, then forgotten by this configuration's state
 	// (as if another configuration owned it): requests are checked against
 	// what the cloud records.
@@ -357,7 +358,7 @@ removed {
 
 func TestAccAccessRequest_twentyRequestsOnOneNSGInOneApply(t *testing.T) {
 	cloud := newTestCloud(t, "world")
-	clock := jit.NewFakeClock(requestEpoch)
+	clock := clocktest.New(requestEpoch)
 	ports := []int{22, 3389, 5985, 5986}
 	for p := 8000; len(ports) < 20; p++ {
 		ports = append(ports, p)
@@ -410,7 +411,7 @@ resource "jit_access_request" "r%d" {
 
 func TestAccAccessRequest_throughTheFirewallIsADNATGrant(t *testing.T) {
 	cloud := newTestCloud(t, "world")
-	clock := jit.NewFakeClock(requestEpoch)
+	clock := clocktest.New(requestEpoch)
 	policy := strings.Replace(sshPolicy, `  name                = "web"`, `  name                = "web"
   azure_firewall_id   = "`+testFirewall+`fw-hub"`, 1)
 	config := cloud.config(policy + sshRequest("alice", "203.0.113.7/32", `duration = "PT1H"`))
@@ -472,7 +473,7 @@ func TestAccAccessRequest_throughTheFirewallIsADNATGrant(t *testing.T) {
 
 func TestAccAccessRequest_policyPlanRemovesExpiredGrants(t *testing.T) {
 	cloud := newTestCloud(t, "world")
-	clock := jit.NewFakeClock(requestEpoch)
+	clock := clocktest.New(requestEpoch)
 	// The request's own configuration is gone (forgotten here), so only the
 	// policy's plan can clean up after it.
 	forgotten := cloud.config(sshPolicy + `
@@ -504,7 +505,7 @@ removed {
 
 func TestAccAccessRequest_shadowedGrantIsAPlanTimeError(t *testing.T) {
 	cloud := newTestCloud(t, "world")
-	clock := jit.NewFakeClock(requestEpoch)
+	clock := clocktest.New(requestEpoch)
 	resource.ParallelTest(t, resource.TestCase{
 		ProtoV6ProviderFactories: factoriesAt(clock),
 		Steps: []resource.TestStep{

@@ -8,7 +8,12 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"net/http"
+	"strconv"
+	"strings"
 	"time"
+
+	"github.com/hashicorp/terraform-plugin-log/tflog"
 )
 
 // Classify tells whether err is worth retrying and, when the server said so,
@@ -39,10 +44,17 @@ func Do(ctx context.Context, b Backoff, classify Classify, op func(context.Conte
 			return err
 		}
 		wait := after
-		if wait <= 0 {
+		if wait > 0 {
+			// A little later than asked, so that the writers a throttle
+			// sent away together do not come back together.
+			wait += time.Duration(rand.Int64N(int64(min(wait/5, time.Second)) + 1))
+		} else {
 			wait = time.Duration(rand.Int64N(int64(ceiling) + 1))
 			ceiling = min(2*ceiling, b.Max)
 		}
+		tflog.Warn(ctx, "cloud call failed; retrying", map[string]any{
+			"attempt": attempt, "wait": wait.String(), "server_asked": after.String(), "reason": err.Error(),
+		})
 		timer := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
@@ -51,4 +63,24 @@ func Do(ctx context.Context, b Backoff, classify Classify, op func(context.Conte
 		case <-timer.C:
 		}
 	}
+}
+
+// After reads how long a response asks the client to wait, to the
+// millisecond: ARM's x-ms-retry-after-ms and retry-after-ms first, then
+// Retry-After as seconds (fractions allowed) or an HTTP date. 0 when the
+// response says nothing usable.
+func After(h http.Header, now time.Time) time.Duration {
+	for _, name := range []string{"x-ms-retry-after-ms", "retry-after-ms"} {
+		if ms, err := strconv.ParseFloat(strings.TrimSpace(h.Get(name)), 64); err == nil && ms > 0 {
+			return time.Duration(ms * float64(time.Millisecond))
+		}
+	}
+	v := strings.TrimSpace(h.Get("Retry-After"))
+	if secs, err := strconv.ParseFloat(v, 64); err == nil && secs > 0 {
+		return time.Duration(secs * float64(time.Second))
+	}
+	if at, err := http.ParseTime(v); err == nil && at.After(now) {
+		return at.Sub(now)
+	}
+	return 0
 }

@@ -3,6 +3,7 @@ package retry
 import (
 	"context"
 	"errors"
+	"net/http"
 	"testing"
 	"time"
 )
@@ -68,5 +69,30 @@ func TestDoGivesUpWhenContextEnds(t *testing.T) {
 	err := Do(ctx, fast, classify, func(context.Context) error { return errBusy })
 	if !errors.Is(err, errBusy) || !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("err=%v, want both the last failure and the deadline", err)
+	}
+}
+
+func TestAfterReadsMillisecondsFractionsAndDates(t *testing.T) {
+	now := time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		header map[string]string
+		want   time.Duration
+	}{
+		{map[string]string{"x-ms-retry-after-ms": "250"}, 250 * time.Millisecond},
+		{map[string]string{"retry-after-ms": "40", "Retry-After": "3"}, 40 * time.Millisecond},
+		{map[string]string{"Retry-After": "0.5"}, 500 * time.Millisecond},
+		{map[string]string{"Retry-After": "2"}, 2 * time.Second},
+		{map[string]string{"Retry-After": now.Add(3 * time.Second).Format(http.TimeFormat)}, 3 * time.Second},
+		{map[string]string{"Retry-After": "soon"}, 0},
+		{map[string]string{"Retry-After": "-1"}, 0},
+		{nil, 0},
+	} {
+		h := http.Header{}
+		for k, v := range tc.header {
+			h.Set(k, v)
+		}
+		if got := After(h, now); got != tc.want {
+			t.Errorf("After(%v) = %v, want %v", tc.header, got, tc.want)
+		}
 	}
 }
