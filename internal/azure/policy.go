@@ -124,10 +124,10 @@ func (b *Backend) PlanPolicy(ctx context.Context, in engine.PolicyInput) (*engin
 		if !strings.EqualFold(fw, in.FirewallID) {
 			machines = nil // the policy left this firewall: remove its collection
 		}
-		plan, expired, findings, err := b.planFirewall(ctx, in, fw, machines)
+		plan, expired, findings := b.planFirewall(ctx, in, fw, machines)
 		change.Findings = append(change.Findings, findings...)
-		if err != nil || jit.HasError(findings) {
-			return change, err
+		if jit.HasError(findings) {
+			return change, nil
 		}
 		if plan == nil {
 			continue
@@ -219,31 +219,31 @@ func (b *Backend) writePolicy(ctx context.Context, policy string, nsgs map[strin
 
 // planFirewall plans the policy's deny collection on one firewall; with
 // no machines, its removal. A nil plan means nothing to do there.
-func (b *Backend) planFirewall(ctx context.Context, in engine.PolicyInput, firewall string, machines []jit.LockedMachine) (*jit.FirewallDenyPlan, []string, []jit.Finding, error) {
+func (b *Backend) planFirewall(ctx context.Context, in engine.PolicyInput, firewall string, machines []jit.LockedMachine) (*jit.FirewallDenyPlan, []string, []jit.Finding) {
 	fw, err := b.client.Firewall(ctx, firewall)
 	switch {
 	case errors.Is(err, ErrNotFound) && machines == nil:
-		return nil, nil, nil, nil // gone, with the collection
+		return nil, nil, nil // gone, with the collection
 	case errors.Is(err, ErrNotFound):
-		return nil, nil, []jit.Finding{jit.Error("Azure Firewall not found", err.Error(), pathFirewall...)}, nil
+		return nil, nil, []jit.Finding{jit.Error("Azure Firewall not found", err.Error(), pathFirewall...)}
 	case err != nil:
-		return nil, nil, []jit.Finding{jit.Error("Cannot read Azure Firewall", err.Error(), pathFirewall...)}, nil
+		return nil, nil, []jit.Finding{jit.Error("Cannot read Azure Firewall", err.Error(), pathFirewall...)}
 	case fw.PolicyID != "" && machines != nil:
 		return nil, nil, []jit.Finding{jit.Error("Azure Firewall is managed by a Firewall Policy",
 			fmt.Sprintf("%s takes its rules from Firewall Policy %s; jit_policy writes classic network rule collections only. "+
-				"Use a firewall with classic rules, or leave azure_firewall_id unset and rely on the NSG denies.", firewall, fw.PolicyID), pathFirewall...)}, nil
+				"Use a firewall with classic rules, or leave azure_firewall_id unset and rely on the NSG denies.", firewall, fw.PolicyID), pathFirewall...)}
 	case fw.PolicyID != "":
-		return nil, nil, nil, nil // no classic collections to remove
+		return nil, nil, nil // no classic collections to remove
 	}
 	plan, err := jit.PlanFirewallDeny(firewall, fw.NetworkCollections, in.Name, machines)
 	if err != nil {
-		return nil, nil, []jit.Finding{jit.Error("No room for the JIT deny collection", err.Error(), pathFirewall...)}, nil
+		return nil, nil, []jit.Finding{jit.Error("No room for the JIT deny collection", err.Error(), pathFirewall...)}
 	}
 	var findings []jit.Finding
 	for _, w := range plan.Warnings {
 		findings = append(findings, jit.Warning("An existing rule keeps a locked port open", w, pathFirewall...))
 	}
-	return &plan, expiredGrantCollections(fw, in.Name, in.Clock), findings, nil
+	return &plan, expiredGrantCollections(fw, in.Name, in.Clock), findings
 }
 
 // expiredGrantCollections names the NAT collections on a firewall holding

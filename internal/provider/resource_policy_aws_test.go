@@ -206,7 +206,7 @@ func TestAccPolicyAWS_ruleExactlyOnPortIsRevokedAndRestored(t *testing.T) {
 						}
 						backup, remainders, err := jit.ParseSGBackupTags("exact", cloud.groupTags(t, sgExact))
 						if err != nil || len(backup) != 1 || backup[0].String() != `TCP 22 from 0.0.0.0/0, "ssh"` || len(remainders) != 0 {
-							return fmt.Errorf("backup tags: %v %v %v", backup, remainders, err)
+							return fmt.Errorf("backup tags: %v %v %w", backup, remainders, err)
 						}
 						return nil
 					},
