@@ -9,7 +9,10 @@ import (
 //
 //	GET    /_admin/state   the whole world as JSON (same shape as a fixture)
 //	GET    /_admin/calls   {"operation": count}
-//	DELETE /_admin/calls   reset the counters
+//	GET    /_admin/calls/by-flow  {"flow": {"operation": count}}; the flow is
+//	                       the jit-flow/<flow> token of the caller's User-Agent,
+//	                       "" for calls without one
+//	DELETE /_admin/calls   reset the counters (both views)
 //	GET    /_admin/operations  every operation name faults can target
 //	POST   /_admin/faults  install a Fault (JSON body)
 //	DELETE /_admin/faults  clear all faults
@@ -19,6 +22,8 @@ func (s *Sim) serveAdmin(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, s.Snapshot())
 	case "GET /_admin/calls":
 		writeJSON(w, http.StatusOK, s.Calls())
+	case "GET /_admin/calls/by-flow":
+		writeJSON(w, http.StatusOK, s.CallsByFlow())
 	case "DELETE /_admin/calls":
 		s.ResetCalls()
 		w.WriteHeader(http.StatusNoContent)

@@ -87,11 +87,11 @@ func (s *Sim) decideFault(op string) faultDecision {
 // errorWriter renders an error in a cloud's own wire format.
 type errorWriter func(w http.ResponseWriter, status int, code, message string)
 
-// handle counts op, applies injected faults, and runs h. When a
+// handle counts op in the request's flow, applies injected faults, and runs h. When a
 // drop-after-write fault fires, h's effects are kept but its response is
 // discarded and the connection closed.
 func (s *Sim) handle(w http.ResponseWriter, r *http.Request, op string, writeErr errorWriter, h func(w http.ResponseWriter)) {
-	s.count(op)
+	s.count(op, flowOf(r))
 	d := s.decideFault(op)
 	if d.latency > 0 {
 		select {
