@@ -3,7 +3,6 @@ package cloudsim
 import (
 	"fmt"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 )
@@ -54,12 +53,7 @@ func (c *armCall) operationURL(op *armOperation, kind string) string {
 // sub-second poll intervals keep tests fast. No hint once it is done or
 // when operations complete at once.
 func (c *armCall) retryHeaders(h http.Header, op *armOperation) {
-	remaining := op.done.Sub(c.now)
-	if remaining <= 0 {
-		return
-	}
-	h.Set("Retry-After", retryAfterSeconds(remaining))
-	h.Set("x-ms-retry-after-ms", strconv.FormatInt(max(remaining.Milliseconds(), 1), 10))
+	announceRetryAfter(h, op.done.Sub(c.now), []string{RetryAfterSeconds, RetryAfterMsARM}, c.now)
 }
 
 // settle completes every operation whose time has come.

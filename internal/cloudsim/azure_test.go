@@ -884,3 +884,56 @@ func TestAzureVMDeleteKeepsItsNICs(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// Injected throttling announces its wait in each way a client may meet, and
+// azcore honours the milliseconds headers: a 300 ms hint is waited for, and
+// not rounded up to a second.
+func TestAzureFaultRetryAfterWays(t *testing.T) {
+	w := newAzureWorld(t, Options{})
+	ctx := t.Context()
+	rules := w.noRetryRules(t)
+	get := func() http.Header {
+		t.Helper()
+		_, err := rules.Get(ctx, "rg-prod", "web-01-nsg", "allow-https", nil)
+		return wantARMError(t, err, http.StatusTooManyRequests, "TooManyRequests").RawResponse.Header
+	}
+	throttle := func(d time.Duration, ways ...string) {
+		w.InjectFault(Fault{Operation: "SecurityRules.Get", FailNext: 1, Status: 429, Code: "TooManyRequests", RetryAfter: d, RetryAfterIn: ways})
+	}
+
+	throttle(1500 * time.Millisecond)
+	if h := get(); h.Get("Retry-After") != "2" || h.Get("x-ms-retry-after-ms") != "" {
+		t.Fatalf("default: %v", h)
+	}
+	throttle(250*time.Millisecond, RetryAfterFractional, RetryAfterMsARM, RetryAfterMs)
+	if h := get(); h.Get("Retry-After") != "0.25" || h.Get("x-ms-retry-after-ms") != "250" || h.Get("retry-after-ms") != "250" {
+		t.Fatalf("fractional and milliseconds: %v", h)
+	}
+	throttle(2*time.Second, RetryAfterHTTPDate)
+	at, err := http.ParseTime(get().Get("Retry-After"))
+	if until := time.Until(at); err != nil || until < time.Second || until > 4*time.Second {
+		t.Fatalf("http-date: %v %s", err, until)
+	}
+
+	for _, way := range []string{RetryAfterMsARM, RetryAfterMs} {
+		throttle(300*time.Millisecond, RetryAfterSeconds, way)
+		start := time.Now()
+		if _, err := w.net.NewSecurityRulesClient().Get(ctx, "rg-prod", "web-01-nsg", "allow-https", nil); err != nil {
+			t.Fatal(err)
+		}
+		if elapsed := time.Since(start); elapsed < 300*time.Millisecond || elapsed >= time.Second {
+			t.Fatalf("%s: azcore waited %s for a 300 ms hint", way, elapsed)
+		}
+	}
+
+	for _, bad := range []string{`{"operation":"*","retry_after_in":["minutes"]}`, `{"operation":"*","retry_afer":5}`, `{"fail_next":1}`} {
+		resp, err := http.Post(w.URL+"/_admin/faults", "application/json", strings.NewReader(bad))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest {
+			t.Errorf("admin accepted %s: %d", bad, resp.StatusCode)
+		}
+	}
+}
