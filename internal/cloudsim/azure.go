@@ -178,6 +178,7 @@ type azureState struct {
 	groups               map[string]bool // lower-cased /subscriptions/x/resourcegroups/y
 	subscriptions        map[string]bool // lower-cased subscription IDs
 	etags                map[string]string
+	failed               map[string]bool          // lower-cased IDs left Failed by an operation, until written again
 	ops                  map[string]*armOperation // every operation, for status polls
 	active               []*armOperation          // operations still in progress
 	seq                  int
@@ -204,7 +205,7 @@ func newAzureState(fx AzureFixture) (*azureState, error) {
 	a := &azureState{
 		subscription: fx.SubscriptionID, tenant: fx.TenantID,
 		res: map[string]any{}, groups: map[string]bool{}, subscriptions: map[string]bool{},
-		etags: map[string]string{}, ops: map[string]*armOperation{},
+		etags: map[string]string{}, failed: map[string]bool{}, ops: map[string]*armOperation{},
 	}
 	err := errors.Join(addAll(a, fx.NetworkSecurityGroups), addAll(a, fx.PublicIPAddresses), addAll(a, fx.FirewallPolicies),
 		addAll(a, fx.VirtualNetworks), addAll(a, fx.NetworkInterfaces), addAll(a, fx.VirtualMachines), addAll(a, fx.Firewalls))
@@ -416,10 +417,12 @@ func (a *azureState) etag(id string) string {
 	return a.etags[key]
 }
 
-// touch gives resources a new ETag, as every write does.
+// touch gives resources a new ETag, as every write does, and clears the
+// Failed state an earlier operation left.
 func (a *azureState) touch(ids ...string) {
 	for _, id := range ids {
 		a.seq++
 		a.etags[strings.ToLower(id)] = `W/"` + derivedUUID(fmt.Sprint("etag/", a.seq, "/", id)) + `"`
+		delete(a.failed, strings.ToLower(id))
 	}
 }

@@ -3,6 +3,7 @@ package cloudsim
 import (
 	"encoding/json"
 	"net/http"
+	"slices"
 	"strings"
 )
 
@@ -142,15 +143,29 @@ func putFirewall(c *armCall) armReply {
 		return c.busyFirewall(op)
 	}
 	status := http.StatusOK
+	var undo func()
 	if found {
+		previous := copyJSON(*existing)
 		*existing = *fw
+		undo = func() { *existing = previous }
 	} else {
 		status = http.StatusCreated
 		c.a.res[c.key()] = fw
 		c.a.order = append(c.a.order, fw.ID)
+		undo = func() {
+			delete(c.a.res, c.key())
+			c.a.order = slices.DeleteFunc(c.a.order, func(id string) bool { return strings.EqualFold(id, fw.ID) })
+		}
 	}
 	c.a.touch(fw.ID)
-	_, h := c.startOperation("Microsoft.Network", fw.Location, "PutAzureFirewallOperation", fw.ID, map[string]string{c.key(): "Updating"}, nil)
+	h := c.startOperation(operationSpec{
+		namespace: "Microsoft.Network", location: fw.Location, name: "PutAzureFirewallOperation", lock: fw.ID,
+		targets: map[string]string{c.key(): "Updating"},
+		undo: func() {
+			undo()
+			c.a.touch(fw.ID)
+		},
+	})
 	stored, _ := lookup[*AzureFirewall](c.a, fw.ID)
 	return armReply{status: status, header: h, body: c.a.renderFirewall(stored)}
 }

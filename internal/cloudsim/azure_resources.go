@@ -50,8 +50,10 @@ func deleteVM(c *armCall) armReply {
 	if !found {
 		return armReply{status: http.StatusNoContent}
 	}
-	_, h := c.startOperation("Microsoft.Compute", vm.Location, "DeleteVMOperation", "", map[string]string{c.key(): "Deleting"}, func() {
-		delete(c.a.res, strings.ToLower(vm.ID))
+	h := c.startOperation(operationSpec{
+		namespace: "Microsoft.Compute", location: vm.Location, name: "DeleteVMOperation",
+		targets: map[string]string{c.key(): "Deleting"},
+		finish:  func() { delete(c.a.res, strings.ToLower(vm.ID)) },
 	})
 	return armReply{status: http.StatusAccepted, header: h}
 }
@@ -69,10 +71,15 @@ func updateVM(c *armCall) armReply {
 	if e := c.decodeBody(&patch); e != nil {
 		return e.reply()
 	}
+	previous := vm.Tags
 	if patch.Tags != nil {
 		vm.Tags = tagsOrNil(patch.Tags)
 	}
-	_, h := c.startOperation("Microsoft.Compute", vm.Location, "UpdateVMOperation", "", map[string]string{c.key(): "Updating"}, nil)
+	h := c.startOperation(operationSpec{
+		namespace: "Microsoft.Compute", location: vm.Location, name: "UpdateVMOperation",
+		targets: map[string]string{c.key(): "Updating"},
+		undo:    func() { vm.Tags = previous },
+	})
 	rep := ok(c.a.renderVM(vm))
 	rep.header = h
 	return rep

@@ -62,6 +62,7 @@ type armCall struct {
 	sim        *Sim
 	a          *azureState
 	r          *http.Request
+	op         string // the operation name, as Operations() lists it
 	now        time.Time
 	path       string   // the request path, which is also the addressed resource's ID
 	sub, group string   // group is empty for subscription-level routes
@@ -224,7 +225,7 @@ func (s *Sim) serveARM(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.handle(w, r, route.op, writeARMError, func(w http.ResponseWriter) {
-		c := &armCall{sim: s, r: r, path: path, sub: segs[1], args: args, body: body}
+		c := &armCall{sim: s, r: r, op: route.op, path: path, sub: segs[1], args: args, body: body}
 		if strings.HasPrefix(route.pattern, "resourceGroups/") {
 			c.group = args[0]
 		}

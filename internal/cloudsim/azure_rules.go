@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/netip"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -147,15 +148,27 @@ func putSecurityRule(c *armCall) armReply {
 		return c.busyNSG(op, nsg.ID)
 	}
 	status := http.StatusOK
+	var undo func()
 	if existing >= 0 {
+		previous := nsg.SecurityRules[existing]
 		nsg.SecurityRules[existing] = rule
+		undo = func() { nsg.SecurityRules[ruleIndex(nsg, rule.Name)] = previous }
 	} else {
 		status = http.StatusCreated
 		nsg.SecurityRules = append(nsg.SecurityRules, rule)
+		undo = func() {
+			nsg.SecurityRules = slices.Delete(nsg.SecurityRules, ruleIndex(nsg, rule.Name), ruleIndex(nsg, rule.Name)+1)
+		}
 	}
 	c.a.touch(id, nsg.ID)
-	_, h := c.startOperation("Microsoft.Network", nsg.Location, putSecurityRuleOpName, nsg.ID,
-		map[string]string{strings.ToLower(id): "Updating", strings.ToLower(nsg.ID): "Updating"}, nil)
+	h := c.startOperation(operationSpec{
+		namespace: "Microsoft.Network", location: nsg.Location, name: putSecurityRuleOpName, lock: nsg.ID,
+		targets: map[string]string{strings.ToLower(id): "Updating", strings.ToLower(nsg.ID): "Updating"},
+		undo: func() {
+			undo()
+			c.a.touch(id, nsg.ID)
+		},
+	})
 	return armReply{status: status, header: h, body: c.a.renderSecurityRule(nsg, &rule)}
 }
 
@@ -175,13 +188,15 @@ func deleteSecurityRule(c *armCall) armReply {
 	}
 	name := nsg.SecurityRules[i].Name
 	c.a.touch(nsg.ID)
-	_, h := c.startOperation("Microsoft.Network", nsg.Location, deleteSecurityRuleOpName, nsg.ID,
-		map[string]string{strings.ToLower(nsg.ID + "/securityRules/" + name): "Deleting", strings.ToLower(nsg.ID): "Updating"},
-		func() {
+	h := c.startOperation(operationSpec{
+		namespace: "Microsoft.Network", location: nsg.Location, name: deleteSecurityRuleOpName, lock: nsg.ID,
+		targets: map[string]string{strings.ToLower(nsg.ID + "/securityRules/" + name): "Deleting", strings.ToLower(nsg.ID): "Updating"},
+		finish: func() {
 			if j := ruleIndex(nsg, name); j >= 0 {
-				nsg.SecurityRules = append(nsg.SecurityRules[:j], nsg.SecurityRules[j+1:]...)
+				nsg.SecurityRules = slices.Delete(nsg.SecurityRules, j, j+1)
 			}
-		})
+		},
+	})
 	return armReply{status: http.StatusAccepted, header: h}
 }
 

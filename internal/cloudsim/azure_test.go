@@ -937,3 +937,117 @@ func TestAzureFaultRetryAfterWays(t *testing.T) {
 		}
 	}
 }
+
+// A fault can make a write's long-running operation end Failed with an ARM
+// error: the write is accepted as usual and only polling shows the failure.
+// The resource is restored, or keeps the write when the fault says it was
+// applied, and shows provisioningState Failed until it is written again.
+func TestAzureOperationFails(t *testing.T) {
+	w := newAzureWorld(t, Options{PollInterval: 20 * time.Millisecond})
+	ctx := t.Context()
+	rules := w.net.NewSecurityRulesClient()
+	nsgState := func(name string) armnetwork.ProvisioningState {
+		t.Helper()
+		nsg, err := w.net.NewSecurityGroupsClient().Get(ctx, "rg-prod", name, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return *nsg.Properties.ProvisioningState
+	}
+	put := func(name string, rule armnetwork.SecurityRule) error {
+		t.Helper()
+		p, err := rules.BeginCreateOrUpdate(ctx, "rg-prod", "db-nsg", name, rule, nil)
+		if err != nil {
+			t.Fatalf("the write itself was refused: %v", err)
+		}
+		_, err = p.PollUntilDone(ctx, azPoll)
+		return err
+	}
+
+	w.InjectFault(Fault{Operation: "SecurityRules.CreateOrUpdate", FailOperationNext: 1, Code: "NetworkOperationFailed"})
+	// A write refused before its operation starts does not use the fault up.
+	_, err := rules.BeginCreateOrUpdate(ctx, "rg-prod", "db-nsg", "r1", sshRule(99, "*"), nil)
+	wantARMError(t, err, http.StatusBadRequest, "SecurityRuleInvalidPriority")
+	re := wantARMError(t, put("r1", sshRule(100, "*")), http.StatusOK, "NetworkOperationFailed")
+	if !strings.Contains(re.Error(), "injected failure") {
+		t.Fatalf("error body: %v", re)
+	}
+	_, err = rules.Get(ctx, "rg-prod", "db-nsg", "r1", nil)
+	wantARMError(t, err, http.StatusNotFound, "NotFound")
+	if s := nsgState("db-nsg"); s != armnetwork.ProvisioningStateFailed {
+		t.Fatalf("NSG after a failed write: %s", s)
+	}
+	if err := put("r1", sshRule(100, "*")); err != nil {
+		t.Fatalf("the next write: %v", err)
+	}
+	if s := nsgState("db-nsg"); s != armnetwork.ProvisioningStateSucceeded {
+		t.Fatalf("NSG after a good write: %s", s)
+	}
+
+	// Failed after applying: the update stays.
+	w.InjectFault(Fault{Operation: "SecurityRules.CreateOrUpdate", FailOperationNext: 1, FailedOperationApplied: true})
+	wantARMError(t, put("r1", sshRule(110, "*")), http.StatusOK, "InternalServerError")
+	got, err := rules.Get(ctx, "rg-prod", "db-nsg", "r1", nil)
+	if err != nil || *got.Properties.Priority != 110 || *got.Properties.ProvisioningState != armnetwork.ProvisioningStateFailed {
+		t.Fatalf("rule after a failure that applied: %v %+v", err, got.Properties)
+	}
+
+	// A failed update that did not apply restores the rule as it was.
+	w.InjectFault(Fault{Operation: "SecurityRules.CreateOrUpdate", FailOperationNext: 1})
+	wantARMError(t, put("r1", sshRule(120, "*")), http.StatusOK, "InternalServerError")
+	if got, err := rules.Get(ctx, "rg-prod", "db-nsg", "r1", nil); err != nil || *got.Properties.Priority != 110 {
+		t.Fatalf("rule after a failed update: %v %+v", err, got.Properties)
+	}
+
+	// A failed delete leaves the rule; its Location URL answers the error.
+	w.InjectFault(Fault{Operation: "SecurityRules.Delete", FailOperationNext: 1, Status: http.StatusConflict, Code: "Conflict"})
+	resp, _ := w.rawARM(t, http.MethodDelete, azWebNSG+"/securityRules/allow-https?api-version="+azAPIVersion, w.token())
+	if resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("delete: %d", resp.StatusCode)
+	}
+	time.Sleep(30 * time.Millisecond)
+	location := strings.TrimPrefix(resp.Header.Get("Location"), w.URL)
+	if resp, body := w.rawARM(t, http.MethodGet, location, w.token()); resp.StatusCode != http.StatusConflict || body["error"].(map[string]any)["code"] != "Conflict" {
+		t.Fatalf("location of a failed delete: %d %v", resp.StatusCode, body)
+	}
+	status := strings.TrimPrefix(resp.Header.Get("Azure-AsyncOperation"), w.URL)
+	if _, body := w.rawARM(t, http.MethodGet, status, w.token()); body["status"] != "Failed" || body["error"].(map[string]any)["code"] != "Conflict" {
+		t.Fatalf("status of a failed delete: %v", body)
+	}
+	if _, err := rules.Get(ctx, "rg-prod", "web-01-nsg", "allow-https", nil); err != nil {
+		t.Fatalf("the rule of a failed delete: %v", err)
+	}
+
+	// A firewall's failed read-modify-write restores the firewall.
+	fws := w.net.NewAzureFirewallsClient()
+	fw, err := fws.Get(ctx, "rg-hub", "fw-hub", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fw.Properties.NetworkRuleCollections = nil
+	w.InjectFault(Fault{Operation: "AzureFirewalls.CreateOrUpdate", FailOperationNext: 1})
+	p, err := fws.BeginCreateOrUpdate(ctx, "rg-hub", "fw-hub", fw.AzureFirewall, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = p.PollUntilDone(ctx, azPoll)
+	wantARMError(t, err, http.StatusOK, "InternalServerError")
+	if after, err := fws.Get(ctx, "rg-hub", "fw-hub", nil); err != nil || len(after.Properties.NetworkRuleCollections) != 1 ||
+		*after.Properties.ProvisioningState != armnetwork.ProvisioningStateFailed {
+		t.Fatalf("firewall after a failed write: %v %+v", err, after.Properties)
+	}
+
+	// Compute's operation status carries its times; the tags are restored.
+	vms := w.comp.NewVirtualMachinesClient()
+	w.InjectFault(Fault{Operation: "VirtualMachines.Update", FailOperationNext: 1, Code: "OperationPreempted"})
+	vp, err := vms.BeginUpdate(ctx, "rg-prod", "web-01", armcompute.VirtualMachineUpdate{Tags: map[string]*string{"only": to.Ptr("this")}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = vp.PollUntilDone(ctx, azPoll)
+	wantARMError(t, err, http.StatusOK, "OperationPreempted")
+	vm, err := vms.Get(ctx, "rg-prod", "web-01", nil)
+	if err != nil || len(vm.Tags) != 2 || *vm.Properties.ProvisioningState != "Failed" {
+		t.Fatalf("VM after a failed update: %v %v %v", err, vm.Tags, vm.Properties.ProvisioningState)
+	}
+}

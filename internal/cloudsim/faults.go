@@ -39,6 +39,18 @@ type Fault struct {
 	// DropAfterWrite applies the next N calls and then closes the connection
 	// without a response, as a crash or network cut right after the write.
 	DropAfterWrite int `json:"drop_after_write"`
+	// FailOperationNext makes the long-running operations of the next N
+	// ARM writes that start one end with status Failed and an ARM error
+	// (Code, default InternalServerError; Status, default 500, is that of
+	// a delete's Location URL) instead of Succeeded. The write itself is
+	// answered as usual; only polling shows the failure. Writes refused
+	// before an operation starts do not count.
+	FailOperationNext int `json:"fail_operation_next"`
+	// FailedOperationApplied keeps the failed write's effect, as ARM can
+	// when it fails after applying part of a request; by default the
+	// resource is restored to what it was before the write. Either way the
+	// resources it wrote show provisioningState Failed until written again.
+	FailedOperationApplied bool `json:"failed_operation_applied"`
 }
 
 // The ways a fault can announce RetryAfter.
@@ -131,6 +143,31 @@ func (s *Sim) decideFault(op string) faultDecision {
 		}
 	}
 	return d
+}
+
+// takeOperationFailure consumes one FailOperationNext of the faults for op
+// (or "*") and says how the operation it hits ends; nil when none applies.
+// Called with s.mu held, as operations start under it.
+func (s *Sim) takeOperationFailure(op string) *operationFailure {
+	for _, key := range []string{"*", op} {
+		f := s.faults[key]
+		if f == nil || f.FailOperationNext <= 0 {
+			continue
+		}
+		f.FailOperationNext--
+		status, code := f.Status, f.Code
+		if status == 0 {
+			status = http.StatusInternalServerError
+		}
+		if code == "" {
+			code = "InternalServerError"
+		}
+		return &operationFailure{
+			err:     newARMError(status, code, "cloudsim: injected failure of the operation of %s.", op),
+			applied: f.FailedOperationApplied,
+		}
+	}
+	return nil
 }
 
 // errorWriter renders an error in a cloud's own wire format.
