@@ -30,6 +30,9 @@ type AzureFixture struct {
 	PublicIPAddresses     []AzurePublicIP       `json:"public_ip_addresses,omitempty"`
 	Firewalls             []AzureFirewall       `json:"firewalls,omitempty"`
 	FirewallPolicies      []AzureFirewallPolicy `json:"firewall_policies,omitempty"`
+	// ApplicationSecurityGroups are what security rules may name in place
+	// of address prefixes.
+	ApplicationSecurityGroups []AzureApplicationSecurityGroup `json:"application_security_groups,omitempty"`
 }
 
 // AzureVM is a Microsoft.Compute virtual machine. Its first interface is
@@ -90,7 +93,8 @@ type AzureNSG struct {
 }
 
 // AzureSecurityRule is one NSG rule. Each address and port field is either
-// singular or plural, never both, as in ARM.
+// singular or plural, never both, as in ARM; an address side may instead
+// name application security groups.
 type AzureSecurityRule struct {
 	Name                       string   `json:"name"`
 	Priority                   int32    `json:"priority"`
@@ -106,6 +110,9 @@ type AzureSecurityRule struct {
 	DestinationAddressPrefixes []string `json:"destination_address_prefixes,omitempty"`
 	DestinationPortRange       string   `json:"destination_port_range,omitempty"`
 	DestinationPortRanges      []string `json:"destination_port_ranges,omitempty"`
+	// Application security groups by ID, in place of that side's prefixes.
+	SourceApplicationSecurityGroups      []string `json:"source_application_security_groups,omitempty"`
+	DestinationApplicationSecurityGroups []string `json:"destination_application_security_groups,omitempty"`
 }
 
 // AzurePublicIP is a public IP address.
@@ -144,6 +151,14 @@ type AzureFirewallIPConfig struct {
 	PublicIP  string `json:"public_ip,omitempty"`
 }
 
+// AzureApplicationSecurityGroup is an application security group; only its
+// existence matters here.
+type AzureApplicationSecurityGroup struct {
+	ID       string            `json:"id"`
+	Location string            `json:"location,omitempty"`
+	Tags     map[string]string `json:"tags,omitempty"`
+}
+
 // AzureFirewallPolicy is a firewall policy; only its existence matters here.
 type AzureFirewallPolicy struct {
 	ID       string            `json:"id"`
@@ -160,6 +175,7 @@ const (
 	publicIPType = "Microsoft.Network/publicIPAddresses"
 	firewallType = "Microsoft.Network/azureFirewalls"
 	policyType   = "Microsoft.Network/firewallPolicies"
+	asgType      = "Microsoft.Network/applicationSecurityGroups"
 )
 
 const (
@@ -199,6 +215,9 @@ func (r *AzureFirewall) meta() (*string, *string, string) { return &r.ID, &r.Loc
 func (r *AzureFirewallPolicy) meta() (*string, *string, string) {
 	return &r.ID, &r.Location, policyType
 }
+func (r *AzureApplicationSecurityGroup) meta() (*string, *string, string) {
+	return &r.ID, &r.Location, asgType
+}
 
 func newAzureState(fx AzureFixture) (*azureState, error) {
 	fx = copyJSON(fx) // the caller's fixture stays untouched
@@ -207,7 +226,7 @@ func newAzureState(fx AzureFixture) (*azureState, error) {
 		res: map[string]any{}, groups: map[string]bool{}, subscriptions: map[string]bool{},
 		etags: map[string]string{}, failed: map[string]bool{}, ops: map[string]*armOperation{},
 	}
-	err := errors.Join(addAll(a, fx.NetworkSecurityGroups), addAll(a, fx.PublicIPAddresses), addAll(a, fx.FirewallPolicies),
+	err := errors.Join(addAll(a, fx.ApplicationSecurityGroups), addAll(a, fx.NetworkSecurityGroups), addAll(a, fx.PublicIPAddresses), addAll(a, fx.FirewallPolicies),
 		addAll(a, fx.VirtualNetworks), addAll(a, fx.NetworkInterfaces), addAll(a, fx.VirtualMachines), addAll(a, fx.Firewalls))
 	if err != nil {
 		return nil, err
@@ -300,14 +319,14 @@ func (a *azureState) checkReferences() error {
 				}
 			}
 		case *AzureNSG:
-			if len(r.SecurityRules) > maxSecurityRules {
-				return fmt.Errorf("network security group %s has %d security rules; at most %d are allowed", r.ID, len(r.SecurityRules), maxSecurityRules)
+			if err := checkNSGLimits(r.ID, r.SecurityRules); err != nil {
+				return fmt.Errorf("network security group %s: %s", r.ID, err.Message)
 			}
 			for i := range r.SecurityRules {
 				if ruleIndex(r, r.SecurityRules[i].Name) != i {
 					return fmt.Errorf("network security group %s: security rule %s is defined twice", r.ID, r.SecurityRules[i].Name)
 				}
-				if err := validateSecurityRule(r, &r.SecurityRules[i], r.ID+"/securityRules/"+r.SecurityRules[i].Name); err != nil {
+				if err := validateSecurityRule(a, r, &r.SecurityRules[i], r.ID+"/securityRules/"+r.SecurityRules[i].Name); err != nil {
 					return fmt.Errorf("network security group %s: %s", r.ID, err.Message)
 				}
 			}
@@ -381,6 +400,8 @@ func (a *azureState) snapshot() AzureFixture {
 			fx.Firewalls = append(fx.Firewalls, *r)
 		case *AzureFirewallPolicy:
 			fx.FirewallPolicies = append(fx.FirewallPolicies, *r)
+		case *AzureApplicationSecurityGroup:
+			fx.ApplicationSecurityGroups = append(fx.ApplicationSecurityGroups, *r)
 		}
 	}
 	return copyJSON(fx)

@@ -239,3 +239,9 @@ var defaultSecurityRules = []AzureSecurityRule{
 		Description: "Deny all outbound traffic", SourceAddressPrefix: "*", SourcePortRange: "*",
 		DestinationAddressPrefix: "*", DestinationPortRange: "*"},
 }
+
+func (a *azureState) renderASG(g *AzureApplicationSecurityGroup) obj {
+	o := a.header(g.ID, asgType, g.Location, g.Tags)
+	o["properties"] = obj{"provisioningState": "Succeeded", "resourceGuid": derivedUUID(g.ID)}
+	return o
+}

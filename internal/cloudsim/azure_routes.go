@@ -102,6 +102,7 @@ var armKinds = []armKind{
 	{"PublicIPAddresses", publicIPType, false, renderAs((*azureState).renderPublicIP)},
 	{"AzureFirewalls", firewallType, true, renderAs((*azureState).renderFirewall)},
 	{"FirewallPolicies", policyType, false, renderAs((*azureState).renderFirewallPolicy)},
+	{"ApplicationSecurityGroups", asgType, false, renderAs((*azureState).renderASG)},
 }
 
 func renderAs[T any](render func(*azureState, T) obj) func(*azureState, string) (any, bool) {
@@ -323,6 +324,24 @@ func refID(r *armRef) string {
 		return ""
 	}
 	return r.ID
+}
+
+// refIDs are the IDs of a list of references.
+func refIDs(list []armRef) []string {
+	var ids []string
+	for _, r := range list {
+		ids = append(ids, r.ID)
+	}
+	return ids
+}
+
+// refs are references to the given IDs.
+func refs(ids []string) []armRef {
+	out := make([]armRef, len(ids))
+	for i, id := range ids {
+		out[i] = armRef{id}
+	}
+	return out
 }
 
 // nameOf is the last segment of an ID.

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"reflect"
@@ -145,7 +146,7 @@ func sshRule(priority int32, source string) armnetwork.SecurityRule {
 		Priority: to.Ptr(priority), Direction: to.Ptr(armnetwork.SecurityRuleDirectionInbound),
 		Access: to.Ptr(armnetwork.SecurityRuleAccessDeny), Protocol: to.Ptr(armnetwork.SecurityRuleProtocolTCP),
 		SourceAddressPrefix: to.Ptr(source), SourcePortRange: to.Ptr("*"),
-		DestinationAddressPrefixes: []*string{to.Ptr("10.10.1.4"), to.Ptr("fd00:db8:10:1::4")}, DestinationPortRange: to.Ptr("22"),
+		DestinationAddressPrefixes: []*string{to.Ptr("10.10.1.4"), to.Ptr("10.10.1.5")}, DestinationPortRange: to.Ptr("22"),
 		Description: to.Ptr("jit: deny ssh"),
 	}}
 }
@@ -538,6 +539,158 @@ func TestAzureRuleLimit(t *testing.T) {
 	wantARMError(t, err, http.StatusBadRequest, "SecurityRuleCountLimitReached")
 }
 
+// The 4,000 addresses or ranges an NSG's rules may name are counted over
+// all its rules, separately for source and destination.
+func TestAzureRuleAddressLimit(t *testing.T) {
+	nsg := AzureNSG{ID: azProd + "Microsoft.Network/networkSecurityGroups/crowded"}
+	for i := range 10 {
+		var sources, destinations []string
+		for j := range maxAddressesOrPortsInNSG / 10 {
+			n := i*maxAddressesOrPortsInNSG/10 + j
+			sources = append(sources, fmt.Sprintf("192.168.%d.%d", n/256, n%256))
+			destinations = append(destinations, fmt.Sprintf("10.10.%d.%d", n/256, n%256))
+		}
+		nsg.SecurityRules = append(nsg.SecurityRules, AzureSecurityRule{
+			Name: "r" + strconv.Itoa(i), Priority: int32(100 + i), Direction: "Inbound", Access: "Deny", Protocol: "Tcp",
+			SourceAddressPrefixes: sources, SourcePortRange: "*", DestinationAddressPrefixes: destinations, DestinationPortRange: "22",
+		})
+	}
+	w := newAzureWorldFrom(t, &Fixture{Azure: AzureFixture{NetworkSecurityGroups: []AzureNSG{nsg}}}, Options{})
+	rules := w.net.NewSecurityRulesClient()
+	// Tags and '*' do not count.
+	if _, err := rules.BeginCreateOrUpdate(t.Context(), "rg-prod", "crowded", "tagged", sshRuleTo(200, "Internet", "*"), nil); err != nil {
+		t.Fatal(err)
+	}
+	_, err := rules.BeginCreateOrUpdate(t.Context(), "rg-prod", "crowded", "one-more", sshRuleTo(201, "*", "10.20.0.1"), nil)
+	re := wantARMError(t, err, http.StatusBadRequest, "SecurityRuleAddressesOrPortsPerSecurityGroupLimitReached")
+	if !strings.Contains(re.Error(), "has 4001 DestinationAddressPrefixes") {
+		t.Fatalf("message: %v", re)
+	}
+
+	nsg.SecurityRules[0].DestinationAddressPrefixes = append(nsg.SecurityRules[0].DestinationAddressPrefixes, "10.20.0.1")
+	_, err = New(&Fixture{Azure: AzureFixture{NetworkSecurityGroups: []AzureNSG{nsg}}}, Options{})
+	if err == nil || !strings.Contains(err.Error(), "4001 DestinationAddressPrefixes") {
+		t.Fatalf("fixture over the limit: %v", err)
+	}
+}
+
+// sshRuleTo is an inbound SSH deny from source to one destination.
+func sshRuleTo(priority int32, source, destination string) armnetwork.SecurityRule {
+	r := sshRule(priority, source)
+	r.Properties.DestinationAddressPrefixes, r.Properties.DestinationAddressPrefix = nil, to.Ptr(destination)
+	return r
+}
+
+// IPv4 and IPv6 never share a rule: ARM refuses a rule whose prefixes,
+// source and destination together, are of both families. Service tags and
+// '*' belong to neither.
+func TestAzureRuleAddressFamilies(t *testing.T) {
+	w := newAzureWorld(t, Options{})
+	rules := w.net.NewSecurityRulesClient()
+	put := func(name string, rule armnetwork.SecurityRule) error {
+		return errOf(rules.BeginCreateOrUpdate(t.Context(), "rg-prod", "db-nsg", name, rule, nil))
+	}
+	mixedDestinations := sshRule(100, "*")
+	mixedDestinations.Properties.DestinationAddressPrefixes = []*string{to.Ptr("10.10.1.4"), to.Ptr("fd00:db8:10:1::4")}
+	for name, rule := range map[string]armnetwork.SecurityRule{
+		"mixed-destinations":      mixedDestinations,
+		"v6-source-v4-dest":       sshRuleTo(100, "2001:db8::/32", "10.10.1.4"),
+		"v4-source-v6-dest":       sshRuleTo(100, "203.0.113.7", "fd00:db8:10:1::4"),
+		"v4-mapped-source-v4-dst": sshRuleTo(100, "::ffff:203.0.113.7", "10.10.1.4"),
+	} {
+		re := wantARMError(t, put(name, rule), http.StatusBadRequest, "ResourceCannotContainAddressPrefixesFromDifferentAddressFamilies")
+		if !strings.Contains(re.Error(), "/securityRules/"+name+" contains IP addresses or prefixes that belong to different address families") {
+			t.Errorf("%s: message %v", name, re)
+		}
+	}
+	for i, rule := range []armnetwork.SecurityRule{
+		sshRuleTo(100, "*", "fd00:db8:10:1::4"),
+		sshRuleTo(101, "Internet", "fd00:db8:10:1::4"),
+		sshRuleTo(102, "2001:db8::/32", "fd00:db8:10:1::4"),
+		sshRuleTo(103, "203.0.113.0/24", "VirtualNetwork"),
+	} {
+		if err := put("ok-"+strconv.Itoa(i), rule); err != nil {
+			t.Errorf("rule %d: %v", i, err)
+		}
+	}
+	fx, err := LoadFixture("testdata/azure_fixture.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fx.Azure.NetworkSecurityGroups[0].SecurityRules[0].SourceAddressPrefix = "2001:db8::/32"
+	fx.Azure.NetworkSecurityGroups[0].SecurityRules[0].DestinationAddressPrefix = "10.10.1.4"
+	if _, err := New(fx, Options{}); err == nil || !strings.Contains(err.Error(), "different address families") {
+		t.Fatalf("fixture with a mixed rule: %v", err)
+	}
+}
+
+// Rules may name application security groups in place of a side's address
+// prefixes; ARM keeps and returns them as {"id"} references.
+func TestAzureRuleApplicationSecurityGroups(t *testing.T) {
+	asg := azProd + "Microsoft.Network/applicationSecurityGroups/asg-bastion"
+	fx, err := LoadFixture("testdata/azure_fixture.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fx.Azure.NetworkSecurityGroups[2].SecurityRules = []AzureSecurityRule{{
+		Name: "from-bastion", Priority: 200, Direction: "Inbound", Access: "Allow", Protocol: "Tcp",
+		SourceApplicationSecurityGroups: []string{asg}, SourcePortRange: "*", DestinationAddressPrefix: "10.10.3.4", DestinationPortRange: "22",
+	}}
+	w := newAzureWorldFrom(t, fx, Options{})
+	ctx := t.Context()
+	rules := w.net.NewSecurityRulesClient()
+	got, err := rules.Get(ctx, "rg-prod", "db-nsg", "from-bastion", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := got.Properties; len(p.SourceApplicationSecurityGroups) != 1 || *p.SourceApplicationSecurityGroups[0].ID != asg ||
+		p.SourceAddressPrefix != nil || len(p.DestinationApplicationSecurityGroups) != 0 {
+		t.Fatalf("rule with an ASG: %+v", p)
+	}
+	if g, err := w.net.NewApplicationSecurityGroupsClient().Get(ctx, "rg-prod", "asg-bastion", nil); err != nil || *g.ID != asg {
+		t.Fatalf("the ASG: %v", err)
+	}
+
+	toBastion := sshRuleTo(300, "203.0.113.7", "10.10.3.4")
+	toBastion.Properties.DestinationAddressPrefix = nil
+	toBastion.Properties.DestinationApplicationSecurityGroups = []*armnetwork.ApplicationSecurityGroup{{ID: to.Ptr(asg)}}
+	p, err := rules.BeginCreateOrUpdate(ctx, "rg-prod", "db-nsg", "to-bastion", toBastion, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if put, err := p.PollUntilDone(ctx, azPoll); err != nil || *put.Properties.DestinationApplicationSecurityGroups[0].ID != asg {
+		t.Fatalf("written rule with an ASG: %v", err)
+	}
+	if snap := w.Snapshot().Azure.NetworkSecurityGroups[2].SecurityRules; snap[1].DestinationApplicationSecurityGroups[0] != asg {
+		t.Fatalf("snapshot: %+v", snap)
+	}
+
+	with := func(change func(p *armnetwork.SecurityRulePropertiesFormat)) error {
+		r := sshRuleTo(400, "203.0.113.7", "10.10.3.4")
+		change(r.Properties)
+		return errOf(rules.BeginCreateOrUpdate(ctx, "rg-prod", "db-nsg", "bad", r, nil))
+	}
+	asgs := func(ids ...string) []*armnetwork.ApplicationSecurityGroup {
+		var out []*armnetwork.ApplicationSecurityGroup
+		for _, id := range ids {
+			out = append(out, &armnetwork.ApplicationSecurityGroup{ID: to.Ptr(id)})
+		}
+		return out
+	}
+	wantARMError(t, with(func(p *armnetwork.SecurityRulePropertiesFormat) { p.SourceApplicationSecurityGroups = asgs(asg) }),
+		http.StatusBadRequest, "SecurityRuleParametersConflict")
+	wantARMError(t, with(func(p *armnetwork.SecurityRulePropertiesFormat) {
+		p.SourceAddressPrefix, p.SourceApplicationSecurityGroups = nil, asgs(azProd+"Microsoft.Network/applicationSecurityGroups/nope")
+	}), http.StatusBadRequest, "InvalidResourceReference")
+	eleven := make([]string, 11)
+	for i := range eleven {
+		eleven[i] = asg
+	}
+	wantARMError(t, with(func(p *armnetwork.SecurityRulePropertiesFormat) {
+		p.SourceAddressPrefix, p.SourceApplicationSecurityGroups = nil, asgs(eleven...)
+	}), http.StatusBadRequest, "NumberOfApplicationSecurityGroupsReferencedInSecurityRuleLimitReached")
+}
+
 func TestAzureAuthentication(t *testing.T) {
 	w := newAzureWorld(t, Options{})
 	path := azWebVM + "?api-version=" + azAPIVersion
@@ -787,7 +940,7 @@ func TestAzureSnapshotRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	first := w.Snapshot()
-	if rules := first.Azure.NetworkSecurityGroups[2].SecurityRules; len(rules) != 1 || rules[0].Name != "new" || rules[0].DestinationAddressPrefixes[1] != "fd00:db8:10:1::4" {
+	if rules := first.Azure.NetworkSecurityGroups[2].SecurityRules; len(rules) != 1 || rules[0].Name != "new" || rules[0].DestinationAddressPrefixes[1] != "10.10.1.5" {
 		t.Fatalf("snapshot rules: %+v", rules)
 	}
 	b, err := json.Marshal(first)
