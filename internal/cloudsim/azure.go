@@ -200,23 +200,35 @@ type azureState struct {
 	seq                  int
 }
 
-// armFixture is a top-level fixture resource: its ID, its location and its
-// ARM resource type.
+// armFixture is a top-level fixture resource: its ID, its location, its
+// tags and its ARM resource type.
 type armFixture interface {
-	meta() (id, location *string, armType string)
+	meta() (id, location *string, tags map[string]string, armType string)
 }
 
-func (r *AzureVM) meta() (*string, *string, string)       { return &r.ID, &r.Location, vmType }
-func (r *AzureNIC) meta() (*string, *string, string)      { return &r.ID, &r.Location, nicType }
-func (r *AzureVNet) meta() (*string, *string, string)     { return &r.ID, &r.Location, vnetType }
-func (r *AzureNSG) meta() (*string, *string, string)      { return &r.ID, &r.Location, nsgType }
-func (r *AzurePublicIP) meta() (*string, *string, string) { return &r.ID, &r.Location, publicIPType }
-func (r *AzureFirewall) meta() (*string, *string, string) { return &r.ID, &r.Location, firewallType }
-func (r *AzureFirewallPolicy) meta() (*string, *string, string) {
-	return &r.ID, &r.Location, policyType
+func (r *AzureVM) meta() (*string, *string, map[string]string, string) {
+	return &r.ID, &r.Location, r.Tags, vmType
 }
-func (r *AzureApplicationSecurityGroup) meta() (*string, *string, string) {
-	return &r.ID, &r.Location, asgType
+func (r *AzureNIC) meta() (*string, *string, map[string]string, string) {
+	return &r.ID, &r.Location, r.Tags, nicType
+}
+func (r *AzureVNet) meta() (*string, *string, map[string]string, string) {
+	return &r.ID, &r.Location, r.Tags, vnetType
+}
+func (r *AzureNSG) meta() (*string, *string, map[string]string, string) {
+	return &r.ID, &r.Location, r.Tags, nsgType
+}
+func (r *AzurePublicIP) meta() (*string, *string, map[string]string, string) {
+	return &r.ID, &r.Location, r.Tags, publicIPType
+}
+func (r *AzureFirewall) meta() (*string, *string, map[string]string, string) {
+	return &r.ID, &r.Location, r.Tags, firewallType
+}
+func (r *AzureFirewallPolicy) meta() (*string, *string, map[string]string, string) {
+	return &r.ID, &r.Location, r.Tags, policyType
+}
+func (r *AzureApplicationSecurityGroup) meta() (*string, *string, map[string]string, string) {
+	return &r.ID, &r.Location, r.Tags, asgType
 }
 
 func newAzureState(fx AzureFixture) (*azureState, error) {
@@ -254,10 +266,13 @@ func addAll[T any, P interface {
 	armFixture
 }](a *azureState, items []T) error {
 	for i := range items {
-		id, location, want := P(&items[i]).meta()
+		id, location, tags, want := P(&items[i]).meta()
 		parsed, err := arm.ParseResourceID(*id)
 		if err != nil || !strings.EqualFold(parsed.ResourceType.String(), want) || parsed.ResourceGroupName == "" {
 			return fmt.Errorf("%q is not a %s ID (/subscriptions/…/resourceGroups/…/providers/%s/name)", *id, want, want)
+		}
+		if e := validateARMTags(tags); e != nil {
+			return fmt.Errorf("%s: %s", *id, e.Message)
 		}
 		key := strings.ToLower(*id)
 		if a.res[key] != nil {
@@ -345,7 +360,7 @@ func (a *azureState) checkRef(owner, id, wantType string) error {
 		return nil
 	}
 	if r, ok := a.res[strings.ToLower(id)].(armFixture); ok {
-		if _, _, typ := r.meta(); typ == wantType {
+		if _, _, _, typ := r.meta(); typ == wantType {
 			return nil
 		}
 	}

@@ -113,6 +113,9 @@ func putFirewall(c *armCall) armReply {
 	if e := c.decodeBody(&in); e != nil {
 		return e.reply()
 	}
+	if e := validateARMTags(in.Tags); e != nil {
+		return e.reply()
+	}
 	p := &in.Properties
 	fw := &AzureFirewall{
 		ID: c.path, Location: in.Location, Tags: tagsOrNil(in.Tags), SKUTier: p.SKU.Tier, ThreatIntelMode: p.ThreatIntelMode,

@@ -71,6 +71,9 @@ func updateVM(c *armCall) armReply {
 	if e := c.decodeBody(&patch); e != nil {
 		return e.reply()
 	}
+	if e := validateARMTags(patch.Tags); e != nil {
+		return e.reply()
+	}
 	previous := vm.Tags
 	if patch.Tags != nil {
 		vm.Tags = tagsOrNil(patch.Tags)

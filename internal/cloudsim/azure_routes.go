@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf16"
 )
 
 // armError is ARM's error body: {"error":{"code","message","details"}}.
@@ -346,6 +348,61 @@ func refs(ids []string) []armRef {
 
 // nameOf is the last segment of an ID.
 func nameOf(id string) string { return id[strings.LastIndex(id, "/")+1:] }
+
+// ARM's limits on the tags of a resource, whatever its type.
+const (
+	maxARMTags        = 50
+	maxARMTagNameLen  = 512
+	maxARMTagValueLen = 256
+)
+
+// armTagNameReserved are the characters ARM refuses in tag names, beside
+// control characters.
+const armTagNameReserved = `<>%&\?/`
+
+// validateARMTags checks the tags of a PUT or PATCH as ARM's front door
+// does, before the resource provider sees the request. Lengths are counted
+// in UTF-16 code units, as .NET strings are.
+func validateARMTags(tags map[string]string) *armError {
+	if len(tags) > maxARMTags {
+		return newARMError(http.StatusBadRequest, "InvalidTags",
+			"Too many tags specified. Requested tag count - '%d'. Maximum number of tags allowed - '%d'.", len(tags), maxARMTags)
+	}
+	var reserved, longNames, longValues []string
+	for name, value := range tags {
+		switch {
+		case strings.TrimSpace(name) == "":
+			return newARMError(http.StatusBadRequest, "InvalidTagName",
+				"The tag name must be non-null, non-empty and non-whitespace only. Please provide an actual value.")
+		case strings.ContainsAny(name, armTagNameReserved) || strings.ContainsFunc(name, unicode.IsControl):
+			reserved = append(reserved, name)
+		case utf16Len(name) > maxARMTagNameLen:
+			longNames = append(longNames, name)
+		}
+		if utf16Len(value) > maxARMTagValueLen {
+			longValues = append(longValues, value)
+		}
+	}
+	slices.Sort(reserved)
+	slices.Sort(longNames)
+	slices.Sort(longValues)
+	switch {
+	case len(reserved) > 0:
+		return newARMError(http.StatusBadRequest, "InvalidTagNameCharacters",
+			"The tag names '%s' have reserved characters '<,>,%%,&,\\,?,/' or control characters.", strings.Join(reserved, ", "))
+	case len(longNames) > 0:
+		return newARMError(http.StatusBadRequest, "InvalidTagName",
+			"Tag key too large. Following tag name '%s' exceeded the maximum length. Maximum allowed length for tag name - '%d' characters.",
+			strings.Join(longNames, ", "), maxARMTagNameLen)
+	case len(longValues) > 0:
+		return newARMError(http.StatusBadRequest, "InvalidTagValueLength",
+			"Tag value too large. Following tag value '%s' exceeded the maximum length. Maximum allowed length for tag value - '%d' characters.",
+			strings.Join(longValues, ", "), maxARMTagValueLen)
+	}
+	return nil
+}
+
+func utf16Len(s string) int { return len(utf16.Encode([]rune(s))) }
 
 func tagsOrNil(tags map[string]string) map[string]string {
 	if len(tags) == 0 {

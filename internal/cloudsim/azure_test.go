@@ -1204,3 +1204,60 @@ func TestAzureOperationFails(t *testing.T) {
 		t.Fatalf("VM after a failed update: %v %v %v", err, vm.Tags, vm.Properties.ProvisioningState)
 	}
 }
+
+// ARM holds every resource to 50 tags, names of 512 and values of 256
+// characters, and refuses reserved characters in names.
+func TestAzureTagLimits(t *testing.T) {
+	w := newAzureWorld(t, Options{})
+	ctx := t.Context()
+	vms := w.comp.NewVirtualMachinesClient()
+	update := func(tags map[string]*string) error {
+		return errOf(vms.BeginUpdate(ctx, "rg-prod", "web-01", armcompute.VirtualMachineUpdate{Tags: tags}, nil))
+	}
+	many := func(n int) map[string]*string {
+		tags := map[string]*string{}
+		for i := range n {
+			tags[fmt.Sprintf("k%02d", i)] = to.Ptr("v")
+		}
+		return tags
+	}
+	re := wantARMError(t, update(many(51)), http.StatusBadRequest, "InvalidTags")
+	if !strings.Contains(re.Error(), "Requested tag count - '51'. Maximum number of tags allowed - '50'.") {
+		t.Fatalf("message: %v", re)
+	}
+	for name, c := range map[string]struct {
+		tags map[string]*string
+		code string
+	}{
+		"slash in a name":   {map[string]*string{"jit/policy": to.Ptr("x")}, "InvalidTagNameCharacters"},
+		"control character": {map[string]*string{"jit\tpolicy": to.Ptr("x")}, "InvalidTagNameCharacters"},
+		"blank name":        {map[string]*string{" ": to.Ptr("x")}, "InvalidTagName"},
+		"long name":         {map[string]*string{strings.Repeat("n", 513): to.Ptr("x")}, "InvalidTagName"},
+		"long value":        {map[string]*string{"n": to.Ptr(strings.Repeat("v", 257))}, "InvalidTagValueLength"},
+	} {
+		t.Run(name, func(t *testing.T) { wantARMError(t, update(c.tags), http.StatusBadRequest, c.code) })
+	}
+	limits := many(49)
+	limits[strings.Repeat("n", 512)] = to.Ptr(strings.Repeat("v", 256))
+	if err := update(limits); err != nil {
+		t.Fatalf("50 tags at the length limits: %v", err)
+	}
+
+	fws := w.net.NewAzureFirewallsClient()
+	fw, err := fws.Get(ctx, "rg-hub", "fw-hub", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fw.Tags = map[string]*string{"owner": to.Ptr(strings.Repeat("v", 257))}
+	_, err = fws.BeginCreateOrUpdate(ctx, "rg-hub", "fw-hub", fw.AzureFirewall, nil)
+	wantARMError(t, err, http.StatusBadRequest, "InvalidTagValueLength")
+
+	fx, err := LoadFixture("testdata/azure_fixture.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fx.Azure.NetworkSecurityGroups[1].Tags = map[string]string{"a<b": "x"}
+	if _, err := New(fx, Options{}); err == nil || !strings.Contains(err.Error(), "reserved characters") {
+		t.Fatalf("fixture with a reserved character in a tag name: %v", err)
+	}
+}
