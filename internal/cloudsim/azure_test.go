@@ -1261,3 +1261,56 @@ func TestAzureTagLimits(t *testing.T) {
 		t.Fatalf("fixture with a reserved character in a tag name: %v", err)
 	}
 }
+
+// Virtual machines carry an ETag, "1", "2", …, that every write changes; an
+// update with an If-Match that is neither "*" nor the current ETag fails
+// with 412 and changes nothing.
+func TestAzureVMETag(t *testing.T) {
+	w := newAzureWorld(t, Options{})
+	ctx := t.Context()
+	vms := w.comp.NewVirtualMachinesClient()
+	update := func(opts *armcompute.VirtualMachinesClientBeginUpdateOptions, tags map[string]*string) (armcompute.VirtualMachine, error) {
+		t.Helper()
+		p, err := vms.BeginUpdate(ctx, "rg-prod", "web-01", armcompute.VirtualMachineUpdate{Tags: tags}, opts)
+		if err != nil {
+			return armcompute.VirtualMachine{}, err
+		}
+		done, err := p.PollUntilDone(ctx, azPoll)
+		return done.VirtualMachine, err
+	}
+	vm, err := vms.Get(ctx, "rg-prod", "web-01", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := vm.Etag
+	if first == nil || *first != `"1"` {
+		t.Fatalf("etag of an unwritten VM: %v", first)
+	}
+	tags := vm.Tags
+	tags["jit-policy"] = to.Ptr("prod-web")
+	second, err := update(&armcompute.VirtualMachinesClientBeginUpdateOptions{IfMatch: first}, tags)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if *second.Etag != `"2"` {
+		t.Fatalf("etag after a write: %s", *second.Etag)
+	}
+
+	_, err = update(&armcompute.VirtualMachinesClientBeginUpdateOptions{IfMatch: first}, map[string]*string{"lost": to.Ptr("update")})
+	re := wantARMError(t, err, http.StatusPreconditionFailed, "PreconditionFailed")
+	if !strings.Contains(re.Error(), `Etag provided in if-match header \"1\" does not match etag \"2\" of resource.`) {
+		t.Fatalf("message: %v", re)
+	}
+	if got, _ := vms.Get(ctx, "rg-prod", "web-01", nil); got.Tags["lost"] != nil || *got.Etag != `"2"` {
+		t.Fatalf("a failed precondition changed the VM: %v %s", got.Tags, *got.Etag)
+	}
+	_, err = update(&armcompute.VirtualMachinesClientBeginUpdateOptions{IfNoneMatch: to.Ptr("*")}, tags)
+	wantARMError(t, err, http.StatusPreconditionFailed, "PreconditionFailed")
+
+	if third, err := update(&armcompute.VirtualMachinesClientBeginUpdateOptions{IfMatch: to.Ptr("*")}, tags); err != nil || *third.Etag != `"3"` {
+		t.Fatalf("If-Match *: %v", err)
+	}
+	if fourth, err := update(nil, tags); err != nil || *fourth.Etag != `"4"` {
+		t.Fatalf("no If-Match: %v", err)
+	}
+}
