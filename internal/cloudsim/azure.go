@@ -141,6 +141,12 @@ type AzureFirewall struct {
 	NetworkRuleCollections     []json.RawMessage `json:"network_rule_collections,omitempty"`
 	NATRuleCollections         []json.RawMessage `json:"nat_rule_collections,omitempty"`
 	ApplicationRuleCollections []json.RawMessage `json:"application_rule_collections,omitempty"`
+	// Unmodelled keeps, verbatim, every other field a client wrote, by its
+	// dotted path in the body ("zones", "properties.additionalProperties",
+	// "properties.sku.name"), and returns it on reads, so a
+	// read-modify-write that loses one shows. Read-only fields (id, etag,
+	// provisioningState, …) are not kept, as ARM ignores them on writes.
+	Unmodelled map[string]json.RawMessage `json:"unmodelled,omitempty"`
 }
 
 // AzureFirewallIPConfig is one IP configuration of a firewall.
@@ -149,6 +155,8 @@ type AzureFirewallIPConfig struct {
 	PrivateIP string `json:"private_ip"`
 	Subnet    string `json:"subnet,omitempty"`
 	PublicIP  string `json:"public_ip,omitempty"`
+	// Unmodelled is as in AzureFirewall, with paths within the configuration.
+	Unmodelled map[string]json.RawMessage `json:"unmodelled,omitempty"`
 }
 
 // AzureApplicationSecurityGroup is an application security group; only its

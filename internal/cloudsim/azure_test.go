@@ -1314,3 +1314,196 @@ func TestAzureVMETag(t *testing.T) {
 		t.Fatalf("no If-Match: %v", err)
 	}
 }
+
+// rawJSON sends a JSON body without the SDK, which drops fields it does not
+// model, and decodes the answer.
+func (w *azWorld) rawJSON(t *testing.T, method, path string, body any) (*http.Response, map[string]any) {
+	t.Helper()
+	b, err := json.Marshal(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, err := http.NewRequest(method, w.URL+path, strings.NewReader(string(b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+w.token())
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	var out map[string]any
+	_ = json.NewDecoder(resp.Body).Decode(&out)
+	return resp, out
+}
+
+// Every field a client writes to a firewall is kept and returned, so a
+// read-modify-write that loses one cannot pass unseen; read-only fields are
+// ignored, as ARM ignores them.
+func TestAzureFirewallKeepsEveryField(t *testing.T) {
+	w := newAzureWorld(t, Options{})
+	path := azHubFW + "?api-version=" + azAPIVersion
+	_, fw := w.rawARM(t, http.MethodGet, path, w.token())
+	props := fw["properties"].(map[string]any)
+	if zones := fw["zones"].([]any); len(zones) != 3 || props["additionalProperties"].(map[string]any)["Network.DNS.EnableProxy"] != "true" {
+		t.Fatalf("the fixture's unmodelled fields: %v %v", fw["zones"], props["additionalProperties"])
+	}
+
+	fw["futureTopLevel"] = "kept"
+	fw["etag"], fw["id"] = `W/"made-up"`, azHubFW+"-elsewhere"
+	props["futureProperty"] = map[string]any{"nested": []any{1, 2.5, "x"}}
+	props["provisioningState"] = "Failed"
+	props["sku"].(map[string]any)["futureSkuField"] = true
+	ipc := props["ipConfigurations"].([]any)[0].(map[string]any)
+	ipc["properties"].(map[string]any)["futureIPConfigField"] = "kept"
+	col := props["networkRuleCollections"].([]any)[0].(map[string]any)
+	col["futureCollectionField"] = 7
+	rule := col["properties"].(map[string]any)["rules"].([]any)[0].(map[string]any)
+	rule["destinationIpGroups"] = []any{}
+	rule["futureRuleField"] = "kept"
+	if resp, body := w.rawJSON(t, http.MethodPut, path, fw); resp.StatusCode != http.StatusOK {
+		t.Fatalf("PUT: %d %v", resp.StatusCode, body)
+	}
+
+	_, got := w.rawARM(t, http.MethodGet, path, w.token())
+	gp := got["properties"].(map[string]any)
+	gcol := gp["networkRuleCollections"].([]any)[0].(map[string]any)
+	grule := gcol["properties"].(map[string]any)["rules"].([]any)[0].(map[string]any)
+	switch {
+	case got["futureTopLevel"] != "kept", len(got["zones"].([]any)) != 3:
+		t.Fatalf("top level: %v", got)
+	case !reflect.DeepEqual(gp["futureProperty"], map[string]any{"nested": []any{1.0, 2.5, "x"}}), gp["sku"].(map[string]any)["futureSkuField"] != true:
+		t.Fatalf("properties: %v", gp)
+	case gp["ipConfigurations"].([]any)[0].(map[string]any)["properties"].(map[string]any)["futureIPConfigField"] != "kept":
+		t.Fatalf("IP configuration: %v", gp["ipConfigurations"])
+	case gcol["futureCollectionField"] != 7.0, grule["futureRuleField"] != "kept":
+		t.Fatalf("collection: %v", gcol)
+	case got["id"] != azHubFW, got["etag"] == `W/"made-up"`, gp["provisioningState"] != "Succeeded":
+		t.Fatalf("read-only fields were taken from the request: %v %v %v", got["id"], got["etag"], gp["provisioningState"])
+	}
+	if fx := w.Snapshot().Azure.Firewalls[0]; string(fx.Unmodelled["futureTopLevel"]) != `"kept"` || fx.IPConfigurations[0].Unmodelled["properties.futureIPConfigField"] == nil {
+		t.Fatalf("snapshot: %v %v", fx.Unmodelled, fx.IPConfigurations[0].Unmodelled)
+	}
+
+	// The SDK models fewer fields than a client may write: its
+	// read-modify-write loses the others, and the next read shows it.
+	ctx := t.Context()
+	fws := w.net.NewAzureFirewallsClient()
+	sdk, err := fws.Get(ctx, "rg-hub", "fw-hub", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := fws.BeginCreateOrUpdate(ctx, "rg-hub", "fw-hub", sdk.AzureFirewall, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.PollUntilDone(ctx, azPoll); err != nil {
+		t.Fatal(err)
+	}
+	_, after := w.rawARM(t, http.MethodGet, path, w.token())
+	ap := after["properties"].(map[string]any)
+	if after["futureTopLevel"] != nil || ap["futureProperty"] != nil || len(after["zones"].([]any)) != 3 || ap["additionalProperties"] == nil {
+		t.Fatalf("after the SDK's read-modify-write: %v", after)
+	}
+}
+
+// A firewall PUT is checked as the network provider checks it: rule
+// protocols, DNAT to one of the firewall's public IPs on one port,
+// translated to one address and port, IPv4 only, collection priorities and
+// names unique per collection type.
+func TestAzureFirewallValidation(t *testing.T) {
+	w := newAzureWorld(t, Options{})
+	ctx := t.Context()
+	fws := w.net.NewAzureFirewallsClient()
+	put := func(change func(p *armnetwork.AzureFirewallPropertiesFormat, fw *armnetwork.AzureFirewall)) error {
+		t.Helper()
+		got, err := fws.Get(ctx, "rg-hub", "fw-hub", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		change(got.Properties, &got.AzureFirewall)
+		return errOf(fws.BeginCreateOrUpdate(ctx, "rg-hub", "fw-hub", got.AzureFirewall, nil))
+	}
+	network := func(change func(r *armnetwork.AzureFirewallNetworkRule)) func(*armnetwork.AzureFirewallPropertiesFormat, *armnetwork.AzureFirewall) {
+		return func(p *armnetwork.AzureFirewallPropertiesFormat, _ *armnetwork.AzureFirewall) {
+			change(p.NetworkRuleCollections[0].Properties.Rules[0])
+		}
+	}
+	nat := func(change func(r *armnetwork.AzureFirewallNatRule)) func(*armnetwork.AzureFirewallPropertiesFormat, *armnetwork.AzureFirewall) {
+		return func(p *armnetwork.AzureFirewallPropertiesFormat, _ *armnetwork.AzureFirewall) {
+			change(p.NatRuleCollections[0].Properties.Rules[0])
+		}
+	}
+	protocols := func(ps ...string) []*armnetwork.AzureFirewallNetworkRuleProtocol {
+		var out []*armnetwork.AzureFirewallNetworkRuleProtocol
+		for _, p := range ps {
+			out = append(out, to.Ptr(armnetwork.AzureFirewallNetworkRuleProtocol(p)))
+		}
+		return out
+	}
+	cases := map[string]struct {
+		change func(*armnetwork.AzureFirewallPropertiesFormat, *armnetwork.AzureFirewall)
+		code   string
+	}{
+		"network protocol GRE": {network(func(r *armnetwork.AzureFirewallNetworkRule) { r.Protocols = protocols("GRE") }), "InvalidRequestFormat"},
+		"no protocol":          {network(func(r *armnetwork.AzureFirewallNetworkRule) { r.Protocols = nil }), "AzureFirewallRuleAtLeastOneProtocolRequired"},
+		"no destination ports": {network(func(r *armnetwork.AzureFirewallNetworkRule) { r.DestinationPorts = nil }), "AzureFirewallRuleIpAddressesAndPortsMustBeSpecified"},
+		"address with host bits": {network(func(r *armnetwork.AzureFirewallNetworkRule) {
+			r.SourceAddresses = []*string{to.Ptr("10.10.0.1/16")}
+		}), "AzureFirewallRuleInvalidIpAddressOrRangeFormat"},
+		"IPv6 destination": {network(func(r *armnetwork.AzureFirewallNetworkRule) {
+			r.DestinationAddresses = []*string{to.Ptr("fd00:db8:10:1::4")}
+		}), "InvalidIPAddressFamily"},
+		"port above 64000": {network(func(r *armnetwork.AzureFirewallNetworkRule) { r.DestinationPorts = []*string{to.Ptr("65000")} }), "AzureFirewallRuleInvalidPortOrRangeFormat"},
+		"DNAT ICMP":        {nat(func(r *armnetwork.AzureFirewallNatRule) { r.Protocols = protocols("ICMP") }), "AzureFirewallRuleInvalidDnatProtocol"},
+		"DNAT Any":         {nat(func(r *armnetwork.AzureFirewallNatRule) { r.Protocols = protocols("TCP", "Any") }), "AzureFirewallRuleInvalidDnatProtocol"},
+		"DNAT to a VM":     {nat(func(r *armnetwork.AzureFirewallNatRule) { r.DestinationAddresses = []*string{to.Ptr("10.10.1.4")} }), "AzureFirewallRuleInvalidDnatDestinationAddress"},
+		"DNAT to two": {nat(func(r *armnetwork.AzureFirewallNatRule) {
+			r.DestinationAddresses = append(r.DestinationAddresses, to.Ptr("20.61.15.201"))
+		}), "AzureFirewallRuleInvalidDnatDestinationAddress"},
+		"DNAT two ports": {nat(func(r *armnetwork.AzureFirewallNatRule) {
+			r.DestinationPorts = append(r.DestinationPorts, to.Ptr("8443"))
+		}), "AzureFirewallRuleInvalidDnatPortOrRangeFormat"},
+		"DNAT port range":     {nat(func(r *armnetwork.AzureFirewallNatRule) { r.DestinationPorts = []*string{to.Ptr("443-444")} }), "AzureFirewallRuleInvalidDnatPortOrRangeFormat"},
+		"DNAT no translation": {nat(func(r *armnetwork.AzureFirewallNatRule) { r.TranslatedAddress = nil }), "AzureFirewallRuleIpAddressesAndPortsMustBeSpecified"},
+		"DNAT any port":       {nat(func(r *armnetwork.AzureFirewallNatRule) { r.TranslatedPort = to.Ptr("*") }), "AzureFirewallRuleInvalidDnatPortOrRangeFormat"},
+		"DNAT to a prefix":    {nat(func(r *armnetwork.AzureFirewallNatRule) { r.TranslatedAddress = to.Ptr("10.10.1.0/24") }), "AzureFirewallRuleInvalidIpAddressOrRangeFormat"},
+		"collection name twice, other case": {func(p *armnetwork.AzureFirewallPropertiesFormat, _ *armnetwork.AzureFirewall) {
+			twin := *p.NetworkRuleCollections[0]
+			twin.Name = to.Ptr("ALLOW-DNS")
+			twin.Properties = &armnetwork.AzureFirewallNetworkRuleCollectionPropertiesFormat{
+				Priority: to.Ptr[int32](250), Action: p.NetworkRuleCollections[0].Properties.Action, Rules: p.NetworkRuleCollections[0].Properties.Rules,
+			}
+			p.NetworkRuleCollections = append(p.NetworkRuleCollections, &twin)
+		}, "AzureFirewallRuleCollectionDuplicateName"},
+		"no location": {func(_ *armnetwork.AzureFirewallPropertiesFormat, fw *armnetwork.AzureFirewall) { fw.Location = nil }, "LocationRequired"},
+		"moved": {func(_ *armnetwork.AzureFirewallPropertiesFormat, fw *armnetwork.AzureFirewall) {
+			fw.Location = to.Ptr("eastus")
+		}, "InvalidResourceLocation"},
+	}
+	for name, c := range cases {
+		t.Run(name, func(t *testing.T) { wantARMError(t, put(c.change), http.StatusBadRequest, c.code) })
+	}
+
+	// Enumerations are stored in ARM's casing; locations compare as ARM's do.
+	p, err := fws.BeginCreateOrUpdate(ctx, "rg-hub", "fw-hub", func() armnetwork.AzureFirewall {
+		got, _ := fws.Get(ctx, "rg-hub", "fw-hub", nil)
+		got.Location = to.Ptr("West Europe")
+		got.Properties.NetworkRuleCollections[0].Properties.Rules[0].Protocols = protocols("udp", "tcp")
+		got.Properties.NatRuleCollections[0].Properties.Action.Type = to.Ptr(armnetwork.AzureFirewallNatRCActionType("DNAT"))
+		return got.AzureFirewall
+	}(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done, err := p.PollUntilDone(ctx, azPoll)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := done.Properties.NetworkRuleCollections[0].Properties.Rules[0].Protocols; *got[0] != "UDP" || *got[1] != "TCP" ||
+		*done.Properties.NatRuleCollections[0].Properties.Action.Type != "Dnat" || *done.Location != "westeurope" {
+		t.Fatalf("casing: %v %s %s", got, *done.Properties.NatRuleCollections[0].Properties.Action.Type, *done.Location)
+	}
+}
