@@ -23,9 +23,12 @@ var (
 	dnatProtocols         = []string{"TCP", "UDP"}
 )
 
-// maxFirewallUserPort is the highest destination port a rule may name:
-// "User ports must be in [0, 64000]", as Firewall Policy rules say.
-const maxFirewallUserPort = 64000
+// Ports a rule may name. Firewall Policy answers "User ports must be in
+// [1, 64000]"; the 64000 bound was lifted in 2020, the lower one stands.
+const (
+	minFirewallPort = 1
+	maxFirewallPort = 65535
+)
 
 // firewallRuleIn is a network or NAT rule as the emulator checks it.
 type firewallRuleIn struct {
@@ -104,9 +107,9 @@ func checkNetworkRule(r *firewallRuleIn, _ string, _ []string) *armError {
 		}
 	}
 	for _, v := range r.DestinationPorts {
-		if !validFirewallPorts(v, maxFirewallUserPort) {
+		if !validFirewallPorts(v) {
 			return firewallRuleError("AzureFirewallRuleInvalidPortOrRangeFormat", r,
-				"Invalid port value or range. User ports must be in [0, %d]", maxFirewallUserPort)
+				"Invalid port value or range. User ports must be in [%d, %d]", minFirewallPort, maxFirewallPort)
 		}
 	}
 	return nil
@@ -140,7 +143,7 @@ func checkNATRule(r *firewallRuleIn, _ string, publicIPs []string) *armError {
 		return firewallRuleError("AzureFirewallRuleInvalidDnatDestinationAddress", r,
 			"Invalid DNat destination address, destination address other than AzureFirewall PublicIP address is not supported.")
 	}
-	if len(r.DestinationPorts) > 1 || !validFirewallPort(r.DestinationPorts[0], maxFirewallUserPort) {
+	if len(r.DestinationPorts) > 1 || !validFirewallPort(r.DestinationPorts[0]) {
 		return firewallRuleError("AzureFirewallRuleInvalidDnatPortOrRangeFormat", r,
 			"Invalid DNat port value or range. Multiple values, * and ranges are not supported for DNAT destination port.")
 	}
@@ -153,7 +156,7 @@ func checkNATRule(r *firewallRuleIn, _ string, publicIPs []string) *armError {
 			return invalidAddressFamily(r.TranslatedAddress)
 		}
 	}
-	if !validFirewallPort(r.TranslatedPort, 65535) {
+	if !validFirewallPort(r.TranslatedPort) {
 		return firewallRuleError("AzureFirewallRuleInvalidDnatPortOrRangeFormat", r,
 			"Invalid DNat port value or range. Multiple values, * and ranges are not supported for DNAT translated port.")
 	}
@@ -207,22 +210,22 @@ func checkFirewallAddress(r *firewallRuleIn, v string, tags bool) *armError {
 	return nil
 }
 
-// validFirewallPorts accepts '*', a port or a low-high range within 0-highest.
-func validFirewallPorts(v string, highest uint64) bool {
+// validFirewallPorts accepts '*', a port or a low-high range of ports.
+func validFirewallPorts(v string) bool {
 	if v == "*" {
 		return true
 	}
 	low, high, isRange := strings.Cut(v, "-")
 	if !isRange {
-		return validFirewallPort(v, highest)
+		return validFirewallPort(v)
 	}
 	lo, errLo := strconv.ParseUint(low, 10, 16)
 	hi, errHi := strconv.ParseUint(high, 10, 16)
-	return errLo == nil && errHi == nil && lo <= hi && hi <= highest
+	return errLo == nil && errHi == nil && validFirewallPort(low) && validFirewallPort(high) && lo <= hi
 }
 
-// validFirewallPort accepts one port within 0-highest.
-func validFirewallPort(v string, highest uint64) bool {
+// validFirewallPort accepts one port, minFirewallPort-maxFirewallPort.
+func validFirewallPort(v string) bool {
 	n, err := strconv.ParseUint(v, 10, 16)
-	return err == nil && n <= highest
+	return err == nil && n >= minFirewallPort && n <= maxFirewallPort
 }

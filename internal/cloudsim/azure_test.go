@@ -1411,8 +1411,8 @@ func TestAzureFirewallKeepsEveryField(t *testing.T) {
 
 // A firewall PUT is checked as the network provider checks it: rule
 // protocols, DNAT to one of the firewall's public IPs on one port,
-// translated to one address and port, IPv4 only, collection priorities and
-// names unique per collection type.
+// translated to one address and port, IPv4 only, ports 1-65535, collection
+// priorities and names unique per collection type.
 func TestAzureFirewallValidation(t *testing.T) {
 	w := newAzureWorld(t, Options{})
 	ctx := t.Context()
@@ -1456,10 +1456,10 @@ func TestAzureFirewallValidation(t *testing.T) {
 		"IPv6 destination": {network(func(r *armnetwork.AzureFirewallNetworkRule) {
 			r.DestinationAddresses = []*string{to.Ptr("fd00:db8:10:1::4")}
 		}), "InvalidIPAddressFamily"},
-		"port above 64000": {network(func(r *armnetwork.AzureFirewallNetworkRule) { r.DestinationPorts = []*string{to.Ptr("65000")} }), "AzureFirewallRuleInvalidPortOrRangeFormat"},
-		"DNAT ICMP":        {nat(func(r *armnetwork.AzureFirewallNatRule) { r.Protocols = protocols("ICMP") }), "AzureFirewallRuleInvalidDnatProtocol"},
-		"DNAT Any":         {nat(func(r *armnetwork.AzureFirewallNatRule) { r.Protocols = protocols("TCP", "Any") }), "AzureFirewallRuleInvalidDnatProtocol"},
-		"DNAT to a VM":     {nat(func(r *armnetwork.AzureFirewallNatRule) { r.DestinationAddresses = []*string{to.Ptr("10.10.1.4")} }), "AzureFirewallRuleInvalidDnatDestinationAddress"},
+		"port 0":       {network(func(r *armnetwork.AzureFirewallNetworkRule) { r.DestinationPorts = []*string{to.Ptr("0-22")} }), "AzureFirewallRuleInvalidPortOrRangeFormat"},
+		"DNAT ICMP":    {nat(func(r *armnetwork.AzureFirewallNatRule) { r.Protocols = protocols("ICMP") }), "AzureFirewallRuleInvalidDnatProtocol"},
+		"DNAT Any":     {nat(func(r *armnetwork.AzureFirewallNatRule) { r.Protocols = protocols("TCP", "Any") }), "AzureFirewallRuleInvalidDnatProtocol"},
+		"DNAT to a VM": {nat(func(r *armnetwork.AzureFirewallNatRule) { r.DestinationAddresses = []*string{to.Ptr("10.10.1.4")} }), "AzureFirewallRuleInvalidDnatDestinationAddress"},
 		"DNAT to two": {nat(func(r *armnetwork.AzureFirewallNatRule) {
 			r.DestinationAddresses = append(r.DestinationAddresses, to.Ptr("20.61.15.201"))
 		}), "AzureFirewallRuleInvalidDnatDestinationAddress"},
