@@ -204,6 +204,7 @@ type azureState struct {
 	etags                map[string]string
 	vmVersions           map[string]int           // lower-cased VM ID → version, the number in its ETag
 	failed               map[string]bool          // lower-cased IDs left Failed by an operation, until written again
+	buckets              map[string]tokens        // "subscription/reads" or "/writes" → tokens left (see throttle)
 	ops                  map[string]*armOperation // every operation, for status polls
 	active               []*armOperation          // operations still in progress
 	seq                  int
@@ -245,7 +246,7 @@ func newAzureState(fx AzureFixture) (*azureState, error) {
 	a := &azureState{
 		subscription: fx.SubscriptionID, tenant: fx.TenantID,
 		res: map[string]any{}, groups: map[string]bool{}, subscriptions: map[string]bool{},
-		etags: map[string]string{}, vmVersions: map[string]int{}, failed: map[string]bool{}, ops: map[string]*armOperation{},
+		etags: map[string]string{}, vmVersions: map[string]int{}, failed: map[string]bool{}, buckets: map[string]tokens{}, ops: map[string]*armOperation{},
 	}
 	err := errors.Join(addAll(a, fx.ApplicationSecurityGroups), addAll(a, fx.NetworkSecurityGroups), addAll(a, fx.PublicIPAddresses), addAll(a, fx.FirewallPolicies),
 		addAll(a, fx.VirtualNetworks), addAll(a, fx.NetworkInterfaces), addAll(a, fx.VirtualMachines), addAll(a, fx.Firewalls))

@@ -244,8 +244,8 @@ func (s *Sim) serveARM(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-// runARM applies ARM's front-door checks and runs the handler. Called with
-// s.mu held.
+// runARM applies ARM's front-door checks, throttling included, and runs
+// the handler. Called with s.mu held.
 func (s *Sim) runARM(c *armCall, route *armRoute) armReply {
 	c.a, c.now = s.azure, time.Now()
 	c.a.settle(c.now)
@@ -255,10 +255,24 @@ func (s *Sim) runARM(c *armCall, route *armRoute) armReply {
 			"The api-version query parameter (?api-version=) is required for all requests.").reply()
 	case !c.a.subscriptions[strings.ToLower(c.sub)]:
 		return newARMError(http.StatusNotFound, "SubscriptionNotFound", "The subscription '%s' could not be found.", c.sub).reply()
-	case c.group != "" && !c.a.groups[groupKey(c.sub, c.group)]:
-		return newARMError(http.StatusNotFound, "ResourceGroupNotFound", "Resource group '%s' could not be found.", c.group).reply()
 	}
-	return route.handle(c)
+	remaining := http.Header{}
+	if e := c.throttle(remaining); e != nil {
+		return e.reply()
+	}
+	var rep armReply
+	if c.group != "" && !c.a.groups[groupKey(c.sub, c.group)] {
+		rep = newARMError(http.StatusNotFound, "ResourceGroupNotFound", "Resource group '%s' could not be found.", c.group).reply()
+	} else {
+		rep = route.handle(c)
+	}
+	if rep.header == nil {
+		rep.header = http.Header{}
+	}
+	for k, v := range remaining {
+		rep.header[k] = v
+	}
+	return rep
 }
 
 // matchARMRoute finds the route for a method and the path segments after

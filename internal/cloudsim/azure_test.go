@@ -1507,3 +1507,48 @@ func TestAzureFirewallValidation(t *testing.T) {
 		t.Fatalf("casing: %v %s %s", got, *done.Properties.NatRuleCollections[0].Properties.Action.Type, *done.Location)
 	}
 }
+
+// ARM throttles each subscription with token buckets: 200 writes refilled
+// at 10 a second, 250 reads at 25. An empty bucket answers 429
+// SubscriptionRequestsThrottled with Retry-After; every answer says how
+// many requests are left.
+func TestAzureThrottling(t *testing.T) {
+	w := newAzureWorld(t, Options{})
+	del := azWebNSG + "/securityRules/not-there?api-version=" + azAPIVersion
+	for i := range 200 {
+		resp, _ := w.rawARM(t, http.MethodDelete, del, w.token())
+		if resp.StatusCode != http.StatusNoContent {
+			t.Fatalf("write %d: %d", i+1, resp.StatusCode)
+		}
+		if left := resp.Header.Get("x-ms-ratelimit-remaining-subscription-writes"); i == 0 && left != "199" {
+			t.Fatalf("writes left after the first: %q", left)
+		}
+	}
+	resp, body := w.rawARM(t, http.MethodDelete, del, w.token())
+	if resp.StatusCode != http.StatusTooManyRequests || body["error"].(map[string]any)["code"] != "SubscriptionRequestsThrottled" ||
+		resp.Header.Get("Retry-After") != "1" || resp.Header.Get("x-ms-ratelimit-remaining-subscription-writes") != "0" {
+		t.Fatalf("write 201: %d %v %v", resp.StatusCode, resp.Header, body)
+	}
+	// Reads have their own bucket.
+	get := azWebNSG + "?api-version=" + azAPIVersion
+	if resp, _ := w.rawARM(t, http.MethodGet, get, w.token()); resp.StatusCode != http.StatusOK ||
+		resp.Header.Get("x-ms-ratelimit-remaining-subscription-reads") != "249" {
+		t.Fatalf("a read after the writes ran out: %d %v", resp.StatusCode, resp.Header)
+	}
+	time.Sleep(120 * time.Millisecond) // a write token comes back every 100 ms
+	if resp, _ := w.rawARM(t, http.MethodDelete, del, w.token()); resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("write after a refill: %d", resp.StatusCode)
+	}
+	// azcore waits for the Retry-After ARM sends and succeeds.
+	for i := 0; ; i++ {
+		if resp, _ := w.rawARM(t, http.MethodGet, get, w.token()); resp.StatusCode == http.StatusTooManyRequests {
+			break
+		} else if i > 400 {
+			t.Fatal("reads were never throttled")
+		}
+	}
+	start := time.Now()
+	if _, err := w.net.NewSecurityGroupsClient().Get(t.Context(), "rg-prod", "web-01-nsg", nil); err != nil || time.Since(start) < 20*time.Millisecond {
+		t.Fatalf("read through a throttle: %v after %s", err, time.Since(start))
+	}
+}
