@@ -137,7 +137,7 @@ func (a *azureState) renderFirewallPolicy(p *AzureFirewallPolicy) obj {
 
 // putFirewall replaces a firewall (200) or creates one (201) from the PUT
 // body, as ARM's PUT does; the firewall is held until the operation
-// completes. If-Match is not honoured: the network provider ignores it.
+// completes. An If-Match header guards the write (see checkIfMatch).
 func putFirewall(c *armCall) armReply {
 	var in armFirewallIn
 	if e := c.decodeBody(&in); e != nil {
@@ -157,6 +157,9 @@ func putFirewall(c *armCall) armReply {
 		return invalidJSON(err).reply()
 	}
 	existing, found := lookup[*AzureFirewall](c.a, c.path)
+	if e := c.checkIfMatch(c.path, found); e != nil {
+		return e.reply()
+	}
 	for _, raw := range p.IPConfigurations {
 		var ipc armFirewallIPConfigIn
 		if err := json.Unmarshal(raw, &ipc); err != nil {

@@ -330,6 +330,25 @@ func (c *armCall) decodeBody(v any) *armError {
 	return nil
 }
 
+// checkIfMatch applies an If-Match header to a write of the network
+// resource id as the network provider does (which the SDK's options do not
+// offer, but a client can send): "*" needs the resource to exist, any other
+// value must be its current ETag.
+func (c *armCall) checkIfMatch(id string, exists bool) *armError {
+	m := c.r.Header.Get("If-Match")
+	current := ""
+	if exists {
+		current = c.a.etag(id)
+	}
+	if m == "" || (exists && (m == "*" || m == current)) {
+		return nil
+	}
+	e := newARMError(http.StatusPreconditionFailed, "PreconditionFailed", "Precondition failed.")
+	e.Details = []armError{{Code: "PreconditionFailedEtagMismatch", Message: fmt.Sprintf(
+		"Etag provided in if-match header %s does not match etag %s of resource %s in NRP data store.", m, current, id)}}
+	return e
+}
+
 // armRef is a reference to another resource: {"id": …}.
 type armRef struct {
 	ID string `json:"id"`

@@ -157,6 +157,9 @@ func putSecurityRule(c *armCall) armReply {
 		rule.Name = nsg.SecurityRules[existing].Name // ARM keeps the name as first written
 	}
 	id := nsg.ID + "/securityRules/" + rule.Name
+	if e := c.checkIfMatch(id, existing >= 0); e != nil {
+		return e.reply()
+	}
 	if e := validateSecurityRule(c.a, nsg, &rule, id); e != nil {
 		return e.reply()
 	}
@@ -205,6 +208,9 @@ func deleteSecurityRule(c *armCall) armReply {
 		return e.reply()
 	}
 	i := ruleIndex(nsg, c.args[2])
+	if e := c.checkIfMatch(nsg.ID+"/securityRules/"+c.args[2], i >= 0); e != nil {
+		return e.reply()
+	}
 	if i < 0 {
 		return armReply{status: http.StatusNoContent}
 	}
