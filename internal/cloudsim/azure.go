@@ -129,6 +129,7 @@ type AzureFirewall struct {
 	ID               string                  `json:"id"`
 	Location         string                  `json:"location,omitempty"`
 	Tags             map[string]string       `json:"tags,omitempty"`
+	SKUName          string                  `json:"sku_name,omitempty"`          // default AZFW_VNet
 	SKUTier          string                  `json:"sku_tier,omitempty"`          // default Standard
 	ThreatIntelMode  string                  `json:"threat_intel_mode,omitempty"` // default Alert
 	FirewallPolicy   string                  `json:"firewall_policy,omitempty"`

@@ -23,6 +23,7 @@ type armFirewallIn struct {
 		FirewallPolicy  *armRef `json:"firewallPolicy"`
 		ThreatIntelMode string  `json:"threatIntelMode"`
 		SKU             struct {
+			Name string `json:"name"`
 			Tier string `json:"tier"`
 		} `json:"sku"`
 		IPConfigurations           []json.RawMessage `json:"ipConfigurations"`
@@ -52,7 +53,7 @@ var (
 		"id": false, "name": false, "type": false, "etag": false, "location": false, "tags": false,
 		"properties": true, "properties.provisioningState": false, "properties.ipGroups": false,
 		"properties.firewallPolicy": false, "properties.threatIntelMode": false,
-		"properties.sku": true, "properties.sku.tier": false, "properties.ipConfigurations": false,
+		"properties.sku": true, "properties.sku.name": false, "properties.sku.tier": false, "properties.ipConfigurations": false,
 		"properties.networkRuleCollections": false, "properties.natRuleCollections": false, "properties.applicationRuleCollections": false,
 	}
 	firewallIPConfigFields = bodyFields{
@@ -97,8 +98,8 @@ func (a *azureState) renderFirewall(fw *AzureFirewall) obj {
 	}
 	props := obj{
 		"provisioningState": a.provisioningState(fw.ID),
-		"sku":               obj{"name": "AZFW_VNet", "tier": firstNonEmpty(fw.SKUTier, "Standard")},
-		"threatIntelMode":   firstNonEmpty(fw.ThreatIntelMode, "Alert"),
+		"sku":               obj{"name": fw.SKUName, "tier": fw.SKUTier},
+		"threatIntelMode":   fw.ThreatIntelMode,
 		"ipConfigurations":  ipcs,
 	}
 	for _, kind := range collectionKinds(fw) {
@@ -148,7 +149,7 @@ func putFirewall(c *armCall) armReply {
 	}
 	p := &in.Properties
 	fw := &AzureFirewall{
-		ID: c.path, Location: in.Location, Tags: tagsOrNil(in.Tags), SKUTier: p.SKU.Tier, ThreatIntelMode: p.ThreatIntelMode,
+		ID: c.path, Location: in.Location, Tags: tagsOrNil(in.Tags), SKUName: p.SKU.Name, SKUTier: p.SKU.Tier, ThreatIntelMode: p.ThreatIntelMode,
 		FirewallPolicy: refID(p.FirewallPolicy), NetworkRuleCollections: p.NetworkRuleCollections,
 		NATRuleCollections: p.NATRuleCollections, ApplicationRuleCollections: p.ApplicationRuleCollections,
 	}
@@ -231,10 +232,14 @@ func existingConfigs(fw *AzureFirewall) []AzureFirewallIPConfig {
 }
 
 // checkFirewall validates a firewall's references and classic rule
-// collections as the network provider does on a PUT, and stores each
-// collection as a client wrote it, less the fields ARM computes (id, etag,
-// provisioningState) and with its enumerations in ARM's casing.
+// collections as the network provider does on a PUT, fills in the defaults
+// ARM gives what a client left out, and stores each collection as a client
+// wrote it, less the fields ARM computes (id, etag, provisioningState) and
+// with its enumerations in ARM's casing.
 func (a *azureState) checkFirewall(fw *AzureFirewall) *armError {
+	fw.SKUName = firstNonEmpty(fw.SKUName, "AZFW_VNet")
+	fw.SKUTier = firstNonEmpty(fw.SKUTier, "Standard")
+	fw.ThreatIntelMode = firstNonEmpty(fw.ThreatIntelMode, "Alert")
 	if fw.FirewallPolicy != "" && len(fw.NetworkRuleCollections)+len(fw.NATRuleCollections)+len(fw.ApplicationRuleCollections) > 0 {
 		return newARMError(http.StatusBadRequest, "AzureFirewallPolicyAndRuleCollectionsConflict",
 			"Azure Firewall %s is managed by Firewall Policy %s and cannot also have classic rule collections.", fw.ID, fw.FirewallPolicy)

@@ -1595,3 +1595,31 @@ func TestAzureNetworkIfMatch(t *testing.T) {
 	_, err = fws.BeginCreateOrUpdate(ifMatch(*fw.Etag), "rg-hub", "fw-hub", fw.AzureFirewall, nil)
 	wantARMError(t, err, http.StatusPreconditionFailed, "PreconditionFailed")
 }
+
+// What the emulator renders for what a client left out (defaults) is stored
+// as such: the SDK's read-modify-write of an untouched firewall, which
+// sends those defaults back, changes nothing in the world.
+func TestAzureFirewallRoundTripChangesNothing(t *testing.T) {
+	w := newAzureWorld(t, Options{})
+	ctx := t.Context()
+	before := w.Snapshot().Azure.Firewalls
+	fws := w.net.NewAzureFirewallsClient()
+	for _, name := range []string{"fw-hub", "fw-managed"} {
+		fw, err := fws.Get(ctx, "rg-hub", name, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := fws.BeginCreateOrUpdate(ctx, "rg-hub", name, fw.AzureFirewall, nil)
+		if err == nil {
+			_, err = p.PollUntilDone(ctx, azPoll)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if after := w.Snapshot().Azure.Firewalls; !reflect.DeepEqual(before, after) {
+		b, _ := json.Marshal(before)
+		a, _ := json.Marshal(after)
+		t.Fatalf("a round trip changed the firewalls:\n%s\n%s", b, a)
+	}
+}
