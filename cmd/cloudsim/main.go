@@ -52,7 +52,7 @@ func main() {
 		}
 	}
 	fmt.Printf("cloudsim listening on %s\n\n", srv.URL)
-	fmt.Printf("  Azure Resource Manager  %s\n  EC2 and STS             %s\n  admin API               %s/_admin/state | calls | operations | faults\n\n", srv.URL, srv.URL, srv.URL)
+	fmt.Printf("  Azure Resource Manager  %s\n  EC2 and STS             %s\n  admin API               %s/_admin/state | calls | calls/by-flow | operations | faults\n\n", srv.URL, srv.URL, srv.URL)
 	fmt.Println("Environment:")
 	for _, kv := range env {
 		fmt.Printf("  export %s=%q\n", kv[0], kv[1])
@@ -63,15 +63,28 @@ func main() {
 	signal.Notify(stop, os.Interrupt, syscall.SIGTERM)
 	<-stop
 	_ = srv.Close()
-	// The demo prints these: what the provider asked of the clouds.
-	calls := sim.Calls()
-	names := make([]string, 0, len(calls))
-	for op := range calls {
-		names = append(names, op)
+	// The demo prints these: what the provider asked of the clouds, by the
+	// flow its User-Agent named.
+	byFlow := sim.CallsByFlow()
+	flows := make([]string, 0, len(byFlow))
+	for flow := range byFlow {
+		flows = append(flows, flow)
 	}
-	sort.Strings(names)
+	sort.Strings(flows)
 	fmt.Println("calls:")
-	for _, op := range names {
-		fmt.Printf("  %-45s %d\n", op, calls[op])
+	for _, flow := range flows {
+		label := flow
+		if flow == cloudsim.NoFlow {
+			label = "(no flow)"
+		}
+		fmt.Printf("  %s\n", label)
+		ops := make([]string, 0, len(byFlow[flow]))
+		for op := range byFlow[flow] {
+			ops = append(ops, op)
+		}
+		sort.Strings(ops)
+		for _, op := range ops {
+			fmt.Printf("    %-43s %d\n", op, byFlow[flow][op])
+		}
 	}
 }

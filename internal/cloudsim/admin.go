@@ -9,9 +9,13 @@ import (
 //
 //	GET    /_admin/state   the whole world as JSON (same shape as a fixture)
 //	GET    /_admin/calls   {"operation": count}
-//	DELETE /_admin/calls   reset the counters
+//	GET    /_admin/calls/by-flow  {"flow": {"operation": count}}; the flow is
+//	                       the jit-flow/<flow> token of the caller's User-Agent,
+//	                       "" for calls without one
+//	DELETE /_admin/calls   reset the counters (both views)
 //	GET    /_admin/operations  every operation name faults can target
-//	POST   /_admin/faults  install a Fault (JSON body)
+//	POST   /_admin/faults  install a Fault (JSON body, the fields of Fault;
+//	                       unknown fields and values are refused with 400)
 //	DELETE /_admin/faults  clear all faults
 func (s *Sim) serveAdmin(w http.ResponseWriter, r *http.Request) {
 	switch r.Method + " " + r.URL.Path {
@@ -19,6 +23,8 @@ func (s *Sim) serveAdmin(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, s.Snapshot())
 	case "GET /_admin/calls":
 		writeJSON(w, http.StatusOK, s.Calls())
+	case "GET /_admin/calls/by-flow":
+		writeJSON(w, http.StatusOK, s.CallsByFlow())
 	case "DELETE /_admin/calls":
 		s.ResetCalls()
 		w.WriteHeader(http.StatusNoContent)
@@ -26,8 +32,14 @@ func (s *Sim) serveAdmin(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, Operations())
 	case "POST /_admin/faults":
 		var f Fault
-		if err := json.NewDecoder(r.Body).Decode(&f); err != nil || f.Operation == "" {
-			http.Error(w, "body must be a Fault with an operation", http.StatusBadRequest)
+		dec := json.NewDecoder(r.Body)
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&f); err != nil {
+			http.Error(w, "body must be a Fault: "+err.Error(), http.StatusBadRequest)
+			return
+		}
+		if err := f.check(); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
 		s.InjectFault(f)

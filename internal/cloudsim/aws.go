@@ -5,8 +5,10 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/netip"
 	"regexp"
+	"slices"
 	"sync/atomic"
 )
 
@@ -299,6 +301,9 @@ func (a *awsState) load(fx AWSFixture) error {
 			return fmt.Errorf("instance %s: no network interface with device_index 0 names it", inst.ID)
 		}
 	}
+	if err := a.checkFixtureTags(); err != nil {
+		return err
+	}
 	// Rule IDs are generated only now, so they cannot collide with given IDs.
 	for i := range f.SecurityGroups {
 		g := &f.SecurityGroups[i]
@@ -308,6 +313,45 @@ func (a *awsState) load(fx AWSFixture) error {
 					rules[j].ID = a.newID("sgr")
 				}
 			}
+		}
+	}
+	return nil
+}
+
+// checkFixtureTags holds every tagged resource of the fixture to EC2's
+// limits on tags.
+func (a *awsState) checkFixtureTags() error {
+	tagged := map[string]map[string]string{}
+	f := &a.fx
+	for _, v := range f.VPCs {
+		tagged[v.ID] = v.Tags
+	}
+	for _, s := range f.Subnets {
+		tagged[s.ID] = s.Tags
+	}
+	for _, i := range f.Instances {
+		tagged[i.ID] = i.Tags
+	}
+	for _, e := range f.NetworkInterfaces {
+		tagged[e.ID] = e.Tags
+	}
+	for _, g := range f.SecurityGroups {
+		tagged[g.ID] = g.Tags
+		for j, r := range slices.Concat(g.Ingress, g.Egress) {
+			tagged[fmt.Sprintf("security group %s rule %d", g.ID, j+1)] = r.Tags
+		}
+	}
+	for _, owner := range slices.Sorted(maps.Keys(tagged)) {
+		tags := tagged[owner]
+		if len(tags) > maxTagsPerResource {
+			return fmt.Errorf("%s: %s", owner, tagLimitExceeded().msg)
+		}
+		var params []awsTagParam
+		for k, v := range tags {
+			params = append(params, awsTagParam{key: k, value: v, hasValue: true})
+		}
+		if err := validateTags(params); err != nil {
+			return fmt.Errorf("%s: %s", owner, err.msg)
 		}
 	}
 	return nil

@@ -251,6 +251,9 @@ func (p awsParams) tagSpecification(resourceType string) (map[string]string, *aw
 		for _, t := range tags {
 			out[t.key] = t.value
 		}
+		if len(out) > maxTagsPerResource {
+			return nil, tagLimitExceeded()
+		}
 	}
 	return out, nil
 }

@@ -874,3 +874,45 @@ func TestAWSTerminateInstances(t *testing.T) {
 	_, err = w.ec2.TerminateInstances(bg, &ec2.TerminateInstancesInput{InstanceIds: []string{"i-0123456789abcdef0"}})
 	wantAPIError(t, err, "InvalidInstanceID.NotFound", 400)
 }
+
+// EC2 holds tags to 50 per resource, keys of 128 and values of 256
+// characters, in CreateTags and in TagSpecification alike.
+func TestAWSTagLimits(t *testing.T) {
+	w := newAWSWorld(t)
+	tags := func(n int) []types.Tag {
+		var out []types.Tag
+		for i := range n {
+			out = append(out, types.Tag{Key: aws.String(fmt.Sprintf("k%02d", i)), Value: aws.String("v")})
+		}
+		return out
+	}
+	createTags := func(tags ...types.Tag) error {
+		_, err := w.ec2.CreateTags(bg, &ec2.CreateTagsInput{Resources: []string{dbSG}, Tags: tags})
+		return err
+	}
+	wantAPIError(t, createTags(types.Tag{Key: aws.String(strings.Repeat("k", 129)), Value: aws.String("v")}), "InvalidParameterValue", http.StatusBadRequest)
+	wantAPIError(t, createTags(types.Tag{Key: aws.String("k"), Value: aws.String(strings.Repeat("é", 257))}), "InvalidParameterValue", http.StatusBadRequest)
+	// Lengths are in characters, not bytes.
+	if err := createTags(types.Tag{Key: aws.String(strings.Repeat("ü", 128)), Value: aws.String(strings.Repeat("é", 256))}); err != nil {
+		t.Fatal(err)
+	}
+	if err := createTags(tags(49)...); err != nil { // 50 with the one above
+		t.Fatal(err)
+	}
+	wantAPIError(t, createTags(types.Tag{Key: aws.String("one-more"), Value: aws.String("v")}), "TagLimitExceeded", http.StatusBadRequest)
+
+	_, err := w.ec2.CreateSecurityGroup(bg, &ec2.CreateSecurityGroupInput{
+		GroupName: aws.String("jit-many-tags"), Description: aws.String("grant"), VpcId: aws.String(prodVPC),
+		TagSpecifications: []types.TagSpecification{{ResourceType: types.ResourceTypeSecurityGroup, Tags: tags(51)}},
+	})
+	wantAPIError(t, err, "TagLimitExceeded", http.StatusBadRequest)
+
+	fx, err := LoadFixture("testdata/aws_fixture.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fx.AWS.Instances[0].Tags = map[string]string{"k": strings.Repeat("v", 257)}
+	if _, err := New(fx, Options{}); err == nil || !strings.Contains(err.Error(), "Tag value exceeds the maximum length of 256 characters") {
+		t.Fatalf("fixture with a long tag value: %v", err)
+	}
+}

@@ -30,6 +30,9 @@ type AzureFixture struct {
 	PublicIPAddresses     []AzurePublicIP       `json:"public_ip_addresses,omitempty"`
 	Firewalls             []AzureFirewall       `json:"firewalls,omitempty"`
 	FirewallPolicies      []AzureFirewallPolicy `json:"firewall_policies,omitempty"`
+	// ApplicationSecurityGroups are what security rules may name in place
+	// of address prefixes.
+	ApplicationSecurityGroups []AzureApplicationSecurityGroup `json:"application_security_groups,omitempty"`
 }
 
 // AzureVM is a Microsoft.Compute virtual machine. Its first interface is
@@ -90,7 +93,8 @@ type AzureNSG struct {
 }
 
 // AzureSecurityRule is one NSG rule. Each address and port field is either
-// singular or plural, never both, as in ARM.
+// singular or plural, never both, as in ARM; an address side may instead
+// name application security groups.
 type AzureSecurityRule struct {
 	Name                       string   `json:"name"`
 	Priority                   int32    `json:"priority"`
@@ -106,6 +110,9 @@ type AzureSecurityRule struct {
 	DestinationAddressPrefixes []string `json:"destination_address_prefixes,omitempty"`
 	DestinationPortRange       string   `json:"destination_port_range,omitempty"`
 	DestinationPortRanges      []string `json:"destination_port_ranges,omitempty"`
+	// Application security groups by ID, in place of that side's prefixes.
+	SourceApplicationSecurityGroups      []string `json:"source_application_security_groups,omitempty"`
+	DestinationApplicationSecurityGroups []string `json:"destination_application_security_groups,omitempty"`
 }
 
 // AzurePublicIP is a public IP address.
@@ -122,6 +129,7 @@ type AzureFirewall struct {
 	ID               string                  `json:"id"`
 	Location         string                  `json:"location,omitempty"`
 	Tags             map[string]string       `json:"tags,omitempty"`
+	SKUName          string                  `json:"sku_name,omitempty"`          // default AZFW_VNet
 	SKUTier          string                  `json:"sku_tier,omitempty"`          // default Standard
 	ThreatIntelMode  string                  `json:"threat_intel_mode,omitempty"` // default Alert
 	FirewallPolicy   string                  `json:"firewall_policy,omitempty"`
@@ -134,6 +142,12 @@ type AzureFirewall struct {
 	NetworkRuleCollections     []json.RawMessage `json:"network_rule_collections,omitempty"`
 	NATRuleCollections         []json.RawMessage `json:"nat_rule_collections,omitempty"`
 	ApplicationRuleCollections []json.RawMessage `json:"application_rule_collections,omitempty"`
+	// Unmodelled keeps, verbatim, every other field a client wrote, by its
+	// dotted path in the body ("zones", "properties.additionalProperties",
+	// "properties.sku.name"), and returns it on reads, so a
+	// read-modify-write that loses one shows. Read-only fields (id, etag,
+	// provisioningState, …) are not kept, as ARM ignores them on writes.
+	Unmodelled map[string]json.RawMessage `json:"unmodelled,omitempty"`
 }
 
 // AzureFirewallIPConfig is one IP configuration of a firewall.
@@ -142,6 +156,16 @@ type AzureFirewallIPConfig struct {
 	PrivateIP string `json:"private_ip"`
 	Subnet    string `json:"subnet,omitempty"`
 	PublicIP  string `json:"public_ip,omitempty"`
+	// Unmodelled is as in AzureFirewall, with paths within the configuration.
+	Unmodelled map[string]json.RawMessage `json:"unmodelled,omitempty"`
+}
+
+// AzureApplicationSecurityGroup is an application security group; only its
+// existence matters here.
+type AzureApplicationSecurityGroup struct {
+	ID       string            `json:"id"`
+	Location string            `json:"location,omitempty"`
+	Tags     map[string]string `json:"tags,omitempty"`
 }
 
 // AzureFirewallPolicy is a firewall policy; only its existence matters here.
@@ -160,6 +184,7 @@ const (
 	publicIPType = "Microsoft.Network/publicIPAddresses"
 	firewallType = "Microsoft.Network/azureFirewalls"
 	policyType   = "Microsoft.Network/firewallPolicies"
+	asgType      = "Microsoft.Network/applicationSecurityGroups"
 )
 
 const (
@@ -178,25 +203,43 @@ type azureState struct {
 	groups               map[string]bool // lower-cased /subscriptions/x/resourcegroups/y
 	subscriptions        map[string]bool // lower-cased subscription IDs
 	etags                map[string]string
+	vmVersions           map[string]int           // lower-cased VM ID → version, the number in its ETag
+	failed               map[string]bool          // lower-cased IDs left Failed by an operation, until written again
+	buckets              map[string]tokens        // "subscription/reads" or "/writes" → tokens left (see throttle)
 	ops                  map[string]*armOperation // every operation, for status polls
 	active               []*armOperation          // operations still in progress
 	seq                  int
 }
 
-// armFixture is a top-level fixture resource: its ID, its location and its
-// ARM resource type.
+// armFixture is a top-level fixture resource: its ID, its location, its
+// tags and its ARM resource type.
 type armFixture interface {
-	meta() (id, location *string, armType string)
+	meta() (id, location *string, tags map[string]string, armType string)
 }
 
-func (r *AzureVM) meta() (*string, *string, string)       { return &r.ID, &r.Location, vmType }
-func (r *AzureNIC) meta() (*string, *string, string)      { return &r.ID, &r.Location, nicType }
-func (r *AzureVNet) meta() (*string, *string, string)     { return &r.ID, &r.Location, vnetType }
-func (r *AzureNSG) meta() (*string, *string, string)      { return &r.ID, &r.Location, nsgType }
-func (r *AzurePublicIP) meta() (*string, *string, string) { return &r.ID, &r.Location, publicIPType }
-func (r *AzureFirewall) meta() (*string, *string, string) { return &r.ID, &r.Location, firewallType }
-func (r *AzureFirewallPolicy) meta() (*string, *string, string) {
-	return &r.ID, &r.Location, policyType
+func (r *AzureVM) meta() (*string, *string, map[string]string, string) {
+	return &r.ID, &r.Location, r.Tags, vmType
+}
+func (r *AzureNIC) meta() (*string, *string, map[string]string, string) {
+	return &r.ID, &r.Location, r.Tags, nicType
+}
+func (r *AzureVNet) meta() (*string, *string, map[string]string, string) {
+	return &r.ID, &r.Location, r.Tags, vnetType
+}
+func (r *AzureNSG) meta() (*string, *string, map[string]string, string) {
+	return &r.ID, &r.Location, r.Tags, nsgType
+}
+func (r *AzurePublicIP) meta() (*string, *string, map[string]string, string) {
+	return &r.ID, &r.Location, r.Tags, publicIPType
+}
+func (r *AzureFirewall) meta() (*string, *string, map[string]string, string) {
+	return &r.ID, &r.Location, r.Tags, firewallType
+}
+func (r *AzureFirewallPolicy) meta() (*string, *string, map[string]string, string) {
+	return &r.ID, &r.Location, r.Tags, policyType
+}
+func (r *AzureApplicationSecurityGroup) meta() (*string, *string, map[string]string, string) {
+	return &r.ID, &r.Location, r.Tags, asgType
 }
 
 func newAzureState(fx AzureFixture) (*azureState, error) {
@@ -204,9 +247,9 @@ func newAzureState(fx AzureFixture) (*azureState, error) {
 	a := &azureState{
 		subscription: fx.SubscriptionID, tenant: fx.TenantID,
 		res: map[string]any{}, groups: map[string]bool{}, subscriptions: map[string]bool{},
-		etags: map[string]string{}, ops: map[string]*armOperation{},
+		etags: map[string]string{}, vmVersions: map[string]int{}, failed: map[string]bool{}, buckets: map[string]tokens{}, ops: map[string]*armOperation{},
 	}
-	err := errors.Join(addAll(a, fx.NetworkSecurityGroups), addAll(a, fx.PublicIPAddresses), addAll(a, fx.FirewallPolicies),
+	err := errors.Join(addAll(a, fx.ApplicationSecurityGroups), addAll(a, fx.NetworkSecurityGroups), addAll(a, fx.PublicIPAddresses), addAll(a, fx.FirewallPolicies),
 		addAll(a, fx.VirtualNetworks), addAll(a, fx.NetworkInterfaces), addAll(a, fx.VirtualMachines), addAll(a, fx.Firewalls))
 	if err != nil {
 		return nil, err
@@ -234,10 +277,13 @@ func addAll[T any, P interface {
 	armFixture
 }](a *azureState, items []T) error {
 	for i := range items {
-		id, location, want := P(&items[i]).meta()
+		id, location, tags, want := P(&items[i]).meta()
 		parsed, err := arm.ParseResourceID(*id)
 		if err != nil || !strings.EqualFold(parsed.ResourceType.String(), want) || parsed.ResourceGroupName == "" {
 			return fmt.Errorf("%q is not a %s ID (/subscriptions/…/resourceGroups/…/providers/%s/name)", *id, want, want)
+		}
+		if e := validateARMTags(tags); e != nil {
+			return fmt.Errorf("%s: %s", *id, e.Message)
 		}
 		key := strings.ToLower(*id)
 		if a.res[key] != nil {
@@ -299,14 +345,14 @@ func (a *azureState) checkReferences() error {
 				}
 			}
 		case *AzureNSG:
-			if len(r.SecurityRules) > maxSecurityRules {
-				return fmt.Errorf("network security group %s has %d security rules; at most %d are allowed", r.ID, len(r.SecurityRules), maxSecurityRules)
+			if err := checkNSGLimits(r.ID, r.SecurityRules); err != nil {
+				return fmt.Errorf("network security group %s: %s", r.ID, err.Message)
 			}
 			for i := range r.SecurityRules {
 				if ruleIndex(r, r.SecurityRules[i].Name) != i {
 					return fmt.Errorf("network security group %s: security rule %s is defined twice", r.ID, r.SecurityRules[i].Name)
 				}
-				if err := validateSecurityRule(r, &r.SecurityRules[i], r.ID+"/securityRules/"+r.SecurityRules[i].Name); err != nil {
+				if err := validateSecurityRule(a, r, &r.SecurityRules[i], r.ID+"/securityRules/"+r.SecurityRules[i].Name); err != nil {
 					return fmt.Errorf("network security group %s: %s", r.ID, err.Message)
 				}
 			}
@@ -325,7 +371,7 @@ func (a *azureState) checkRef(owner, id, wantType string) error {
 		return nil
 	}
 	if r, ok := a.res[strings.ToLower(id)].(armFixture); ok {
-		if _, _, typ := r.meta(); typ == wantType {
+		if _, _, _, typ := r.meta(); typ == wantType {
 			return nil
 		}
 	}
@@ -380,6 +426,8 @@ func (a *azureState) snapshot() AzureFixture {
 			fx.Firewalls = append(fx.Firewalls, *r)
 		case *AzureFirewallPolicy:
 			fx.FirewallPolicies = append(fx.FirewallPolicies, *r)
+		case *AzureApplicationSecurityGroup:
+			fx.ApplicationSecurityGroups = append(fx.ApplicationSecurityGroups, *r)
 		}
 	}
 	return copyJSON(fx)
@@ -416,10 +464,12 @@ func (a *azureState) etag(id string) string {
 	return a.etags[key]
 }
 
-// touch gives resources a new ETag, as every write does.
+// touch gives resources a new ETag, as every write does, and clears the
+// Failed state an earlier operation left.
 func (a *azureState) touch(ids ...string) {
 	for _, id := range ids {
 		a.seq++
 		a.etags[strings.ToLower(id)] = `W/"` + derivedUUID(fmt.Sprint("etag/", a.seq, "/", id)) + `"`
+		delete(a.failed, strings.ToLower(id))
 	}
 }

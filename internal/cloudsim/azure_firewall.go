@@ -1,8 +1,11 @@
 package cloudsim
 
 import (
+	"bytes"
 	"encoding/json"
+	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 )
 
@@ -11,7 +14,8 @@ const (
 	maxCollectionPriority = 65000
 )
 
-// armFirewallIn is the part of a firewall PUT the emulator models.
+// armFirewallIn is the part of a firewall PUT the emulator models; the
+// rest is kept verbatim (see firewallFields).
 type armFirewallIn struct {
 	Location   string            `json:"location"`
 	Tags       map[string]string `json:"tags"`
@@ -19,35 +23,61 @@ type armFirewallIn struct {
 		FirewallPolicy  *armRef `json:"firewallPolicy"`
 		ThreatIntelMode string  `json:"threatIntelMode"`
 		SKU             struct {
+			Name string `json:"name"`
 			Tier string `json:"tier"`
 		} `json:"sku"`
-		IPConfigurations []struct {
-			Name       string `json:"name"`
-			Properties struct {
-				PrivateIPAddress string  `json:"privateIPAddress"`
-				Subnet           *armRef `json:"subnet"`
-				PublicIPAddress  *armRef `json:"publicIPAddress"`
-			} `json:"properties"`
-		} `json:"ipConfigurations"`
+		IPConfigurations           []json.RawMessage `json:"ipConfigurations"`
 		NetworkRuleCollections     []json.RawMessage `json:"networkRuleCollections"`
 		NATRuleCollections         []json.RawMessage `json:"natRuleCollections"`
 		ApplicationRuleCollections []json.RawMessage `json:"applicationRuleCollections"`
 	} `json:"properties"`
 }
 
+// armFirewallIPConfigIn is the part of a firewall IP configuration the
+// emulator models.
+type armFirewallIPConfigIn struct {
+	Name       string `json:"name"`
+	Properties struct {
+		PrivateIPAddress string  `json:"privateIPAddress"`
+		Subnet           *armRef `json:"subnet"`
+		PublicIPAddress  *armRef `json:"publicIPAddress"`
+	} `json:"properties"`
+}
+
+// firewallFields and firewallIPConfigFields sort the fields of a firewall
+// PUT into modelled, read-only and kept verbatim. The classic rule
+// collections are kept whole, less their computed fields (see
+// checkFirewall).
+var (
+	firewallFields = bodyFields{
+		"id": false, "name": false, "type": false, "etag": false, "location": false, "tags": false,
+		"properties": true, "properties.provisioningState": false, "properties.ipGroups": false,
+		"properties.firewallPolicy": false, "properties.threatIntelMode": false,
+		"properties.sku": true, "properties.sku.name": false, "properties.sku.tier": false, "properties.ipConfigurations": false,
+		"properties.networkRuleCollections": false, "properties.natRuleCollections": false, "properties.applicationRuleCollections": false,
+	}
+	firewallIPConfigFields = bodyFields{
+		"id": false, "name": false, "type": false, "etag": false,
+		"properties": true, "properties.provisioningState": false, "properties.privateIPAddress": false,
+		"properties.subnet": false, "properties.publicIPAddress": false,
+	}
+)
+
 // collectionKind is one of the three classic collection types: its ARM
-// property, the firewall's collections of that type and the allowed actions.
+// property, the firewall's collections of that type, the allowed actions
+// and how each of its rules is checked (application rules are not).
 type collectionKind struct {
-	property string
-	list     []json.RawMessage
-	actions  []string
+	property  string
+	list      []json.RawMessage
+	actions   []string
+	checkRule func(r *firewallRuleIn, path string, publicIPs []string) *armError
 }
 
 func collectionKinds(fw *AzureFirewall) []collectionKind {
 	return []collectionKind{
-		{"networkRuleCollections", fw.NetworkRuleCollections, []string{"Allow", "Deny"}},
-		{"natRuleCollections", fw.NATRuleCollections, []string{"Dnat"}},
-		{"applicationRuleCollections", fw.ApplicationRuleCollections, []string{"Allow", "Deny"}},
+		{"networkRuleCollections", fw.NetworkRuleCollections, []string{"Allow", "Deny"}, checkNetworkRule},
+		{"natRuleCollections", fw.NATRuleCollections, []string{"Dnat"}, checkNATRule},
+		{"applicationRuleCollections", fw.ApplicationRuleCollections, []string{"Allow", "Deny"}, nil},
 	}
 }
 
@@ -61,20 +91,21 @@ func (a *azureState) renderFirewall(fw *AzureFirewall) obj {
 		if ipc.PublicIP != "" {
 			props["publicIPAddress"] = armRef{ipc.PublicIP}
 		}
-		ipcs = append(ipcs, obj{"id": fw.ID + "/azureFirewallIpConfigurations/" + ipc.Name, "name": ipc.Name,
-			"etag": a.etag(fw.ID), "type": firewallType + "/azureFirewallIpConfigurations", "properties": props})
+		cfg := obj{"id": fw.ID + "/azureFirewallIpConfigurations/" + ipc.Name, "name": ipc.Name,
+			"etag": a.etag(fw.ID), "type": firewallType + "/azureFirewallIpConfigurations", "properties": props}
+		firewallIPConfigFields.overlay(cfg, ipc.Unmodelled)
+		ipcs = append(ipcs, cfg)
 	}
 	props := obj{
 		"provisioningState": a.provisioningState(fw.ID),
-		"sku":               obj{"name": "AZFW_VNet", "tier": firstNonEmpty(fw.SKUTier, "Standard")},
-		"threatIntelMode":   firstNonEmpty(fw.ThreatIntelMode, "Alert"),
+		"sku":               obj{"name": fw.SKUName, "tier": fw.SKUTier},
+		"threatIntelMode":   fw.ThreatIntelMode,
 		"ipConfigurations":  ipcs,
 	}
 	for _, kind := range collectionKinds(fw) {
 		cols := []obj{}
 		for _, raw := range kind.list {
-			var col obj
-			_ = json.Unmarshal(raw, &col) // validated when stored
+			col, _ := decodeObject(raw) // validated when stored
 			col["id"], col["etag"] = fw.ID+"/"+kind.property+"/"+col["name"].(string), a.etag(fw.ID)
 			if p, ok := col["properties"].(obj); ok {
 				p["provisioningState"] = "Succeeded"
@@ -88,6 +119,7 @@ func (a *azureState) renderFirewall(fw *AzureFirewall) obj {
 	}
 	o := a.header(fw.ID, firewallType, fw.Location, fw.Tags)
 	o["properties"] = props
+	firewallFields.overlay(o, fw.Unmodelled)
 	return o
 }
 
@@ -106,22 +138,39 @@ func (a *azureState) renderFirewallPolicy(p *AzureFirewallPolicy) obj {
 
 // putFirewall replaces a firewall (200) or creates one (201) from the PUT
 // body, as ARM's PUT does; the firewall is held until the operation
-// completes. If-Match is not honoured: the network provider ignores it.
+// completes. An If-Match header guards the write (see checkIfMatch).
 func putFirewall(c *armCall) armReply {
 	var in armFirewallIn
 	if e := c.decodeBody(&in); e != nil {
 		return e.reply()
 	}
+	if e := validateARMTags(in.Tags); e != nil {
+		return e.reply()
+	}
 	p := &in.Properties
 	fw := &AzureFirewall{
-		ID: c.path, Location: in.Location, Tags: tagsOrNil(in.Tags), SKUTier: p.SKU.Tier, ThreatIntelMode: p.ThreatIntelMode,
+		ID: c.path, Location: in.Location, Tags: tagsOrNil(in.Tags), SKUName: p.SKU.Name, SKUTier: p.SKU.Tier, ThreatIntelMode: p.ThreatIntelMode,
 		FirewallPolicy: refID(p.FirewallPolicy), NetworkRuleCollections: p.NetworkRuleCollections,
 		NATRuleCollections: p.NATRuleCollections, ApplicationRuleCollections: p.ApplicationRuleCollections,
 	}
+	var err error
+	if fw.Unmodelled, err = firewallFields.unmodelled(c.body); err != nil {
+		return invalidJSON(err).reply()
+	}
 	existing, found := lookup[*AzureFirewall](c.a, c.path)
-	for _, ipc := range p.IPConfigurations {
+	if e := c.checkIfMatch(c.path, found); e != nil {
+		return e.reply()
+	}
+	for _, raw := range p.IPConfigurations {
+		var ipc armFirewallIPConfigIn
+		if err := json.Unmarshal(raw, &ipc); err != nil {
+			return invalidJSON(err).reply()
+		}
 		cfg := AzureFirewallIPConfig{Name: ipc.Name, PrivateIP: ipc.Properties.PrivateIPAddress,
 			Subnet: refID(ipc.Properties.Subnet), PublicIP: refID(ipc.Properties.PublicIPAddress)}
+		if cfg.Unmodelled, err = firewallIPConfigFields.unmodelled(raw); err != nil {
+			return invalidJSON(err).reply()
+		}
 		for _, old := range existingConfigs(existing) {
 			if strings.EqualFold(old.Name, cfg.Name) && cfg.PrivateIP == "" {
 				cfg.PrivateIP = old.PrivateIP // allocated by Azure, not by the client
@@ -129,11 +178,17 @@ func putFirewall(c *armCall) armReply {
 		}
 		fw.IPConfigurations = append(fw.IPConfigurations, cfg)
 	}
+	// ARM requires the location of a tracked resource in every PUT, and
+	// never moves one.
 	switch {
-	case found:
-		fw.ID, fw.Location = existing.ID, firstNonEmpty(fw.Location, existing.Location)
 	case fw.Location == "":
 		return newARMError(http.StatusBadRequest, "LocationRequired", "The location property is required for this definition.").reply()
+	case found && normalLocation(fw.Location) != normalLocation(existing.Location):
+		return newARMError(http.StatusBadRequest, "InvalidResourceLocation",
+			"The resource '%s' already exists in location '%s' in resource group '%s'. A resource with the same name cannot be created in location '%s'. Please select a new resource name.",
+			nameOf(existing.ID), existing.Location, c.group, fw.Location).reply()
+	case found:
+		fw.ID, fw.Location = existing.ID, existing.Location
 	}
 	if e := c.a.checkFirewall(fw); e != nil {
 		return e.reply()
@@ -142,15 +197,29 @@ func putFirewall(c *armCall) armReply {
 		return c.busyFirewall(op)
 	}
 	status := http.StatusOK
+	var undo func()
 	if found {
+		previous := copyJSON(*existing)
 		*existing = *fw
+		undo = func() { *existing = previous }
 	} else {
 		status = http.StatusCreated
 		c.a.res[c.key()] = fw
 		c.a.order = append(c.a.order, fw.ID)
+		undo = func() {
+			delete(c.a.res, c.key())
+			c.a.order = slices.DeleteFunc(c.a.order, func(id string) bool { return strings.EqualFold(id, fw.ID) })
+		}
 	}
 	c.a.touch(fw.ID)
-	_, h := c.startOperation("Microsoft.Network", fw.Location, "PutAzureFirewallOperation", fw.ID, map[string]string{c.key(): "Updating"}, nil)
+	h := c.startOperation(operationSpec{
+		namespace: "Microsoft.Network", location: fw.Location, name: "PutAzureFirewallOperation", lock: fw.ID,
+		targets: map[string]string{c.key(): "Updating"},
+		undo: func() {
+			undo()
+			c.a.touch(fw.ID)
+		},
+	})
 	stored, _ := lookup[*AzureFirewall](c.a, fw.ID)
 	return armReply{status: status, header: h, body: c.a.renderFirewall(stored)}
 }
@@ -163,9 +232,14 @@ func existingConfigs(fw *AzureFirewall) []AzureFirewallIPConfig {
 }
 
 // checkFirewall validates a firewall's references and classic rule
-// collections, and strips the collections' computed fields (id, etag,
-// provisioningState) so only what a client wrote is stored.
+// collections as the network provider does on a PUT, fills in the defaults
+// ARM gives what a client left out, and stores each collection as a client
+// wrote it, less the fields ARM computes (id, etag, provisioningState) and
+// with its enumerations in ARM's casing.
 func (a *azureState) checkFirewall(fw *AzureFirewall) *armError {
+	fw.SKUName = firstNonEmpty(fw.SKUName, "AZFW_VNet")
+	fw.SKUTier = firstNonEmpty(fw.SKUTier, "Standard")
+	fw.ThreatIntelMode = firstNonEmpty(fw.ThreatIntelMode, "Alert")
 	if fw.FirewallPolicy != "" && len(fw.NetworkRuleCollections)+len(fw.NATRuleCollections)+len(fw.ApplicationRuleCollections) > 0 {
 		return newARMError(http.StatusBadRequest, "AzureFirewallPolicyAndRuleCollectionsConflict",
 			"Azure Firewall %s is managed by Firewall Policy %s and cannot also have classic rule collections.", fw.ID, fw.FirewallPolicy)
@@ -181,6 +255,7 @@ func (a *azureState) checkFirewall(fw *AzureFirewall) *armError {
 			return invalidReference(ipc.PublicIP, fw.ID)
 		}
 	}
+	publicIPs := a.firewallPublicIPs(fw)
 	for _, kind := range collectionKinds(fw) {
 		type seen struct {
 			name     string
@@ -188,7 +263,7 @@ func (a *azureState) checkFirewall(fw *AzureFirewall) *armError {
 		}
 		var earlier []seen
 		for i, raw := range kind.list {
-			var col struct {
+			var in struct {
 				Name       string `json:"name"`
 				Properties struct {
 					Priority int32 `json:"priority"`
@@ -197,19 +272,25 @@ func (a *azureState) checkFirewall(fw *AzureFirewall) *armError {
 					} `json:"action"`
 				} `json:"properties"`
 			}
-			stripped, err := stripComputed(raw)
-			if err != nil || json.Unmarshal(stripped, &col) != nil || col.Name == "" {
-				return newARMError(http.StatusBadRequest, "InvalidRequestFormat", "Cannot parse the request.")
+			col, err := decodeObject(raw)
+			if err == nil {
+				err = json.Unmarshal(raw, &in)
 			}
-			kind.list[i] = stripped
-			name, priority, action := col.Name, col.Properties.Priority, col.Properties.Action.Type
+			if err != nil {
+				return invalidJSON(err)
+			}
+			if in.Name == "" {
+				return invalidJSON(fmt.Errorf("Required property 'name' not found in JSON. Path 'properties.%s[%d]'.", kind.property, i))
+			}
+			name, priority := in.Name, in.Properties.Priority
 			if priority < minCollectionPriority || priority > maxCollectionPriority {
 				return newARMError(http.StatusBadRequest, "AzureFirewallRuleCollectionInvalidPriority",
 					"Rule Collection %s in %s has invalid priority %d. Allowed range %d-%d.", name, kind.property, priority, minCollectionPriority, maxCollectionPriority)
 			}
-			if indexFold(kind.actions, action) < 0 {
+			action := indexFold(kind.actions, in.Properties.Action.Type)
+			if action < 0 {
 				return newARMError(http.StatusBadRequest, "AzureFirewallRuleCollectionInvalidAction",
-					"Rule Collection %s in %s has invalid action %q; allowed: %s.", name, kind.property, action, strings.Join(kind.actions, ", "))
+					"Rule Collection %s in %s has invalid action %q; allowed: %s.", name, kind.property, in.Properties.Action.Type, strings.Join(kind.actions, ", "))
 			}
 			for _, other := range earlier {
 				if strings.EqualFold(other.name, name) {
@@ -222,24 +303,60 @@ func (a *azureState) checkFirewall(fw *AzureFirewall) *armError {
 				}
 			}
 			earlier = append(earlier, seen{name, priority})
+			delete(col, "id")
+			delete(col, "etag")
+			props, _ := col["properties"].(obj) // present: the action was read from it
+			delete(props, "provisioningState")
+			props["action"].(obj)["type"] = kind.actions[action]
+			if kind.checkRule != nil {
+				path := fmt.Sprintf("properties.%s[%d].properties.rules", kind.property, i)
+				if e := checkFirewallRules(props, path, kind.checkRule, publicIPs); e != nil {
+					return e
+				}
+			}
+			if kind.list[i], err = json.Marshal(col); err != nil {
+				return invalidJSON(err)
+			}
 		}
 	}
 	return nil
 }
 
-// stripComputed drops the fields ARM computes from a rule collection.
-func stripComputed(raw json.RawMessage) (json.RawMessage, error) {
-	var col obj
-	if err := json.Unmarshal(raw, &col); err != nil {
+// firewallPublicIPs are the addresses of the public IPs of fw's IP
+// configurations: the only destinations its DNAT rules may have.
+func (a *azureState) firewallPublicIPs(fw *AzureFirewall) []string {
+	var out []string
+	for _, ipc := range fw.IPConfigurations {
+		if pip, ok := lookup[*AzurePublicIP](a, ipc.PublicIP); ok {
+			out = append(out, pip.IPAddress)
+		}
+	}
+	return out
+}
+
+// decodeObject decodes a JSON object keeping numbers as written.
+func decodeObject(raw json.RawMessage) (obj, error) {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	var o obj
+	if err := dec.Decode(&o); err != nil {
 		return nil, err
 	}
-	delete(col, "id")
-	delete(col, "etag")
-	if p, ok := col["properties"].(obj); ok {
-		delete(p, "provisioningState")
+	if o == nil {
+		return nil, fmt.Errorf("not a JSON object: %s", raw)
 	}
-	return json.Marshal(col)
+	return o, nil
 }
+
+// invalidJSON is the network provider's answer to a body it cannot read.
+func invalidJSON(err error) *armError {
+	e := newARMError(http.StatusBadRequest, "InvalidRequestFormat", "Cannot parse the request.")
+	e.Details = []armError{{Code: "InvalidJson", Message: err.Error()}}
+	return e
+}
+
+// normalLocation compares locations as ARM does: "West Europe" is westeurope.
+func normalLocation(l string) string { return strings.ToLower(strings.ReplaceAll(l, " ", "")) }
 
 func invalidReference(ref, owner string) *armError {
 	return newARMError(http.StatusBadRequest, "InvalidResourceReference",

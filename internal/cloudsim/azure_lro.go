@@ -3,7 +3,6 @@ package cloudsim
 import (
 	"fmt"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 )
@@ -14,23 +13,43 @@ import (
 // Options.PollInterval after it started. Completion is decided by the clock
 // when the next request settles the world, not by a goroutine.
 type armOperation struct {
-	id, sub, namespace, location string
-	name                         string            // the provider's operation name, shown in conflict errors
-	lock                         string            // lower-cased ID of the NSG or firewall it holds, or ""
-	targets                      map[string]string // lower-cased ID → provisioningState while in progress
-	start, done                  time.Time
-	finish                       func() // applied at completion, e.g. removing a deleted rule
+	operationSpec
+	id, sub     string
+	start, done time.Time
+	failure     *operationFailure // how an injected fault makes it end, or nil
+}
+
+// operationSpec is what a write hands to its long-running operation.
+type operationSpec struct {
+	namespace, location string
+	name                string            // the provider's operation name, shown in conflict errors
+	lock                string            // ID of the NSG or firewall it holds, or ""
+	targets             map[string]string // lower-cased ID → provisioningState while in progress
+	// finish is applied when the operation completes (e.g. removing a
+	// deleted rule), and when it fails having applied the write.
+	finish func()
+	// undo restores what the write changed at once, when the operation
+	// fails without applying it.
+	undo func()
+}
+
+// operationFailure is how a failed operation ends: its ARM error (status is
+// that of the delete's Location URL) and whether the write stays applied.
+type operationFailure struct {
+	err     *armError
+	applied bool
 }
 
 // startOperation registers an operation and returns the headers announcing
-// it: Azure-AsyncOperation, Location for deletes, and the retry hints.
-func (c *armCall) startOperation(namespace, location, name, lock string, targets map[string]string, finish func()) (*armOperation, http.Header) {
+// it: Azure-AsyncOperation, Location for deletes, and the retry hints. An
+// injected fault may make it end Failed.
+func (c *armCall) startOperation(spec operationSpec) http.Header {
 	a := c.a
 	a.seq++
+	spec.lock = strings.ToLower(spec.lock)
 	op := &armOperation{
-		id: derivedUUID(fmt.Sprint("operation/", a.seq)), sub: c.sub, namespace: namespace, location: location,
-		name: name, lock: strings.ToLower(lock), targets: targets,
-		start: c.now, done: c.now.Add(c.sim.opts.PollInterval), finish: finish,
+		operationSpec: spec, id: derivedUUID(fmt.Sprint("operation/", a.seq)), sub: c.sub,
+		start: c.now, done: c.now.Add(c.sim.opts.PollInterval), failure: c.sim.takeOperationFailure(c.op),
 	}
 	a.ops[op.id] = op
 	a.active = append(a.active, op)
@@ -40,7 +59,7 @@ func (c *armCall) startOperation(namespace, location, name, lock string, targets
 		h.Set("Location", c.operationURL(op, "operationResults"))
 	}
 	c.retryHeaders(h, op)
-	return op, h
+	return h
 }
 
 // operationURL is where a client polls op; it points back at this emulator.
@@ -54,22 +73,31 @@ func (c *armCall) operationURL(op *armOperation, kind string) string {
 // sub-second poll intervals keep tests fast. No hint once it is done or
 // when operations complete at once.
 func (c *armCall) retryHeaders(h http.Header, op *armOperation) {
-	remaining := op.done.Sub(c.now)
-	if remaining <= 0 {
-		return
-	}
-	h.Set("Retry-After", retryAfterSeconds(remaining))
-	h.Set("x-ms-retry-after-ms", strconv.FormatInt(max(remaining.Milliseconds(), 1), 10))
+	announceRetryAfter(h, op.done.Sub(c.now), []string{RetryAfterSeconds, RetryAfterMsARM}, c.now)
 }
 
-// settle completes every operation whose time has come.
+// settle completes every operation whose time has come. A failed operation
+// applies or undoes its write, as its fault says, and leaves its resources
+// in provisioningState Failed until their next write.
 func (a *azureState) settle(now time.Time) {
 	still := a.active[:0]
 	for _, op := range a.active {
 		if now.Before(op.done) {
 			still = append(still, op)
-		} else if op.finish != nil {
+			continue
+		}
+		switch {
+		case op.failure != nil && !op.failure.applied:
+			if op.undo != nil {
+				op.undo()
+			}
+		case op.finish != nil:
 			op.finish()
+		}
+		if op.failure != nil {
+			for id := range op.targets {
+				a.failed[id] = true
+			}
 		}
 	}
 	a.active = still
@@ -82,6 +110,9 @@ func (a *azureState) provisioningState(id string) string {
 		if state := op.targets[key]; state != "" {
 			return state
 		}
+	}
+	if a.failed[key] {
+		return "Failed"
 	}
 	return "Succeeded"
 }
@@ -128,35 +159,45 @@ func (c *armCall) findOperation() (*armOperation, *armError) {
 	return nil, newARMError(http.StatusNotFound, "NotFound", "Operation %s not found.", c.args[2])
 }
 
-// getOperationStatus serves the Azure-AsyncOperation URL.
+// getOperationStatus serves the Azure-AsyncOperation URL: InProgress, then
+// Succeeded, or Failed with the ARM error.
 func getOperationStatus(c *armCall) armReply {
 	op, e := c.findOperation()
 	if e != nil {
 		return e.reply()
 	}
 	status := map[string]any{"status": "Succeeded"}
-	if strings.EqualFold(op.namespace, "Microsoft.Compute") {
+	compute := strings.EqualFold(op.namespace, "Microsoft.Compute")
+	if compute {
 		status["name"], status["startTime"] = op.id, op.start.UTC().Format(time.RFC3339Nano)
 	}
 	rep := ok(status)
-	if c.now.Before(op.done) {
+	switch {
+	case c.now.Before(op.done):
 		status["status"] = "InProgress"
 		rep.header = http.Header{}
 		c.retryHeaders(rep.header, op)
-	} else if status["name"] != nil {
+		return rep
+	case op.failure != nil:
+		status["status"], status["error"] = "Failed", op.failure.err
+	}
+	if compute {
 		status["endTime"] = op.done.UTC().Format(time.RFC3339Nano)
 	}
 	return rep
 }
 
 // getOperationResult serves the Location URL of a delete: 202 while in
-// progress, then 204.
+// progress, then 204, or the operation's error when it failed.
 func getOperationResult(c *armCall) armReply {
 	op, e := c.findOperation()
 	if e != nil {
 		return e.reply()
 	}
 	if !c.now.Before(op.done) {
+		if op.failure != nil {
+			return op.failure.err.reply()
+		}
 		return armReply{status: http.StatusNoContent}
 	}
 	rep := armReply{status: http.StatusAccepted, header: http.Header{}}

@@ -3,6 +3,7 @@ package cloudsim
 import (
 	"net/http"
 	"net/netip"
+	"strconv"
 	"strings"
 )
 
@@ -31,7 +32,7 @@ func (a *azureState) renderVM(vm *AzureVM) obj {
 		size = "Standard_B2s"
 	}
 	o := a.header(vm.ID, vmType, vm.Location, vm.Tags)
-	delete(o, "etag") // compute does not send one for virtual machines
+	o["etag"] = a.vmETag(vm.ID)
 	o["properties"] = obj{
 		"vmId":              vm.VMID,
 		"hardwareProfile":   obj{"vmSize": size},
@@ -50,14 +51,58 @@ func deleteVM(c *armCall) armReply {
 	if !found {
 		return armReply{status: http.StatusNoContent}
 	}
-	_, h := c.startOperation("Microsoft.Compute", vm.Location, "DeleteVMOperation", "", map[string]string{c.key(): "Deleting"}, func() {
-		delete(c.a.res, strings.ToLower(vm.ID))
+	h := c.startOperation(operationSpec{
+		namespace: "Microsoft.Compute", location: vm.Location, name: "DeleteVMOperation",
+		targets: map[string]string{c.key(): "Deleting"},
+		finish:  func() { delete(c.a.res, strings.ToLower(vm.ID)) },
 	})
 	return armReply{status: http.StatusAccepted, header: h}
 }
 
+// vmETag is a virtual machine's ETag. Compute (since API version
+// 2023-09-01) numbers a VM's versions, "1", "2", …, and sends the number,
+// quoted, as its etag.
+func (a *azureState) vmETag(id string) string {
+	key := strings.ToLower(id)
+	if a.vmVersions[key] == 0 {
+		a.vmVersions[key] = 1
+	}
+	return strconv.Quote(strconv.Itoa(a.vmVersions[key]))
+}
+
+// touchVM gives a virtual machine its next ETag, as every write does, and
+// clears the Failed state an earlier operation left.
+func (a *azureState) touchVM(id string) {
+	a.vmETag(id)
+	a.vmVersions[strings.ToLower(id)]++
+	delete(a.failed, strings.ToLower(id))
+}
+
+// checkVMPreconditions applies If-Match and If-None-Match to a write of an
+// existing VM as compute does: If-Match must be "*" or the VM's current
+// ETag; If-None-Match "*" (create only) fails, and no other value of it is
+// supported.
+func (c *armCall) checkVMPreconditions(vm *AzureVM) *armError {
+	current := c.a.vmETag(vm.ID)
+	if m := c.r.Header.Get("If-Match"); m != "" && m != "*" && m != current {
+		return newARMError(http.StatusPreconditionFailed, "PreconditionFailed",
+			"Etag provided in if-match header %s does not match etag %s of resource.", m, current)
+	}
+	switch m := c.r.Header.Get("If-None-Match"); m {
+	case "":
+	case "*":
+		return newARMError(http.StatusPreconditionFailed, "PreconditionFailed",
+			"Etag provided in if-none-match header * matches etag %s of resource.", current)
+	default:
+		return newARMError(http.StatusBadRequest, "InvalidParameter",
+			"The value '%s' of the if-none-match header is not supported; only '*' is.", m)
+	}
+	return nil
+}
+
 // updateVM is VirtualMachinesClient.BeginUpdate: a PATCH whose tags, when
 // present, replace the VM's tags; nothing else is modelled or disturbed.
+// Every update gives the VM a new ETag; If-Match guards it.
 func updateVM(c *armCall) armReply {
 	vm, found := lookup[*AzureVM](c.a, c.path)
 	if !found {
@@ -69,10 +114,25 @@ func updateVM(c *armCall) armReply {
 	if e := c.decodeBody(&patch); e != nil {
 		return e.reply()
 	}
+	if e := validateARMTags(patch.Tags); e != nil {
+		return e.reply()
+	}
+	if e := c.checkVMPreconditions(vm); e != nil {
+		return e.reply()
+	}
+	previous := vm.Tags
 	if patch.Tags != nil {
 		vm.Tags = tagsOrNil(patch.Tags)
 	}
-	_, h := c.startOperation("Microsoft.Compute", vm.Location, "UpdateVMOperation", "", map[string]string{c.key(): "Updating"}, nil)
+	c.a.touchVM(vm.ID)
+	h := c.startOperation(operationSpec{
+		namespace: "Microsoft.Compute", location: vm.Location, name: "UpdateVMOperation",
+		targets: map[string]string{c.key(): "Updating"},
+		undo: func() {
+			vm.Tags = previous
+			c.a.touchVM(vm.ID)
+		},
+	})
 	rep := ok(c.a.renderVM(vm))
 	rep.header = h
 	return rep
@@ -231,4 +291,10 @@ var defaultSecurityRules = []AzureSecurityRule{
 	{Name: "DenyAllOutBound", Priority: 65500, Direction: "Outbound", Access: "Deny", Protocol: "*",
 		Description: "Deny all outbound traffic", SourceAddressPrefix: "*", SourcePortRange: "*",
 		DestinationAddressPrefix: "*", DestinationPortRange: "*"},
+}
+
+func (a *azureState) renderASG(g *AzureApplicationSecurityGroup) obj {
+	o := a.header(g.ID, asgType, g.Location, g.Tags)
+	o["properties"] = obj{"provisioningState": "Succeeded", "resourceGuid": derivedUUID(g.ID)}
+	return o
 }

@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf16"
 )
 
 // armError is ARM's error body: {"error":{"code","message","details"}}.
@@ -62,6 +64,7 @@ type armCall struct {
 	sim        *Sim
 	a          *azureState
 	r          *http.Request
+	op         string // the operation name, as Operations() lists it
 	now        time.Time
 	path       string   // the request path, which is also the addressed resource's ID
 	sub, group string   // group is empty for subscription-level routes
@@ -101,6 +104,7 @@ var armKinds = []armKind{
 	{"PublicIPAddresses", publicIPType, false, renderAs((*azureState).renderPublicIP)},
 	{"AzureFirewalls", firewallType, true, renderAs((*azureState).renderFirewall)},
 	{"FirewallPolicies", policyType, false, renderAs((*azureState).renderFirewallPolicy)},
+	{"ApplicationSecurityGroups", asgType, false, renderAs((*azureState).renderASG)},
 }
 
 func renderAs[T any](render func(*azureState, T) obj) func(*azureState, string) (any, bool) {
@@ -224,7 +228,7 @@ func (s *Sim) serveARM(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.handle(w, r, route.op, writeARMError, func(w http.ResponseWriter) {
-		c := &armCall{sim: s, r: r, path: path, sub: segs[1], args: args, body: body}
+		c := &armCall{sim: s, r: r, op: route.op, path: path, sub: segs[1], args: args, body: body}
 		if strings.HasPrefix(route.pattern, "resourceGroups/") {
 			c.group = args[0]
 		}
@@ -240,8 +244,8 @@ func (s *Sim) serveARM(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-// runARM applies ARM's front-door checks and runs the handler. Called with
-// s.mu held.
+// runARM applies ARM's front-door checks, throttling included, and runs
+// the handler. Called with s.mu held.
 func (s *Sim) runARM(c *armCall, route *armRoute) armReply {
 	c.a, c.now = s.azure, time.Now()
 	c.a.settle(c.now)
@@ -251,10 +255,24 @@ func (s *Sim) runARM(c *armCall, route *armRoute) armReply {
 			"The api-version query parameter (?api-version=) is required for all requests.").reply()
 	case !c.a.subscriptions[strings.ToLower(c.sub)]:
 		return newARMError(http.StatusNotFound, "SubscriptionNotFound", "The subscription '%s' could not be found.", c.sub).reply()
-	case c.group != "" && !c.a.groups[groupKey(c.sub, c.group)]:
-		return newARMError(http.StatusNotFound, "ResourceGroupNotFound", "Resource group '%s' could not be found.", c.group).reply()
 	}
-	return route.handle(c)
+	remaining := http.Header{}
+	if e := c.throttle(remaining); e != nil {
+		return e.reply()
+	}
+	var rep armReply
+	if c.group != "" && !c.a.groups[groupKey(c.sub, c.group)] {
+		rep = newARMError(http.StatusNotFound, "ResourceGroupNotFound", "Resource group '%s' could not be found.", c.group).reply()
+	} else {
+		rep = route.handle(c)
+	}
+	if rep.header == nil {
+		rep.header = http.Header{}
+	}
+	for k, v := range remaining {
+		rep.header[k] = v
+	}
+	return rep
 }
 
 // matchARMRoute finds the route for a method and the path segments after
@@ -312,6 +330,25 @@ func (c *armCall) decodeBody(v any) *armError {
 	return nil
 }
 
+// checkIfMatch applies an If-Match header to a write of the network
+// resource id as the network provider does (which the SDK's options do not
+// offer, but a client can send): "*" needs the resource to exist, any other
+// value must be its current ETag.
+func (c *armCall) checkIfMatch(id string, exists bool) *armError {
+	m := c.r.Header.Get("If-Match")
+	current := ""
+	if exists {
+		current = c.a.etag(id)
+	}
+	if m == "" || (exists && (m == "*" || m == current)) {
+		return nil
+	}
+	e := newARMError(http.StatusPreconditionFailed, "PreconditionFailed", "Precondition failed.")
+	e.Details = []armError{{Code: "PreconditionFailedEtagMismatch", Message: fmt.Sprintf(
+		"Etag provided in if-match header %s does not match etag %s of resource %s in NRP data store.", m, current, id)}}
+	return e
+}
+
 // armRef is a reference to another resource: {"id": …}.
 type armRef struct {
 	ID string `json:"id"`
@@ -324,8 +361,81 @@ func refID(r *armRef) string {
 	return r.ID
 }
 
+// refIDs are the IDs of a list of references.
+func refIDs(list []armRef) []string {
+	var ids []string
+	for _, r := range list {
+		ids = append(ids, r.ID)
+	}
+	return ids
+}
+
+// refs are references to the given IDs.
+func refs(ids []string) []armRef {
+	out := make([]armRef, len(ids))
+	for i, id := range ids {
+		out[i] = armRef{id}
+	}
+	return out
+}
+
 // nameOf is the last segment of an ID.
 func nameOf(id string) string { return id[strings.LastIndex(id, "/")+1:] }
+
+// ARM's limits on the tags of a resource, whatever its type.
+const (
+	maxARMTags        = 50
+	maxARMTagNameLen  = 512
+	maxARMTagValueLen = 256
+)
+
+// armTagNameReserved are the characters ARM refuses in tag names, beside
+// control characters.
+const armTagNameReserved = `<>%&\?/`
+
+// validateARMTags checks the tags of a PUT or PATCH as ARM's front door
+// does, before the resource provider sees the request. Lengths are counted
+// in UTF-16 code units, as .NET strings are.
+func validateARMTags(tags map[string]string) *armError {
+	if len(tags) > maxARMTags {
+		return newARMError(http.StatusBadRequest, "InvalidTags",
+			"Too many tags specified. Requested tag count - '%d'. Maximum number of tags allowed - '%d'.", len(tags), maxARMTags)
+	}
+	var reserved, longNames, longValues []string
+	for name, value := range tags {
+		switch {
+		case strings.TrimSpace(name) == "":
+			return newARMError(http.StatusBadRequest, "InvalidTagName",
+				"The tag name must be non-null, non-empty and non-whitespace only. Please provide an actual value.")
+		case strings.ContainsAny(name, armTagNameReserved) || strings.ContainsFunc(name, unicode.IsControl):
+			reserved = append(reserved, name)
+		case utf16Len(name) > maxARMTagNameLen:
+			longNames = append(longNames, name)
+		}
+		if utf16Len(value) > maxARMTagValueLen {
+			longValues = append(longValues, value)
+		}
+	}
+	slices.Sort(reserved)
+	slices.Sort(longNames)
+	slices.Sort(longValues)
+	switch {
+	case len(reserved) > 0:
+		return newARMError(http.StatusBadRequest, "InvalidTagNameCharacters",
+			"The tag names '%s' have reserved characters '<,>,%%,&,\\,?,/' or control characters.", strings.Join(reserved, ", "))
+	case len(longNames) > 0:
+		return newARMError(http.StatusBadRequest, "InvalidTagName",
+			"Tag key too large. Following tag name '%s' exceeded the maximum length. Maximum allowed length for tag name - '%d' characters.",
+			strings.Join(longNames, ", "), maxARMTagNameLen)
+	case len(longValues) > 0:
+		return newARMError(http.StatusBadRequest, "InvalidTagValueLength",
+			"Tag value too large. Following tag value '%s' exceeded the maximum length. Maximum allowed length for tag value - '%d' characters.",
+			strings.Join(longValues, ", "), maxARMTagValueLen)
+	}
+	return nil
+}
+
+func utf16Len(s string) int { return len(utf16.Encode([]rune(s))) }
 
 func tagsOrNil(tags map[string]string) map[string]string {
 	if len(tags) == 0 {

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/netip"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -12,6 +13,8 @@ import (
 const (
 	maxSecurityRules         = 1000
 	maxRuleDescriptionLen    = 140
+	maxRuleASGsPerSide       = 10   // application security groups per rule source or destination
+	maxAddressesOrPortsInNSG = 4000 // entries of one address or port field over all the rules of an NSG
 	securityRuleType         = nsgType + "/securityRules"
 	minRulePriority          = 100
 	maxRulePriority          = 4096
@@ -29,7 +32,9 @@ var armRuleName = regexp.MustCompile(`^\w([\w.-]{0,78}\w)?$`)
 var armServiceTag = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9]*(\.[A-Za-z0-9]+)?$`)
 
 // securityRuleProps is the properties object of a rule PUT: the fields of
-// AzureSecurityRule under ARM's names, so each converts to the other.
+// AzureSecurityRule under ARM's names, so each converts to the other. The
+// application security groups come as {"id"} references and are read by
+// putSecurityRule.
 type securityRuleProps struct {
 	Name                       string   `json:"-"`
 	Priority                   int32    `json:"priority"`
@@ -45,6 +50,9 @@ type securityRuleProps struct {
 	DestinationAddressPrefixes []string `json:"destinationAddressPrefixes"`
 	DestinationPortRange       string   `json:"destinationPortRange"`
 	DestinationPortRanges      []string `json:"destinationPortRanges"`
+
+	SourceApplicationSecurityGroups      []string `json:"-"`
+	DestinationApplicationSecurityGroups []string `json:"-"`
 }
 
 func (a *azureState) renderSecurityRule(nsg *AzureNSG, r *AzureSecurityRule) obj {
@@ -55,6 +63,13 @@ func (a *azureState) renderSecurityRule(nsg *AzureNSG, r *AzureSecurityRule) obj
 		// ARM always sends the plural fields, empty when the singular is used.
 		"sourcePortRanges": orEmpty(r.SourcePortRanges), "destinationPortRanges": orEmpty(r.DestinationPortRanges),
 		"sourceAddressPrefixes": orEmpty(r.SourceAddressPrefixes), "destinationAddressPrefixes": orEmpty(r.DestinationAddressPrefixes),
+	}
+	for key, asgs := range map[string][]string{
+		"sourceApplicationSecurityGroups": r.SourceApplicationSecurityGroups, "destinationApplicationSecurityGroups": r.DestinationApplicationSecurityGroups,
+	} {
+		if len(asgs) > 0 {
+			props[key] = refs(asgs)
+		}
 	}
 	for key, v := range map[string]string{
 		"description": r.Description, "sourcePortRange": r.SourcePortRange, "destinationPortRange": r.DestinationPortRange,
@@ -124,38 +139,64 @@ func putSecurityRule(c *armCall) armReply {
 		return e.reply()
 	}
 	var in struct {
-		Properties securityRuleProps `json:"properties"`
+		Properties struct {
+			securityRuleProps
+			SourceASGs      []armRef `json:"sourceApplicationSecurityGroups"`
+			DestinationASGs []armRef `json:"destinationApplicationSecurityGroups"`
+		} `json:"properties"`
 	}
 	if e := c.decodeBody(&in); e != nil {
 		return e.reply()
 	}
-	rule := AzureSecurityRule(in.Properties)
+	rule := AzureSecurityRule(in.Properties.securityRuleProps)
+	rule.SourceApplicationSecurityGroups = refIDs(in.Properties.SourceASGs)
+	rule.DestinationApplicationSecurityGroups = refIDs(in.Properties.DestinationASGs)
 	rule.Name = c.args[2]
 	existing := ruleIndex(nsg, rule.Name)
 	if existing >= 0 {
 		rule.Name = nsg.SecurityRules[existing].Name // ARM keeps the name as first written
 	}
 	id := nsg.ID + "/securityRules/" + rule.Name
-	if e := validateSecurityRule(nsg, &rule, id); e != nil {
+	if e := c.checkIfMatch(id, existing >= 0); e != nil {
 		return e.reply()
 	}
-	if existing < 0 && len(nsg.SecurityRules) >= maxSecurityRules {
-		return newARMError(http.StatusBadRequest, "SecurityRuleCountLimitReached",
-			"A security group cannot have more than %d security rules.", maxSecurityRules).reply()
+	if e := validateSecurityRule(c.a, nsg, &rule, id); e != nil {
+		return e.reply()
+	}
+	after := slices.Clone(nsg.SecurityRules)
+	if existing >= 0 {
+		after[existing] = rule
+	} else {
+		after = append(after, rule)
+	}
+	if e := checkNSGLimits(nsg.ID, after); e != nil {
+		return e.reply()
 	}
 	if op := c.a.holder(nsg.ID); op != nil {
 		return c.busyNSG(op, nsg.ID)
 	}
 	status := http.StatusOK
+	var undo func()
 	if existing >= 0 {
+		previous := nsg.SecurityRules[existing]
 		nsg.SecurityRules[existing] = rule
+		undo = func() { nsg.SecurityRules[ruleIndex(nsg, rule.Name)] = previous }
 	} else {
 		status = http.StatusCreated
 		nsg.SecurityRules = append(nsg.SecurityRules, rule)
+		undo = func() {
+			nsg.SecurityRules = slices.Delete(nsg.SecurityRules, ruleIndex(nsg, rule.Name), ruleIndex(nsg, rule.Name)+1)
+		}
 	}
 	c.a.touch(id, nsg.ID)
-	_, h := c.startOperation("Microsoft.Network", nsg.Location, putSecurityRuleOpName, nsg.ID,
-		map[string]string{strings.ToLower(id): "Updating", strings.ToLower(nsg.ID): "Updating"}, nil)
+	h := c.startOperation(operationSpec{
+		namespace: "Microsoft.Network", location: nsg.Location, name: putSecurityRuleOpName, lock: nsg.ID,
+		targets: map[string]string{strings.ToLower(id): "Updating", strings.ToLower(nsg.ID): "Updating"},
+		undo: func() {
+			undo()
+			c.a.touch(id, nsg.ID)
+		},
+	})
 	return armReply{status: status, header: h, body: c.a.renderSecurityRule(nsg, &rule)}
 }
 
@@ -167,6 +208,9 @@ func deleteSecurityRule(c *armCall) armReply {
 		return e.reply()
 	}
 	i := ruleIndex(nsg, c.args[2])
+	if e := c.checkIfMatch(nsg.ID+"/securityRules/"+c.args[2], i >= 0); e != nil {
+		return e.reply()
+	}
 	if i < 0 {
 		return armReply{status: http.StatusNoContent}
 	}
@@ -175,19 +219,21 @@ func deleteSecurityRule(c *armCall) armReply {
 	}
 	name := nsg.SecurityRules[i].Name
 	c.a.touch(nsg.ID)
-	_, h := c.startOperation("Microsoft.Network", nsg.Location, deleteSecurityRuleOpName, nsg.ID,
-		map[string]string{strings.ToLower(nsg.ID + "/securityRules/" + name): "Deleting", strings.ToLower(nsg.ID): "Updating"},
-		func() {
+	h := c.startOperation(operationSpec{
+		namespace: "Microsoft.Network", location: nsg.Location, name: deleteSecurityRuleOpName, lock: nsg.ID,
+		targets: map[string]string{strings.ToLower(nsg.ID + "/securityRules/" + name): "Deleting", strings.ToLower(nsg.ID): "Updating"},
+		finish: func() {
 			if j := ruleIndex(nsg, name); j >= 0 {
-				nsg.SecurityRules = append(nsg.SecurityRules[:j], nsg.SecurityRules[j+1:]...)
+				nsg.SecurityRules = slices.Delete(nsg.SecurityRules, j, j+1)
 			}
-		})
+		},
+	})
 	return armReply{status: http.StatusAccepted, header: h}
 }
 
 // validateSecurityRule checks one rule as the network provider does and
 // normalises the casing of its enumerations. id names the rule in errors.
-func validateSecurityRule(nsg *AzureNSG, r *AzureSecurityRule, id string) *armError {
+func validateSecurityRule(a *azureState, nsg *AzureNSG, r *AzureSecurityRule, id string) *armError {
 	if !armRuleName.MatchString(r.Name) {
 		return newARMError(http.StatusBadRequest, "InvalidResourceName",
 			"Resource name %s is invalid. The name can be up to 80 characters long. It must begin with a word character, and it must end with a word character or with '_'. The name may contain word characters or '.', '-', '_'.", r.Name)
@@ -225,18 +271,24 @@ func validateSecurityRule(nsg *AzureNSG, r *AzureSecurityRule, id string) *armEr
 		field    string
 		one      string
 		many     []string
+		asgs     []string // an address side's application security groups, which replace its prefixes
 		validate func(v string, plural bool, field, id string) *armError
 	}{
-		{"SourceAddressPrefix", r.SourceAddressPrefix, r.SourceAddressPrefixes, validateAddressPrefix},
-		{"DestinationAddressPrefix", r.DestinationAddressPrefix, r.DestinationAddressPrefixes, validateAddressPrefix},
-		{"SourcePortRange", r.SourcePortRange, r.SourcePortRanges, validatePortRange},
-		{"DestinationPortRange", r.DestinationPortRange, r.DestinationPortRanges, validatePortRange},
+		{"SourceAddressPrefix", r.SourceAddressPrefix, r.SourceAddressPrefixes, r.SourceApplicationSecurityGroups, validateAddressPrefix},
+		{"DestinationAddressPrefix", r.DestinationAddressPrefix, r.DestinationAddressPrefixes, r.DestinationApplicationSecurityGroups, validateAddressPrefix},
+		{"SourcePortRange", r.SourcePortRange, r.SourcePortRanges, nil, validatePortRange},
+		{"DestinationPortRange", r.DestinationPortRange, r.DestinationPortRanges, nil, validatePortRange},
 	} {
+		prefixed := pair.one != "" || len(pair.many) > 0
 		switch {
 		case pair.one != "" && len(pair.many) > 0:
 			return newARMError(http.StatusBadRequest, "SecurityRuleParametersConflict",
 				"Security rule %s specifies both %s and %ss; specify only one of them.", id, pair.field, pair.field)
-		case pair.one == "" && len(pair.many) == 0:
+		case prefixed && len(pair.asgs) > 0:
+			side := strings.TrimSuffix(pair.field, "AddressPrefix")
+			return newARMError(http.StatusBadRequest, "SecurityRuleParametersConflict",
+				"Security rule %s specifies both %s(es) and %sApplicationSecurityGroups; specify only one of them.", id, pair.field, side)
+		case !prefixed && len(pair.asgs) == 0:
 			return missingRuleParameter(pair.field, id)
 		case pair.one != "":
 			if e := pair.validate(pair.one, false, pair.field, id); e != nil {
@@ -248,12 +300,126 @@ func validateSecurityRule(nsg *AzureNSG, r *AzureSecurityRule, id string) *armEr
 				return e
 			}
 		}
+		if e := validateRuleASGs(a, pair.asgs, strings.TrimSuffix(pair.field, "AddressPrefix")+"ApplicationSecurityGroups", id); e != nil {
+			return e
+		}
+	}
+	if familyOf(r.SourceAddressPrefix, r.SourceAddressPrefixes, r.DestinationAddressPrefix, r.DestinationAddressPrefixes) == mixedFamilies {
+		return newARMError(http.StatusBadRequest, "ResourceCannotContainAddressPrefixesFromDifferentAddressFamilies",
+			"Security rule %s contains IP addresses or prefixes that belong to different address families. All IP addresses or prefixes in the resource should belong to the same address family.", id)
 	}
 	for _, other := range nsg.SecurityRules {
 		if other.Priority == r.Priority && strings.EqualFold(other.Direction, r.Direction) && !strings.EqualFold(other.Name, r.Name) {
 			return newARMError(http.StatusBadRequest, "SecurityRuleConflict",
 				"Security rule %s conflicts with rule %s. Rules cannot have the same Priority and Direction. To learn more, see aka.ms/nsgrules.",
 				other.Name, r.Name)
+		}
+	}
+	return nil
+}
+
+// validateRuleASGs checks the application security groups of one side of
+// a rule: at most ten, each an existing one.
+func validateRuleASGs(a *azureState, asgs []string, field, id string) *armError {
+	if len(asgs) > maxRuleASGsPerSide {
+		return newARMError(http.StatusBadRequest, "NumberOfApplicationSecurityGroupsReferencedInSecurityRuleLimitReached",
+			"A security rule may have up to %d Application Security Group in the source or destination fields. The requested configuration has %d in the %s field.",
+			maxRuleASGsPerSide, len(asgs), field)
+	}
+	for _, asg := range asgs {
+		if a.checkRef("", asg, asgType) != nil {
+			return invalidReference(asg, id)
+		}
+	}
+	return nil
+}
+
+// The address families of a rule's prefixes; service tags and '*' have none.
+const (
+	noFamily = iota
+	ipv4Family
+	ipv6Family
+	mixedFamilies
+)
+
+// familyOf is the address family of every IP address and CIDR among the
+// singular and plural prefixes given, alternately: mixedFamilies when both
+// occur.
+func familyOf(prefixes ...any) int {
+	family := noFamily
+	add := func(v string) {
+		addr, ok := ipOrPrefixAddr(v)
+		if !ok {
+			return
+		}
+		f := ipv4Family
+		if addr.Is6() { // IPv4-mapped IPv6 addresses included
+			f = ipv6Family
+		}
+		if family != noFamily && family != f {
+			f = mixedFamilies
+		}
+		family = f
+	}
+	for _, p := range prefixes {
+		switch v := p.(type) {
+		case string:
+			add(v)
+		case []string:
+			for _, s := range v {
+				add(s)
+			}
+		}
+	}
+	return family
+}
+
+// ipOrPrefixAddr is the address of an IP address or CIDR; false for '*',
+// service tags and anything else.
+func ipOrPrefixAddr(v string) (netip.Addr, bool) {
+	if p, err := netip.ParsePrefix(v); err == nil {
+		return p.Addr(), true
+	}
+	addr, err := netip.ParseAddr(v)
+	return addr, err == nil
+}
+
+// checkNSGLimits checks the limits on the rules of a whole NSG: the number
+// of rules, and the entries of each address or port field over all rules
+// (counted separately for source and destination, as ARM does; IP
+// addresses and CIDRs count, tags and '*' do not).
+func checkNSGLimits(nsgID string, rules []AzureSecurityRule) *armError {
+	if len(rules) > maxSecurityRules {
+		return newARMError(http.StatusBadRequest, "SecurityRuleCountLimitReached",
+			"A security group cannot have more than %d security rules.", maxSecurityRules)
+	}
+	isAddress := func(v string) bool { _, ok := ipOrPrefixAddr(v); return ok }
+	isPort := func(v string) bool { return v != "" && v != "*" }
+	for _, field := range []struct {
+		name   string
+		values func(r *AzureSecurityRule) (string, []string)
+		counts func(string) bool
+	}{
+		{"SourceAddressPrefixes", func(r *AzureSecurityRule) (string, []string) { return r.SourceAddressPrefix, r.SourceAddressPrefixes }, isAddress},
+		{"DestinationAddressPrefixes", func(r *AzureSecurityRule) (string, []string) {
+			return r.DestinationAddressPrefix, r.DestinationAddressPrefixes
+		}, isAddress},
+		{"SourcePortRanges", func(r *AzureSecurityRule) (string, []string) { return r.SourcePortRange, r.SourcePortRanges }, isPort},
+		{"DestinationPortRanges", func(r *AzureSecurityRule) (string, []string) { return r.DestinationPortRange, r.DestinationPortRanges }, isPort},
+	} {
+		n := 0
+		for i := range rules {
+			one, many := field.values(&rules[i])
+			for _, v := range append([]string{one}, many...) {
+				if field.counts(v) {
+					n++
+				}
+			}
+		}
+		if n > maxAddressesOrPortsInNSG {
+			return newARMError(http.StatusBadRequest, "SecurityRuleAddressesOrPortsPerSecurityGroupLimitReached",
+				"Network security group %s has %d %s. A security group cannot have more than %d %s as per the limit MaxSecurityRuleAddressesOrPortsPerSecurityGroup.",
+				nsgID, n, field.name, maxAddressesOrPortsInNSG, field.name)
 		}
 	}
 	return nil

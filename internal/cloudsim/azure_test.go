@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"reflect"
@@ -145,7 +146,7 @@ func sshRule(priority int32, source string) armnetwork.SecurityRule {
 		Priority: to.Ptr(priority), Direction: to.Ptr(armnetwork.SecurityRuleDirectionInbound),
 		Access: to.Ptr(armnetwork.SecurityRuleAccessDeny), Protocol: to.Ptr(armnetwork.SecurityRuleProtocolTCP),
 		SourceAddressPrefix: to.Ptr(source), SourcePortRange: to.Ptr("*"),
-		DestinationAddressPrefixes: []*string{to.Ptr("10.10.1.4"), to.Ptr("fd00:db8:10:1::4")}, DestinationPortRange: to.Ptr("22"),
+		DestinationAddressPrefixes: []*string{to.Ptr("10.10.1.4"), to.Ptr("10.10.1.5")}, DestinationPortRange: to.Ptr("22"),
 		Description: to.Ptr("jit: deny ssh"),
 	}}
 }
@@ -538,6 +539,158 @@ func TestAzureRuleLimit(t *testing.T) {
 	wantARMError(t, err, http.StatusBadRequest, "SecurityRuleCountLimitReached")
 }
 
+// The 4,000 addresses or ranges an NSG's rules may name are counted over
+// all its rules, separately for source and destination.
+func TestAzureRuleAddressLimit(t *testing.T) {
+	nsg := AzureNSG{ID: azProd + "Microsoft.Network/networkSecurityGroups/crowded"}
+	for i := range 10 {
+		var sources, destinations []string
+		for j := range maxAddressesOrPortsInNSG / 10 {
+			n := i*maxAddressesOrPortsInNSG/10 + j
+			sources = append(sources, fmt.Sprintf("192.168.%d.%d", n/256, n%256))
+			destinations = append(destinations, fmt.Sprintf("10.10.%d.%d", n/256, n%256))
+		}
+		nsg.SecurityRules = append(nsg.SecurityRules, AzureSecurityRule{
+			Name: "r" + strconv.Itoa(i), Priority: int32(100 + i), Direction: "Inbound", Access: "Deny", Protocol: "Tcp",
+			SourceAddressPrefixes: sources, SourcePortRange: "*", DestinationAddressPrefixes: destinations, DestinationPortRange: "22",
+		})
+	}
+	w := newAzureWorldFrom(t, &Fixture{Azure: AzureFixture{NetworkSecurityGroups: []AzureNSG{nsg}}}, Options{})
+	rules := w.net.NewSecurityRulesClient()
+	// Tags and '*' do not count.
+	if _, err := rules.BeginCreateOrUpdate(t.Context(), "rg-prod", "crowded", "tagged", sshRuleTo(200, "Internet", "*"), nil); err != nil {
+		t.Fatal(err)
+	}
+	_, err := rules.BeginCreateOrUpdate(t.Context(), "rg-prod", "crowded", "one-more", sshRuleTo(201, "*", "10.20.0.1"), nil)
+	re := wantARMError(t, err, http.StatusBadRequest, "SecurityRuleAddressesOrPortsPerSecurityGroupLimitReached")
+	if !strings.Contains(re.Error(), "has 4001 DestinationAddressPrefixes") {
+		t.Fatalf("message: %v", re)
+	}
+
+	nsg.SecurityRules[0].DestinationAddressPrefixes = append(nsg.SecurityRules[0].DestinationAddressPrefixes, "10.20.0.1")
+	_, err = New(&Fixture{Azure: AzureFixture{NetworkSecurityGroups: []AzureNSG{nsg}}}, Options{})
+	if err == nil || !strings.Contains(err.Error(), "4001 DestinationAddressPrefixes") {
+		t.Fatalf("fixture over the limit: %v", err)
+	}
+}
+
+// sshRuleTo is an inbound SSH deny from source to one destination.
+func sshRuleTo(priority int32, source, destination string) armnetwork.SecurityRule {
+	r := sshRule(priority, source)
+	r.Properties.DestinationAddressPrefixes, r.Properties.DestinationAddressPrefix = nil, to.Ptr(destination)
+	return r
+}
+
+// IPv4 and IPv6 never share a rule: ARM refuses a rule whose prefixes,
+// source and destination together, are of both families. Service tags and
+// '*' belong to neither.
+func TestAzureRuleAddressFamilies(t *testing.T) {
+	w := newAzureWorld(t, Options{})
+	rules := w.net.NewSecurityRulesClient()
+	put := func(name string, rule armnetwork.SecurityRule) error {
+		return errOf(rules.BeginCreateOrUpdate(t.Context(), "rg-prod", "db-nsg", name, rule, nil))
+	}
+	mixedDestinations := sshRule(100, "*")
+	mixedDestinations.Properties.DestinationAddressPrefixes = []*string{to.Ptr("10.10.1.4"), to.Ptr("fd00:db8:10:1::4")}
+	for name, rule := range map[string]armnetwork.SecurityRule{
+		"mixed-destinations":      mixedDestinations,
+		"v6-source-v4-dest":       sshRuleTo(100, "2001:db8::/32", "10.10.1.4"),
+		"v4-source-v6-dest":       sshRuleTo(100, "203.0.113.7", "fd00:db8:10:1::4"),
+		"v4-mapped-source-v4-dst": sshRuleTo(100, "::ffff:203.0.113.7", "10.10.1.4"),
+	} {
+		re := wantARMError(t, put(name, rule), http.StatusBadRequest, "ResourceCannotContainAddressPrefixesFromDifferentAddressFamilies")
+		if !strings.Contains(re.Error(), "/securityRules/"+name+" contains IP addresses or prefixes that belong to different address families") {
+			t.Errorf("%s: message %v", name, re)
+		}
+	}
+	for i, rule := range []armnetwork.SecurityRule{
+		sshRuleTo(100, "*", "fd00:db8:10:1::4"),
+		sshRuleTo(101, "Internet", "fd00:db8:10:1::4"),
+		sshRuleTo(102, "2001:db8::/32", "fd00:db8:10:1::4"),
+		sshRuleTo(103, "203.0.113.0/24", "VirtualNetwork"),
+	} {
+		if err := put("ok-"+strconv.Itoa(i), rule); err != nil {
+			t.Errorf("rule %d: %v", i, err)
+		}
+	}
+	fx, err := LoadFixture("testdata/azure_fixture.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fx.Azure.NetworkSecurityGroups[0].SecurityRules[0].SourceAddressPrefix = "2001:db8::/32"
+	fx.Azure.NetworkSecurityGroups[0].SecurityRules[0].DestinationAddressPrefix = "10.10.1.4"
+	if _, err := New(fx, Options{}); err == nil || !strings.Contains(err.Error(), "different address families") {
+		t.Fatalf("fixture with a mixed rule: %v", err)
+	}
+}
+
+// Rules may name application security groups in place of a side's address
+// prefixes; ARM keeps and returns them as {"id"} references.
+func TestAzureRuleApplicationSecurityGroups(t *testing.T) {
+	asg := azProd + "Microsoft.Network/applicationSecurityGroups/asg-bastion"
+	fx, err := LoadFixture("testdata/azure_fixture.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fx.Azure.NetworkSecurityGroups[2].SecurityRules = []AzureSecurityRule{{
+		Name: "from-bastion", Priority: 200, Direction: "Inbound", Access: "Allow", Protocol: "Tcp",
+		SourceApplicationSecurityGroups: []string{asg}, SourcePortRange: "*", DestinationAddressPrefix: "10.10.3.4", DestinationPortRange: "22",
+	}}
+	w := newAzureWorldFrom(t, fx, Options{})
+	ctx := t.Context()
+	rules := w.net.NewSecurityRulesClient()
+	got, err := rules.Get(ctx, "rg-prod", "db-nsg", "from-bastion", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := got.Properties; len(p.SourceApplicationSecurityGroups) != 1 || *p.SourceApplicationSecurityGroups[0].ID != asg ||
+		p.SourceAddressPrefix != nil || len(p.DestinationApplicationSecurityGroups) != 0 {
+		t.Fatalf("rule with an ASG: %+v", p)
+	}
+	if g, err := w.net.NewApplicationSecurityGroupsClient().Get(ctx, "rg-prod", "asg-bastion", nil); err != nil || *g.ID != asg {
+		t.Fatalf("the ASG: %v", err)
+	}
+
+	toBastion := sshRuleTo(300, "203.0.113.7", "10.10.3.4")
+	toBastion.Properties.DestinationAddressPrefix = nil
+	toBastion.Properties.DestinationApplicationSecurityGroups = []*armnetwork.ApplicationSecurityGroup{{ID: to.Ptr(asg)}}
+	p, err := rules.BeginCreateOrUpdate(ctx, "rg-prod", "db-nsg", "to-bastion", toBastion, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if put, err := p.PollUntilDone(ctx, azPoll); err != nil || *put.Properties.DestinationApplicationSecurityGroups[0].ID != asg {
+		t.Fatalf("written rule with an ASG: %v", err)
+	}
+	if snap := w.Snapshot().Azure.NetworkSecurityGroups[2].SecurityRules; snap[1].DestinationApplicationSecurityGroups[0] != asg {
+		t.Fatalf("snapshot: %+v", snap)
+	}
+
+	with := func(change func(p *armnetwork.SecurityRulePropertiesFormat)) error {
+		r := sshRuleTo(400, "203.0.113.7", "10.10.3.4")
+		change(r.Properties)
+		return errOf(rules.BeginCreateOrUpdate(ctx, "rg-prod", "db-nsg", "bad", r, nil))
+	}
+	asgs := func(ids ...string) []*armnetwork.ApplicationSecurityGroup {
+		var out []*armnetwork.ApplicationSecurityGroup
+		for _, id := range ids {
+			out = append(out, &armnetwork.ApplicationSecurityGroup{ID: to.Ptr(id)})
+		}
+		return out
+	}
+	wantARMError(t, with(func(p *armnetwork.SecurityRulePropertiesFormat) { p.SourceApplicationSecurityGroups = asgs(asg) }),
+		http.StatusBadRequest, "SecurityRuleParametersConflict")
+	wantARMError(t, with(func(p *armnetwork.SecurityRulePropertiesFormat) {
+		p.SourceAddressPrefix, p.SourceApplicationSecurityGroups = nil, asgs(azProd+"Microsoft.Network/applicationSecurityGroups/nope")
+	}), http.StatusBadRequest, "InvalidResourceReference")
+	eleven := make([]string, 11)
+	for i := range eleven {
+		eleven[i] = asg
+	}
+	wantARMError(t, with(func(p *armnetwork.SecurityRulePropertiesFormat) {
+		p.SourceAddressPrefix, p.SourceApplicationSecurityGroups = nil, asgs(eleven...)
+	}), http.StatusBadRequest, "NumberOfApplicationSecurityGroupsReferencedInSecurityRuleLimitReached")
+}
+
 func TestAzureAuthentication(t *testing.T) {
 	w := newAzureWorld(t, Options{})
 	path := azWebVM + "?api-version=" + azAPIVersion
@@ -787,7 +940,7 @@ func TestAzureSnapshotRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	first := w.Snapshot()
-	if rules := first.Azure.NetworkSecurityGroups[2].SecurityRules; len(rules) != 1 || rules[0].Name != "new" || rules[0].DestinationAddressPrefixes[1] != "fd00:db8:10:1::4" {
+	if rules := first.Azure.NetworkSecurityGroups[2].SecurityRules; len(rules) != 1 || rules[0].Name != "new" || rules[0].DestinationAddressPrefixes[1] != "10.10.1.5" {
 		t.Fatalf("snapshot rules: %+v", rules)
 	}
 	b, err := json.Marshal(first)
@@ -882,5 +1035,591 @@ func TestAzureVMDeleteKeepsItsNICs(t *testing.T) {
 	}
 	if _, err := poller.PollUntilDone(ctx, &runtime.PollUntilDoneOptions{Frequency: time.Millisecond}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// Injected throttling announces its wait in each way a client may meet, and
+// azcore honours the milliseconds headers: a 300 ms hint is waited for, and
+// not rounded up to a second.
+func TestAzureFaultRetryAfterWays(t *testing.T) {
+	w := newAzureWorld(t, Options{})
+	ctx := t.Context()
+	rules := w.noRetryRules(t)
+	get := func() http.Header {
+		t.Helper()
+		_, err := rules.Get(ctx, "rg-prod", "web-01-nsg", "allow-https", nil)
+		return wantARMError(t, err, http.StatusTooManyRequests, "TooManyRequests").RawResponse.Header
+	}
+	throttle := func(d time.Duration, ways ...string) {
+		w.InjectFault(Fault{Operation: "SecurityRules.Get", FailNext: 1, Status: 429, Code: "TooManyRequests", RetryAfter: d, RetryAfterIn: ways})
+	}
+
+	throttle(1500 * time.Millisecond)
+	if h := get(); h.Get("Retry-After") != "2" || h.Get("x-ms-retry-after-ms") != "" {
+		t.Fatalf("default: %v", h)
+	}
+	throttle(250*time.Millisecond, RetryAfterFractional, RetryAfterMsARM, RetryAfterMs)
+	if h := get(); h.Get("Retry-After") != "0.25" || h.Get("x-ms-retry-after-ms") != "250" || h.Get("retry-after-ms") != "250" {
+		t.Fatalf("fractional and milliseconds: %v", h)
+	}
+	throttle(2*time.Second, RetryAfterHTTPDate)
+	at, err := http.ParseTime(get().Get("Retry-After"))
+	if until := time.Until(at); err != nil || until < time.Second || until > 4*time.Second {
+		t.Fatalf("http-date: %v %s", err, until)
+	}
+
+	for _, way := range []string{RetryAfterMsARM, RetryAfterMs} {
+		throttle(300*time.Millisecond, RetryAfterSeconds, way)
+		start := time.Now()
+		if _, err := w.net.NewSecurityRulesClient().Get(ctx, "rg-prod", "web-01-nsg", "allow-https", nil); err != nil {
+			t.Fatal(err)
+		}
+		if elapsed := time.Since(start); elapsed < 300*time.Millisecond || elapsed >= time.Second {
+			t.Fatalf("%s: azcore waited %s for a 300 ms hint", way, elapsed)
+		}
+	}
+
+	for _, bad := range []string{`{"operation":"*","retry_after_in":["minutes"]}`, `{"operation":"*","retry_afer":5}`, `{"fail_next":1}`} {
+		resp, err := http.Post(w.URL+"/_admin/faults", "application/json", strings.NewReader(bad))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest {
+			t.Errorf("admin accepted %s: %d", bad, resp.StatusCode)
+		}
+	}
+}
+
+// A fault can make a write's long-running operation end Failed with an ARM
+// error: the write is accepted as usual and only polling shows the failure.
+// The resource is restored, or keeps the write when the fault says it was
+// applied, and shows provisioningState Failed until it is written again.
+func TestAzureOperationFails(t *testing.T) {
+	w := newAzureWorld(t, Options{PollInterval: 20 * time.Millisecond})
+	ctx := t.Context()
+	rules := w.net.NewSecurityRulesClient()
+	nsgState := func(name string) armnetwork.ProvisioningState {
+		t.Helper()
+		nsg, err := w.net.NewSecurityGroupsClient().Get(ctx, "rg-prod", name, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return *nsg.Properties.ProvisioningState
+	}
+	put := func(name string, rule armnetwork.SecurityRule) error {
+		t.Helper()
+		p, err := rules.BeginCreateOrUpdate(ctx, "rg-prod", "db-nsg", name, rule, nil)
+		if err != nil {
+			t.Fatalf("the write itself was refused: %v", err)
+		}
+		_, err = p.PollUntilDone(ctx, azPoll)
+		return err
+	}
+
+	w.InjectFault(Fault{Operation: "SecurityRules.CreateOrUpdate", FailOperationNext: 1, Code: "NetworkOperationFailed"})
+	// A write refused before its operation starts does not use the fault up.
+	_, err := rules.BeginCreateOrUpdate(ctx, "rg-prod", "db-nsg", "r1", sshRule(99, "*"), nil)
+	wantARMError(t, err, http.StatusBadRequest, "SecurityRuleInvalidPriority")
+	re := wantARMError(t, put("r1", sshRule(100, "*")), http.StatusOK, "NetworkOperationFailed")
+	if !strings.Contains(re.Error(), "injected failure") {
+		t.Fatalf("error body: %v", re)
+	}
+	_, err = rules.Get(ctx, "rg-prod", "db-nsg", "r1", nil)
+	wantARMError(t, err, http.StatusNotFound, "NotFound")
+	if s := nsgState("db-nsg"); s != armnetwork.ProvisioningStateFailed {
+		t.Fatalf("NSG after a failed write: %s", s)
+	}
+	if err := put("r1", sshRule(100, "*")); err != nil {
+		t.Fatalf("the next write: %v", err)
+	}
+	if s := nsgState("db-nsg"); s != armnetwork.ProvisioningStateSucceeded {
+		t.Fatalf("NSG after a good write: %s", s)
+	}
+
+	// Failed after applying: the update stays.
+	w.InjectFault(Fault{Operation: "SecurityRules.CreateOrUpdate", FailOperationNext: 1, FailedOperationApplied: true})
+	wantARMError(t, put("r1", sshRule(110, "*")), http.StatusOK, "InternalServerError")
+	got, err := rules.Get(ctx, "rg-prod", "db-nsg", "r1", nil)
+	if err != nil || *got.Properties.Priority != 110 || *got.Properties.ProvisioningState != armnetwork.ProvisioningStateFailed {
+		t.Fatalf("rule after a failure that applied: %v %+v", err, got.Properties)
+	}
+
+	// A failed update that did not apply restores the rule as it was.
+	w.InjectFault(Fault{Operation: "SecurityRules.CreateOrUpdate", FailOperationNext: 1})
+	wantARMError(t, put("r1", sshRule(120, "*")), http.StatusOK, "InternalServerError")
+	if got, err := rules.Get(ctx, "rg-prod", "db-nsg", "r1", nil); err != nil || *got.Properties.Priority != 110 {
+		t.Fatalf("rule after a failed update: %v %+v", err, got.Properties)
+	}
+
+	// A failed delete leaves the rule; its Location URL answers the error.
+	w.InjectFault(Fault{Operation: "SecurityRules.Delete", FailOperationNext: 1, Status: http.StatusConflict, Code: "Conflict"})
+	resp, _ := w.rawARM(t, http.MethodDelete, azWebNSG+"/securityRules/allow-https?api-version="+azAPIVersion, w.token())
+	if resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("delete: %d", resp.StatusCode)
+	}
+	time.Sleep(30 * time.Millisecond)
+	location := strings.TrimPrefix(resp.Header.Get("Location"), w.URL)
+	if resp, body := w.rawARM(t, http.MethodGet, location, w.token()); resp.StatusCode != http.StatusConflict || body["error"].(map[string]any)["code"] != "Conflict" {
+		t.Fatalf("location of a failed delete: %d %v", resp.StatusCode, body)
+	}
+	status := strings.TrimPrefix(resp.Header.Get("Azure-AsyncOperation"), w.URL)
+	if _, body := w.rawARM(t, http.MethodGet, status, w.token()); body["status"] != "Failed" || body["error"].(map[string]any)["code"] != "Conflict" {
+		t.Fatalf("status of a failed delete: %v", body)
+	}
+	if _, err := rules.Get(ctx, "rg-prod", "web-01-nsg", "allow-https", nil); err != nil {
+		t.Fatalf("the rule of a failed delete: %v", err)
+	}
+
+	// A firewall's failed read-modify-write restores the firewall.
+	fws := w.net.NewAzureFirewallsClient()
+	fw, err := fws.Get(ctx, "rg-hub", "fw-hub", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fw.Properties.NetworkRuleCollections = nil
+	w.InjectFault(Fault{Operation: "AzureFirewalls.CreateOrUpdate", FailOperationNext: 1})
+	p, err := fws.BeginCreateOrUpdate(ctx, "rg-hub", "fw-hub", fw.AzureFirewall, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = p.PollUntilDone(ctx, azPoll)
+	wantARMError(t, err, http.StatusOK, "InternalServerError")
+	if after, err := fws.Get(ctx, "rg-hub", "fw-hub", nil); err != nil || len(after.Properties.NetworkRuleCollections) != 1 ||
+		*after.Properties.ProvisioningState != armnetwork.ProvisioningStateFailed {
+		t.Fatalf("firewall after a failed write: %v %+v", err, after.Properties)
+	}
+
+	// Compute's operation status carries its times; the tags are restored.
+	vms := w.comp.NewVirtualMachinesClient()
+	w.InjectFault(Fault{Operation: "VirtualMachines.Update", FailOperationNext: 1, Code: "OperationPreempted"})
+	vp, err := vms.BeginUpdate(ctx, "rg-prod", "web-01", armcompute.VirtualMachineUpdate{Tags: map[string]*string{"only": to.Ptr("this")}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = vp.PollUntilDone(ctx, azPoll)
+	wantARMError(t, err, http.StatusOK, "OperationPreempted")
+	vm, err := vms.Get(ctx, "rg-prod", "web-01", nil)
+	if err != nil || len(vm.Tags) != 2 || *vm.Properties.ProvisioningState != "Failed" {
+		t.Fatalf("VM after a failed update: %v %v %v", err, vm.Tags, vm.Properties.ProvisioningState)
+	}
+}
+
+// ARM holds every resource to 50 tags, names of 512 and values of 256
+// characters, and refuses reserved characters in names.
+func TestAzureTagLimits(t *testing.T) {
+	w := newAzureWorld(t, Options{})
+	ctx := t.Context()
+	vms := w.comp.NewVirtualMachinesClient()
+	update := func(tags map[string]*string) error {
+		return errOf(vms.BeginUpdate(ctx, "rg-prod", "web-01", armcompute.VirtualMachineUpdate{Tags: tags}, nil))
+	}
+	many := func(n int) map[string]*string {
+		tags := map[string]*string{}
+		for i := range n {
+			tags[fmt.Sprintf("k%02d", i)] = to.Ptr("v")
+		}
+		return tags
+	}
+	re := wantARMError(t, update(many(51)), http.StatusBadRequest, "InvalidTags")
+	if !strings.Contains(re.Error(), "Requested tag count - '51'. Maximum number of tags allowed - '50'.") {
+		t.Fatalf("message: %v", re)
+	}
+	for name, c := range map[string]struct {
+		tags map[string]*string
+		code string
+	}{
+		"slash in a name":   {map[string]*string{"jit/policy": to.Ptr("x")}, "InvalidTagNameCharacters"},
+		"control character": {map[string]*string{"jit\tpolicy": to.Ptr("x")}, "InvalidTagNameCharacters"},
+		"blank name":        {map[string]*string{" ": to.Ptr("x")}, "InvalidTagName"},
+		"long name":         {map[string]*string{strings.Repeat("n", 513): to.Ptr("x")}, "InvalidTagName"},
+		"long value":        {map[string]*string{"n": to.Ptr(strings.Repeat("v", 257))}, "InvalidTagValueLength"},
+	} {
+		t.Run(name, func(t *testing.T) { wantARMError(t, update(c.tags), http.StatusBadRequest, c.code) })
+	}
+	limits := many(49)
+	limits[strings.Repeat("n", 512)] = to.Ptr(strings.Repeat("v", 256))
+	if err := update(limits); err != nil {
+		t.Fatalf("50 tags at the length limits: %v", err)
+	}
+
+	fws := w.net.NewAzureFirewallsClient()
+	fw, err := fws.Get(ctx, "rg-hub", "fw-hub", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fw.Tags = map[string]*string{"owner": to.Ptr(strings.Repeat("v", 257))}
+	_, err = fws.BeginCreateOrUpdate(ctx, "rg-hub", "fw-hub", fw.AzureFirewall, nil)
+	wantARMError(t, err, http.StatusBadRequest, "InvalidTagValueLength")
+
+	fx, err := LoadFixture("testdata/azure_fixture.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fx.Azure.NetworkSecurityGroups[1].Tags = map[string]string{"a<b": "x"}
+	if _, err := New(fx, Options{}); err == nil || !strings.Contains(err.Error(), "reserved characters") {
+		t.Fatalf("fixture with a reserved character in a tag name: %v", err)
+	}
+}
+
+// Virtual machines carry an ETag, "1", "2", …, that every write changes; an
+// update with an If-Match that is neither "*" nor the current ETag fails
+// with 412 and changes nothing.
+func TestAzureVMETag(t *testing.T) {
+	w := newAzureWorld(t, Options{})
+	ctx := t.Context()
+	vms := w.comp.NewVirtualMachinesClient()
+	update := func(opts *armcompute.VirtualMachinesClientBeginUpdateOptions, tags map[string]*string) (armcompute.VirtualMachine, error) {
+		t.Helper()
+		p, err := vms.BeginUpdate(ctx, "rg-prod", "web-01", armcompute.VirtualMachineUpdate{Tags: tags}, opts)
+		if err != nil {
+			return armcompute.VirtualMachine{}, err
+		}
+		done, err := p.PollUntilDone(ctx, azPoll)
+		return done.VirtualMachine, err
+	}
+	vm, err := vms.Get(ctx, "rg-prod", "web-01", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := vm.Etag
+	if first == nil || *first != `"1"` {
+		t.Fatalf("etag of an unwritten VM: %v", first)
+	}
+	tags := vm.Tags
+	tags["jit-policy"] = to.Ptr("prod-web")
+	second, err := update(&armcompute.VirtualMachinesClientBeginUpdateOptions{IfMatch: first}, tags)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if *second.Etag != `"2"` {
+		t.Fatalf("etag after a write: %s", *second.Etag)
+	}
+
+	_, err = update(&armcompute.VirtualMachinesClientBeginUpdateOptions{IfMatch: first}, map[string]*string{"lost": to.Ptr("update")})
+	re := wantARMError(t, err, http.StatusPreconditionFailed, "PreconditionFailed")
+	if !strings.Contains(re.Error(), `Etag provided in if-match header \"1\" does not match etag \"2\" of resource.`) {
+		t.Fatalf("message: %v", re)
+	}
+	if got, _ := vms.Get(ctx, "rg-prod", "web-01", nil); got.Tags["lost"] != nil || *got.Etag != `"2"` {
+		t.Fatalf("a failed precondition changed the VM: %v %s", got.Tags, *got.Etag)
+	}
+	_, err = update(&armcompute.VirtualMachinesClientBeginUpdateOptions{IfNoneMatch: to.Ptr("*")}, tags)
+	wantARMError(t, err, http.StatusPreconditionFailed, "PreconditionFailed")
+
+	if third, err := update(&armcompute.VirtualMachinesClientBeginUpdateOptions{IfMatch: to.Ptr("*")}, tags); err != nil || *third.Etag != `"3"` {
+		t.Fatalf("If-Match *: %v", err)
+	}
+	if fourth, err := update(nil, tags); err != nil || *fourth.Etag != `"4"` {
+		t.Fatalf("no If-Match: %v", err)
+	}
+}
+
+// rawJSON sends a JSON body without the SDK, which drops fields it does not
+// model, and decodes the answer.
+func (w *azWorld) rawJSON(t *testing.T, method, path string, body any) (*http.Response, map[string]any) {
+	t.Helper()
+	b, err := json.Marshal(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, err := http.NewRequest(method, w.URL+path, strings.NewReader(string(b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+w.token())
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	var out map[string]any
+	_ = json.NewDecoder(resp.Body).Decode(&out)
+	return resp, out
+}
+
+// Every field a client writes to a firewall is kept and returned, so a
+// read-modify-write that loses one cannot pass unseen; read-only fields are
+// ignored, as ARM ignores them.
+func TestAzureFirewallKeepsEveryField(t *testing.T) {
+	w := newAzureWorld(t, Options{})
+	path := azHubFW + "?api-version=" + azAPIVersion
+	_, fw := w.rawARM(t, http.MethodGet, path, w.token())
+	props := fw["properties"].(map[string]any)
+	if zones := fw["zones"].([]any); len(zones) != 3 || props["additionalProperties"].(map[string]any)["Network.DNS.EnableProxy"] != "true" {
+		t.Fatalf("the fixture's unmodelled fields: %v %v", fw["zones"], props["additionalProperties"])
+	}
+
+	fw["futureTopLevel"] = "kept"
+	fw["etag"], fw["id"] = `W/"made-up"`, azHubFW+"-elsewhere"
+	props["futureProperty"] = map[string]any{"nested": []any{1, 2.5, "x"}}
+	props["provisioningState"] = "Failed"
+	props["sku"].(map[string]any)["futureSkuField"] = true
+	ipc := props["ipConfigurations"].([]any)[0].(map[string]any)
+	ipc["properties"].(map[string]any)["futureIPConfigField"] = "kept"
+	col := props["networkRuleCollections"].([]any)[0].(map[string]any)
+	col["futureCollectionField"] = 7
+	rule := col["properties"].(map[string]any)["rules"].([]any)[0].(map[string]any)
+	rule["destinationIpGroups"] = []any{}
+	rule["futureRuleField"] = "kept"
+	if resp, body := w.rawJSON(t, http.MethodPut, path, fw); resp.StatusCode != http.StatusOK {
+		t.Fatalf("PUT: %d %v", resp.StatusCode, body)
+	}
+
+	_, got := w.rawARM(t, http.MethodGet, path, w.token())
+	gp := got["properties"].(map[string]any)
+	gcol := gp["networkRuleCollections"].([]any)[0].(map[string]any)
+	grule := gcol["properties"].(map[string]any)["rules"].([]any)[0].(map[string]any)
+	switch {
+	case got["futureTopLevel"] != "kept", len(got["zones"].([]any)) != 3:
+		t.Fatalf("top level: %v", got)
+	case !reflect.DeepEqual(gp["futureProperty"], map[string]any{"nested": []any{1.0, 2.5, "x"}}), gp["sku"].(map[string]any)["futureSkuField"] != true:
+		t.Fatalf("properties: %v", gp)
+	case gp["ipConfigurations"].([]any)[0].(map[string]any)["properties"].(map[string]any)["futureIPConfigField"] != "kept":
+		t.Fatalf("IP configuration: %v", gp["ipConfigurations"])
+	case gcol["futureCollectionField"] != 7.0, grule["futureRuleField"] != "kept":
+		t.Fatalf("collection: %v", gcol)
+	case got["id"] != azHubFW, got["etag"] == `W/"made-up"`, gp["provisioningState"] != "Succeeded":
+		t.Fatalf("read-only fields were taken from the request: %v %v %v", got["id"], got["etag"], gp["provisioningState"])
+	}
+	if fx := w.Snapshot().Azure.Firewalls[0]; string(fx.Unmodelled["futureTopLevel"]) != `"kept"` || fx.IPConfigurations[0].Unmodelled["properties.futureIPConfigField"] == nil {
+		t.Fatalf("snapshot: %v %v", fx.Unmodelled, fx.IPConfigurations[0].Unmodelled)
+	}
+
+	// The SDK models fewer fields than a client may write: its
+	// read-modify-write loses the others, and the next read shows it.
+	ctx := t.Context()
+	fws := w.net.NewAzureFirewallsClient()
+	sdk, err := fws.Get(ctx, "rg-hub", "fw-hub", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := fws.BeginCreateOrUpdate(ctx, "rg-hub", "fw-hub", sdk.AzureFirewall, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.PollUntilDone(ctx, azPoll); err != nil {
+		t.Fatal(err)
+	}
+	_, after := w.rawARM(t, http.MethodGet, path, w.token())
+	ap := after["properties"].(map[string]any)
+	if after["futureTopLevel"] != nil || ap["futureProperty"] != nil || len(after["zones"].([]any)) != 3 || ap["additionalProperties"] == nil {
+		t.Fatalf("after the SDK's read-modify-write: %v", after)
+	}
+}
+
+// A firewall PUT is checked as the network provider checks it: rule
+// protocols, DNAT to one of the firewall's public IPs on one port,
+// translated to one address and port, IPv4 only, ports 1-65535, collection
+// priorities and names unique per collection type.
+func TestAzureFirewallValidation(t *testing.T) {
+	w := newAzureWorld(t, Options{})
+	ctx := t.Context()
+	fws := w.net.NewAzureFirewallsClient()
+	put := func(change func(p *armnetwork.AzureFirewallPropertiesFormat, fw *armnetwork.AzureFirewall)) error {
+		t.Helper()
+		got, err := fws.Get(ctx, "rg-hub", "fw-hub", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		change(got.Properties, &got.AzureFirewall)
+		return errOf(fws.BeginCreateOrUpdate(ctx, "rg-hub", "fw-hub", got.AzureFirewall, nil))
+	}
+	network := func(change func(r *armnetwork.AzureFirewallNetworkRule)) func(*armnetwork.AzureFirewallPropertiesFormat, *armnetwork.AzureFirewall) {
+		return func(p *armnetwork.AzureFirewallPropertiesFormat, _ *armnetwork.AzureFirewall) {
+			change(p.NetworkRuleCollections[0].Properties.Rules[0])
+		}
+	}
+	nat := func(change func(r *armnetwork.AzureFirewallNatRule)) func(*armnetwork.AzureFirewallPropertiesFormat, *armnetwork.AzureFirewall) {
+		return func(p *armnetwork.AzureFirewallPropertiesFormat, _ *armnetwork.AzureFirewall) {
+			change(p.NatRuleCollections[0].Properties.Rules[0])
+		}
+	}
+	protocols := func(ps ...string) []*armnetwork.AzureFirewallNetworkRuleProtocol {
+		var out []*armnetwork.AzureFirewallNetworkRuleProtocol
+		for _, p := range ps {
+			out = append(out, to.Ptr(armnetwork.AzureFirewallNetworkRuleProtocol(p)))
+		}
+		return out
+	}
+	cases := map[string]struct {
+		change func(*armnetwork.AzureFirewallPropertiesFormat, *armnetwork.AzureFirewall)
+		code   string
+	}{
+		"network protocol GRE": {network(func(r *armnetwork.AzureFirewallNetworkRule) { r.Protocols = protocols("GRE") }), "InvalidRequestFormat"},
+		"no protocol":          {network(func(r *armnetwork.AzureFirewallNetworkRule) { r.Protocols = nil }), "AzureFirewallRuleAtLeastOneProtocolRequired"},
+		"no destination ports": {network(func(r *armnetwork.AzureFirewallNetworkRule) { r.DestinationPorts = nil }), "AzureFirewallRuleIpAddressesAndPortsMustBeSpecified"},
+		"address with host bits": {network(func(r *armnetwork.AzureFirewallNetworkRule) {
+			r.SourceAddresses = []*string{to.Ptr("10.10.0.1/16")}
+		}), "AzureFirewallRuleInvalidIpAddressOrRangeFormat"},
+		"IPv6 destination": {network(func(r *armnetwork.AzureFirewallNetworkRule) {
+			r.DestinationAddresses = []*string{to.Ptr("fd00:db8:10:1::4")}
+		}), "InvalidIPAddressFamily"},
+		"port 0":       {network(func(r *armnetwork.AzureFirewallNetworkRule) { r.DestinationPorts = []*string{to.Ptr("0-22")} }), "AzureFirewallRuleInvalidPortOrRangeFormat"},
+		"DNAT ICMP":    {nat(func(r *armnetwork.AzureFirewallNatRule) { r.Protocols = protocols("ICMP") }), "AzureFirewallRuleInvalidDnatProtocol"},
+		"DNAT Any":     {nat(func(r *armnetwork.AzureFirewallNatRule) { r.Protocols = protocols("TCP", "Any") }), "AzureFirewallRuleInvalidDnatProtocol"},
+		"DNAT to a VM": {nat(func(r *armnetwork.AzureFirewallNatRule) { r.DestinationAddresses = []*string{to.Ptr("10.10.1.4")} }), "AzureFirewallRuleInvalidDnatDestinationAddress"},
+		"DNAT to two": {nat(func(r *armnetwork.AzureFirewallNatRule) {
+			r.DestinationAddresses = append(r.DestinationAddresses, to.Ptr("20.61.15.201"))
+		}), "AzureFirewallRuleInvalidDnatDestinationAddress"},
+		"DNAT two ports": {nat(func(r *armnetwork.AzureFirewallNatRule) {
+			r.DestinationPorts = append(r.DestinationPorts, to.Ptr("8443"))
+		}), "AzureFirewallRuleInvalidDnatPortOrRangeFormat"},
+		"DNAT port range":     {nat(func(r *armnetwork.AzureFirewallNatRule) { r.DestinationPorts = []*string{to.Ptr("443-444")} }), "AzureFirewallRuleInvalidDnatPortOrRangeFormat"},
+		"DNAT no translation": {nat(func(r *armnetwork.AzureFirewallNatRule) { r.TranslatedAddress = nil }), "AzureFirewallRuleIpAddressesAndPortsMustBeSpecified"},
+		"DNAT any port":       {nat(func(r *armnetwork.AzureFirewallNatRule) { r.TranslatedPort = to.Ptr("*") }), "AzureFirewallRuleInvalidDnatPortOrRangeFormat"},
+		"DNAT to a prefix":    {nat(func(r *armnetwork.AzureFirewallNatRule) { r.TranslatedAddress = to.Ptr("10.10.1.0/24") }), "AzureFirewallRuleInvalidIpAddressOrRangeFormat"},
+		"collection name twice, other case": {func(p *armnetwork.AzureFirewallPropertiesFormat, _ *armnetwork.AzureFirewall) {
+			twin := *p.NetworkRuleCollections[0]
+			twin.Name = to.Ptr("ALLOW-DNS")
+			twin.Properties = &armnetwork.AzureFirewallNetworkRuleCollectionPropertiesFormat{
+				Priority: to.Ptr[int32](250), Action: p.NetworkRuleCollections[0].Properties.Action, Rules: p.NetworkRuleCollections[0].Properties.Rules,
+			}
+			p.NetworkRuleCollections = append(p.NetworkRuleCollections, &twin)
+		}, "AzureFirewallRuleCollectionDuplicateName"},
+		"no location": {func(_ *armnetwork.AzureFirewallPropertiesFormat, fw *armnetwork.AzureFirewall) { fw.Location = nil }, "LocationRequired"},
+		"moved": {func(_ *armnetwork.AzureFirewallPropertiesFormat, fw *armnetwork.AzureFirewall) {
+			fw.Location = to.Ptr("eastus")
+		}, "InvalidResourceLocation"},
+	}
+	for name, c := range cases {
+		t.Run(name, func(t *testing.T) { wantARMError(t, put(c.change), http.StatusBadRequest, c.code) })
+	}
+
+	// Enumerations are stored in ARM's casing; locations compare as ARM's do.
+	p, err := fws.BeginCreateOrUpdate(ctx, "rg-hub", "fw-hub", func() armnetwork.AzureFirewall {
+		got, _ := fws.Get(ctx, "rg-hub", "fw-hub", nil)
+		got.Location = to.Ptr("West Europe")
+		got.Properties.NetworkRuleCollections[0].Properties.Rules[0].Protocols = protocols("udp", "tcp")
+		got.Properties.NatRuleCollections[0].Properties.Action.Type = to.Ptr(armnetwork.AzureFirewallNatRCActionType("DNAT"))
+		return got.AzureFirewall
+	}(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done, err := p.PollUntilDone(ctx, azPoll)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := done.Properties.NetworkRuleCollections[0].Properties.Rules[0].Protocols; *got[0] != "UDP" || *got[1] != "TCP" ||
+		*done.Properties.NatRuleCollections[0].Properties.Action.Type != "Dnat" || *done.Location != "westeurope" {
+		t.Fatalf("casing: %v %s %s", got, *done.Properties.NatRuleCollections[0].Properties.Action.Type, *done.Location)
+	}
+}
+
+// ARM throttles each subscription with token buckets: 200 writes refilled
+// at 10 a second, 250 reads at 25. An empty bucket answers 429
+// SubscriptionRequestsThrottled with Retry-After; every answer says how
+// many requests are left.
+func TestAzureThrottling(t *testing.T) {
+	w := newAzureWorld(t, Options{})
+	del := azWebNSG + "/securityRules/not-there?api-version=" + azAPIVersion
+	for i := range 200 {
+		resp, _ := w.rawARM(t, http.MethodDelete, del, w.token())
+		if resp.StatusCode != http.StatusNoContent {
+			t.Fatalf("write %d: %d", i+1, resp.StatusCode)
+		}
+		if left := resp.Header.Get("x-ms-ratelimit-remaining-subscription-writes"); i == 0 && left != "199" {
+			t.Fatalf("writes left after the first: %q", left)
+		}
+	}
+	resp, body := w.rawARM(t, http.MethodDelete, del, w.token())
+	if resp.StatusCode != http.StatusTooManyRequests || body["error"].(map[string]any)["code"] != "SubscriptionRequestsThrottled" ||
+		resp.Header.Get("Retry-After") != "1" || resp.Header.Get("x-ms-ratelimit-remaining-subscription-writes") != "0" {
+		t.Fatalf("write 201: %d %v %v", resp.StatusCode, resp.Header, body)
+	}
+	// Reads have their own bucket.
+	get := azWebNSG + "?api-version=" + azAPIVersion
+	if resp, _ := w.rawARM(t, http.MethodGet, get, w.token()); resp.StatusCode != http.StatusOK ||
+		resp.Header.Get("x-ms-ratelimit-remaining-subscription-reads") != "249" {
+		t.Fatalf("a read after the writes ran out: %d %v", resp.StatusCode, resp.Header)
+	}
+	time.Sleep(120 * time.Millisecond) // a write token comes back every 100 ms
+	if resp, _ := w.rawARM(t, http.MethodDelete, del, w.token()); resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("write after a refill: %d", resp.StatusCode)
+	}
+	// azcore waits for the Retry-After ARM sends and succeeds.
+	for i := 0; ; i++ {
+		if resp, _ := w.rawARM(t, http.MethodGet, get, w.token()); resp.StatusCode == http.StatusTooManyRequests {
+			break
+		} else if i > 400 {
+			t.Fatal("reads were never throttled")
+		}
+	}
+	start := time.Now()
+	if _, err := w.net.NewSecurityGroupsClient().Get(t.Context(), "rg-prod", "web-01-nsg", nil); err != nil || time.Since(start) < 20*time.Millisecond {
+		t.Fatalf("read through a throttle: %v after %s", err, time.Since(start))
+	}
+}
+
+// The network provider honours If-Match on writes, though the SDK's
+// options cannot set it: a client that sends the ETag it read learns of a
+// concurrent write with 412, instead of overwriting it.
+func TestAzureNetworkIfMatch(t *testing.T) {
+	w := newAzureWorld(t, Options{})
+	ifMatch := func(etag string) context.Context {
+		return runtime.WithHTTPHeader(t.Context(), http.Header{"If-Match": {etag}})
+	}
+	rules := w.net.NewSecurityRulesClient()
+	rule, err := rules.Get(t.Context(), "rg-prod", "web-01-nsg", "allow-https", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	read := *rule.Etag
+	p, err := rules.BeginCreateOrUpdate(ifMatch(read), "rg-prod", "web-01-nsg", "allow-https", rule.SecurityRule, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.PollUntilDone(t.Context(), azPoll); err != nil {
+		t.Fatal(err)
+	}
+	_, err = rules.BeginCreateOrUpdate(ifMatch(read), "rg-prod", "web-01-nsg", "allow-https", rule.SecurityRule, nil)
+	re := wantARMError(t, err, http.StatusPreconditionFailed, "PreconditionFailed")
+	if !strings.Contains(re.Error(), "PreconditionFailedEtagMismatch") {
+		t.Fatalf("412 without its detail: %v", re)
+	}
+	_, err = rules.BeginCreateOrUpdate(ifMatch("*"), "rg-prod", "web-01-nsg", "new-rule", sshRule(150, "*"), nil)
+	wantARMError(t, err, http.StatusPreconditionFailed, "PreconditionFailed")
+	_, err = rules.BeginDelete(ifMatch(read), "rg-prod", "web-01-nsg", "allow-https", nil)
+	wantARMError(t, err, http.StatusPreconditionFailed, "PreconditionFailed")
+
+	fws := w.net.NewAzureFirewallsClient()
+	fw, err := fws.Get(t.Context(), "rg-hub", "fw-hub", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fws.BeginCreateOrUpdate(ifMatch(*fw.Etag), "rg-hub", "fw-hub", fw.AzureFirewall, nil); err != nil {
+		t.Fatal(err)
+	}
+	_, err = fws.BeginCreateOrUpdate(ifMatch(*fw.Etag), "rg-hub", "fw-hub", fw.AzureFirewall, nil)
+	wantARMError(t, err, http.StatusPreconditionFailed, "PreconditionFailed")
+}
+
+// What the emulator renders for what a client left out (defaults) is stored
+// as such: the SDK's read-modify-write of an untouched firewall, which
+// sends those defaults back, changes nothing in the world.
+func TestAzureFirewallRoundTripChangesNothing(t *testing.T) {
+	w := newAzureWorld(t, Options{})
+	ctx := t.Context()
+	before := w.Snapshot().Azure.Firewalls
+	fws := w.net.NewAzureFirewallsClient()
+	for _, name := range []string{"fw-hub", "fw-managed"} {
+		fw, err := fws.Get(ctx, "rg-hub", name, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := fws.BeginCreateOrUpdate(ctx, "rg-hub", name, fw.AzureFirewall, nil)
+		if err == nil {
+			_, err = p.PollUntilDone(ctx, azPoll)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if after := w.Snapshot().Azure.Firewalls; !reflect.DeepEqual(before, after) {
+		b, _ := json.Marshal(before)
+		a, _ := json.Marshal(after)
+		t.Fatalf("a round trip changed the firewalls:\n%s\n%s", b, a)
 	}
 }

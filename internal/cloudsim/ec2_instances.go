@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // Instances, network interfaces and tags.
@@ -328,18 +329,33 @@ func (a *awsState) taggedResources(p awsParams) ([]*map[string]string, *awsError
 	return out, nil
 }
 
-const maxTagsPerResource = 50
+// EC2's limits on tags: per resource, and lengths in Unicode characters.
+const (
+	maxTagsPerResource = 50
+	maxEC2TagKeyLen    = 128
+	maxEC2TagValueLen  = 256
+)
 
 func validateTags(tags []awsTagParam) *awsError {
 	for _, t := range tags {
 		switch {
-		case t.key == "" || len(t.key) > 128 || len(t.value) > 256:
-			return ec2ClientError("InvalidParameterValue", "Tag key must be 1 to 128 characters and value at most 256: %q=%q", t.key, t.value)
+		case t.key == "":
+			return ec2ClientError("InvalidParameterValue", "Tag keys must not be empty")
+		case utf8.RuneCountInString(t.key) > maxEC2TagKeyLen:
+			return ec2ClientError("InvalidParameterValue", "Tag key exceeds the maximum length of %d characters", maxEC2TagKeyLen)
+		case utf8.RuneCountInString(t.value) > maxEC2TagValueLen:
+			return ec2ClientError("InvalidParameterValue", "Tag value exceeds the maximum length of %d characters", maxEC2TagValueLen)
 		case strings.HasPrefix(strings.ToLower(t.key), "aws:"):
 			return ec2ClientError("InvalidParameterValue", "Tag keys starting with 'aws:' are reserved for internal use")
 		}
 	}
 	return nil
+}
+
+// tagLimitExceeded is EC2's answer when a resource would have more than
+// maxTagsPerResource tags.
+func tagLimitExceeded() *awsError {
+	return ec2ClientError("TagLimitExceeded", "The maximum number of Tags for a resource has been reached.")
 }
 
 func (a *awsState) createTags(p awsParams) (any, *awsError) {
@@ -364,7 +380,7 @@ func (a *awsState) createTags(p awsParams) (any, *awsError) {
 			updated[i][tag.key] = tag.value
 		}
 		if len(updated[i]) > maxTagsPerResource {
-			return nil, ec2ClientError("TagLimitExceeded", "The maximum number of Tags for a resource has been reached.")
+			return nil, tagLimitExceeded()
 		}
 	}
 	for i, t := range targets {

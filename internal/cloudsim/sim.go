@@ -12,6 +12,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -66,6 +67,7 @@ type Sim struct {
 	azure  *azureState
 	aws    *awsState
 	calls  map[string]int
+	flows  map[string]map[string]int // flow → operation → calls
 	faults map[string]*Fault
 	rand   func() float64
 }
@@ -86,6 +88,7 @@ func New(fx *Fixture, opts Options) (*Sim, error) {
 	s := &Sim{
 		opts:   opts,
 		calls:  map[string]int{},
+		flows:  map[string]map[string]int{},
 		faults: map[string]*Fault{},
 		rand:   newRand(),
 	}
@@ -159,10 +162,31 @@ func Start(sim *Sim, addr string) (*Server, error) {
 // Close stops the server.
 func (s *Server) Close() error { return s.http.Close() }
 
-// count records one call of op. Callers hold no lock.
-func (s *Sim) count(op string) {
+// flowToken marks the provider's flow in a User-Agent: the product token
+// jit-flow/<flow>, where flow is configure, request, audit or revoke.
+const flowToken = "jit-flow/"
+
+// NoFlow is the flow of calls whose User-Agent names none.
+const NoFlow = ""
+
+// flowOf is the flow a request names in its User-Agent, or NoFlow.
+func flowOf(r *http.Request) string {
+	for _, token := range strings.Fields(r.Header.Get("User-Agent")) {
+		if flow, ok := strings.CutPrefix(token, flowToken); ok {
+			return flow
+		}
+	}
+	return NoFlow
+}
+
+// count records one call of op made in flow. Callers hold no lock.
+func (s *Sim) count(op, flow string) {
 	s.mu.Lock()
 	s.calls[op]++
+	if s.flows[flow] == nil {
+		s.flows[flow] = map[string]int{}
+	}
+	s.flows[flow][op]++
 	s.mu.Unlock()
 }
 
@@ -170,17 +194,26 @@ func (s *Sim) count(op string) {
 func (s *Sim) Calls() map[string]int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make(map[string]int, len(s.calls))
-	for k, v := range s.calls {
-		out[k] = v
+	return maps.Clone(s.calls)
+}
+
+// CallsByFlow returns, for each flow named in the callers' User-Agent
+// (NoFlow for calls naming none), how many times each operation was called.
+func (s *Sim) CallsByFlow() map[string]map[string]int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string]map[string]int, len(s.flows))
+	for flow, ops := range s.flows {
+		out[flow] = maps.Clone(ops)
 	}
 	return out
 }
 
-// ResetCalls zeroes the call counters.
+// ResetCalls zeroes the call counters, per operation and per flow.
 func (s *Sim) ResetCalls() {
 	s.mu.Lock()
 	s.calls = map[string]int{}
+	s.flows = map[string]map[string]int{}
 	s.mu.Unlock()
 }
 
