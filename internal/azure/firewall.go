@@ -165,7 +165,7 @@ func (c *Client) editFirewall(ctx context.Context, firewallID string, edit func(
 		if err != nil {
 			return err
 		}
-		_, err = poller.PollUntilDone(ctx, pollOptions)
+		_, err = await(ctx, poller)
 		return err
 	})
 }

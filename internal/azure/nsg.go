@@ -56,7 +56,7 @@ func (c *Client) ApplyNSGPlan(ctx context.Context, nsgID string, plan jit.NSGPla
 			if err != nil {
 				return err
 			}
-			_, err = poller.PollUntilDone(ctx, pollOptions)
+			_, err = await(ctx, poller)
 			return err
 		})
 		if err != nil && !isNotFound(err) {
@@ -73,7 +73,7 @@ func (c *Client) ApplyNSGPlan(ctx context.Context, nsgID string, plan jit.NSGPla
 			if err != nil {
 				return err
 			}
-			_, err = poller.PollUntilDone(ctx, pollOptions)
+			_, err = await(ctx, poller)
 			return err
 		})
 		if err != nil {

@@ -100,7 +100,7 @@ func (c *Client) RevokeSecurityRule(ctx context.Context, nsgID, name string, rev
 		if err != nil {
 			return err
 		}
-		_, err = poller.PollUntilDone(ctx, pollOptions)
+		_, err = await(ctx, poller)
 		return err
 	})
 	if err != nil && !isNotFound(err) {

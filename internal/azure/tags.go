@@ -56,7 +56,7 @@ func (c *Client) UpdateMachineTags(ctx context.Context, vmID string, set map[str
 		if err != nil {
 			return err
 		}
-		_, err = poller.PollUntilDone(ctx, pollOptions)
+		_, err = await(ctx, poller)
 		return err
 	})
 }

@@ -18,7 +18,54 @@ import (
 // sends no Retry-After.
 const pollFrequency = time.Second
 
-var pollOptions = &runtime.PollUntilDoneOptions{Frequency: pollFrequency}
+// await polls a long-running operation until it ends and returns its
+// result. A poll that fails for a reason worth another attempt (a
+// throttled GET, a dropped connection) is repeated on its own, never the
+// write that started the operation; an operation that ended Failed is the
+// error, for the write's own retry to judge.
+func await[T any](ctx context.Context, poller *runtime.Poller[T]) (T, error) {
+	for !poller.Done() {
+		var resp *http.Response
+		if err := withRetry(ctx, func(ctx context.Context) (err error) {
+			resp, err = poller.Poll(ctx)
+			return err
+		}); err != nil {
+			var zero T
+			return zero, err
+		}
+		if poller.Done() {
+			break
+		}
+		wait := pollFrequency
+		if after := retryAfter(resp); after > 0 {
+			wait = after
+		}
+		timer := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			var zero T
+			return zero, ctx.Err()
+		case <-timer.C:
+		}
+	}
+	// The result of a finished operation may need one more GET, which is
+	// retried on its own when it fails as a call (throttled, dropped). An
+	// operation that ended Failed comes back in a 200 poll response: that
+	// is returned at once, for the write's own retry to judge.
+	var out T
+	err := retry.Do(ctx, retry.DefaultBackoff, func(err error) (bool, time.Duration) {
+		var re *azcore.ResponseError
+		if errors.As(err, &re) && re.StatusCode < http.StatusTooManyRequests {
+			return false, 0
+		}
+		return classify(err)
+	}, func(ctx context.Context) (err error) {
+		out, err = poller.Result(ctx)
+		return err
+	})
+	return out, err
+}
 
 // retryableCodes are ARM error codes that mean "try again later": an NSG or
 // firewall accepts one write at a time, and ARM throttles writes.
