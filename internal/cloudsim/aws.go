@@ -479,19 +479,19 @@ func (a *awsState) primaryENI(instanceID string) *AWSNetworkInterface {
 }
 
 // rule finds a rule by ID in any group.
-func (a *awsState) rule(id string) (*AWSSecurityGroup, *AWSRule, bool) {
+func (a *awsState) rule(id string) (*AWSSecurityGroup, *AWSRule) {
 	for i := range a.fx.SecurityGroups {
 		g := &a.fx.SecurityGroups[i]
 		for j := range g.Ingress {
 			if g.Ingress[j].ID == id {
-				return g, &g.Ingress[j], false
+				return g, &g.Ingress[j]
 			}
 		}
 		for j := range g.Egress {
 			if g.Egress[j].ID == id {
-				return g, &g.Egress[j], true
+				return g, &g.Egress[j]
 			}
 		}
 	}
-	return nil, nil, false
+	return nil, nil
 }

@@ -73,7 +73,7 @@ func awsConfig(url, region string) aws.Config {
 		Region:       region,
 		Credentials:  credentials.NewStaticCredentialsProvider("AKID", "SECRET", ""),
 		BaseEndpoint: aws.String(url),
-		HTTPClient:   &http.Client{Transport: opaqueBody{http.DefaultTransport.(*http.Transport).Clone()}},
+		HTTPClient:   &http.Client{Transport: opaqueBody{http.DefaultTransport}},
 	}
 }
 

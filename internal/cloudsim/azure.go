@@ -331,7 +331,7 @@ func (a *azureState) checkReferences() error {
 				return err
 			}
 			for _, c := range r.IPConfigurations {
-				if _, _, ok := a.subnet(c.Subnet); !ok {
+				if _, ok := a.subnet(c.Subnet); !ok {
 					return fmt.Errorf("network interface %s: ip configuration %q: subnet %q does not exist", r.ID, c.Name, c.Subnet)
 				}
 				if err := a.checkRef("network interface "+r.ID, c.PublicIP, publicIPType); err != nil {
@@ -384,23 +384,23 @@ func lookup[T any](a *azureState, id string) (T, bool) {
 	return r, ok
 }
 
-// subnet resolves a subnet ID to its virtual network and subnet.
-func (a *azureState) subnet(id string) (*AzureVNet, *AzureSubnet, bool) {
+// subnet resolves a subnet ID.
+func (a *azureState) subnet(id string) (*AzureSubnet, bool) {
 	i := strings.LastIndex(strings.ToLower(id), "/subnets/")
 	if i < 0 {
-		return nil, nil, false
+		return nil, false
 	}
 	vnet, ok := lookup[*AzureVNet](a, id[:i])
 	if !ok {
-		return nil, nil, false
+		return nil, false
 	}
 	name := id[i+len("/subnets/"):]
 	for j := range vnet.Subnets {
 		if strings.EqualFold(vnet.Subnets[j].Name, name) {
-			return vnet, &vnet.Subnets[j], true
+			return &vnet.Subnets[j], true
 		}
 	}
-	return vnet, nil, false
+	return nil, false
 }
 
 func (a *azureState) subscriptionID() string { return a.subscription }

@@ -106,7 +106,8 @@ func (a *azureState) renderFirewall(fw *AzureFirewall) obj {
 		cols := []obj{}
 		for _, raw := range kind.list {
 			col, _ := decodeObject(raw) // validated when stored
-			col["id"], col["etag"] = fw.ID+"/"+kind.property+"/"+col["name"].(string), a.etag(fw.ID)
+			name, _ := col["name"].(string) // validated when stored
+			col["id"], col["etag"] = fw.ID+"/"+kind.property+"/"+name, a.etag(fw.ID)
 			if p, ok := col["properties"].(obj); ok {
 				p["provisioningState"] = "Succeeded"
 			}
@@ -248,7 +249,7 @@ func (a *azureState) checkFirewall(fw *AzureFirewall) *armError {
 		return invalidReference(fw.FirewallPolicy, fw.ID)
 	}
 	for _, ipc := range fw.IPConfigurations {
-		if _, _, ok := a.subnet(ipc.Subnet); !ok && ipc.Subnet != "" {
+		if _, ok := a.subnet(ipc.Subnet); !ok && ipc.Subnet != "" {
 			return invalidReference(ipc.Subnet, fw.ID)
 		}
 		if a.checkRef("", ipc.PublicIP, publicIPType) != nil {
@@ -307,7 +308,9 @@ func (a *azureState) checkFirewall(fw *AzureFirewall) *armError {
 			delete(col, "etag")
 			props, _ := col["properties"].(obj) // present: the action was read from it
 			delete(props, "provisioningState")
-			props["action"].(obj)["type"] = kind.actions[action]
+			if act, ok := props["action"].(obj); ok {
+				act["type"] = kind.actions[action]
+			}
 			if kind.checkRule != nil {
 				path := fmt.Sprintf("properties.%s[%d].properties.rules", kind.property, i)
 				if e := checkFirewallRules(props, path, kind.checkRule, publicIPs); e != nil {

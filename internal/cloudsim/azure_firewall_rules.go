@@ -65,7 +65,7 @@ func checkFirewallRules(props obj, path string, check func(r *firewallRuleIn, pa
 			err = json.Unmarshal(b, &in)
 		}
 		if !ok || err != nil {
-			return invalidJSON(fmt.Errorf("Cannot read the rule at path '%s': %v", rulePath, err))
+			return invalidJSON(fmt.Errorf("Cannot read the rule at path '%s': %w", rulePath, err))
 		}
 		if in.Name == "" {
 			return invalidJSON(fmt.Errorf("Required property 'name' not found in JSON. Path '%s'.", rulePath))

@@ -206,7 +206,7 @@ func getSubnet(c *armCall) armReply {
 	if !found {
 		return c.resourceNotFound(vnetType, c.args[1]).reply()
 	}
-	_, s, found := c.a.subnet(c.path)
+	s, found := c.a.subnet(c.path)
 	if !found {
 		return c.childNotFound().reply()
 	}
@@ -238,7 +238,9 @@ func (a *azureState) renderNSG(n *AzureNSG) obj {
 		r["id"] = n.ID + "/defaultSecurityRules/" + defaultSecurityRules[i].Name
 		r["type"] = "Microsoft.Network/networkSecurityGroups/defaultSecurityRules"
 		r["etag"] = a.etag(n.ID)
-		r["properties"].(obj)["provisioningState"] = "Succeeded"
+		if p, ok := r["properties"].(obj); ok {
+			p["provisioningState"] = "Succeeded"
+		}
 		defaults = append(defaults, r)
 	}
 	props := obj{

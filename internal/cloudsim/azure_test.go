@@ -1559,7 +1559,7 @@ func TestAzureThrottling(t *testing.T) {
 func TestAzureNetworkIfMatch(t *testing.T) {
 	w := newAzureWorld(t, Options{})
 	ifMatch := func(etag string) context.Context {
-		return runtime.WithHTTPHeader(t.Context(), http.Header{"If-Match": {etag}})
+		return policy.WithHTTPHeader(t.Context(), http.Header{"If-Match": {etag}})
 	}
 	rules := w.net.NewSecurityRulesClient()
 	rule, err := rules.Get(t.Context(), "rg-prod", "web-01-nsg", "allow-https", nil)

@@ -288,7 +288,7 @@ func (a *awsState) tagsOf(id string) (*map[string]string, *awsError) {
 		}
 		code, noun = "InvalidGroup.NotFound", "security group"
 	case "sgr":
-		if _, x, _ := a.rule(id); x != nil {
+		if _, x := a.rule(id); x != nil {
 			tags = &x.Tags
 		}
 		code, noun = "InvalidSecurityGroupRuleId.NotFound", "security group rule ID"

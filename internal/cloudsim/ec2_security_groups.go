@@ -491,7 +491,7 @@ func (a *awsState) describeSecurityGroupRules(p awsParams) (any, *awsError) {
 	if err := checkEC2IDs("sgr", "InvalidSecurityGroupRuleId.Malformed", ids); err != nil {
 		return nil, err
 	}
-	if err := requireIDs(ids, func(id string) bool { g, _, _ := a.rule(id); return g != nil }, "InvalidSecurityGroupRuleId.NotFound", "security group rule ID"); err != nil {
+	if err := requireIDs(ids, func(id string) bool { g, _ := a.rule(id); return g != nil }, "InvalidSecurityGroupRuleId.NotFound", "security group rule ID"); err != nil {
 		return nil, err
 	}
 	filters, err := p.filters("group-id", "security-group-rule-id")
