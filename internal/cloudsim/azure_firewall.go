@@ -105,7 +105,7 @@ func (a *azureState) renderFirewall(fw *AzureFirewall) obj {
 	for _, kind := range collectionKinds(fw) {
 		cols := []obj{}
 		for _, raw := range kind.list {
-			col, _ := decodeObject(raw) // validated when stored
+			col, _ := decodeObject(raw)     // validated when stored
 			name, _ := col["name"].(string) // validated when stored
 			col["id"], col["etag"] = fw.ID+"/"+kind.property+"/"+name, a.etag(fw.ID)
 			if p, ok := col["properties"].(obj); ok {

@@ -60,21 +60,13 @@ func machinePolicy(m *jit.Machine) (name string, ports []jit.Port, ok bool, err 
 // resolved against the policy (nil when the policy is not there yet: it
 // may be created in the same apply, and the checks run again then).
 func (e *Engine) PlanRequest(ctx context.Context, req Request) ([]jit.PortProtocol, []jit.Finding) {
-	b, err := e.backendFor(req.MachineID)
-	if err != nil {
-		return nil, []jit.Finding{jit.Error("Cannot read virtual machine", err.Error(), pathMachine...)}
-	}
-	m, err := b.Machine(ctx, req.MachineID)
-	if err != nil {
-		return nil, []jit.Finding{machineError(err)}
-	}
-	policy, policyPorts, ok, err := machinePolicy(m)
+	b, m, policy, policyPorts, f := e.requestTarget(ctx, req.MachineID)
 	switch {
-	case err != nil:
-		return nil, []jit.Finding{jit.Error("Unreadable JIT policy", err.Error(), pathMachine...)}
-	case !ok:
+	case f != nil && f.Summary == summaryNoPolicy:
 		return nil, []jit.Finding{jit.Warning("No JIT policy on the virtual machine yet",
 			fmt.Sprintf("%s carries no jit_policy. If a policy covering it is applied first in this run, the request is checked against it at apply; otherwise the apply fails.", m.ID), pathMachine...)}
+	case f != nil:
+		return nil, []jit.Finding{*f}
 	}
 	now := e.clock.Now()
 	resolved, findings := validateRequest(req, policyPorts, now)
@@ -86,6 +78,33 @@ func (e *Engine) PlanRequest(ctx context.Context, req Request) ([]jit.PortProtoc
 		g.Ports = append(g.Ports, GrantPort{Port: pp, Source: req.Ports[i].Source, End: now.Add(time.Hour)})
 	}
 	return resolved, append(findings, b.CheckGrant(ctx, m, g)...)
+}
+
+const summaryNoPolicy = "No JIT policy on the virtual machine"
+
+// requestTarget resolves the machine a request is for and the policy its
+// tags record; the finding says what is missing.
+func (e *Engine) requestTarget(ctx context.Context, id string) (Backend, *jit.Machine, string, []jit.Port, *jit.Finding) {
+	b, err := e.backendFor(id)
+	if err != nil {
+		f := jit.Error("Cannot read virtual machine", err.Error(), pathMachine...)
+		return nil, nil, "", nil, &f
+	}
+	m, err := b.Machine(ctx, id)
+	if err != nil {
+		f := machineError(err)
+		return nil, nil, "", nil, &f
+	}
+	policy, ports, ok, err := machinePolicy(m)
+	switch {
+	case err != nil:
+		f := jit.Error("Unreadable JIT policy", err.Error(), pathMachine...)
+		return b, m, "", nil, &f
+	case !ok:
+		f := jit.Error(summaryNoPolicy, fmt.Sprintf("%s is not covered by any jit_policy: there is nothing to request access to", m.ID), pathMachine...)
+		return b, m, "", nil, &f
+	}
+	return b, m, policy, ports, nil
 }
 
 // machineError is the finding for a machine that cannot be read.
@@ -109,20 +128,9 @@ type OpenedRequest struct {
 // and opens its grants. What was written is returned even with an error,
 // so that it is kept in state and removed on destroy.
 func (e *Engine) OpenRequest(ctx context.Context, req Request) (*OpenedRequest, []jit.Finding) {
-	b, err := e.backendFor(req.MachineID)
-	if err != nil {
-		return nil, []jit.Finding{jit.Error("Cannot read virtual machine", err.Error(), pathMachine...)}
-	}
-	m, err := b.Machine(ctx, req.MachineID)
-	if err != nil {
-		return nil, []jit.Finding{machineError(err)}
-	}
-	policy, policyPorts, ok, err := machinePolicy(m)
-	if err == nil && !ok {
-		err = fmt.Errorf("%s is not covered by any jit_policy: there is nothing to request access to", m.ID)
-	}
-	if err != nil {
-		return nil, []jit.Finding{jit.Error("No JIT policy on the virtual machine", err.Error(), pathMachine...)}
+	b, m, policy, policyPorts, f := e.requestTarget(ctx, req.MachineID)
+	if f != nil {
+		return nil, []jit.Finding{*f}
 	}
 	start := e.clock.Now().UTC().Truncate(time.Second)
 	resolved, findings := validateRequest(req, policyPorts, start)

@@ -36,6 +36,7 @@ type prioritySlots struct {
 	taken  []bool // index priority-lo
 }
 
+//nolint:unparam // NSGs and firewalls both start at 100 today; each caller names its own bound.
 func newPrioritySlots(lo, hi int) *prioritySlots {
 	return &prioritySlots{lo: lo, hi: hi, taken: make([]bool, hi-lo+1)}
 }
