@@ -1,10 +1,13 @@
 package engine
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/terraform-plugin-log/tflog"
@@ -68,7 +71,9 @@ func (e *Engine) PlanRequest(ctx context.Context, req Request) ([]jit.PortProtoc
 	case f != nil:
 		return nil, []jit.Finding{*f}
 	}
-	now := e.clock.Now()
+	// As Create counts from a start cut to the second, so that a duration
+	// given as an end time reads in whole seconds.
+	now := e.clock.Now().UTC().Truncate(time.Second)
 	resolved, findings := validateRequest(req, policyPorts, now)
 	if jit.HasError(findings) {
 		return nil, findings
@@ -318,4 +323,13 @@ func ConnectionDetails(m *jit.Machine, port jit.PortProtocol) string {
 		return ""
 	}
 	return fmt.Sprintf("%s:%d", ips[0], port.Number)
+}
+
+// SortGrantRules orders a request's rules the one way state shows them:
+// by target, port and name, so a refresh never reorders them.
+func SortGrantRules(rules []GrantRule) {
+	slices.SortFunc(rules, func(a, b GrantRule) int {
+		return cmp.Or(strings.Compare(strings.ToLower(a.TargetID), strings.ToLower(b.TargetID)), cmp.Compare(a.Port.Number, b.Port.Number),
+			strings.Compare(string(a.Port.Protocol), string(b.Port.Protocol)), strings.Compare(a.Name, b.Name))
+	})
 }
