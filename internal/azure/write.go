@@ -95,6 +95,10 @@ func classify(err error) (bool, time.Duration) {
 			return true, after
 		case re.StatusCode == http.StatusTooManyRequests, re.StatusCode >= 500:
 			return true, after
+		case re.StatusCode == http.StatusPreconditionFailed:
+			// Another writer changed the resource since it was read for a
+			// read-merge-write: read, merge and write again.
+			return true, 0
 		}
 		return false, 0
 	}

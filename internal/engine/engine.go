@@ -78,6 +78,12 @@ type Engine struct {
 	clock    jit.Clock
 	// missing names the clouds a configuration left out, for messages.
 	missing []string
+
+	mu sync.Mutex
+	// claims are, by lowercased machine ID, the policy each machine was
+	// planned into in this process: two policies of one configuration
+	// listing one VM are refused at plan, before either writes.
+	claims map[string]string
 }
 
 // New returns an engine over the configured backends. missing names the
