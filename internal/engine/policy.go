@@ -67,6 +67,7 @@ func (e *Engine) planPolicy(ctx context.Context, spec PolicySpec, prior *PolicyS
 		p.tags = tags
 	}
 	p.Findings = append(p.Findings, e.claim(spec.Name, spec.MachineIDs)...)
+	e.remember(spec.Name, spec.MachineIDs, spec.Ports)
 	t, err := e.discover(ctx, spec.Name, spec.MachineIDs, spec.FirewallID, spec.Ports, prior, discovery{planning: true, lock: lock})
 	if err != nil {
 		p.Findings = append(p.Findings, jit.Error("Cannot find the policy's targets", err.Error()))
@@ -254,6 +255,7 @@ func (e *Engine) ObservePolicy(ctx context.Context, state PolicyState) (*Observa
 	o := &Observation{State: state}
 	importing := state.MachineIDs == nil
 	ids := state.MachineIDs
+	e.remember(state.Name, state.MachineIDs, state.Ports)
 	if importing {
 		var err error
 		if ids, err = e.taggedMachines(ctx, state.Name); err != nil {

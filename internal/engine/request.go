@@ -100,6 +100,10 @@ func (e *Engine) requestTarget(ctx context.Context, id string) (Backend, *jit.Ma
 		f := machineError(err)
 		return nil, nil, "", nil, &f
 	}
+	if s, ok := e.remembered(m.ID); ok {
+		// The policy of this configuration says, not the machine's tags.
+		return b, m, s.name, s.ports, nil
+	}
 	policy, ports, ok, err := machinePolicy(m)
 	switch {
 	case err != nil:

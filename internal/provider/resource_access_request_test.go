@@ -623,3 +623,42 @@ func TestAccAccessRequest_missingVMIsToldInOneLine(t *testing.T) {
 		t.Errorf("findings %+v, want one with a one-line detail", findings)
 	}
 }
+
+// Anyone who can write a VM's tags could widen the settings a request is
+// checked against. In the policy's own configuration the request is checked
+// against the policy's state instead, and the policy's refresh sees the
+// edited tag as drift that its plan restores.
+func TestAccAccessRequest_settingsEditedInTheTagsDoNotWidenARequest(t *testing.T) {
+	cloud := newTestCloud(t, "world")
+	clock := clocktest.New(requestEpoch)
+	widen := func() { cloud.tagVM(t, "web", map[string]string{"jit-port-22-tcp": "P1D *"}) }
+	outsider := sshRequest("mallory", "198.51.100.7/32", `duration = "PT20H"`)
+	resource.ParallelTest(t, resource.TestCase{
+		ProtoV6ProviderFactories: factoriesAt(clock),
+		Steps: []resource.TestStep{
+			{Config: cloud.config(sshPolicy)},
+			{
+				PreConfig:   func() { widen(); cloud.ResetCalls() },
+				Config:      cloud.config(sshPolicy + outsider),
+				ExpectError: regexp.MustCompile(`Source not allowed[\s\S]*203.0.113.0/24`),
+			},
+			{
+				Config: cloud.config(sshPolicy),
+				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
+					plancheck.ExpectResourceAction("jit_policy.web", plancheck.ResourceActionUpdate),
+				}},
+				Check: func(*terraform.State) error {
+					m, err := cloud.azureClient(t).Machine(t.Context(), testVM+"web")
+					if err != nil {
+						return err
+					}
+					if got := m.Tags["jit-port-22-tcp"]; got != "PT2H 203.0.113.0/24" {
+						return fmt.Errorf("tag jit-port-22-tcp = %q, want the policy's settings restored", got)
+					}
+					return nil
+				},
+			},
+			{Config: cloud.config(sshPolicy), ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{plancheck.ExpectEmptyPlan()}}},
+		},
+	})
+}
