@@ -78,7 +78,12 @@ func (e *Engine) PlanRequest(ctx context.Context, req Request) ([]jit.PortProtoc
 	if jit.HasError(findings) {
 		return nil, findings
 	}
-	g := Grant{ID: "plan", Policy: policy}
+	g := Grant{ID: "plan", Policy: policy, Justification: req.Justification}
+	// Who asks decides which older grants this one supersedes; without
+	// it, none is counted as leaving.
+	if who, err := b.Requestor(ctx); err == nil {
+		g.Requestor = who
+	}
 	for i, pp := range resolved {
 		g.Ports = append(g.Ports, GrantPort{Port: pp, Source: req.Ports[i].Source, End: now.Add(time.Hour)})
 	}
