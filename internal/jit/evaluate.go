@@ -376,6 +376,48 @@ func (p Path) EvaluatePacket(pk Packet) (Verdict, [][]Decider) {
 	return v, deciders
 }
 
+// mayMatch lists the rules that match, or may match, some of the query's
+// traffic, whatever rules come before them.
+func (f *Filter) mayMatch(q Query) []Decider {
+	lo, hi, ok := q.remoteRange()
+	if !ok {
+		return nil
+	}
+	inbound := !strings.EqualFold(string(q.Direction), string(NSGOutbound))
+	proto := strings.ToLower(string(q.Protocol))
+	var out []Decider
+	for j := range f.rules {
+		r := &f.rules[j]
+		if !r.dir.has(inbound) {
+			continue
+		}
+		var why []string
+		m := r.protos.match(proto, &why)
+		m = min(m, r.dstPorts.match(q.Port, &why))
+		m = min(m, r.srcPorts.matchAny(&why))
+		m = min(m, r.local(inbound).matchLocal(q.Local, &why))
+		side := r.remote(inbound)
+		remote := no
+		for _, rg := range side.remoteRanges() {
+			if !rg.last.Less(lo) && !hi.Less(rg.first) {
+				remote = yes
+			}
+		}
+		if assumed := side.remoteAssumed(); remote == no && len(assumed) > 0 {
+			remote, why = maybe, append(why, assumed...)
+		}
+		if m = min(m, remote); m == no {
+			continue
+		}
+		d := Decider{Rule: r.ref}
+		if m == maybe {
+			d.Assumed = why
+		}
+		out = append(out, d)
+	}
+	return out
+}
+
 // verdictOf is a filter's verdict from its possible first matches; when
 // none is certain, traffic may pass every rule, which allows it.
 func verdictOf(ds []Decider, definite bool) Verdict {

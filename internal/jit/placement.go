@@ -26,6 +26,88 @@ import (
 // those bounds succeeds; among the choices it takes the lowest priority
 // from DenyPriorityBase up, else the highest below it, as before.
 
+// placeGroup is a deny covering several members (a machine's addresses
+// behind an NSG, or a machine's port behind a firewall), each with the
+// lower bound its own deciding rules set.
+type placeGroup struct {
+	bounds  []int
+	current int // see denySlot
+	// Set by placeExcluding: which members the deny covers, and its
+	// priority (0 when it covers none).
+	included []bool
+	prio     int
+}
+
+// placeExcluding places the groups' denies, leaving out the members whose
+// bounds make that impossible, so one machine whose port some rule decides
+// at the end of the range does not keep the others unlocked. A member
+// whose bound leaves no priority for a deny and a window is left out
+// first; then, while no placement exists, the members setting the highest
+// bound of a deny; then each member left out for want of room is tried
+// again, lowest bound first, and kept if a placement still exists, so that
+// every member left out truly could not be added to what is placed (adding
+// a member only ever tightens a placement, so one pass suffices).
+func placeExcluding(taken *prioritySlots, groups []*placeGroup) {
+	for _, g := range groups {
+		g.included = make([]bool, len(g.bounds))
+		for i, b := range g.bounds {
+			g.included[i] = b < taken.hi
+		}
+	}
+	try := func() ([]int, bool) {
+		var slots []denySlot
+		for _, g := range groups {
+			lower := -1
+			for i, b := range g.bounds {
+				if g.included[i] {
+					lower = max(lower, b)
+				}
+			}
+			if lower >= 0 {
+				slots = append(slots, denySlot{lower: lower, current: g.current})
+			}
+		}
+		return placeDenies(taken, slots)
+	}
+	type ref struct{ g, i int }
+	var left []ref
+	for {
+		if _, ok := try(); ok {
+			break
+		}
+		worst, lower := -1, -1
+		for gi, g := range groups {
+			for i, b := range g.bounds {
+				if g.included[i] && b > lower {
+					worst, lower = gi, b
+				}
+			}
+		}
+		for i, b := range groups[worst].bounds {
+			if groups[worst].included[i] && b == lower {
+				groups[worst].included[i] = false
+				left = append(left, ref{worst, i})
+			}
+		}
+	}
+	slices.SortStableFunc(left, func(a, b ref) int { return cmp.Compare(groups[a.g].bounds[a.i], groups[b.g].bounds[b.i]) })
+	for _, r := range left {
+		groups[r.g].included[r.i] = true
+		if _, ok := try(); !ok {
+			groups[r.g].included[r.i] = false
+		}
+	}
+	prio, _ := try()
+	k := 0
+	for _, g := range groups {
+		g.prio = 0
+		if slices.Contains(g.included, true) {
+			g.prio = prio[k]
+			k++
+		}
+	}
+}
+
 // denySlot is one deny to place.
 type denySlot struct {
 	lower int // first priority it may take
