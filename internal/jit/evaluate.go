@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // The evaluator: what network security groups and the classic Azure
@@ -107,10 +108,6 @@ type RuleRef struct {
 	// Default marks an NSG's default rules (AllowVnetInBound, …), which are
 	// nobody's explicit rules, and the firewall's implicit network rule.
 	Default bool
-	// at is the rule's index in the filter's input (for a firewall, the
-	// collection's), -1 for default rules; rule is its index in a
-	// firewall collection.
-	at, rule int
 }
 
 // Decider is a rule that is, or may be, the first match of some traffic in
@@ -158,7 +155,40 @@ type Packet struct {
 // Firewall (its network rule collections and the implicit rule after them).
 type Filter struct {
 	ID    string
-	rules []evalRule // in evaluation order
+	rules []*evalRule // in evaluation order; shared between filters
+
+	mu     sync.Mutex
+	byPort map[portKey][]int // indexes of the rules that may carry such traffic
+}
+
+type portKey struct {
+	inbound bool
+	proto   string
+	port    int
+}
+
+// candidates lists, in order, the rules whose direction, protocol and
+// destination port may match: most rules of a large NSG are about other
+// ports, and queries come by the hundred for the same port.
+func (f *Filter) candidates(inbound bool, proto string, port int) []int {
+	k := portKey{inbound, proto, port}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if c, ok := f.byPort[k]; ok {
+		return c
+	}
+	var c []int
+	var why []string
+	for j, r := range f.rules {
+		if r.dir.has(inbound) && r.protos.match(proto, &why) != no && r.dstPorts.match(port, &why) != no {
+			c = append(c, j)
+		}
+	}
+	if f.byPort == nil {
+		f.byPort = map[portKey][]int{}
+	}
+	f.byPort[k] = c
+	return c
 }
 
 // Path is the filters traffic crosses, in order; all must allow it. An
@@ -191,18 +221,47 @@ func NSGFilter(id string, rules []NSGRule) *Filter {
 // the planners use such partial filters to ask which of the owner's rules
 // decide some traffic.
 func newNSGFilter(id string, rules []NSGRule, keep func(int) bool, defaults bool) *Filter {
-	f := &Filter{ID: id}
+	compiled := make([]*evalRule, len(rules))
 	for i, r := range rules {
 		if keep == nil || keep(i) {
-			f.rules = append(f.rules, nsgEvalRule(id, r, i))
+			compiled[i] = nsgEvalRule(id, r)
 		}
 	}
-	slices.SortStableFunc(f.rules, func(a, b evalRule) int {
-		return cmp.Or(cmp.Compare(a.ref.Priority, b.ref.Priority), cmp.Compare(a.ref.Name, b.ref.Name))
+	return nsgFilterOf(id, compiled, keep, defaults)
+}
+
+// nsgFilterOf builds a filter of rules compiled once (compiled[i] is
+// rules[i]; nil where keep is false).
+func nsgFilterOf(id string, compiled []*evalRule, keep func(int) bool, defaults bool) *Filter {
+	return nsgFilterOrdered(id, compiled, evaluationOrder(compiled), keep, defaults)
+}
+
+// evaluationOrder lists the indexes of compiled rules by priority (then
+// name, for a deterministic order of equal priorities).
+func evaluationOrder(compiled []*evalRule) []int {
+	order := make([]int, 0, len(compiled))
+	for i, r := range compiled {
+		if r != nil {
+			order = append(order, i)
+		}
+	}
+	slices.SortStableFunc(order, func(a, b int) int {
+		return cmp.Or(cmp.Compare(compiled[a].ref.Priority, compiled[b].ref.Priority), cmp.Compare(compiled[a].ref.Name, compiled[b].ref.Name))
 	})
+	return order
+}
+
+// nsgFilterOrdered is nsgFilterOf with the evaluation order computed once.
+func nsgFilterOrdered(id string, compiled []*evalRule, order []int, keep func(int) bool, defaults bool) *Filter {
+	f := &Filter{ID: id}
+	for _, i := range order {
+		if keep == nil || keep(i) {
+			f.rules = append(f.rules, compiled[i])
+		}
+	}
 	if defaults {
 		for _, r := range nsgDefaultRules {
-			e := nsgEvalRule(id, r, -1)
+			e := nsgEvalRule(id, r)
 			e.ref.Default = true
 			f.rules = append(f.rules, e)
 		}
@@ -210,7 +269,15 @@ func newNSGFilter(id string, rules []NSGRule, keep func(int) bool, defaults bool
 	return f
 }
 
-func nsgEvalRule(id string, r NSGRule, at int) evalRule {
+func compileNSGRules(id string, rules []NSGRule) []*evalRule {
+	out := make([]*evalRule, len(rules))
+	for i, r := range rules {
+		out[i] = nsgEvalRule(id, r)
+	}
+	return out
+}
+
+func nsgEvalRule(id string, r NSGRule) *evalRule {
 	dir := dirOutbound
 	if r.inbound() {
 		dir = dirInbound
@@ -219,8 +286,8 @@ func nsgEvalRule(id string, r NSGRule, at int) evalRule {
 	if strings.EqualFold(string(r.Access), string(NSGDeny)) {
 		access = NSGDeny
 	}
-	return evalRule{
-		ref:      RuleRef{Filter: id, Name: r.Name, Priority: r.Priority, Access: access, at: at},
+	return &evalRule{
+		ref:      RuleRef{Filter: id, Name: r.Name, Priority: r.Priority, Access: access},
 		dir:      dir,
 		protos:   parseProtos(string(r.Protocol)),
 		src:      parseAddrs(r.SourcePrefixes, "application security groups"),
@@ -235,7 +302,7 @@ func nsgEvalRule(id string, r NSGRule, at int) evalRule {
 // firewall arrives by a DNAT rule, which Azure lets through an implicit
 // network rule unless a network rule collection denies it; so after the
 // collections, the firewall allows.
-var firewallImplicitRule = RuleRef{Name: "(no network rule: DNAT traffic is allowed)", Priority: FirewallMaxPriority + 1, Access: NSGAllow, Default: true, at: -1}
+var firewallImplicitRule = RuleRef{Name: "(no network rule: DNAT traffic is allowed)", Priority: FirewallMaxPriority + 1, Access: NSGAllow, Default: true}
 
 // FirewallFilter is a classic Azure Firewall's network rule collections,
 // by priority, then its implicit allow of DNAT'd traffic.
@@ -260,9 +327,9 @@ func newFirewallFilter(id string, collections []FirewallNetworkCollection, keep 
 		if strings.EqualFold(string(c.Action), string(FirewallDeny)) {
 			access = NSGDeny
 		}
-		for j, r := range c.Rules {
-			f.rules = append(f.rules, evalRule{
-				ref:      RuleRef{Filter: id, Collection: c.Name, Name: r.Name, Priority: c.Priority, Access: access, at: i, rule: j},
+		for _, r := range c.Rules {
+			f.rules = append(f.rules, &evalRule{
+				ref:      RuleRef{Filter: id, Collection: c.Name, Name: r.Name, Priority: c.Priority, Access: access},
 				dir:      dirBoth,
 				protos:   parseProtos(r.Protocols...),
 				src:      parseAddrs(r.SourceAddresses, "IP groups"),
@@ -275,7 +342,7 @@ func newFirewallFilter(id string, collections []FirewallNetworkCollection, keep 
 	if implicit {
 		ref := firewallImplicitRule
 		ref.Filter = id
-		f.rules = append(f.rules, evalRule{ref: ref, dir: dirBoth, protos: protoSpec{all: true},
+		f.rules = append(f.rules, &evalRule{ref: ref, dir: dirBoth, protos: protoSpec{all: true},
 			src: addrSpec{ranges: allRanges()}, dst: addrSpec{ranges: allRanges()}, srcPorts: portSpec{all: true}, dstPorts: portSpec{all: true}})
 	}
 	return f
@@ -346,11 +413,8 @@ func (p Path) EvaluatePacket(pk Packet) (Verdict, [][]Decider) {
 	for i, f := range p {
 		var ds []Decider
 		definite := false
-		for j := range f.rules {
-			r := &f.rules[j]
-			if !r.dir.has(inbound) {
-				continue
-			}
+		for _, j := range f.candidates(inbound, proto, pk.DestinationPort) {
+			r := f.rules[j]
 			var why []string
 			m := r.protos.match(proto, &why)
 			m = min(m, r.dstPorts.match(pk.DestinationPort, &why))
@@ -386,11 +450,8 @@ func (f *Filter) mayMatch(q Query) []Decider {
 	inbound := !strings.EqualFold(string(q.Direction), string(NSGOutbound))
 	proto := strings.ToLower(string(q.Protocol))
 	var out []Decider
-	for j := range f.rules {
-		r := &f.rules[j]
-		if !r.dir.has(inbound) {
-			continue
-		}
+	for _, j := range f.candidates(inbound, proto, q.Port) {
+		r := f.rules[j]
 		var why []string
 		m := r.protos.match(proto, &why)
 		m = min(m, r.dstPorts.match(q.Port, &why))
@@ -478,11 +539,8 @@ func (f *Filter) segments(q Query, lo, hi netip.Addr) []fseg {
 	}
 	var rel []relevant
 	bounds := []netip.Addr{lo}
-	for j := range f.rules {
-		r := &f.rules[j]
-		if !r.dir.has(inbound) {
-			continue
-		}
+	for _, j := range f.candidates(inbound, proto, q.Port) {
+		r := f.rules[j]
 		var why []string
 		pre := r.protos.match(proto, &why)
 		pre = min(pre, r.dstPorts.match(q.Port, &why))
@@ -741,12 +799,13 @@ func parseAddrs(list []string, none string) addrSpec {
 		s.assumed = []string{none}
 	}
 	for _, a := range list {
-		switch l := strings.ToLower(strings.TrimSpace(a)); l {
-		case "*", "any":
+		t := strings.TrimSpace(a)
+		switch {
+		case t == "*" || strings.EqualFold(t, "any"):
 			s.ranges = append(s.ranges, allRanges()...)
-		case "internet":
+		case strings.EqualFold(t, "internet"):
 			s.internet = true
-		case "azureloadbalancer":
+		case strings.EqualFold(t, "azureloadbalancer"):
 			s.loadBalancer = true
 		default:
 			if first, last, ok := filterAddressRange(a); ok && first.Compare(last) <= 0 {

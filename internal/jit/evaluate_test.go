@@ -64,7 +64,7 @@ func bruteAddress(res *resolution, rule string, list []string, a netip.Addr, loc
 		return res.holds("asg " + rule + " " + a.String())
 	}
 	for _, s := range list {
-		switch strings.ToLower(s) {
+		switch lowerToken(s) {
 		case "*", "any":
 			return true
 		case "internet":
@@ -84,11 +84,25 @@ func bruteAddress(res *resolution, rule string, list []string, a netip.Addr, loc
 			}
 			continue
 		}
-		if res.holds("tag " + strings.ToLower(s) + " " + a.String()) {
+		if res.holds("tag " + lowerToken(s) + " " + a.String()) {
 			return true
 		}
 	}
 	return false
+}
+
+// lowerToken lower-cases the tokens the brute force compares, without
+// allocating for the common ones.
+func lowerToken(s string) string {
+	for _, known := range []string{"*", "any", "internet", "azureloadbalancer", "virtualnetwork"} {
+		if strings.EqualFold(s, known) {
+			return known
+		}
+	}
+	if s != "" && (s[0] >= '0' && s[0] <= '9' || s[0] == ':') {
+		return s
+	}
+	return strings.ToLower(s)
 }
 
 func brutePorts(res *resolution, rule string, list []string, port int) bool {
@@ -123,15 +137,19 @@ func bruteProtocols(res *resolution, rule string, list []string, proto string) b
 		return true
 	}
 	for _, s := range list {
-		switch l := strings.ToLower(s); l {
-		case "*", "any", "":
+		known := false
+		for _, k := range []string{"tcp", "udp", "icmp", "icmpv6", "esp", "ah"} {
+			known = known || strings.EqualFold(s, k)
+		}
+		switch {
+		case s == "*" || s == "" || strings.EqualFold(s, "any"):
 			return true
-		case "tcp", "udp", "icmp", "icmpv6", "esp", "ah":
-			if l == strings.ToLower(proto) {
+		case known:
+			if strings.EqualFold(s, proto) {
 				return true
 			}
 		default:
-			if res.holds("protocol " + rule + " " + l) {
+			if res.holds("protocol " + rule + " " + strings.ToLower(s)) {
 				return true
 			}
 		}
@@ -168,13 +186,20 @@ type bruteFilter struct {
 
 func bruteNSG(id string, rules []NSGRule) bruteFilter {
 	f := bruteFilter{id: id}
-	sorted := slices.Clone(rules)
-	slices.SortStableFunc(sorted, func(a, b NSGRule) int {
-		if a.Priority != b.Priority {
-			return a.Priority - b.Priority
+	order := make([]int, len(rules))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortStableFunc(order, func(a, b int) int {
+		if rules[a].Priority != rules[b].Priority {
+			return rules[a].Priority - rules[b].Priority
 		}
-		return strings.Compare(a.Name, b.Name)
+		return strings.Compare(rules[a].Name, rules[b].Name)
 	})
+	sorted := make([]NSGRule, 0, len(rules)+6)
+	for _, i := range order {
+		sorted = append(sorted, rules[i])
+	}
 	for _, r := range append(sorted,
 		NSGRule{Name: "AllowVnetInBound", Priority: 65000, Direction: "Inbound", Access: "Allow", Protocol: "*", SourcePrefixes: []string{"VirtualNetwork"}, DestinationPrefixes: []string{"VirtualNetwork"}},
 		NSGRule{Name: "AllowAzureLoadBalancerInBound", Priority: 65001, Direction: "Inbound", Access: "Allow", Protocol: "*", SourcePrefixes: []string{"AzureLoadBalancer"}, DestinationPrefixes: []string{"*"}},

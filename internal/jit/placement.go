@@ -38,7 +38,8 @@ type placeGroup struct {
 	prio     int
 }
 
-// placeExcluding places the groups' denies, leaving out the members whose
+// placeExcluding places the groups' denies (gone: see placeDenies),
+// leaving out the members whose
 // bounds make that impossible, so one machine whose port some rule decides
 // at the end of the range does not keep the others unlocked. A member
 // whose bound leaves no priority for a deny and a window is left out
@@ -47,7 +48,7 @@ type placeGroup struct {
 // again, lowest bound first, and kept if a placement still exists, so that
 // every member left out truly could not be added to what is placed (adding
 // a member only ever tightens a placement, so one pass suffices).
-func placeExcluding(taken *prioritySlots, groups []*placeGroup) {
+func placeExcluding(taken, gone *prioritySlots, groups []*placeGroup) {
 	for _, g := range groups {
 		g.included = make([]bool, len(g.bounds))
 		for i, b := range g.bounds {
@@ -67,7 +68,7 @@ func placeExcluding(taken *prioritySlots, groups []*placeGroup) {
 				slots = append(slots, denySlot{lower: lower, current: g.current})
 			}
 		}
-		return placeDenies(taken, slots)
+		return placeDenies(taken, gone, slots)
 	}
 	type ref struct{ g, i int }
 	var left []ref
@@ -112,8 +113,9 @@ func placeExcluding(taken *prioritySlots, groups []*placeGroup) {
 type denySlot struct {
 	lower int // first priority it may take
 	// current is its priority now (0: none). A deny already at or after
-	// its lower bound, with a free priority in its window, stays there; the
-	// caller has marked current as taken, since the rule holds it.
+	// its lower bound, with a free priority in its window, stays there.
+	// Either way current stays taken: a deny that moves keeps its old
+	// priority until it has moved, so the writes may run in any order.
 	current int
 }
 
@@ -122,16 +124,30 @@ func (s *prioritySlots) clone() *prioritySlots {
 }
 
 // placeDenies returns a priority for each deny, or false when no placement
-// exists for the denies that must move. taken is not changed.
-func placeDenies(taken *prioritySlots, denies []denySlot) ([]int, bool) {
+// exists for the denies that must move. taken is not changed. gone (nil:
+// none) marks taken priorities whose rules the plan removes: like the old
+// priorities of denies that move, they are free once the plan is written,
+// so they may be a deny's window (a window is never written), though never
+// a deny's priority (its write could come before the rule is gone).
+func placeDenies(taken, gone *prioritySlots, denies []denySlot) ([]int, bool) {
 	s := taken.clone()
 	lo, hi := s.lo, s.hi
 	prio := make([]int, len(denies))
 	window := make([]bool, hi-lo+1) // priorities that stay free for grants
+	leaving := make([]bool, hi-lo+1)
+	current := make([]bool, hi-lo+1)
+	for p := lo; p <= hi; p++ {
+		leaving[p-lo] = gone != nil && !gone.free(p) && !s.free(p)
+	}
 
 	order := make([]int, len(denies))
-	for i := range order {
+	for i, d := range denies {
 		order[i] = i
+		s.take(d.current)
+		if lo <= d.current && d.current <= hi {
+			current[d.current-lo] = true
+			leaving[d.current-lo] = false // unless it moves, below
+		}
 	}
 	slices.SortStableFunc(order, func(a, b int) int { return cmp.Compare(denies[b].lower, denies[a].lower) })
 	var moving []int
@@ -149,7 +165,7 @@ func placeDenies(taken *prioritySlots, denies []denySlot) ([]int, bool) {
 			}
 		}
 		for p := from; p < d.current && w < 0; p++ {
-			if s.free(p) {
+			if s.free(p) || leaving[p-lo] && !current[p-lo] {
 				w = p
 			}
 		}
@@ -162,6 +178,11 @@ func placeDenies(taken *prioritySlots, denies []denySlot) ([]int, bool) {
 	}
 	if len(moving) == 0 {
 		return prio, true
+	}
+	for _, i := range moving { // they leave their old priorities
+		if c := denies[i].current; lo <= c && c <= hi {
+			leaving[c-lo] = true
+		}
 	}
 
 	// The sweep. best[a] is the fewest denies waiting for their priority
@@ -178,8 +199,12 @@ func placeDenies(taken *prioritySlots, denies []denySlot) ([]int, bool) {
 	const none = math.MaxInt
 	best := []int{0}
 	windowFrom := make([]int, hi-lo+1) // state 0 after p came from a window at p with this many waiting; -1: not
-	for p := lo; p <= hi; p++ {
+	// Before the lowest bound nothing waits; once every deny has opened
+	// and none waits any more, the rest changes nothing.
+	start, last, opened := max(denies[moving[0]].lower, lo), hi, 0
+	for p := start; p <= hi; p++ {
 		windowFrom[p-lo] = -1
+		opened += opensAt[p-lo]
 		if k := opensAt[p-lo]; k > 0 {
 			shifted := make([]int, len(best)+k)
 			for a := range shifted {
@@ -199,12 +224,15 @@ func placeDenies(taken *prioritySlots, denies []denySlot) ([]int, bool) {
 				}
 			}
 			best, windowFrom[p-lo] = []int{b0}, from
-		case s.free(p):
+		case s.free(p) || leaving[p-lo]:
 			next := make([]int, len(best))
 			for a, b := range best {
 				next[a] = none
 				if b != none {
-					next[a] = max(b-1, 0) // p goes to a deny that has its window
+					next[a] = b
+					if s.free(p) {
+						next[a] = max(b-1, 0) // p goes to a deny that has its window
+					}
 				}
 			}
 			for a := 1; a < len(best); a++ {
@@ -214,6 +242,10 @@ func placeDenies(taken *prioritySlots, denies []denySlot) ([]int, bool) {
 			}
 			best = next
 		}
+		if opened == len(moving) && best[0] == 0 {
+			last = p
+			break
+		}
 	}
 	if best[0] != 0 {
 		return nil, false
@@ -221,8 +253,8 @@ func placeDenies(taken *prioritySlots, denies []denySlot) ([]int, bool) {
 
 	// Walk back to the windows chosen.
 	a := 0
-	for p := hi; p >= lo; p-- {
-		if (window[p-lo] || s.free(p)) && a == 0 && windowFrom[p-lo] >= 0 {
+	for p := last; p >= start; p-- {
+		if (window[p-lo] || s.free(p) || leaving[p-lo]) && a == 0 && windowFrom[p-lo] >= 0 {
 			window[p-lo] = true
 			a = windowFrom[p-lo]
 		}

@@ -99,7 +99,7 @@ func TestPlaceDenies_exactAgainstEnumeration(t *testing.T) {
 			}
 			lowers[i] = denies[i].lower
 		}
-		prio, ok := placeDenies(slots, denies)
+		prio, ok := placeDenies(slots, nil, denies)
 		want := feasibleByEnumeration(free, lowers)
 		if ok != want {
 			t.Fatalf("case %d: placeDenies says %v, enumeration %v: free %v, lower bounds %v", n, ok, want, free, lowers)
@@ -137,7 +137,7 @@ func TestPlaceDenies_keepsValidDeniesAndPrefersTheBase(t *testing.T) {
 	for _, p := range []int{300, 1000, 2500} {
 		slots.take(p)
 	}
-	prio, ok := placeDenies(slots, []denySlot{{lower: 100}, {lower: 301}, {lower: 2001, current: 2500}, {lower: 2600, current: 1000}})
+	prio, ok := placeDenies(slots, nil, []denySlot{{lower: 100}, {lower: 301}, {lower: 2001, current: 2500}, {lower: 2600, current: 1000}})
 	if !ok || !slices.Equal(prio, []int{1002, 1001, 2500, 2601}) {
 		t.Errorf("priorities %v, %v; want [1002 1001 2500 2601]", prio, ok)
 	}
@@ -146,15 +146,40 @@ func TestPlaceDenies_keepsValidDeniesAndPrefersTheBase(t *testing.T) {
 	for p := NSGMinPriority; p <= NSGMaxPriority-2; p++ {
 		full.take(p)
 	}
-	if prio, ok := placeDenies(full, []denySlot{{lower: 100}}); !ok || prio[0] != 4096 {
+	if prio, ok := placeDenies(full, nil, []denySlot{{lower: 100}}); !ok || prio[0] != 4096 {
 		t.Errorf("priorities %v, %v; want [4096]", prio, ok)
 	}
-	if _, ok := placeDenies(full, []denySlot{{lower: 100}, {lower: 100}}); ok {
+	if _, ok := placeDenies(full, nil, []denySlot{{lower: 100}, {lower: 100}}); ok {
 		t.Error("two denies placed in two free priorities, leaving no window")
 	}
 	// A window is shared: three free priorities hold two denies.
 	full.taken[4093-NSGMinPriority] = false
-	if prio, ok := placeDenies(full, []denySlot{{lower: 4000}, {lower: 4090}}); !ok || !slices.Equal(prio, []int{4096, 4095}) && !slices.Equal(prio, []int{4095, 4096}) {
+	if prio, ok := placeDenies(full, nil, []denySlot{{lower: 4000}, {lower: 4090}}); !ok || !slices.Equal(prio, []int{4096, 4095}) && !slices.Equal(prio, []int{4095, 4096}) {
 		t.Errorf("priorities %v, %v; want 4095 and 4096", prio, ok)
+	}
+}
+
+func TestPlaceDenies_aPriorityTheRuleLeavesServesAsAWindowOnly(t *testing.T) {
+	// Free: 4095, 4096. 4094 holds a rule the plan removes: after the plan
+	// it is free, so it may be the window, though no deny may take it (its
+	// write could come before the removal).
+	slots := newPrioritySlots(NSGMinPriority, NSGMaxPriority)
+	for p := NSGMinPriority; p <= 4094; p++ {
+		slots.take(p)
+	}
+	gone := newPrioritySlots(NSGMinPriority, NSGMaxPriority)
+	gone.take(4094)
+	if _, ok := placeDenies(slots, nil, []denySlot{{lower: 4094}, {lower: 4094}}); ok {
+		t.Error("two denies and a window in two free priorities")
+	}
+	prio, ok := placeDenies(slots, gone, []denySlot{{lower: 4094}, {lower: 4094}})
+	if !ok || !slices.Equal(slices.Sorted(slices.Values(prio)), []int{4095, 4096}) {
+		t.Errorf("priorities %v, %v; want 4095 and 4096, with 4094 as the window", prio, ok)
+	}
+	// A deny moving away from 4090 keeps it until it has moved: no other
+	// deny takes it, though it may be a window.
+	prio, ok = placeDenies(slots, gone, []denySlot{{lower: 4091, current: 4090}, {lower: 4089}})
+	if !ok || slices.Contains(prio, 4090) || slices.Contains(prio, 4094) {
+		t.Errorf("priorities %v, %v", prio, ok)
 	}
 }

@@ -224,7 +224,9 @@ type nsgState struct {
 	class    []ruleClass
 	byName   map[string]int
 	onPath   bool
-	defender string // a Defender for Cloud JIT rule's name
+	defender string      // a Defender for Cloud JIT rule's name
+	compiled []*evalRule // rules, compiled once
+	order    []int       // their evaluation order
 	foreign  *Filter
 	grants   *Filter
 	groups   map[groupKey]*denyGroup
@@ -291,7 +293,7 @@ func (p *pathPlanner) read() bool {
 		st.class = make([]ruleClass, len(st.rules))
 		for i, r := range st.rules {
 			st.byName[r.Name] = i
-			if m, ok := ParseMarker(r.Description); ok && m.Kind == MarkerDeny && m.BelongsTo(p.in.Policy) {
+			if m, ok := parseMarkerFast(r.Description); ok && m.Kind == MarkerDeny && m.BelongsTo(p.in.Policy) {
 				st.class[i] = classOwnDeny
 			} else if r.inbound() && strings.EqualFold(string(r.Access), string(NSGAllow)) && p.in.HonouredGrant != nil && p.in.HonouredGrant(id, r) {
 				st.class[i] = classGrant
@@ -300,8 +302,10 @@ func (p *pathPlanner) read() bool {
 				st.defender = r.Name
 			}
 		}
-		st.foreign = newNSGFilter(id, st.rules, func(i int) bool { return st.class[i] == classForeign }, false)
-		st.grants = newNSGFilter(id, st.rules, func(i int) bool { return st.class[i] == classGrant }, false)
+		st.compiled = compileNSGRules(id, st.rules)
+		st.order = evaluationOrder(st.compiled)
+		st.foreign = nsgFilterOrdered(id, st.compiled, st.order, func(i int) bool { return st.class[i] == classForeign }, false)
+		st.grants = nsgFilterOrdered(id, st.compiled, st.order, func(i int) bool { return st.class[i] == classGrant }, false)
 		p.nsgs[key] = st
 		p.nsgOrder = append(p.nsgOrder, key)
 	}
@@ -422,6 +426,15 @@ func (st *nsgState) member(k groupKey, policy string, machine int) *groupMember 
 	return m
 }
 
+// parseMarkerFast skips the checksum of descriptions that cannot be
+// markers: most rules of a large NSG.
+func parseMarkerFast(description string) (Marker, bool) {
+	if !strings.HasPrefix(description, "jit:") {
+		return Marker{}, false
+	}
+	return ParseMarker(description)
+}
+
 func familyAddrs(ips []netip.Addr, fam AddressFamily) []netip.Addr {
 	var out []netip.Addr
 	for _, ip := range ips {
@@ -447,7 +460,7 @@ func (p *pathPlanner) planNSG(st *nsgState) {
 			inboundUse[r.Priority]++
 		}
 	}
-	wanted := map[string]bool{}
+	held := map[string]bool{} // rules whose priority placeDenies holds while their deny covers someone
 	var placing []*denyGroup
 	for _, g := range groups {
 		for _, m := range g.members {
@@ -468,23 +481,35 @@ func (p *pathPlanner) planNSG(st *nsgState) {
 			if st.class[i] != classOwnDeny {
 				p.fail("Rule name taken", fmt.Sprintf("NSG %s already has a rule named %q that jit does not manage (its description lacks policy %q's marker), so the policy's deny of port %s for %s cannot be written. Rename or delete that rule.",
 					st.id, g.name, p.in.Policy, portLabel(g.key.port), g.key.fam), pathVirtualMachineIDs)
+				for _, m := range g.members {
+					m.reason = fmt.Sprintf("a rule of others in NSG %s is named %q, the name of the policy's deny", st.id, g.name)
+				}
 				continue
 			}
 			if r := st.rules[i]; r.inbound() && NSGMinPriority <= r.Priority && r.Priority <= NSGMaxPriority && inboundUse[r.Priority] == 1 {
 				g.place.current = r.Priority
+				held[r.Name] = true
 			}
 		}
-		wanted[g.name] = true
 		placing = append(placing, g)
 	}
 
-	// First without the priorities of the rules the plan removes, so the
-	// new denies can be written before the old ones go; if that leaves
-	// machines out that the freed priorities would cover, with them.
-	slots := func(freeRemoved bool) *prioritySlots {
+	// First attempt: every priority in use stays taken, so no new deny
+	// takes the priority of a rule the plan removes, and the new denies may
+	// be written before the old ones go: a port never opens while old
+	// per-machine denies are replaced. Second attempt, when the first
+	// leaves machines out: the priorities of the policy's own rules are
+	// free, as the contract's order (Remove first) allows; placeDenies
+	// still holds those of the denies it places.
+	placingNames := map[string]bool{}
+	for _, g := range placing {
+		placingNames[g.name] = true
+	}
+	slots := func(freeOwn bool) *prioritySlots {
 		s := newPrioritySlots(NSGMinPriority, NSGMaxPriority)
 		for i, r := range st.rules {
-			if r.inbound() && !(freeRemoved && st.class[i] == classOwnDeny && !wanted[r.Name]) {
+			own := st.class[i] == classOwnDeny && (held[r.Name] || !placingNames[r.Name])
+			if r.inbound() && !(freeOwn && own) {
 				s.take(r.Priority)
 			}
 		}
@@ -512,10 +537,24 @@ func (p *pathPlanner) planNSG(st *nsgState) {
 	for i, g := range placing {
 		pg[i] = &g.place
 	}
-	placeExcluding(slots(false), pg)
+	// The policy's rules now: the plan removes those of no deny placed,
+	// so their priorities may serve as windows in the first attempt.
+	gone := newPrioritySlots(NSGMinPriority, NSGMaxPriority)
+	for i, r := range st.rules {
+		if r.inbound() && st.class[i] == classOwnDeny {
+			gone.take(r.Priority)
+		}
+	}
+	placeExcluding(slots(false), gone, pg)
 	if first, n := places(), covered(); n < countMembers(placing) {
-		placeExcluding(slots(true), pg)
-		if covered() <= n {
+		// The second attempt covers more machines, or others as many: the
+		// next plan, with those priorities free, would find it too.
+		placeExcluding(slots(true), nil, pg)
+		same := true
+		for i, g := range placing {
+			same = same && slices.Equal(first[i].included, g.place.included)
+		}
+		if same || covered() < n {
 			for i, g := range placing {
 				g.place = first[i]
 			}
@@ -574,7 +613,25 @@ func (p *pathPlanner) planNSG(st *nsgState) {
 	for name := range placed {
 		st.afterClass[name] = classOwnDeny
 	}
-	st.beforeF, st.afterF = NSGFilter(st.id, st.rules), NSGFilter(st.id, st.after)
+	// The rules after the plan: those kept, compiled once, and the new ones.
+	st.beforeF = nsgFilterOrdered(st.id, st.compiled, st.order, nil, true)
+	replaced := map[string]bool{}
+	for _, r := range append(slices.Clone(plan.Remove), plan.Add...) {
+		replaced[r.Name] = true
+	}
+	st.afterF = nsgFilterOrdered(st.id, st.compiled, st.order, func(i int) bool { return !replaced[st.rules[i].Name] }, false)
+	for _, r := range plan.Add { // few: inserted in order
+		e := nsgEvalRule(st.id, r)
+		at, _ := slices.BinarySearchFunc(st.afterF.rules, e, func(a, b *evalRule) int {
+			return cmp.Or(cmp.Compare(a.ref.Priority, b.ref.Priority), cmp.Compare(a.ref.Name, b.ref.Name))
+		})
+		st.afterF.rules = slices.Insert(st.afterF.rules, at, e)
+	}
+	for _, r := range nsgDefaultRules {
+		e := nsgEvalRule(st.id, r)
+		e.ref.Default = true
+		st.afterF.rules = append(st.afterF.rules, e)
+	}
 }
 
 func countMembers(groups []*denyGroup) int {
@@ -795,7 +852,7 @@ func (p *pathPlanner) planFirewall() {
 	if f.have >= 0 && use[f.cols[f.have].Priority] == 1 {
 		f.place.current = f.cols[f.have].Priority
 	}
-	placeExcluding(slots, []*placeGroup{&f.place})
+	placeExcluding(slots, nil, []*placeGroup{&f.place})
 
 	plan := &FirewallDenyPlan{}
 	if f.have >= 0 {
@@ -951,6 +1008,7 @@ func (p *pathPlanner) evaluateExposures() {
 						for _, r := range routes {
 							p.exposuresOn(r, q, func(e Exposure, first, last netip.Addr) {
 								e.Machine, e.Port, e.Family, e.Path = m.key, PortProtocol{port.Number, proto}, FamilyOf(ip), r.ids
+								e.Addresses = []string{ip.String()} // one address: the sources differ from one to another
 								k := e.key()
 								a := acc[k]
 								if a == nil {
@@ -1016,11 +1074,25 @@ func (p *pathPlanner) classify(b, a Segment, emit func(Exposure)) {
 		return out
 	}
 	if a.Verdict != VerdictDeny {
-		if len(has(a, true, func(_ Decider, c ruleClass) bool { return c == classGrant })) > 0 {
-			return // the policy's own grant: access intended
+		// Access is the policy's intent where, in some filter, only its own
+		// grants may let the sources through.
+		for _, ds := range a.Deciders {
+			grant, other := false, false
+			for _, d := range ds {
+				if d.Rule.Access == NSGAllow {
+					if p.classOf(d.Rule, true) == classGrant {
+						grant = true
+					} else {
+						other = true
+					}
+				}
+			}
+			if grant && !other {
+				return
+			}
 		}
 		e := Exposure{Kind: ExposureKeptOpen}
-		for _, d := range has(a, true, func(d Decider, _ ruleClass) bool { return d.Rule.Access == NSGAllow }) {
+		for _, d := range has(a, true, func(d Decider, c ruleClass) bool { return d.Rule.Access == NSGAllow && c != classGrant }) {
 			e.Rules = append(e.Rules, d.Rule)
 		}
 		if a.Verdict == VerdictMaybe {
@@ -1068,7 +1140,7 @@ func (p *pathPlanner) classify(b, a Segment, emit func(Exposure)) {
 
 func (e Exposure) key() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s|%s|%s|%s|%s|", e.Kind, strings.ToLower(e.Machine), portLabel(e.Port), e.Family, strings.Join(e.Path, ","))
+	fmt.Fprintf(&b, "%s|%s|%s|%s|%s|%s|", e.Kind, strings.ToLower(e.Machine), portLabel(e.Port), strings.Join(e.Addresses, ","), e.Family, strings.Join(e.Path, ","))
 	for _, r := range e.Rules {
 		fmt.Fprintf(&b, "%s/%s/%s/%d;", r.Filter, r.Collection, r.Name, r.Priority)
 	}
