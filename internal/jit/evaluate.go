@@ -269,10 +269,14 @@ func nsgFilterOrdered(id string, compiled []*evalRule, order []int, keep func(in
 	return f
 }
 
-func compileNSGRules(id string, rules []NSGRule) []*evalRule {
+// compileNSGInbound compiles an NSG's inbound rules (nil for the others):
+// what the planners, which only ask about inbound traffic, evaluate.
+func compileNSGInbound(id string, rules []NSGRule) []*evalRule {
 	out := make([]*evalRule, len(rules))
 	for i, r := range rules {
-		out[i] = nsgEvalRule(id, r)
+		if r.inbound() {
+			out[i] = nsgEvalRule(id, r)
+		}
 	}
 	return out
 }

@@ -59,9 +59,9 @@ func bruteRange(s string) (netip.Addr, netip.Addr, bool) {
 
 // bruteAddress matches one rule side. local is the machine's side, whose
 // private address no Internet or AzureLoadBalancer tag holds.
-func bruteAddress(res *resolution, rule string, list []string, a netip.Addr, local bool) bool {
+func bruteAddress(res *resolution, rule, side string, list []string, a netip.Addr, local bool) bool {
 	if len(list) == 0 {
-		return res.holds("asg " + rule + " " + a.String())
+		return res.holds("asg " + rule + " " + side + " " + a.String())
 	}
 	for _, s := range list {
 		switch lowerToken(s) {
@@ -159,6 +159,7 @@ func bruteProtocols(res *resolution, rule string, list []string, proto string) b
 
 // bruteRule is an NSG rule or a firewall rule in one shape.
 type bruteRule struct {
+	id                       string // filter/collection/name, for resolutions
 	filter, collection, name string
 	priority                 int
 	deny                     bool
@@ -173,10 +174,10 @@ func (r bruteRule) matches(res *resolution, pk Packet) bool {
 	if inbound && !r.inbound || !inbound && !r.outbound {
 		return false
 	}
-	id := r.filter + "/" + r.collection + "/" + r.name
+	id := r.id
 	return bruteProtocols(res, id, r.protocols, string(pk.Protocol)) &&
 		brutePorts(res, id, r.srcPorts, pk.SourcePort) && brutePorts(res, id, r.dstPorts, pk.DestinationPort) &&
-		bruteAddress(res, id+" src", r.src, pk.Source, !inbound) && bruteAddress(res, id+" dst", r.dst, pk.Destination, inbound)
+		bruteAddress(res, id, "src", r.src, pk.Source, !inbound) && bruteAddress(res, id, "dst", r.dst, pk.Destination, inbound)
 }
 
 type bruteFilter struct {
@@ -209,7 +210,7 @@ func bruteNSG(id string, rules []NSGRule) bruteFilter {
 		NSGRule{Name: "DenyAllOutBound", Priority: 65500, Direction: "Outbound", Access: "Deny", Protocol: "*", SourcePrefixes: []string{"*"}, DestinationPrefixes: []string{"*"}},
 	) {
 		in := strings.EqualFold(string(r.Direction), "inbound")
-		f.rules = append(f.rules, bruteRule{filter: id, name: r.Name, priority: r.Priority, deny: strings.EqualFold(string(r.Access), "deny"),
+		f.rules = append(f.rules, bruteRule{id: id + "//" + r.Name, filter: id, name: r.Name, priority: r.Priority, deny: strings.EqualFold(string(r.Access), "deny"),
 			inbound: in, outbound: !in, protocols: []string{string(r.Protocol)}, src: r.SourcePrefixes, dst: r.DestinationPrefixes,
 			srcPorts: r.SourcePortRanges, dstPorts: r.DestinationPortRanges})
 	}
@@ -227,7 +228,7 @@ func bruteFirewall(id string, collections []FirewallNetworkCollection) bruteFilt
 	})
 	for _, c := range sorted {
 		for _, r := range c.Rules {
-			f.rules = append(f.rules, bruteRule{filter: id, collection: c.Name, name: r.Name, priority: c.Priority, deny: strings.EqualFold(string(c.Action), "deny"),
+			f.rules = append(f.rules, bruteRule{id: id + "/" + c.Name + "/" + r.Name, filter: id, collection: c.Name, name: r.Name, priority: c.Priority, deny: strings.EqualFold(string(c.Action), "deny"),
 				inbound: true, outbound: true, protocols: r.Protocols, src: r.SourceAddresses, dst: r.DestinationAddresses, dstPorts: r.DestinationPorts})
 		}
 	}

@@ -92,10 +92,18 @@ func placeExcluding(taken, gone *prioritySlots, groups []*placeGroup) {
 		}
 	}
 	slices.SortStableFunc(left, func(a, b ref) int { return cmp.Compare(groups[a.g].bounds[a.i], groups[b.g].bounds[b.i]) })
+	failed := make([]int, len(groups)) // lowest bound that could not be added to each group
+	for i := range failed {
+		failed[i] = math.MaxInt
+	}
 	for _, r := range left {
+		if groups[r.g].bounds[r.i] >= failed[r.g] {
+			continue // it would tighten the same deny at least as much
+		}
 		groups[r.g].included[r.i] = true
 		if _, ok := try(); !ok {
 			groups[r.g].included[r.i] = false
+			failed[r.g] = groups[r.g].bounds[r.i]
 		}
 	}
 	prio, _ := try()

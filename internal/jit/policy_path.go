@@ -225,7 +225,7 @@ type nsgState struct {
 	byName   map[string]int
 	onPath   bool
 	defender string      // a Defender for Cloud JIT rule's name
-	compiled []*evalRule // rules, compiled once
+	compiled []*evalRule // inbound rules, compiled once (nil for the others)
 	order    []int       // their evaluation order
 	foreign  *Filter
 	grants   *Filter
@@ -302,7 +302,7 @@ func (p *pathPlanner) read() bool {
 				st.defender = r.Name
 			}
 		}
-		st.compiled = compileNSGRules(id, st.rules)
+		st.compiled = compileNSGInbound(id, st.rules)
 		st.order = evaluationOrder(st.compiled)
 		st.foreign = nsgFilterOrdered(id, st.compiled, st.order, func(i int) bool { return st.class[i] == classForeign }, false)
 		st.grants = nsgFilterOrdered(id, st.compiled, st.order, func(i int) bool { return st.class[i] == classGrant }, false)
@@ -1254,12 +1254,12 @@ func (p *pathPlanner) report() {
 				p.plan.Findings = append(p.plan.Findings, Warning("Port cannot be locked", detail, path))
 			}
 		case ExposureKeptOpen:
-			detail := fmt.Sprintf("After this plan, port %s of %s stays reachable from %s through %s: %s allow it.%s",
-				portLabel(e.Port), vms, sourcesText(e.Sources, e.Family), strings.Join(e.Path, " then "), ruleList(e.Rules, ", "), assumed)
+			detail := fmt.Sprintf("After this plan, port %s of %s stays reachable from %s on the path through %s: %s %s them through.%s",
+				portLabel(e.Port), vms, sourcesText(e.Sources, e.Family), p.pathLabel(e.Path), ruleList(e.Rules, ", "), verb(len(e.Rules), "lets", "let"), assumed)
 			p.plan.Findings = append(p.plan.Findings, Warning("Locked port stays open", detail, path))
 		case ExposureCut:
-			detail := fmt.Sprintf("Before this plan, %s let %s reach port %s of %s; after it, %s blocks them.%s If that access is still needed, it takes a grant now, or the policy must leave that port or machine out.",
-				ruleList(e.Rules, " and "), sourcesText(e.Sources, e.Family), portLabel(e.Port), vms, ruleList(e.CutBy, " and "), assumed)
+			detail := fmt.Sprintf("On the path through %s, %s let %s reach port %s of %s before this plan; after it, %s %s them.%s If that access is still needed, it takes a grant now, or the policy must leave that port or machine out.",
+				p.pathLabel(e.Path), ruleList(e.Rules, " and "), sourcesText(e.Sources, e.Family), portLabel(e.Port), vms, ruleList(e.CutBy, " and "), verb(len(e.CutBy), "blocks", "block"), assumed)
 			p.plan.Findings = append(p.plan.Findings, Warning("Existing access will be cut", detail, path))
 		}
 	}
@@ -1286,6 +1286,22 @@ func sourcesText(sources []string, fam AddressFamily) string {
 		gaps = append(gaps, RangeString(ranges[i-1].last.Next(), ranges[i].first.Prev()))
 	}
 	return "any " + string(fam) + " address except " + strings.Join(gaps, ", ")
+}
+
+// pathLabel names the filters of a path, in order.
+func (p *pathPlanner) pathLabel(ids []string) string {
+	labels := make([]string, len(ids))
+	for i, id := range ids {
+		labels[i] = targetLabel(p, id)
+	}
+	return strings.Join(labels, ", then ")
+}
+
+func verb(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
 }
 
 func refsKey(refs []RuleRef) string {
