@@ -24,6 +24,9 @@ import (
 // applied, a grant requested, and everything checked against brute-force
 // first-match evaluation (evaluate_test.go) and independent oracles.
 //
+// JIT_PROPERTY_SEED replays a run; JIT_PROPERTY_DUMP=file writes the
+// first failing layout there as JSON (layoutDump), to study it apart.
+//
 // Counts that must be zero are logged so they can be quoted:
 //   - grants admitting a source a rule of others denies (iii),
 //   - warnings contradicting the evaluated outcome (iv),
@@ -535,8 +538,8 @@ func TestPlanPolicyPaths_properties(t *testing.T) {
 	// Layouts are many, large and short-lived: collect garbage less often.
 	defer debug.SetGCPercent(debug.SetGCPercent(400))
 	rng, cases := propertySetup(t)
-	cases = max(cases/3, 1000) // ≥ 1000 layouts (300 with -short)
-	if testing.Short() {
+	cases = max(cases/3, 1000) // ≥ 1000 layouts (300 with -short or -race)
+	if testing.Short() || raceDetector {
 		cases = 300
 	}
 	start := time.Now()
@@ -618,11 +621,22 @@ func (w *pathWorld) first(id string, res *resolution, pk Packet) bruteRule {
 }
 
 func checkPathLayout(t *testing.T, rng *rand.Rand, n int, l pathLayout, stats map[string]int, c *pathCounts) {
+	in := l.in
+	dumped := false
 	fail := func(format string, args ...any) {
 		t.Helper()
 		t.Errorf("case %d (%s): %s", n, l.kind, fmt.Sprintf(format, args...))
+		if dump := os.Getenv("JIT_PROPERTY_DUMP"); dump != "" && !dumped {
+			dumped = true
+			b, err := json.Marshal(layoutDump{in.Policy, in.Machines, in.NSGs, fwCollections(in), in.Strict, l.honoured})
+			if err == nil {
+				err = os.WriteFile(dump, b, 0o644)
+			}
+			if err != nil {
+				t.Errorf("writing %s: %v", dump, err)
+			}
+		}
 	}
-	in := l.in
 	plan := PlanPolicyPaths(in)
 	if HasError(plan.Findings) {
 		stats["plans with an error finding"]++
@@ -936,13 +950,6 @@ func checkPathLayout(t *testing.T, rng *rand.Rand, n int, l pathLayout, stats ma
 				if !used[q] {
 					fmt.Fprintf(&why, "%d ", q)
 				}
-			}
-			if dump := os.Getenv("JIT_PROPERTY_DUMP"); dump != "" {
-				b, err := json.Marshal(layoutDump{in.Policy, in.Machines, in.NSGs, fwCollections(in), in.Strict, l.honoured})
-				if err != nil {
-					t.Fatal(err)
-				}
-				os.WriteFile(dump, b, 0o644)
 			}
 			fail("second plan of NSG %s: add %v remove %v%s", id, ruleNames(np.Add), ruleNames(np.Remove), why.String())
 		}
