@@ -330,7 +330,7 @@ func (p *pathPlanner) read() bool {
 			continue
 		}
 		pm := pathMachine{key: m.Key, ports: m.Ports}
-		any := false
+		hasIP := false
 		for _, nic := range m.Interfaces {
 			var ips []netip.Addr
 			if len(nic.IPs) > 0 {
@@ -341,7 +341,7 @@ func (p *pathPlanner) read() bool {
 					continue
 				}
 			}
-			any = any || len(ips) > 0
+			hasIP = hasIP || len(ips) > 0
 			pi := pathIface{ips: ips}
 			for _, id := range []string{nic.SubnetNSG, nic.NICNSG} {
 				if id == "" {
@@ -358,7 +358,7 @@ func (p *pathPlanner) read() bool {
 			}
 			pm.ifaces = append(pm.ifaces, pi)
 		}
-		if !any {
+		if !hasIP {
 			p.fail("Virtual machine without private IP address", fmt.Sprintf("virtual machine %s has no private IP address, so no rule can target it.", m.Key), pathVirtualMachineIDs)
 			ok = false
 			continue
@@ -509,7 +509,7 @@ func (p *pathPlanner) planNSG(st *nsgState) {
 		s := newPrioritySlots(NSGMinPriority, NSGMaxPriority)
 		for i, r := range st.rules {
 			own := st.class[i] == classOwnDeny && (held[r.Name] || !placingNames[r.Name])
-			if r.inbound() && !(freeOwn && own) {
+			if r.inbound() && (!freeOwn || !own) {
 				s.take(r.Priority)
 			}
 		}
@@ -933,11 +933,10 @@ func (f *fwState) boundFor(ip netip.Addr, port int, proto Protocol) bound {
 // --- What the plan leaves true. ---
 
 // route is one way traffic reaches an address: its filters before and
-// after the plan, and how to tell whose each rule is.
+// after the plan.
 type route struct {
 	ids           []string
 	before, after Path
-	classOf       func(ref RuleRef, after bool) ruleClass
 }
 
 func (p *pathPlanner) classOf(ref RuleRef, after bool) ruleClass {

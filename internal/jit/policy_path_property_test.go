@@ -386,15 +386,14 @@ func triAddrs(list []string, a netip.Addr, local bool) int {
 	}
 	best := 0
 	for _, s := range list {
-		l := strings.ToLower(s)
-		switch {
-		case l == "*" || l == "any":
+		switch strings.ToLower(s) {
+		case "*", "any":
 			return 2
-		case l == "internet":
+		case "internet":
 			if !local {
 				best = max(best, 1)
 			}
-		case l == "azureloadbalancer":
+		case "azureloadbalancer":
 			if !local && a == netip.MustParseAddr("168.63.129.16") {
 				return 2
 			}
@@ -906,7 +905,7 @@ func checkPathLayout(t *testing.T, rng *rand.Rand, n int, l pathLayout, stats ma
 	checkRefusals(t, fail, l, plan, stats, c)
 
 	// (iii) A grant, requested once the plan is applied.
-	checkPathGrant(t, rng, fail, l, after, world, stats, c)
+	checkPathGrant(t, rng, fail, l, after, stats, c)
 
 	// The plan does not depend on the order ARM lists rules in (checked on
 	// every fourth layout: it costs a plan).
@@ -1156,7 +1155,7 @@ func checkRefusals(t *testing.T, fail func(string, ...any), l pathLayout, plan P
 // a source that a rule of others denies; when refused, a rule of others
 // must deny some of the traffic or no priority be free in its window;
 // when placed, the whole path must admit the granted source.
-func checkPathGrant(t *testing.T, rng *rand.Rand, fail func(string, ...any), l pathLayout, after map[string][]NSGRule, world *pathWorld, stats map[string]int, c *pathCounts) {
+func checkPathGrant(t *testing.T, rng *rand.Rand, fail func(string, ...any), l pathLayout, after map[string][]NSGRule, stats map[string]int, c *pathCounts) {
 	t.Helper()
 	m := l.in.Machines[rng.IntN(len(l.in.Machines))]
 	nic := m.Interfaces[0]
@@ -1174,7 +1173,6 @@ func checkPathGrant(t *testing.T, rng *rand.Rand, fail func(string, ...any), l p
 		withGrants[k] = v
 	}
 	granted := true
-	var fams []AddressFamily
 	for _, id := range ids {
 		rules := after[id]
 		honoured := func(r NSGRule) bool { return l.honoured[id+"\x00"+r.Name] }
@@ -1190,11 +1188,9 @@ func checkPathGrant(t *testing.T, rng *rand.Rand, fail func(string, ...any), l p
 			continue
 		}
 		stats["grant rules"] += len(out)
-		fams = nil
 		used := usedPriorities(rules).in
 		for _, r := range out {
 			fam := FamilyOf(netip.MustParseAddr(r.DestinationPrefixes[0]))
-			fams = append(fams, fam)
 			for _, d := range r.DestinationPrefixes {
 				if FamilyOf(netip.MustParseAddr(d)) != fam {
 					fail("grant %+v mixes families", r)
