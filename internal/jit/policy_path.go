@@ -36,6 +36,10 @@ import (
 // blocks them), and ports that cannot be locked. Limits of ARM are checked.
 // Errors are findings too; the plan must not be applied when one is there.
 func PlanPolicyPaths(in PolicyPathInput) PolicyPathPlan {
+	return planPolicyPaths(in, true)
+}
+
+func planPolicyPaths(in PolicyPathInput, lookAhead bool) PolicyPathPlan {
 	p := &pathPlanner{in: in, marker: DenyMarker(in.Policy).String(), nsgs: map[string]*nsgState{}}
 	p.plan.NSGs = map[string]NSGPlan{}
 	if !p.read() {
@@ -47,10 +51,65 @@ func PlanPolicyPaths(in PolicyPathInput) PolicyPathPlan {
 	if p.fw != nil {
 		p.planFirewall()
 	}
+	if lookAhead {
+		p.announceRoomAfterMoves()
+	}
 	p.evaluateExposures()
 	p.report()
 	return p.plan
 }
+
+// announceRoomAfterMoves: a deny that must move keeps its old priority
+// until it has moved, so the same plan cannot give that priority to
+// another deny (the writes may run in any order). In a crowded NSG, a
+// machine left out for want of room may then fit once the plan is
+// applied. Such a plan is not the last one, and says so: the next plan is
+// computed on the applied result, and each machine it would lock is
+// reported as one that planning again locks.
+func (p *pathPlanner) announceRoomAfterMoves() {
+	moved := false
+	for _, key := range p.nsgOrder {
+		st := p.nsgs[key]
+		for _, a := range p.plan.NSGs[st.id].Add {
+			if i, ok := st.byName[a.Name]; ok && st.rules[i].Priority != a.Priority {
+				moved = true
+			}
+		}
+	}
+	if !moved {
+		return
+	}
+	next := p.in
+	next.NSGs = map[string][]NSGRule{}
+	for _, key := range p.nsgOrder {
+		next.NSGs[p.nsgs[key].id] = p.nsgs[key].after
+	}
+	if p.fw != nil {
+		fw := *p.in.Firewall
+		fw.Collections = p.fw.after
+		next.Firewall = &fw
+	}
+	covered := map[string]bool{}
+	for _, d := range planPolicyPaths(next, false).Denies {
+		for _, m := range d.MachineKeys {
+			covered[strings.ToLower(d.Target+"|"+m+"|"+portLabel(d.Port)+"|"+string(d.Family))] = true
+		}
+	}
+	for _, key := range p.nsgOrder {
+		st := p.nsgs[key]
+		for _, g := range st.groups {
+			for _, m := range g.members {
+				if m.reason != "" && covered[strings.ToLower(st.id+"|"+p.machines[m.machine].key+"|"+portLabel(g.key.port)+"|"+string(g.key.fam))] {
+					m.reason += ". This plan moves denies of the policy away from priorities that it frees; once it is applied, " + PlanAgainLocks
+				}
+			}
+		}
+	}
+}
+
+// PlanAgainLocks ends the reason of a port that a plan cannot lock, but
+// the next plan, once this one is applied, will.
+const PlanAgainLocks = "planning again locks this port here"
 
 // PathMachine is one machine of the policy and the way traffic reaches it.
 type PathMachine struct {

@@ -366,3 +366,47 @@ func TestPlanPolicyPaths_firewallDenyCollectionIsAggregated(t *testing.T) {
 		t.Errorf("findings %+v", third.Findings)
 	}
 }
+
+func TestPlanPolicyPaths_roomFreedByItsOwnMovesIsAnnounced(t *testing.T) {
+	// A crowded NSG: priorities 3100-4096 taken but 4090 and 4091. Rules of
+	// others decide 8080 and 53/UDP at 3300 and 3301; the policy's denies of
+	// those ports sit at 3500 and 3450 with no free priority left between
+	// for grants, so both move: to 4090 and 4091, their old priorities
+	// serving as windows. Port 22, decided at 3400, then finds no priority
+	// of its own, since 3450 and 3500 stay taken until the denies have
+	// moved. Once the plan is applied they are free, and the next plan locks
+	// 22 there; the first plan says so.
+	udp53v4, any8080v4, tcp22v4 := AggregateDenyRuleName("prod-web", udp53, IPv4), AggregateDenyRuleName("prod-web", any8080, IPv4), AggregateDenyRuleName("prod-web", tcp22, IPv4)
+	mine := DenyMarker("prod-web").String()
+	rules := []NSGRule{
+		{Name: any8080v4, Priority: 3500, Direction: NSGInbound, Access: NSGDeny, Protocol: NSGProtocolAny, SourcePrefixes: []string{"*"}, SourcePortRanges: []string{"*"}, DestinationPrefixes: []string{"10.0.0.4"}, DestinationPortRanges: []string{"8080"}, Description: mine},
+		{Name: udp53v4, Priority: 3450, Direction: NSGInbound, Access: NSGDeny, Protocol: NSGProtocolUDP, SourcePrefixes: []string{"*"}, SourcePortRanges: []string{"*"}, DestinationPrefixes: []string{"10.0.0.4"}, DestinationPortRanges: []string{"53"}, Description: mine},
+		inbound("allow-web", 3300, NSGAllow, NSGProtocolAny, "10.0.0.4", "8080"),
+		inbound("allow-dns", 3301, NSGAllow, NSGProtocolUDP, "10.0.0.4", "53"),
+		inbound("allow-ssh", 3400, NSGAllow, NSGProtocolTCP, "10.0.0.4", "22"),
+	}
+	for p := 3100; p <= 4096; p++ {
+		if !slices.Contains([]int{3300, 3301, 3400, 3450, 3500, 4090, 4091}, p) {
+			rules = append(rules, inbound(fmt.Sprintf("filler-%d", p), p, NSGAllow, NSGProtocolTCP, "10.9.9.9", "80"))
+		}
+	}
+	in := onePath(rules, nil, []string{"10.0.0.4"}, tcp22, udp53, any8080)
+	plan := PlanPolicyPaths(in)
+	np := plan.NSGs[subnetNSG]
+	if got := priorities(np.Add); len(got) != 2 || got[any8080v4]+got[udp53v4] != 4090+4091 {
+		t.Fatalf("first plan adds %v", got)
+	}
+	nl := exposuresOf(plan, ExposureNotLocked)
+	if len(nl) != 1 || nl[0].Port != tcp22 || !strings.HasSuffix(nl[0].Reason, PlanAgainLocks) {
+		t.Fatalf("not locked %+v", nl)
+	}
+	in.NSGs[subnetNSG] = applyNSGPlanRules(rules, np)
+	second := PlanPolicyPaths(in)
+	if got := priorities(second.NSGs[subnetNSG].Add); got[tcp22v4] != 3500 || len(got) != 1 || len(exposuresOf(second, ExposureNotLocked)) != 0 {
+		t.Fatalf("second plan adds %v, not locked %+v", got, exposuresOf(second, ExposureNotLocked))
+	}
+	in.NSGs[subnetNSG] = applyNSGPlanRules(in.NSGs[subnetNSG], second.NSGs[subnetNSG])
+	if third := PlanPolicyPaths(in).NSGs[subnetNSG]; len(third.Add)+len(third.Remove) != 0 {
+		t.Errorf("third plan %+v", third)
+	}
+}
