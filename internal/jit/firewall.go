@@ -244,6 +244,10 @@ type FirewallGrant struct {
 	End           time.Time
 	Requestor     string
 	Justification string
+	// HonouredGrant tells, for PlanFirewallGrants, the other grants' Allow
+	// collections the caller judged valid for the policy. Nil: every
+	// collection named and marked as a JIT grant.
+	HonouredGrant func(FirewallNetworkCollection) bool
 }
 
 // FirewallGrantPort is one granted port and the requester's source for it.

@@ -355,6 +355,10 @@ type NSGGrant struct {
 	Source                   string
 	End                      time.Time
 	Requestor, Justification string
+	// HonouredGrant tells, for PlanNSGGrants, the other grants the caller
+	// judged valid for the policy: the policy's own, never in this grant's
+	// way. Nil: every inbound Allow carrying the policy's grant marker.
+	HonouredGrant func(NSGRule) bool
 }
 
 // PlanNSGGrant returns the complete inbound Allow rule that grants the

@@ -25,6 +25,11 @@ package jit
 // moving rule's old priority stays taken until it has moved, so an NSG near
 // full can refuse a plan that a reshuffle with a window of exposure would
 // have allowed.
+//
+// PlanPolicyPaths refines the rule for its aggregated denies: since a
+// grant never goes above a rule jit does not own, the free priority a deny
+// leaves must come after the rules the deny follows, in its window; see
+// placement.go.
 
 // DenyPriorityBase is where JIT denies are placed when nothing forces them
 // later and room allows.

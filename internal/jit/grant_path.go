@@ -1,0 +1,284 @@
+package jit
+
+import (
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+)
+
+// Grants that never override a rule jit does not own.
+//
+// A grant is an Allow for one requester's source. Placed before a Deny of
+// the NSG's owner, it would open what the owner closed: not jit's to do.
+// So, in each NSG, the granted traffic (source × port × protocol × the
+// machine's addresses) is evaluated against the owner's rules alone (the
+// rules of others, without the policy's deny, its honoured grants or the
+// NSG's default rules, which exist precisely for a grant to open past): if
+// a rule of others that may be the first match of any part of that traffic
+// denies it, wherever it sits, even after the JIT deny, the grant fails and
+// the error names that rule. Otherwise the grant goes after every rule of
+// others that may be the first match of some of the traffic, and before
+// the first of the policy's denies matching it: at the highest free
+// priority there, or where it already is while that still holds.
+//
+// Azure refuses a rule mixing IPv4 and IPv6 addresses, so a grant is one
+// rule per address family: an IPv4 source reaches the machine's IPv4
+// addresses only, an IPv6 source its IPv6 ones, "*" gets one rule per
+// family the machine has.
+
+// PlanNSGGrants returns the grant's rules in one NSG, one per address
+// family the source can reach, named by GrantRuleNameFamily. It supersedes
+// PlanNSGGrant, which places a grant before a Deny of others.
+func PlanNSGGrants(g NSGGrant) ([]NSGRule, error) {
+	fail := func(format string, args ...any) ([]NSGRule, error) {
+		return nil, fmt.Errorf("granting port %s to virtual machine %s in NSG %s: %s", portLabel(g.Port), g.Machine, g.NSG, fmt.Sprintf(format, args...))
+	}
+	src, err := ParsePrefix(g.Source)
+	if err != nil {
+		return fail("%v", err)
+	}
+	ips, err := parseMachineIPs(g.Machine, g.PrivateIPs)
+	if err != nil {
+		return fail("%v", err)
+	}
+	if err := checkLockedPorts(LockedMachine{Key: g.Machine, Ports: []PortProtocol{g.Port}}); err != nil {
+		return fail("%v", err)
+	}
+	names := map[string]AddressFamily{}
+	var fams []AddressFamily
+	for _, fam := range []AddressFamily{IPv4, IPv6} {
+		if len(familyAddrs(ips, fam)) > 0 && (src.IsAny() || FamilyOf(src.net.Addr()) == fam) {
+			fams = append(fams, fam)
+			names[GrantRuleNameFamily(g.Request, g.Machine, g.Port, fam)] = fam
+		}
+	}
+	if len(fams) == 0 {
+		return fail("source %s is %s, and the machine has no address of that family (%s)", src, FamilyOf(src.net.Addr()), strings.Join(g.PrivateIPs, ", "))
+	}
+
+	honoured := g.HonouredGrant
+	if honoured == nil {
+		honoured = func(r NSGRule) bool {
+			m, ok := ParseMarker(r.Description)
+			return ok && m.Kind == MarkerGrant && m.BelongsTo(g.Policy)
+		}
+	}
+	// Whose each rule is: the policy's denies, its grants (this one's
+	// current rules among them), or someone else's.
+	ownDeny := make([]bool, len(g.Rules))
+	foreign := make([]bool, len(g.Rules))
+	current := map[string]NSGRule{}
+	slots := newPrioritySlots(NSGMinPriority, NSGMaxPriority)
+	for i, r := range g.Rules {
+		if _, mine := names[r.Name]; mine {
+			if !isGrant(r.Description) {
+				return fail("NSG %s already has a rule named %q that is not a JIT grant; rename or delete that rule", g.NSG, r.Name)
+			}
+			current[r.Name] = r
+			continue
+		}
+		if r.inbound() {
+			slots.take(r.Priority)
+		}
+		m, ok := ParseMarker(r.Description)
+		switch {
+		case ok && m.Kind == MarkerDeny && m.BelongsTo(g.Policy):
+			ownDeny[i] = true
+		case r.inbound() && strings.EqualFold(string(r.Access), string(NSGAllow)) && honoured(r):
+		default:
+			foreign[i] = true
+		}
+	}
+	others := newNSGFilter(g.NSG, g.Rules, func(i int) bool { return foreign[i] }, false)
+	denies := newNSGFilter(g.NSG, g.Rules, func(i int) bool { return ownDeny[i] }, false)
+
+	// Each family's window: after the rules of others deciding its
+	// traffic, before the policy's first deny matching it.
+	type window struct {
+		rule          NSGRule
+		lo, hi        int
+		after, before *Decider
+		keep          bool
+	}
+	ws := make([]*window, len(fams))
+	for i, fam := range fams {
+		w := &window{lo: NSGMinPriority, hi: NSGMaxPriority + 1}
+		ws[i] = w
+		dsts := familyAddrs(ips, fam)
+		for _, ip := range dsts {
+			for _, proto := range portProtocols(g.Port) {
+				q := Query{Direction: NSGInbound, Local: ip, Protocol: proto, Port: g.Port.Number, Remote: src}
+				for _, s := range (Path{others}).Evaluate(q) {
+					for _, d := range s.Deciders[0] {
+						if d.Rule.Access == NSGDeny {
+							return nil, fmt.Errorf("%s denies port %s from %s to virtual machine %s%s, so a grant could not work without overriding it, and that rule is not jit's to override: ask the NSG's owner to allow the traffic or narrow the rule, or request from another source",
+								ruleLabel(d.Rule), portLabel(PortProtocol{g.Port.Number, proto}), RangeString(s.First, s.Last), g.Machine, assumedClause(d.Assumed))
+						}
+						if d.Rule.Priority+1 > w.lo {
+							w.lo, w.after = d.Rule.Priority+1, &d
+						}
+					}
+				}
+				for _, d := range denies.mayMatch(q) {
+					if d.Rule.Access == NSGDeny && d.Rule.Priority < w.hi {
+						w.hi, w.before = d.Rule.Priority, &d
+					}
+				}
+			}
+		}
+		w.rule = NSGRule{
+			Name: GrantRuleNameFamily(g.Request, g.Machine, g.Port, fam), Direction: NSGInbound, Access: NSGAllow, Protocol: NSGProtocolOf(g.Port.Protocol),
+			SourcePrefixes: []string{src.String()}, SourcePortRanges: []string{"*"}, DestinationPrefixes: addrStrings(dsts),
+			DestinationPortRanges: []string{strconv.Itoa(g.Port.Number)}, Description: GrantMarker(g.Policy, g.End, g.Requestor, g.Justification).String(),
+		}
+	}
+	// A grant already in its window stays; one that must move keeps its old
+	// priority until it has moved.
+	for _, w := range ws {
+		if cur, ok := current[w.rule.Name]; ok && cur.inbound() {
+			w.keep = w.lo <= cur.Priority && cur.Priority < w.hi && slots.free(cur.Priority)
+			w.rule.Priority = cur.Priority
+			slots.take(cur.Priority)
+		}
+	}
+	// The highest free priority in each window; with two families, the
+	// order that fits both (one may take the other's only priority).
+	place := func(order []int) error {
+		s := slots.clone()
+		for _, i := range order {
+			w := ws[i]
+			if w.keep {
+				continue
+			}
+			p := -1
+			for q := min(w.hi-1, NSGMaxPriority); q >= w.lo && p < 0; q-- {
+				if s.free(q) {
+					p = q
+				}
+			}
+			if p < 0 {
+				return fmt.Errorf("granting port %s to virtual machine %s in NSG %s: no inbound priority is free for the %s grant between %s and %s; free one in between",
+					portLabel(g.Port), g.Machine, g.NSG, fams[i], boundLabel(w.after, "the lowest priority", "which decides that traffic"), boundLabel(w.before, "the highest priority", "the JIT deny"))
+			}
+			s.take(p)
+			w.rule.Priority = p
+		}
+		return nil
+	}
+	err = place([]int{0, 1}[:len(ws)])
+	if err != nil && len(ws) == 2 {
+		if place([]int{1, 0}) == nil {
+			err = nil
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	out := make([]NSGRule, len(ws))
+	for i, w := range ws {
+		out[i] = w.rule
+	}
+	return out, nil
+}
+
+func boundLabel(d *Decider, none, what string) string {
+	if d == nil {
+		return none
+	}
+	return fmt.Sprintf("%s (%s)", ruleLabel(d.Rule), what)
+}
+
+// PlanFirewallGrants plans a grant through a firewall as PlanFirewallGrant
+// does (DNAT collection, mapped ports), but places the network Allow
+// collection by the rule of PlanNSGGrants: after every collection of others
+// that may be the first match of some of the granted traffic, before the
+// policy's deny collection, and not at all when such a collection denies
+// part of it (the error names it). It supersedes PlanFirewallGrant, whose
+// Allow collection jumps before any Deny collection in its way.
+func PlanFirewallGrants(g FirewallGrant) (FirewallGrantPlan, error) {
+	fail := func(format string, args ...any) (FirewallGrantPlan, error) {
+		return FirewallGrantPlan{}, fmt.Errorf("granting access to virtual machine %s through Azure Firewall %s: "+format, append([]any{g.Machine, g.Firewall}, args...)...)
+	}
+	network := g.Network
+	g.Network = nil // the DNAT part alone; the Allow collection is placed below
+	plan, err := PlanFirewallGrant(g)
+	if err != nil {
+		return plan, err
+	}
+	name := plan.Allow.Name
+	honoured := g.HonouredGrant
+	if honoured == nil {
+		honoured = func(c FirewallNetworkCollection) bool {
+			descriptions := make([]string, len(c.Rules))
+			for i, r := range c.Rules {
+				descriptions[i] = r.Description
+			}
+			_, _, ok := FirewallGrantEnd(descriptions)
+			return ok && IsFirewallGrantCollection(c.Name)
+		}
+	}
+	denyName := FirewallDenyCollectionName(g.Policy)
+	foreign := make([]bool, len(network))
+	var have *FirewallNetworkCollection
+	slots := newPrioritySlots(FirewallMinPriority, FirewallMaxPriority)
+	hi, lo := FirewallMaxPriority+1, FirewallMinPriority
+	var before, after *Decider
+	for i, c := range network {
+		switch {
+		case c.Name == name:
+			for _, r := range c.Rules {
+				if !isGrant(r.Description) {
+					return fail("network rule collection %q exists but is not a JIT grant; rename or delete it", name)
+				}
+			}
+			have = &network[i]
+			continue
+		case c.Name == denyName:
+		case strings.EqualFold(string(c.Action), string(FirewallAllow)) && honoured(c):
+		default:
+			foreign[i] = true
+		}
+		slots.take(c.Priority)
+	}
+	others := newFirewallFilter(g.Firewall, network, func(i int) bool { return foreign[i] }, false)
+	ours := newFirewallFilter(g.Firewall, network, func(i int) bool { return network[i].Name == denyName }, false)
+	ip, _ := netip.ParseAddr(g.PrivateIP)
+	for _, gp := range g.Ports {
+		src, _ := ParsePrefix(gp.Source)
+		if !src.IsAny() && FamilyOf(src.net.Addr()) != FamilyOf(ip) {
+			return fail("source %s of port %s is %s, and %s is %s", src, portLabel(gp.Port), FamilyOf(src.net.Addr()), g.PrivateIP, FamilyOf(ip))
+		}
+		for _, proto := range portProtocols(gp.Port) {
+			q := Query{Direction: NSGInbound, Local: ip, Protocol: proto, Port: gp.Port.Number, Remote: src}
+			for _, s := range (Path{others}).Evaluate(q) {
+				for _, d := range s.Deciders[0] {
+					if d.Rule.Access == NSGDeny {
+						return fail("%s denies port %s from %s%s, so a grant could not work without overriding it, and that collection is not jit's to override: ask the firewall's owner to allow the traffic or narrow the rule, or request from another source",
+							ruleLabel(d.Rule), portLabel(PortProtocol{gp.Port.Number, proto}), RangeString(s.First, s.Last), assumedClause(d.Assumed))
+					}
+					if d.Rule.Priority+1 > lo {
+						lo, after = d.Rule.Priority+1, &d
+					}
+				}
+			}
+			for _, d := range ours.mayMatch(q) {
+				if d.Rule.Priority < hi {
+					hi, before = d.Rule.Priority, &d
+				}
+			}
+		}
+	}
+	if have != nil && lo <= have.Priority && have.Priority < hi && slots.free(have.Priority) {
+		plan.Allow.Priority = have.Priority
+		return plan, nil
+	}
+	for q := min(hi-1, FirewallMaxPriority); q >= lo; q-- {
+		if slots.free(q) {
+			plan.Allow.Priority = q
+			return plan, nil
+		}
+	}
+	return fail("no network rule collection priority is free for the grant's Allow collection between %s and %s; free one in between",
+		boundLabel(after, "the lowest priority", "which decides that traffic"), boundLabel(before, "the highest priority", "the JIT deny collection"))
+}

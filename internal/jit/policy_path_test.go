@@ -1,0 +1,412 @@
+package jit
+
+import (
+	"fmt"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+const (
+	subnetNSG = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Network/networkSecurityGroups/nsg-subnet"
+	nicNSG    = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Network/networkSecurityGroups/nsg-nic"
+)
+
+// onePath is a policy over one machine behind a subnet NSG and a NIC NSG.
+func onePath(subnet, nic []NSGRule, ips []string, ports ...PortProtocol) PolicyPathInput {
+	nsgs := map[string][]NSGRule{subnetNSG: subnet}
+	iface := PathInterface{IPs: ips, SubnetNSG: subnetNSG}
+	if nic != nil {
+		nsgs[nicNSG] = nic
+		iface.NICNSG = nicNSG
+	}
+	return PolicyPathInput{Policy: "prod-web", NSGs: nsgs, Machines: []PathMachine{{Key: vmID, Ports: ports, Interfaces: []PathInterface{iface}}}}
+}
+
+func findingsOf(plan PolicyPathPlan, severity Severity) []Finding {
+	var out []Finding
+	for _, f := range plan.Findings {
+		if f.Severity == severity {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+func exposuresOf(plan PolicyPathPlan, kind ExposureKind) []Exposure {
+	var out []Exposure
+	for _, e := range plan.Exposures {
+		if e.Kind == kind {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// denyIn is the policy's deny of the port and family in the NSG after the plan.
+func denyIn(plan PolicyPathPlan, nsg string, port PortProtocol, fam AddressFamily) (NSGRule, bool) {
+	name := AggregateDenyRuleName("prod-web", port, fam)
+	np := plan.NSGs[nsg]
+	for _, r := range append(slices.Clone(np.Add), np.Keep...) {
+		if r.Name == name {
+			return r, true
+		}
+	}
+	return NSGRule{}, false
+}
+
+func TestPlanPolicyPaths_allowAtTheLastPriorityLeavesOnlyItsPortUnlocked(t *testing.T) {
+	in := onePath([]NSGRule{inbound("allow-ssh", 4096, NSGAllow, NSGProtocolTCP, "*", "22")}, nil, []string{"10.0.0.4"}, tcp22, tcp3389)
+	plan := PlanPolicyPaths(in)
+	if HasError(plan.Findings) {
+		t.Fatalf("errors: %+v", plan.Findings)
+	}
+	if _, ok := denyIn(plan, subnetNSG, tcp22, IPv4); ok {
+		t.Error("22 denied before the allow deciding it at 4096")
+	}
+	if d, ok := denyIn(plan, subnetNSG, tcp3389, IPv4); !ok || d.Priority != 1000 {
+		t.Errorf("3389 deny %+v, %v; want it at 1000", d, ok)
+	}
+	nl := exposuresOf(plan, ExposureNotLocked)
+	if len(nl) != 1 || nl[0].Port != tcp22 || nl[0].Target != subnetNSG || len(nl[0].Rules) != 1 || nl[0].Rules[0].Name != "allow-ssh" {
+		t.Fatalf("not locked %+v", nl)
+	}
+	warnings := findingsOf(plan, SeverityWarning)
+	if !slices.ContainsFunc(warnings, func(f Finding) bool {
+		return f.Summary == "Port cannot be locked" && strings.Contains(f.Detail, `rule "allow-ssh" (priority 4096, Allow) in NSG `+subnetNSG+` decides port 22/TCP`) &&
+			strings.Contains(f.Detail, "stays open to some sources")
+	}) {
+		t.Errorf("no cannot-lock warning naming allow-ssh: %+v", warnings)
+	}
+	if ko := exposuresOf(plan, ExposureKeptOpen); len(ko) != 1 || ko[0].Port != tcp22 || !reflect.DeepEqual(ko[0].Sources, []string{"0.0.0.0/0"}) {
+		t.Errorf("kept open %+v; want 22 from everywhere", ko)
+	}
+
+	in.Strict = true
+	strict := PlanPolicyPaths(in)
+	if errs := findingsOf(strict, SeverityError); len(errs) != 1 || !strings.Contains(errs[0].Detail, "strict") || !strings.Contains(errs[0].Detail, "allow-ssh") {
+		t.Errorf("strict errors %+v", errs)
+	}
+}
+
+func TestPlanPolicyPaths_bastionAllowInTheNICNSGIsCutNotKeptOpen(t *testing.T) {
+	bastion := withSource(inbound("allow-bastion", 200, NSGAllow, NSGProtocolTCP, "*", "22"), "10.0.1.0/26")
+	plan := PlanPolicyPaths(onePath(nil, []NSGRule{bastion}, []string{"10.0.0.4"}, tcp22))
+	if len(plan.Findings) != 1 || plan.Findings[0].Summary != "Existing access will be cut" {
+		t.Fatalf("findings %+v; want one cut warning", plan.Findings)
+	}
+	cut := exposuresOf(plan, ExposureCut)
+	if len(cut) != 1 || !reflect.DeepEqual(cut[0].Sources, []string{"10.0.1.0/26"}) || cut[0].Rules[0].Name != "allow-bastion" ||
+		len(cut[0].CutBy) != 1 || cut[0].CutBy[0].Filter != subnetNSG || cut[0].CutBy[0].Name != AggregateDenyRuleName("prod-web", tcp22, IPv4) {
+		t.Errorf("cut %+v", cut)
+	}
+	f := plan.Findings[0].Detail
+	for _, want := range []string{`rule "allow-bastion" (priority 200, Allow) in NSG ` + nicNSG + ` let 10.0.1.0/26 reach port 22/TCP of virtual machine web-01`,
+		`after it, rule "` + AggregateDenyRuleName("prod-web", tcp22, IPv4) + `" (priority 1000, Deny) in NSG ` + subnetNSG + ` blocks them`} {
+		if !strings.Contains(f, want) {
+			t.Errorf("finding %q lacks %q", f, want)
+		}
+	}
+	if d, ok := denyIn(plan, nicNSG, tcp22, IPv4); !ok || d.Priority != 1000 {
+		t.Errorf("the NIC NSG's deny %+v, %v: it follows the bastion allow", d, ok)
+	}
+}
+
+func TestPlanPolicyPaths_internetAndLoadBalancerDestinationsNeitherRefuseNorWarn(t *testing.T) {
+	plan := PlanPolicyPaths(onePath([]NSGRule{
+		inbound("allow-internet", 4096, NSGAllow, NSGProtocolTCP, "Internet", "22"),
+		inbound("allow-lb", 4095, NSGAllow, NSGProtocolAny, "AzureLoadBalancer", "*"),
+	}, nil, []string{"10.0.0.4"}, tcp22))
+	if len(plan.Findings) != 0 {
+		t.Errorf("findings %+v", plan.Findings)
+	}
+	if d, ok := denyIn(plan, subnetNSG, tcp22, IPv4); !ok || d.Priority != 1000 {
+		t.Errorf("deny %+v, %v; want it at 1000", d, ok)
+	}
+}
+
+func TestPlanPolicyPaths_virtualNetworkAndASGsAreAssumedAndSaid(t *testing.T) {
+	for _, tc := range []struct{ destination, assumed string }{{"VirtualNetwork", "VirtualNetwork"}, {"", "application security groups"}} {
+		rule := withSource(inbound("allow-office", 300, NSGAllow, NSGProtocolTCP, tc.destination, "22"), "203.0.113.0/24")
+		plan := PlanPolicyPaths(onePath([]NSGRule{rule}, nil, []string{"10.0.0.4"}, tcp22))
+		ko := exposuresOf(plan, ExposureKeptOpen)
+		if len(ko) != 1 || !slices.Contains(ko[0].Assumed, tc.assumed) || !reflect.DeepEqual(ko[0].Sources, []string{"203.0.113.0/24"}) {
+			t.Errorf("%s: kept open %+v", tc.assumed, ko)
+		}
+		if len(plan.Findings) != 1 || !strings.Contains(plan.Findings[0].Detail, "ASSUMED") || !strings.Contains(plan.Findings[0].Detail, tc.assumed) {
+			t.Errorf("%s: findings %+v", tc.assumed, plan.Findings)
+		}
+		if d, ok := denyIn(plan, subnetNSG, tcp22, IPv4); !ok || d.Priority != 1000 {
+			t.Errorf("%s: deny %+v, %v", tc.assumed, d, ok)
+		}
+	}
+}
+
+func TestPlanPolicyPaths_dualStackGetsOneRulePerFamily(t *testing.T) {
+	plan := PlanPolicyPaths(onePath(nil, nil, []string{"10.0.0.4", "fd00::4", "10.0.0.5"}, tcp22))
+	v4, ok4 := denyIn(plan, subnetNSG, tcp22, IPv4)
+	v6, ok6 := denyIn(plan, subnetNSG, tcp22, IPv6)
+	if !ok4 || !ok6 || !reflect.DeepEqual(v4.DestinationPrefixes, []string{"10.0.0.4", "10.0.0.5"}) || !reflect.DeepEqual(v6.DestinationPrefixes, []string{"fd00::4"}) || v4.Priority == v6.Priority {
+		t.Errorf("v4 %+v\nv6 %+v", v4, v6)
+	}
+	if len(plan.Denies) != 2 || plan.Denies[0].Family == plan.Denies[1].Family {
+		t.Errorf("denies %+v", plan.Denies)
+	}
+}
+
+// subnetOf is a policy over n machines in one subnet, dual-stack or not.
+func subnetOf(n int, dual bool, rules []NSGRule, ports ...PortProtocol) PolicyPathInput {
+	in := PolicyPathInput{Policy: "prod-web", NSGs: map[string][]NSGRule{subnetNSG: rules}}
+	for i := range n {
+		ips := []string{fmt.Sprintf("10.0.%d.%d", i/250, 4+i%250)}
+		if dual {
+			ips = append(ips, fmt.Sprintf("fd00::%x", 4+i))
+		}
+		in.Machines = append(in.Machines, PathMachine{Key: fmt.Sprintf("/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/vm-%03d", i),
+			Ports: ports, Interfaces: []PathInterface{{IPs: ips, SubnetNSG: subnetNSG}}})
+	}
+	return in
+}
+
+func TestPlanPolicyPaths_threeHundredMachinesNeedOneRulePerPortAndFamily(t *testing.T) {
+	ports := []PortProtocol{tcp22, tcp3389, {5985, ProtocolTCP}, {5986, ProtocolTCP}}
+	for _, dual := range []bool{false, true} {
+		start := time.Now()
+		plan := PlanPolicyPaths(subnetOf(300, dual, nil, ports...))
+		want := 4
+		if dual {
+			want = 8
+		}
+		np := plan.NSGs[subnetNSG]
+		if len(plan.Findings) != 0 || len(np.Add) != want || len(plan.Denies) != want {
+			t.Fatalf("dual %v: %d rules, findings %+v", dual, len(np.Add), plan.Findings)
+		}
+		for _, d := range plan.Denies {
+			if len(d.MachineKeys) != 300 {
+				t.Errorf("deny %s covers %d machines", d.Name, len(d.MachineKeys))
+			}
+		}
+		for _, r := range np.Add {
+			if len(r.DestinationPrefixes) != 300 {
+				t.Errorf("deny %s names %d addresses", r.Name, len(r.DestinationPrefixes))
+			}
+		}
+		if n := addressCount(np.Add); n > NSGMaxAddresses {
+			t.Errorf("%d addresses", n)
+		}
+		t.Logf("300 machines × 4 ports (dual-stack %v): %d rules, planned in %v", dual, len(np.Add), time.Since(start).Round(time.Millisecond))
+	}
+}
+
+func TestPlanPolicyPaths_limitsAreErrorsNamingTheNSG(t *testing.T) {
+	var many []PortProtocol
+	for p := range 1001 {
+		many = append(many, PortProtocol{10000 + p, ProtocolTCP})
+	}
+	plan := PlanPolicyPaths(onePath(nil, nil, []string{"10.0.0.4"}, many...))
+	if errs := findingsOf(plan, SeverityError); len(errs) != 1 || !strings.Contains(errs[0].Detail, "NSG "+subnetNSG+" would hold 1001 security rules") {
+		t.Errorf("1001 ports: errors %+v", errs)
+	}
+
+	full := fillInbound(100, 1099) // 1000 rules
+	plan = PlanPolicyPaths(onePath(full, nil, []string{"10.0.0.4"}, tcp22))
+	if errs := findingsOf(plan, SeverityError); len(errs) != 1 || !strings.Contains(errs[0].Detail, "NSG "+subnetNSG+" would hold 1001 security rules") {
+		t.Errorf("full NSG: errors %+v", errs)
+	}
+
+	// 1,001 machines × 4 ports name more than 4,000 addresses.
+	plan = PlanPolicyPaths(subnetOf(1001, false, nil, tcp22, tcp3389, PortProtocol{5985, ProtocolTCP}, PortProtocol{5986, ProtocolTCP}))
+	if errs := findingsOf(plan, SeverityError); len(errs) != 1 || !strings.Contains(errs[0].Detail, "NSG "+subnetNSG+" would name 4004 IP addresses") {
+		t.Errorf("4004 addresses: errors %+v", errs)
+	}
+}
+
+func TestPlanPolicyPaths_migratesPerMachineDeniesWithoutOpeningThePorts(t *testing.T) {
+	in := subnetOf(3, false, nil, tcp22, tcp3389)
+	var old []LockedMachine
+	for _, m := range in.Machines {
+		old = append(old, LockedMachine{Key: m.Key, PrivateIPs: m.Interfaces[0].IPs, Ports: m.Ports})
+	}
+	legacy, err := PlanNSG(subnetNSG, nil, "prod-web", old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in.NSGs[subnetNSG] = legacy.Add // 6 per-machine denies at 1000-1005
+	plan := PlanPolicyPaths(in)
+	np := plan.NSGs[subnetNSG]
+	if len(np.Remove) != 6 || len(np.Add) != 2 || len(plan.Findings) != 0 {
+		t.Fatalf("plan %+v, findings %+v", np, plan.Findings)
+	}
+	for _, a := range np.Add {
+		for _, r := range np.Remove {
+			if a.Priority == r.Priority {
+				t.Errorf("new deny %s takes priority %d of old deny %s: it could not be written before the old one goes", a.Name, a.Priority, r.Name)
+			}
+		}
+	}
+	in.NSGs[subnetNSG] = applyNSGPlanRules(legacy.Add, np)
+	if again := PlanPolicyPaths(in); len(again.NSGs[subnetNSG].Add)+len(again.NSGs[subnetNSG].Remove) != 0 || len(again.NSGs[subnetNSG].Keep) != 2 {
+		t.Errorf("second plan %+v", again.NSGs[subnetNSG])
+	}
+}
+
+func TestPlanPolicyPaths_machinesJoiningAndLeavingRewriteOneRuleInPlace(t *testing.T) {
+	in := subnetOf(2, false, []NSGRule{inbound("allow-ssh", 300, NSGAllow, NSGProtocolTCP, "10.0.0.0/24", "22")}, tcp22)
+	plan := PlanPolicyPaths(in)
+	d, _ := denyIn(plan, subnetNSG, tcp22, IPv4)
+	rules := applyNSGPlanRules(in.NSGs[subnetNSG], plan.NSGs[subnetNSG])
+	grown := subnetOf(3, false, rules, tcp22)
+	plan = PlanPolicyPaths(grown)
+	if np := plan.NSGs[subnetNSG]; len(np.Add) != 1 || np.Add[0].Name != d.Name || np.Add[0].Priority != d.Priority || len(np.Add[0].DestinationPrefixes) != 3 || len(np.Remove) != 0 {
+		t.Errorf("a machine joins: %+v", np)
+	}
+	rules = applyNSGPlanRules(rules, plan.NSGs[subnetNSG])
+	plan = PlanPolicyPaths(subnetOf(1, false, rules, tcp22))
+	if np := plan.NSGs[subnetNSG]; len(np.Add) != 1 || np.Add[0].Priority != d.Priority || len(np.Add[0].DestinationPrefixes) != 1 {
+		t.Errorf("two machines leave: %+v", np)
+	}
+	left := subnetOf(0, false, rules, tcp22)
+	plan = PlanPolicyPaths(left)
+	if np := plan.NSGs[subnetNSG]; len(np.Remove) != 1 || np.Remove[0].Name != d.Name || len(np.Add) != 0 {
+		t.Errorf("every machine leaves: %+v", np)
+	}
+}
+
+func TestPlanPolicyPaths_refusals(t *testing.T) {
+	name := AggregateDenyRuleName("prod-web", tcp22, IPv4)
+	for _, tc := range []struct {
+		name string
+		in   PolicyPathInput
+		msg  string
+	}{
+		{"name taken", onePath([]NSGRule{inbound(name, 500, NSGAllow, NSGProtocolTCP, "*", "80")}, nil, []string{"10.0.0.4"}, tcp22),
+			`NSG ` + subnetNSG + ` already has a rule named "` + name + `" that jit does not manage`},
+		{"Defender's JIT", onePath([]NSGRule{inbound("SecurityCenter-JITRule_1_abc", 100, NSGDeny, NSGProtocolTCP, "*", "22")}, nil, []string{"10.0.0.4"}, tcp22),
+			`NSG ` + subnetNSG + ` holds Defender for Cloud's JIT rule "SecurityCenter-JITRule_1_abc"`},
+		{"NSG not read", func() PolicyPathInput {
+			in := onePath(nil, nil, []string{"10.0.0.4"}, tcp22)
+			in.Machines[0].Interfaces[0].NICNSG = nicNSG
+			return in
+		}(), "NSG " + nicNSG + " is on the path of virtual machine " + vmID + ", but its rules were not given"},
+		{"machine twice", func() PolicyPathInput {
+			in := onePath(nil, nil, []string{"10.0.0.4"}, tcp22)
+			m := in.Machines[0]
+			m.Key = strings.ToUpper(m.Key)
+			in.Machines = append(in.Machines, m)
+			return in
+		}(), "are one machine"},
+		{"no address", onePath(nil, nil, nil, tcp22), "has no private IP address"},
+		{"bad address", onePath(nil, nil, []string{"10.0.0.300"}, tcp22), `invalid private IP address "10.0.0.300"`},
+		{"overlapping ports", onePath(nil, nil, []string{"10.0.0.4"}, tcp22, PortProtocol{22, ProtocolAny}), "overlap"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			plan := PlanPolicyPaths(tc.in)
+			if !slices.ContainsFunc(findingsOf(plan, SeverityError), func(f Finding) bool { return strings.Contains(f.Detail, tc.msg) }) {
+				t.Errorf("errors %+v; want one containing %q", findingsOf(plan, SeverityError), tc.msg)
+			}
+		})
+	}
+}
+
+func TestPlanPolicyPaths_noNSGOnThePathCannotLock(t *testing.T) {
+	in := onePath(nil, nil, []string{"10.0.0.4"}, tcp22)
+	in.Machines[0].Interfaces = append(in.Machines[0].Interfaces, PathInterface{IPs: []string{"10.1.0.4"}})
+	plan := PlanPolicyPaths(in)
+	nl := exposuresOf(plan, ExposureNotLocked)
+	if len(nl) != 1 || !reflect.DeepEqual(nl[0].Addresses, []string{"10.1.0.4"}) || !strings.Contains(nl[0].Reason, "no network security group") {
+		t.Errorf("not locked %+v", nl)
+	}
+	if d, ok := denyIn(plan, subnetNSG, tcp22, IPv4); !ok || !reflect.DeepEqual(d.DestinationPrefixes, []string{"10.0.0.4"}) {
+		t.Errorf("the other NIC's deny %+v, %v", d, ok)
+	}
+}
+
+func TestPlanPolicyPaths_firewallDenyCollectionIsAggregated(t *testing.T) {
+	in := subnetOf(3, true, nil, tcp22, any8080)
+	in.Firewall = &FirewallPathInput{ID: testFirewall, Collections: []FirewallNetworkCollection{
+		networkCollection("allow-ssh", 2000, FirewallAllow, "10.0.0.0/16", "22"),
+	}}
+	plan := PlanPolicyPaths(in)
+	fw := plan.Firewall
+	if fw == nil || fw.Want == nil || !fw.Changed || fw.Want.Priority != 2002 || len(fw.Want.Rules) != 4 {
+		t.Fatalf("firewall plan %+v", fw)
+	}
+	for _, r := range fw.Want.Rules {
+		if len(r.DestinationAddresses) != 3 || r.Description != DenyMarker("prod-web").String() {
+			t.Errorf("rule %+v", r)
+		}
+	}
+	ko := exposuresOf(plan, ExposureKeptOpen)
+	if len(ko) != 0 {
+		t.Errorf("kept open %+v: the NSG denies close the port on the path through the firewall too", ko)
+	}
+	// Applied, then planned again: nothing changes.
+	in.Firewall.Collections = append(in.Firewall.Collections, *fw.Want)
+	for id, np := range plan.NSGs {
+		in.NSGs[id] = applyNSGPlanRules(in.NSGs[id], np)
+	}
+	again := PlanPolicyPaths(in)
+	if again.Firewall.Changed || again.Firewall.Want.Priority != 2002 {
+		t.Errorf("second firewall plan %+v", again.Firewall)
+	}
+	// A collection shadowed by allow-ssh decides nothing; one deciding
+	// 8080 at the last priority leaves that machine's port out.
+	in.Firewall.Collections = append(in.Firewall.Collections, networkCollection("shadowed", FirewallMaxPriority-1, FirewallAllow, "10.0.0.4", "22"),
+		networkCollection("last", FirewallMaxPriority, FirewallAllow, "10.0.0.4", "8080"))
+	third := PlanPolicyPaths(in)
+	nl := exposuresOf(third, ExposureNotLocked)
+	if len(nl) != 1 || nl[0].Target != testFirewall || nl[0].Machine != in.Machines[0].Key || nl[0].Family != IPv4 || nl[0].Port != any8080 || nl[0].Rules[0].Collection != "last" {
+		t.Errorf("not locked %+v", nl)
+	}
+	if !slices.ContainsFunc(third.Findings, func(f Finding) bool {
+		return f.Summary == "Port cannot be locked" && reflect.DeepEqual(f.Path, []any{pathAzureFirewallID})
+	}) {
+		t.Errorf("findings %+v", third.Findings)
+	}
+}
+
+func TestPlanPolicyPaths_roomFreedByItsOwnMovesIsAnnounced(t *testing.T) {
+	// A crowded NSG: priorities 3100-4096 taken but 4090 and 4091. Rules of
+	// others decide 8080 and 53/UDP at 3300 and 3301; the policy's denies of
+	// those ports sit at 3500 and 3450 with no free priority left between
+	// for grants, so both move: to 4090 and 4091, their old priorities
+	// serving as windows. Port 22, decided at 3400, then finds no priority
+	// of its own, since 3450 and 3500 stay taken until the denies have
+	// moved. Once the plan is applied they are free, and the next plan locks
+	// 22 there; the first plan says so.
+	udp53v4, any8080v4, tcp22v4 := AggregateDenyRuleName("prod-web", udp53, IPv4), AggregateDenyRuleName("prod-web", any8080, IPv4), AggregateDenyRuleName("prod-web", tcp22, IPv4)
+	mine := DenyMarker("prod-web").String()
+	rules := []NSGRule{
+		{Name: any8080v4, Priority: 3500, Direction: NSGInbound, Access: NSGDeny, Protocol: NSGProtocolAny, SourcePrefixes: []string{"*"}, SourcePortRanges: []string{"*"}, DestinationPrefixes: []string{"10.0.0.4"}, DestinationPortRanges: []string{"8080"}, Description: mine},
+		{Name: udp53v4, Priority: 3450, Direction: NSGInbound, Access: NSGDeny, Protocol: NSGProtocolUDP, SourcePrefixes: []string{"*"}, SourcePortRanges: []string{"*"}, DestinationPrefixes: []string{"10.0.0.4"}, DestinationPortRanges: []string{"53"}, Description: mine},
+		inbound("allow-web", 3300, NSGAllow, NSGProtocolAny, "10.0.0.4", "8080"),
+		inbound("allow-dns", 3301, NSGAllow, NSGProtocolUDP, "10.0.0.4", "53"),
+		inbound("allow-ssh", 3400, NSGAllow, NSGProtocolTCP, "10.0.0.4", "22"),
+	}
+	for p := 3100; p <= 4096; p++ {
+		if !slices.Contains([]int{3300, 3301, 3400, 3450, 3500, 4090, 4091}, p) {
+			rules = append(rules, inbound(fmt.Sprintf("filler-%d", p), p, NSGAllow, NSGProtocolTCP, "10.9.9.9", "80"))
+		}
+	}
+	in := onePath(rules, nil, []string{"10.0.0.4"}, tcp22, udp53, any8080)
+	plan := PlanPolicyPaths(in)
+	np := plan.NSGs[subnetNSG]
+	if got := priorities(np.Add); len(got) != 2 || got[any8080v4]+got[udp53v4] != 4090+4091 {
+		t.Fatalf("first plan adds %v", got)
+	}
+	nl := exposuresOf(plan, ExposureNotLocked)
+	if len(nl) != 1 || nl[0].Port != tcp22 || !strings.HasSuffix(nl[0].Reason, PlanAgainLocks) {
+		t.Fatalf("not locked %+v", nl)
+	}
+	in.NSGs[subnetNSG] = applyNSGPlanRules(rules, np)
+	second := PlanPolicyPaths(in)
+	if got := priorities(second.NSGs[subnetNSG].Add); got[tcp22v4] != 3500 || len(got) != 1 || len(exposuresOf(second, ExposureNotLocked)) != 0 {
+		t.Fatalf("second plan adds %v, not locked %+v", got, exposuresOf(second, ExposureNotLocked))
+	}
+	in.NSGs[subnetNSG] = applyNSGPlanRules(in.NSGs[subnetNSG], second.NSGs[subnetNSG])
+	if third := PlanPolicyPaths(in).NSGs[subnetNSG]; len(third.Add)+len(third.Remove) != 0 {
+		t.Errorf("third plan %+v", third)
+	}
+}
