@@ -31,7 +31,6 @@ type accessEphemeral struct {
 	engine *engine.Engine
 }
 
-
 const privateGrantKey = "grant"
 
 func (e *accessEphemeral) Metadata(_ context.Context, req ephemeral.MetadataRequest, resp *ephemeral.MetadataResponse) {
