@@ -60,9 +60,16 @@ func (c *Client) openGrant(ctx context.Context, g SGGrant) (groupID string, err 
 	if err != nil {
 		return "", err
 	}
-	ours, err := c.grantGroup(ctx, g.Request, g.Instance)
+	ours, marker, err := c.grantGroupMarker(ctx, g.Request, g.Instance)
 	if err != nil {
 		return "", err
+	}
+	if ours != "" && marker != g.Marker {
+		// A renewal moves the end the grant carries, which revoke-expired
+		// and the policy's sweep go by.
+		if err := c.writeTags(ctx, ours, []types.Tag{{Key: awssdk.String(jit.TagGrant), Value: awssdk.String(g.Marker)}}, nil); err != nil {
+			return ours, fmt.Errorf("recording the new end of grant group %s: %w", ours, err)
+		}
 	}
 	attached := groupIDs(eni.Groups)
 	superseded, err := c.supersededGroups(ctx, attached, g)
@@ -170,14 +177,26 @@ func (c *Client) networkInterface(ctx context.Context, eniID string) (types.Netw
 
 // grantGroup finds the request's group for the instance, "" if none.
 func (c *Client) grantGroup(ctx context.Context, request, instance string) (string, error) {
+	id, _, err := c.grantGroupMarker(ctx, request, instance)
+	return id, err
+}
+
+// grantGroupMarker finds the request's group for the instance and the
+// marker its jit-grant tag holds.
+func (c *Client) grantGroupMarker(ctx context.Context, request, instance string) (id, marker string, err error) {
 	groups, err := c.describeGroups(ctx, &ec2.DescribeSecurityGroupsInput{Filters: []types.Filter{
 		{Name: awssdk.String("tag:" + jit.TagRequest), Values: []string{request}},
 		{Name: awssdk.String("group-name"), Values: []string{grantGroupName(request, instance)}},
 	}})
 	if err != nil || len(groups) == 0 {
-		return "", err
+		return "", "", err
 	}
-	return awssdk.ToString(groups[0].GroupId), nil
+	for _, t := range groups[0].Tags {
+		if awssdk.ToString(t.Key) == jit.TagGrant {
+			marker = awssdk.ToString(t.Value)
+		}
+	}
+	return awssdk.ToString(groups[0].GroupId), marker, nil
 }
 
 func (c *Client) describeGroups(ctx context.Context, in *ec2.DescribeSecurityGroupsInput) ([]types.SecurityGroup, error) {

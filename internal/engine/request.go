@@ -342,3 +342,106 @@ func SortGrantRules(rules []GrantRule) {
 			strings.Compare(string(a.Port.Protocol), string(b.Port.Protocol)), strings.Compare(a.Name, b.Name))
 	})
 }
+
+// Renewal is an open grant of an ephemeral request, kept between its Open,
+// Renews and Close.
+type Renewal struct {
+	MachineID string
+	// Duration is how long each opening lasts, as configured.
+	Duration string
+	// Opened is the first Open: no renewal reaches past the policy's
+	// maximum counted from it.
+	Opened time.Time
+	Grant  Grant
+}
+
+// OpenEphemeral opens a request for the length of a run.
+func (e *Engine) OpenEphemeral(ctx context.Context, req Request) (*OpenedRequest, *Renewal, []jit.Finding) {
+	o, findings := e.OpenRequest(ctx, req)
+	if o == nil {
+		return nil, nil, findings
+	}
+	return o, &Renewal{MachineID: req.MachineID, Duration: req.Duration, Opened: o.Start, Grant: o.Grant}, findings
+}
+
+// Renew extends an open grant by its duration, checked against the policy
+// as it is now: a port no longer locked, or a source no longer allowed,
+// ends the grant (it is closed and the finding says why). No port is
+// extended past the policy's maximum for it counted from the first Open;
+// final is true once every port has reached it, so nothing is left to
+// renew.
+func (e *Engine) Renew(ctx context.Context, r *Renewal) (final bool, findings []jit.Finding) {
+	b, m, _, policyPorts, f := e.requestTarget(ctx, r.MachineID)
+	now := e.clock.Now().UTC().Truncate(time.Second)
+	d, err := jit.ParseDuration(r.Duration)
+	switch {
+	case f != nil:
+		findings = []jit.Finding{*f}
+	case err != nil:
+		findings = []jit.Finding{jit.Error("Invalid duration", err.Error(), "duration")}
+	default:
+		req := Request{MachineID: r.MachineID, Duration: r.Duration}
+		for _, p := range r.Grant.Ports {
+			req.Ports = append(req.Ports, RequestPort{Number: p.Port.Number, Protocol: p.Port.Protocol, Source: p.Source})
+		}
+		_, findings = validateRequest(req, policyPorts, now)
+	}
+	if jit.HasError(findings) {
+		ended := append(findings, jit.Error("Access ended", fmt.Sprintf("The grant of request %s no longer fits the policy of %s, so it was closed rather than renewed.", r.Grant.ID, r.MachineID)))
+		if err := e.CloseRequest(ctx, r.ref()); err != nil {
+			ended = append(ended, jit.Error("Cannot revoke access", err.Error()))
+		}
+		return true, ended
+	}
+	final = true
+	over := 0
+	for i := range r.Grant.Ports {
+		p := &r.Grant.Ports[i]
+		limit := r.Opened.Add(maxFor(policyPorts, p.Port).Std())
+		p.End = now.Add(d.Std())
+		if !p.End.Before(limit) {
+			p.End = limit
+		} else {
+			final = false
+		}
+		if !limit.After(now) {
+			over++
+		}
+	}
+	if over == len(r.Grant.Ports) {
+		if err := e.CloseRequest(ctx, r.ref()); err != nil {
+			return true, []jit.Finding{jit.Error("Cannot revoke access", err.Error())}
+		}
+		return true, []jit.Finding{jit.Warning("Access reached the policy's maximum",
+			fmt.Sprintf("Request %s has been open since %s, as long as the policy allows; it was closed.", r.Grant.ID, r.Opened.Format(time.RFC3339)))}
+	}
+	if _, err := b.OpenGrant(ctx, m, r.Grant); err != nil {
+		return final, []jit.Finding{jit.Error("Cannot extend access", err.Error())}
+	}
+	return final, nil
+}
+
+// ref names the open grant for closing it.
+func (r *Renewal) ref() GrantRef {
+	ref := GrantRef{MachineID: r.MachineID, RequestID: r.Grant.ID}
+	for _, p := range r.Grant.Ports {
+		ref.Ports = append(ref.Ports, p.Port)
+	}
+	return ref
+}
+
+// CloseEphemeral revokes an open grant.
+func (e *Engine) CloseEphemeral(ctx context.Context, r *Renewal) error {
+	return e.CloseRequest(ctx, r.ref())
+}
+
+// maxFor is the policy's maximum duration for a granted port (the port the
+// request resolved to, locked alone or under "*").
+func maxFor(policy []jit.Port, port jit.PortProtocol) jit.Duration {
+	for _, p := range policy {
+		if p.Number == port.Number && p.Protocol.Covers(port.Protocol) {
+			return p.MaxRequestAccessDuration
+		}
+	}
+	return 0
+}

@@ -16,7 +16,6 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/types"
 
 	"github.com/jitaccess/terraform-provider-jit/internal/engine"
-	"github.com/jitaccess/terraform-provider-jit/internal/jit"
 )
 
 var (
@@ -30,13 +29,6 @@ func newAccessEphemeral() ephemeral.EphemeralResource { return &accessEphemeral{
 // accessEphemeral is jit_access: a grant for the length of one run.
 type accessEphemeral struct {
 	engine *engine.Engine
-}
-
-// openGrantState is what Renew and Close need, kept in private data.
-type openGrantState struct {
-	MachineID string
-	Duration  jit.Duration
-	Grant     engine.Grant
 }
 
 const privateGrantKey = "grant"
@@ -107,7 +99,7 @@ func (e *accessEphemeral) Open(ctx context.Context, req ephemeral.OpenRequest, r
 	if resp.Diagnostics.HasError() {
 		return
 	}
-	o, findings := e.engine.OpenRequest(ctx, cfg.request())
+	o, renewal, findings := e.engine.OpenEphemeral(ctx, cfg.request())
 	addFindings(&resp.Diagnostics, findings...)
 	if o == nil {
 		return
@@ -115,13 +107,11 @@ func (e *accessEphemeral) Open(ctx context.Context, req ephemeral.OpenRequest, r
 	end := o.Grant.Ports[0].End
 	if resp.Diagnostics.HasError() {
 		// Leave nothing half-open behind.
-		ref := engine.GrantRef{MachineID: cfg.VirtualMachineID.ValueString(), RequestID: o.Grant.ID, Ports: o.Resolved}
-		if err := e.engine.CloseRequest(ctx, ref); err != nil {
+		if err := e.engine.CloseEphemeral(ctx, renewal); err != nil {
 			resp.Diagnostics.AddError("Cannot withdraw a partial grant", err.Error()+"; it expires at "+end.Format(time.RFC3339))
 		}
 		return
 	}
-	duration, _ := jit.ParseDuration(cfg.Duration.ValueString())
 	cfg.ID, cfg.Requestor = types.StringValue(o.Grant.ID), types.StringValue(o.Grant.Requestor)
 	cfg.StartTimeUTC, cfg.EndTimeUTC = types.StringValue(o.Start.Format(time.RFC3339)), types.StringValue(end.Format(time.RFC3339))
 	details := make([]string, len(o.Resolved))
@@ -130,28 +120,28 @@ func (e *accessEphemeral) Open(ctx context.Context, req ephemeral.OpenRequest, r
 	}
 	cfg.ConnectionDetails = stringList(details)
 	resp.Diagnostics.Append(resp.Result.Set(ctx, &cfg)...)
-	resp.Diagnostics.Append(savePrivate(ctx, resp.Private, openGrantState{MachineID: cfg.VirtualMachineID.ValueString(), Duration: duration, Grant: o.Grant})...)
-	resp.RenewAt = renewAt(end, duration)
+	resp.Diagnostics.Append(savePrivate(ctx, resp.Private, renewal)...)
+	resp.RenewAt = renewAt(end, o.Start)
 }
 
-// Renew extends every port to now plus the duration, within the policy's
-// maximum, since the duration was checked against it.
+// Renew extends every port by the duration, re-checked against the policy
+// and never past its maximum counted from the first Open; a grant the
+// policy no longer allows is closed instead.
 func (e *accessEphemeral) Renew(ctx context.Context, req ephemeral.RenewRequest, resp *ephemeral.RenewResponse) {
 	state, diags := loadPrivate(ctx, req.Private)
 	resp.Diagnostics.Append(diags...)
 	if resp.Diagnostics.HasError() {
 		return
 	}
-	end := e.engine.Clock().Now().UTC().Truncate(time.Second).Add(state.Duration.Std())
-	for i := range state.Grant.Ports {
-		state.Grant.Ports[i].End = end
-	}
-	if _, err := e.engine.Regrant(ctx, state.Grant, state.MachineID); err != nil {
-		resp.Diagnostics.AddError("Cannot extend access", err.Error())
+	final, findings := e.engine.Renew(ctx, state)
+	addFindings(&resp.Diagnostics, findings...)
+	if resp.Diagnostics.HasError() {
 		return
 	}
 	resp.Diagnostics.Append(savePrivate(ctx, resp.Private, state)...)
-	resp.RenewAt = renewAt(end, state.Duration)
+	if !final {
+		resp.RenewAt = renewAt(state.Grant.Ports[0].End, e.engine.Clock().Now())
+	}
 }
 
 func (e *accessEphemeral) Close(ctx context.Context, req ephemeral.CloseRequest, resp *ephemeral.CloseResponse) {
@@ -160,19 +150,15 @@ func (e *accessEphemeral) Close(ctx context.Context, req ephemeral.CloseRequest,
 	if resp.Diagnostics.HasError() {
 		return
 	}
-	ref := engine.GrantRef{MachineID: state.MachineID, RequestID: state.Grant.ID}
-	for _, p := range state.Grant.Ports {
-		ref.Ports = append(ref.Ports, p.Port)
-	}
-	if err := e.engine.CloseRequest(ctx, ref); err != nil {
+	if err := e.engine.CloseEphemeral(ctx, state); err != nil {
 		resp.Diagnostics.AddError("Cannot revoke access", err.Error())
 	}
 }
 
-// renewAt asks for renewal a little before the end: a fifth of the
-// duration, at most five minutes.
-func renewAt(end time.Time, d jit.Duration) time.Time {
-	return end.Add(-min(5*time.Minute, d.Std()/5))
+// renewAt asks for renewal a little before the end: a fifth of the time
+// left, at most five minutes.
+func renewAt(end, now time.Time) time.Time {
+	return end.Add(-min(5*time.Minute, end.Sub(now)/5))
 }
 
 type privateData interface {
@@ -180,7 +166,7 @@ type privateData interface {
 	SetKey(context.Context, string, []byte) diag.Diagnostics
 }
 
-func savePrivate(ctx context.Context, p privateData, state openGrantState) diag.Diagnostics {
+func savePrivate(ctx context.Context, p privateData, state *engine.Renewal) diag.Diagnostics {
 	b, err := json.Marshal(state)
 	if err != nil {
 		var diags diag.Diagnostics
@@ -190,13 +176,13 @@ func savePrivate(ctx context.Context, p privateData, state openGrantState) diag.
 	return p.SetKey(ctx, privateGrantKey, b)
 }
 
-func loadPrivate(ctx context.Context, p privateData) (openGrantState, diag.Diagnostics) {
-	var state openGrantState
+func loadPrivate(ctx context.Context, p privateData) (*engine.Renewal, diag.Diagnostics) {
+	state := &engine.Renewal{}
 	b, diags := p.GetKey(ctx, privateGrantKey)
 	if diags.HasError() {
 		return state, diags
 	}
-	if err := json.Unmarshal(b, &state); err != nil || state.Grant.ID == "" {
+	if err := json.Unmarshal(b, state); err != nil || state.Grant.ID == "" {
 		diags.AddError("Lost the grant's details", fmt.Sprintf("The private data of the open grant cannot be read (%v); it expires on its own.", err))
 	}
 	return state, diags
