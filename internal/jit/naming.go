@@ -3,6 +3,7 @@ package jit
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"strconv"
 	"strings"
 	"time"
@@ -106,9 +107,18 @@ const (
 // "%" and spaces as %25 and %20; policy and why run to the next field, so
 // they need no escaping; control characters and invalid UTF-8 are written
 // as spaces and "?". Requestor and justification are shortened, at a
-// character boundary, to what fits: the requestor keeps at least 40 bytes.
-// chk is 32 bits of SHA-256 of everything before it: a description someone
-// wrote, or one of ours they edited, is not mistaken for a marker.
+// character boundary, to what fits, and a shortened one ends with "…" so
+// that nobody reads it as whole: the requestor keeps at least 40 bytes.
+// The whole values live in the grant's record (GrantRecord), which the
+// marker only abbreviates. chk is 32 bits of SHA-256 of everything before
+// it: a description someone wrote, or one of ours they edited, is not
+// mistaken for a marker.
+//
+// The grammar is the one the first releases wrote and parsed, so markers
+// stay readable both ways: a marker written before shortening was marked
+// (cut silently) parses here, and one written here parses there, since
+// "…" is plain text inside by and why. An older revoke-expired beside a
+// newer provider still finds and revokes every grant.
 type Marker struct {
 	Kind MarkerKind
 	// PolicyHash identifies the policy; see PolicyHash.
@@ -177,7 +187,7 @@ func (m Marker) String() string {
 		room := markerMaxLen - len(head) - len(" why=") - len(markerChecksumSep) - markerChecksumLen
 		why := cleanText(m.Justification)
 		by := escapeRequestor(cleanText(m.Requestor), max(markerRequestorMin, room-len(why)))
-		body = head + by + " why=" + truncateBytes(why, room-len(by))
+		body = head + by + " why=" + cutBytes(why, room-len(by))
 	default:
 		return ""
 	}
@@ -235,6 +245,30 @@ func cutLast(s, sep string) (before, after string, found bool) {
 	return s[:i], s[i+len(sep):], true
 }
 
+// CheckText refuses free text that would read differently from what it
+// is once written into the cloud: invalid UTF-8, control characters (a
+// line break in a one-line description), and the bidirectional formatting
+// characters that make text display in another order than it is stored
+// (U+202A–U+202E, U+2066–U+2069, U+200E, U+200F, U+061C).
+func CheckText(s string) error {
+	if !utf8.ValidString(s) {
+		return fmt.Errorf("is not valid UTF-8")
+	}
+	for i, r := range s {
+		switch {
+		case unicode.IsControl(r):
+			return fmt.Errorf("contains the control character %U at byte %d", r, i)
+		case isBidiControl(r):
+			return fmt.Errorf("contains the bidirectional formatting character %U at byte %d, which makes text display in another order than it is written", r, i)
+		}
+	}
+	return nil
+}
+
+func isBidiControl(r rune) bool {
+	return r >= 0x202A && r <= 0x202E || r >= 0x2066 && r <= 0x2069 || r == 0x200E || r == 0x200F || r == 0x061C
+}
+
 // cleanText makes free text safe for a one-line description.
 func cleanText(s string) string {
 	return strings.Map(func(r rune) rune {
@@ -259,24 +293,47 @@ func truncateBytes(s string, n int) string {
 	return s[:max(n, 0)]
 }
 
+// CutMark ends a value shortened to fit, wherever the provider writes one.
+const CutMark = "…"
+
+// cutBytes shortens s to at most n bytes at a character boundary, ending
+// it with CutMark when anything was left out.
+func cutBytes(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return truncateBytes(s, n-len(CutMark)) + CutMark
+}
+
 // escapeRequestor escapes s and shortens it, by whole characters, to at
-// most n bytes.
+// most n bytes, ending it with CutMark when anything was left out.
 func escapeRequestor(s string, n int) string {
 	var b strings.Builder
 	for _, r := range s {
-		e := string(r)
-		switch r {
-		case '%':
-			e = "%25"
-		case ' ':
-			e = "%20"
-		}
-		if b.Len()+len(e) > n {
+		b.WriteString(escapeRune(r))
+	}
+	if b.Len() <= n {
+		return b.String()
+	}
+	b.Reset()
+	for _, r := range s {
+		e := escapeRune(r)
+		if b.Len()+len(e) > n-len(CutMark) {
 			break
 		}
 		b.WriteString(e)
 	}
-	return b.String()
+	return b.String() + CutMark
+}
+
+func escapeRune(r rune) string {
+	switch r {
+	case '%':
+		return "%25"
+	case ' ':
+		return "%20"
+	}
+	return string(r)
 }
 
 func unescapeRequestor(s string) (string, error) {
