@@ -2,6 +2,7 @@ package aws
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -85,6 +86,7 @@ func (b *Backend) OpenGrant(ctx context.Context, m *jit.Machine, g engine.Grant)
 		opened.Connect[gp.Port] = engine.ConnectionDetails(m, gp.Port)
 	}
 	sg.Marker = jit.GrantMarker(g.Policy, end, g.Requestor, g.Justification).String()
+	sg.Record = g.Record()
 	group, err := b.client.openGrant(ctx, sg)
 	if group != "" {
 		for _, gp := range g.Ports {
@@ -99,7 +101,7 @@ func (b *Backend) OpenGrant(ctx context.Context, m *jit.Machine, g engine.Grant)
 func (b *Backend) ObserveGrant(ctx context.Context, ref engine.GrantRef) (engine.ObservedGrant, error) {
 	o := engine.ObservedGrant{Superseded: map[jit.PortProtocol]bool{}}
 	eni := primaryENI(ref.Machine)
-	st, err := b.client.observeGrant(ctx, ref.RequestID, ref.MachineID, eni, ref.Ports)
+	st, err := b.client.observeGrant(ctx, ref, eni)
 	if err != nil {
 		return o, err
 	}
@@ -111,6 +113,7 @@ func (b *Backend) ObserveGrant(ctx context.Context, ref engine.GrantRef) (engine
 	for _, port := range st.Superseded {
 		o.Superseded[port] = true
 	}
+	o.Record = st.Record
 	return o, nil
 }
 
@@ -141,7 +144,7 @@ func (b *Backend) ScanGrants(ctx context.Context) (engine.Scope, []engine.FoundG
 	}
 	found := make([]engine.FoundGrant, len(groups))
 	for i, g := range groups {
-		found[i] = engine.FoundGrant{Kind: engine.KindSecurityGroup, Target: g.ID, Name: g.Name, Request: g.RequestID, Marker: g.Marker, Vouched: g.MarkerOK}
+		found[i] = engine.FoundGrant{Kind: engine.KindSecurityGroup, Target: g.ID, Name: g.Name, Request: g.RequestID, Marker: g.Marker, Vouched: g.MarkerOK, Record: g.Record}
 	}
 	return scope, found, nil
 }
@@ -150,4 +153,35 @@ func (b *Backend) ScanGrants(ctx context.Context) (engine.Scope, []engine.FoundG
 // satisfies still.
 func (b *Backend) RevokeGrant(ctx context.Context, g engine.FoundGrant, still func(jit.Marker) bool) (bool, error) {
 	return b.client.RevokeGrantGroup(ctx, g.Target, still)
+}
+
+// ScanMachines lists every instance of the region and the grant groups
+// made for each, for audit: two paged list calls, whatever the region's
+// size.
+func (b *Backend) ScanMachines(ctx context.Context) (engine.Scope, []engine.ScannedMachine, error) {
+	scope := engine.Scope{Cloud: b.Name(), Region: b.client.Region}
+	instances, instErr := b.client.Instances(ctx)
+	groups, groupErr := b.client.GrantGroups(ctx)
+	machines := make([]engine.ScannedMachine, len(instances))
+	index := map[string]int{}
+	for i, m := range instances {
+		machines[i].Machine = m
+		index[m.ID] = i
+	}
+	var orphans []engine.ScannedGrant
+	for _, g := range groups {
+		for _, p := range g.Permissions {
+			sg := engine.ScannedGrant{Request: g.RequestID, Port: p.Port, Source: p.Source, RequesterSource: true,
+				Marker: g.Marker, Vouched: g.MarkerOK, Record: g.Record, Target: g.ID, Name: g.Name}
+			if i, ok := index[g.Instance()]; ok {
+				machines[i].Grants = append(machines[i].Grants, sg)
+			} else {
+				orphans = append(orphans, sg)
+			}
+		}
+	}
+	if len(orphans) > 0 {
+		machines = append(machines, engine.ScannedMachine{Grants: orphans})
+	}
+	return scope, machines, errors.Join(instErr, groupErr)
 }

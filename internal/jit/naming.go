@@ -35,6 +35,58 @@ func GrantRuleName(request, machine string, port PortProtocol) string {
 		nameSlug(request, 25) + "-" + nameHash("grant", request, strings.ToLower(machine), portLabel(port))
 }
 
+// GrantRuleOf tells whether name is GrantRuleName(request, machine, port)
+// for some request and port, and which: how a grant rule found in an NSG
+// or on a firewall is traced to its machine and request. Only request IDs
+// that the name keeps whole (at most 25 characters of letters, digits,
+// "_", "." and single "-", as the provider's are) can be traced.
+func GrantRuleOf(name, machine string) (request string, port PortProtocol, ok bool) {
+	rest, found := strings.CutPrefix(name, GrantRulePrefix(machine))
+	if !found {
+		return "", PortProtocol{}, false
+	}
+	num, rest, _ := strings.Cut(rest, "-")
+	proto, rest, _ := strings.Cut(rest, "-")
+	n, err := strconv.Atoi(num)
+	if err != nil || len(rest) <= 11 || rest[len(rest)-11] != '-' {
+		return "", PortProtocol{}, false
+	}
+	port.Number = n
+	switch proto {
+	case "tcp":
+		port.Protocol = ProtocolTCP
+	case "udp":
+		port.Protocol = ProtocolUDP
+	case "any":
+		port.Protocol = ProtocolAny
+	default:
+		return "", PortProtocol{}, false
+	}
+	request = rest[:len(rest)-11]
+	if GrantRuleName(request, machine, port) != name {
+		return "", PortProtocol{}, false
+	}
+	return request, port, true
+}
+
+// GrantRulePrefix begins the name of every grant rule of machine (and of
+// other machines of the same name): for narrowing a search.
+func GrantRulePrefix(machine string) string {
+	return "jit-grant-" + nameSlug(machineShortName(machine), 20) + "-"
+}
+
+// GrantRuleRequest is the request a grant rule name carries, when its
+// machine is not known: the part before the hash, as long as a request ID
+// of the provider's ("20261123T094700Z-1c398f3a"). It is a guess, for
+// reporting grants whose machine is gone; GrantRuleOf verifies.
+func GrantRuleRequest(name string) string {
+	const idLen = len("20261123T094700Z-1c398f3a")
+	if !strings.HasPrefix(name, "jit-grant-") || len(name) < len("jit-grant-")+idLen+11 {
+		return ""
+	}
+	return name[len(name)-11-idLen : len(name)-11]
+}
+
 // machineShortName is the last segment of an ARM ID (the VM name), or the
 // key itself (an EC2 instance ID). Machine keys are used lower-cased
 // because ARM IDs are case-insensitive and come back in varying case.

@@ -353,3 +353,27 @@ func FuzzMarkerRoundTrip(f *testing.F) {
 		}
 	})
 }
+
+func TestGrantRuleOf_tracesARuleToItsMachineAndRequest(t *testing.T) {
+	other := "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg-dev/providers/Microsoft.Compute/virtualMachines/web-01"
+	for _, port := range []PortProtocol{{22, ProtocolTCP}, {53, ProtocolUDP}, {3389, ProtocolAny}} {
+		for _, request := range []string{"20261123T094700Z-1c398f3a", "req-1"} {
+			name := GrantRuleName(request, vmID, port)
+			got, gotPort, ok := GrantRuleOf(name, vmID)
+			if !ok || got != request || gotPort != port {
+				t.Errorf("GrantRuleOf(%q) = %q, %v, %v", name, got, gotPort, ok)
+			}
+			// Same VM name in another resource group: not this machine.
+			if _, _, ok := GrantRuleOf(name, other); ok {
+				t.Errorf("%q traced to a VM of the same name elsewhere", name)
+			}
+		}
+	}
+	if _, _, ok := GrantRuleOf(DenyRuleName("p", vmID, PortProtocol{22, ProtocolTCP}), vmID); ok {
+		t.Error("a deny rule traced as a grant")
+	}
+	name := GrantRuleName("20261123T094700Z-1c398f3a", vmID, PortProtocol{22, ProtocolTCP})
+	if got := GrantRuleRequest(name); got != "20261123T094700Z-1c398f3a" {
+		t.Errorf("GrantRuleRequest = %q", got)
+	}
+}

@@ -3,23 +3,28 @@ package jit
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"slices"
 	"strings"
 	"unicode/utf16"
+	"unicode/utf8"
 )
 
 // GrantRecord is who asked for a grant and why, in full: the identity the
 // provider authenticated as, the person it acted for (a CI pipeline
 // applying a reviewed pull request acts for the request's author), and
-// the justification. A grant's marker only abbreviates the first and the
-// last; the record is what audit, revoke-expired and a request's refresh
-// read back.
+// the justification. A grant's marker abbreviates the first and the last
+// to fit 140 bytes and has no room for the second; the record is what
+// audit, revoke-expired and a request's refresh read back.
 //
-// Where a record lives is the backend's choice (an EC2 grant group's tags;
-// an Azure VM's tags): each field is one tag value of at most 256
-// characters, the limit both clouds share. A value that does not fit is
-// cut visibly (FitTagValue): its beginning, CutMark, and the SHA-256 of the
-// whole, so the whole can still be verified against another copy (the
-// pull request, a CI log, the platform's audit log).
+// Where a record lives is the backend's choice. On a resource of the
+// grant's own (an EC2 grant group) every field is a tag (Tags). Where many
+// grants share a resource's 50 tags (an Azure VM), only what the marker
+// cannot hold whole is a tag (TagsBeside), and RecordOf reads the two
+// together. Each tag value holds at most 256 characters, the limit both
+// clouds share; a value that does not fit is cut visibly (FitTagValue):
+// its beginning, CutMark, and the SHA-256 of the whole, so the whole can
+// still be verified against another copy (the pull request, a CI log, the
+// platform's audit log).
 type GrantRecord struct {
 	Requestor     string
 	OnBehalfOf    string
@@ -77,6 +82,9 @@ func textHash(s string) string {
 	sum := sha256.Sum256([]byte(s))
 	return hex.EncodeToString(sum[:])
 }
+
+// TagValueLength is the length of s as a tag value: in UTF-16 code units.
+func TagValueLength(s string) int { return utf16Length(s) }
 
 func utf16Length(s string) int {
 	n := 0
@@ -139,22 +147,83 @@ func RecordFromTags(tags map[string]string, prefix string) (GrantRecord, bool) {
 	return GrantRecord{Requestor: requestor, OnBehalfOf: tags[prefix+TagOnBehalfOf], Justification: tags[prefix+TagJustification]}, true
 }
 
+// TagsBeside renders, under prefix, the fields of r that marker does not
+// hold whole: the on-behalf-of (a marker has no room for it), and the
+// requestor and justification when the marker shortens them. Releases
+// before records shortened silently, so a marker of full length with no
+// visible cut is ambiguous: then both go beside it, whole or not.
+func (r GrantRecord) TagsBeside(marker Marker, prefix string) map[string]string {
+	text := marker.String()
+	held, _ := ParseMarker(text)
+	ambiguous := silentlyShortened(held, text)
+	tags := map[string]string{}
+	if ambiguous || held.Requestor != r.Requestor {
+		tags[prefix+TagRequestor] = FitTagValue(r.Requestor)
+	}
+	if ambiguous || held.Justification != r.Justification {
+		tags[prefix+TagJustification] = FitTagValue(r.Justification)
+	}
+	if r.OnBehalfOf != "" {
+		tags[prefix+TagOnBehalfOf] = FitTagValue(r.OnBehalfOf)
+	}
+	return tags
+}
+
+// silentlyShortened tells whether a marker may have been shortened by a
+// release before records, which marked nothing: it takes (almost) all of
+// its 140 bytes and shows no CutMark.
+func silentlyShortened(m Marker, text string) bool {
+	return len(text) > markerMaxLen-utf8.UTFMax && !strings.HasSuffix(m.Requestor, CutMark) && !strings.HasSuffix(m.Justification, CutMark)
+}
+
+// RecordOf reads a grant's record from its marker and the tags TagsBeside
+// wrote under prefix: a field from its tag when there is one, else from
+// the marker. whole is false when a field is known only shortened: the
+// marker marks it (CutMark) and its tag is missing, or the marker may have
+// been cut silently by an older release. An on-behalf-of tag that is
+// missing reads as nobody.
+func RecordOf(m Marker, tags map[string]string, prefix string) (r GrantRecord, whole bool) {
+	r = MarkerRecord(m)
+	whole = true
+	silent := silentlyShortened(m, m.String())
+	if v, ok := tags[prefix+TagRequestor]; ok {
+		r.Requestor = v
+	} else if silent || strings.HasSuffix(m.Requestor, CutMark) {
+		whole = false
+	}
+	if v, ok := tags[prefix+TagJustification]; ok {
+		r.Justification = v
+	} else if silent || strings.HasSuffix(m.Justification, CutMark) {
+		whole = false
+	}
+	r.OnBehalfOf = tags[prefix+TagOnBehalfOf]
+	return r, whole
+}
+
 // RecordTagPrefix prefixes the tags of one request's record kept on a
 // machine beside other requests': "jit-record-<request>-".
 func RecordTagPrefix(request string) string { return recordTagStart + request + "-" }
 
 const recordTagStart = "jit-record-"
 
-// RecordRequests lists the requests whose records a machine's tags hold.
+// RecordRequests lists, once each, the requests whose records a
+// machine's tags hold.
 func RecordRequests(tags map[string]string) []string {
+	seen := map[string]bool{}
 	var out []string
 	for name := range tags {
-		if rest, ok := strings.CutPrefix(name, recordTagStart); ok {
-			if request, ok := strings.CutSuffix(rest, "-"+TagRequestor); ok {
+		rest, ok := strings.CutPrefix(name, recordTagStart)
+		if !ok {
+			continue
+		}
+		for _, field := range []string{TagRequestor, TagOnBehalfOf, TagJustification} {
+			if request, ok := strings.CutSuffix(rest, "-"+field); ok && !seen[request] {
+				seen[request] = true
 				out = append(out, request)
 			}
 		}
 	}
+	slices.Sort(out)
 	return out
 }
 
@@ -198,4 +267,13 @@ func SameRequesterAsMarker(m Marker, requestor, onBehalfOf string) bool {
 	// A marker keeps at least markerRequestorMin bytes of a requestor it
 	// shortens; anything shorter was whole, and different.
 	return len(escapeRequestor(beginning, markerMaxLen)) >= markerRequestorMin-len(CutMark)-len("%20") && strings.HasPrefix(requestor, beginning)
+}
+
+// SameRequesterOf is SameRequester for a grant found in the cloud: by its
+// record when it is whole (non-nil), else by its marker.
+func SameRequesterOf(record *GrantRecord, m Marker, requestor, onBehalfOf string) bool {
+	if record != nil {
+		return SameRequester(*record, requestor, onBehalfOf)
+	}
+	return SameRequesterAsMarker(m, requestor, onBehalfOf)
 }

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 	"unicode/utf16"
@@ -131,5 +132,58 @@ func TestCheckText(t *testing.T) {
 		if err := CheckText(s); err == nil {
 			t.Errorf("%q accepted", s)
 		}
+	}
+}
+
+func TestRecordBesideAMarker_onlyWhatTheMarkerCannotHold(t *testing.T) {
+	prefix := RecordTagPrefix("20300301T120000Z-0a1b2c3d")
+	arn := "arn:aws:sts::123456789012:assumed-role/GitHubActions-Deploy-Production/run-8812345678-attempt-1"
+	why := strings.Repeat("INC-4211 the disk of the primary filled up overnight; ", 5)[:256]
+	for _, tc := range []struct {
+		name string
+		r    GrantRecord
+		tags []string
+	}{
+		{"short fields need no tag", GrantRecord{Requestor: "alice@contoso.com", Justification: "INC-1"}, nil},
+		{"on-behalf-of has no room in a marker", GrantRecord{Requestor: "app:1b2c", OnBehalfOf: "octocat", Justification: "INC-1"}, []string{TagOnBehalfOf}},
+		{"a long requestor", GrantRecord{Requestor: arn, Justification: "INC-1"}, []string{TagRequestor}},
+		{"a long justification", GrantRecord{Requestor: "alice@contoso.com", Justification: why}, []string{TagJustification}},
+		{"everything", GrantRecord{Requestor: arn, OnBehalfOf: "octocat", Justification: why}, []string{TagJustification, TagOnBehalfOf, TagRequestor}},
+		// 40 + 27 bytes fill the marker exactly: both go beside it, so
+		// that a full marker without them tells an older, silent cut.
+		{"a marker filled exactly", GrantRecord{Requestor: strings.Repeat("r", 40), Justification: strings.Repeat("w", 27)}, []string{TagJustification, TagRequestor}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := GrantMarker("p", testEnd, tc.r.Requestor, tc.r.Justification)
+			tags := tc.r.TagsBeside(m, prefix)
+			var names []string
+			for name := range tags {
+				names = append(names, strings.TrimPrefix(name, prefix))
+			}
+			slices.Sort(names)
+			if !slices.Equal(names, tc.tags) {
+				t.Fatalf("tags %v, want %v", names, tc.tags)
+			}
+			parsed, _ := ParseMarker(m.String())
+			got, whole := RecordOf(parsed, tags, prefix)
+			if !whole || got != tc.r {
+				t.Errorf("read back %+v (whole %v), want %+v", got, whole, tc.r)
+			}
+			// Without the requestor's or justification's tag, a record
+			// whose marker shortened them is not whole.
+			_, cutWho := tags[prefix+TagRequestor]
+			_, cutWhy := tags[prefix+TagJustification]
+			if got, whole := RecordOf(parsed, nil, prefix); (cutWho || cutWhy) && whole {
+				t.Errorf("without its tags the record reads whole: %+v", got)
+			}
+		})
+	}
+	// An older release's marker, filled and cut silently, is not whole.
+	legacy, _ := ParseMarker(legacyGrantMarker(PolicyHash("p"), testEnd, arn, why))
+	if _, whole := RecordOf(legacy, nil, prefix); whole {
+		t.Error("a silently cut marker reads as whole")
+	}
+	if r := (GrantRecord{Requestor: "a", Justification: "b"}).TagsBeside(GrantMarker("p", testEnd, "a", "b"), prefix); len(r) != 0 {
+		t.Errorf("tags %v", r)
 	}
 }
