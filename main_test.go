@@ -137,7 +137,7 @@ func TestRevokeExpiredSubcommandOfTheBinary(t *testing.T) {
 	srv.ClearFaults()
 	s, code = run()
 	want := []command.RevokedGrant{{Cloud: "aws", Kind: command.KindSecurityGroup, Target: *sg.GroupId, Name: "jit-grant-req-aws",
-		EndTimeUTC: "2001-01-01T00:00:00Z", Requestor: "bob@example.com", Request: "req-aws"}}
+		EndTimeUTC: "2001-01-01T00:00:00Z", Requestor: "bob@example.com", Justification: "INC-2", Request: "req-aws"}}
 	if code != 0 || len(s.Errors) != 0 || !slices.Equal(s.Revoked, want) || s.Live != 1 {
 		t.Fatalf("second run: exit %d, summary %+v; want the AWS grant revoked and one live grant", code, s)
 	}

@@ -237,9 +237,9 @@ func (c *Client) supersededGroups(ctx context.Context, attached []string, g SGGr
 func (c *Client) createGrantGroup(ctx context.Context, g SGGrant, vpc string) (string, error) {
 	tflog.Info(ctx, "creating the grant's security group", map[string]any{"request": g.Request, "instance": g.Instance, "vpc": vpc})
 	out, err := call(ctx, c.EC2.CreateSecurityGroup, &ec2.CreateSecurityGroupInput{
-		GroupName:   awssdk.String(grantGroupName(g.Request, g.Instance)),
-		Description: awssdk.String("JIT access grant " + g.Request + " to " + g.Instance),
-		VpcId:       awssdk.String(vpc),
+		GroupName:         awssdk.String(grantGroupName(g.Request, g.Instance)),
+		Description:       awssdk.String("JIT access grant " + g.Request + " to " + g.Instance),
+		VpcId:             awssdk.String(vpc),
 		TagSpecifications: []types.TagSpecification{{ResourceType: types.ResourceTypeSecurityGroup, Tags: grantGroupTags(g)}},
 	})
 	if err != nil {

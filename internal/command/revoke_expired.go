@@ -33,6 +33,7 @@ const (
 	KindNSGRule       = engine.KindNSGRule       // an inbound Allow rule of an NSG
 	KindFirewallGrant = engine.KindFirewallGrant // the NAT and network rule collections of one grant on an Azure Firewall
 	KindSecurityGroup = engine.KindSecurityGroup // an EC2 security group attached to ENIs
+	KindGrantRecord   = engine.KindGrantRecord   // the tags recording a request on an Azure VM
 )
 
 // Summary is what revoke-expired prints on stdout, as JSON.
@@ -48,6 +49,10 @@ type Summary struct {
 	// Errors are the scopes that could not be scanned and the grants that
 	// could not be revoked; non-empty means exit code 1.
 	Errors []GrantError `json:"errors"`
+	// RecordsRemoved are the records of requests (kind grant-record, kept
+	// on Azure VMs) removed because the request can no longer be open and
+	// no rule of it is left.
+	RecordsRemoved []RevokedGrant `json:"records_removed"`
 }
 
 // Scope is one scanned subscription (or resource group) or region.
@@ -64,8 +69,15 @@ type RevokedGrant struct {
 	// Name is the rule's or collections' name, or the security group's.
 	Name       string `json:"name"`
 	EndTimeUTC string `json:"end_time_utc"`
-	Requestor  string `json:"requestor"`
-	// Request is the request ID, where the cloud records it (AWS).
+	// Requestor, OnBehalfOf and Justification are as the cloud records
+	// them: whole, or cut visibly ("…sha256:<hash of the whole>") where a
+	// tag's 256 characters forced it; for a grant older than records, the
+	// marker's abbreviations.
+	Requestor     string `json:"requestor"`
+	OnBehalfOf    string `json:"on_behalf_of,omitempty"`
+	Justification string `json:"justification,omitempty"`
+	// Request is the request ID: an EC2 grant group's jit-request tag;
+	// on Azure, traced from the rule's name to a VM of the scanned scope.
 	Request string `json:"request,omitempty"`
 }
 
@@ -206,14 +218,28 @@ func parseRevokeFlags(args []string, stderr io.Writer) (revokeConfig, int) {
 // summarize turns a sweep into the printed summary, reporting on stderr
 // what was revoked, skipped or failed.
 func summarize(sw engine.Sweep, now time.Time, stderr io.Writer) Summary {
-	s := Summary{Now: now.UTC().Format(time.RFC3339), Scopes: []Scope{}, Revoked: []RevokedGrant{}, Live: sw.Live, Errors: []GrantError{}}
+	s := Summary{Now: now.UTC().Format(time.RFC3339), Scopes: []Scope{}, Revoked: []RevokedGrant{}, Live: sw.Live, Errors: []GrantError{}, RecordsRemoved: []RevokedGrant{}}
 	for _, sc := range sw.Scopes {
 		s.Scopes = append(s.Scopes, Scope(sc))
 	}
 	for _, g := range sw.Revoked {
-		r := RevokedGrant{Cloud: g.Cloud, Kind: g.Kind, Target: g.Target, Name: g.Name, EndTimeUTC: g.Marker.End.Format(time.RFC3339), Requestor: g.Marker.Requestor, Request: g.Request}
+		r := RevokedGrant{Cloud: g.Cloud, Kind: g.Kind, Target: g.Target, Name: g.Name, EndTimeUTC: g.Marker.End.Format(time.RFC3339),
+			Requestor: g.Requestor(), Justification: g.Marker.Justification, Request: g.Request}
+		if g.Record != nil {
+			r.OnBehalfOf, r.Justification = g.Record.OnBehalfOf, g.Record.Justification
+		}
+		if g.Kind == KindGrantRecord {
+			r.EndTimeUTC = ""
+			s.RecordsRemoved = append(s.RecordsRemoved, r)
+			fmt.Fprintf(stderr, "removed the record of request %s from %s\n", r.Request, r.Target)
+			continue
+		}
 		s.Revoked = append(s.Revoked, r)
-		fmt.Fprintf(stderr, "revoked %s %s %s in %s (ended %s, requested by %s)\n", r.Cloud, r.Kind, r.Name, r.Target, r.EndTimeUTC, r.Requestor)
+		by := r.Requestor
+		if r.OnBehalfOf != "" {
+			by += " on behalf of " + r.OnBehalfOf
+		}
+		fmt.Fprintf(stderr, "revoked %s %s %s in %s (ended %s, requested by %s)\n", r.Cloud, r.Kind, r.Name, r.Target, r.EndTimeUTC, by)
 	}
 	for _, g := range sw.Skipped {
 		fmt.Fprintf(stderr, "warning: %s %s %s in %s is named or tagged as a JIT grant but does not carry a grant marker throughout; left alone\n", g.Cloud, g.Kind, g.Name, g.Target)
