@@ -160,7 +160,7 @@ func (c *Client) observeGrant(ctx context.Context, ref engine.GrantRef, eniID st
 	for _, port := range ref.Ports {
 		if slices.ContainsFunc(others, func(sg types.SecurityGroup) bool {
 			gg := grantGroupOf(sg)
-			return isGrantGroup(sg) && opensPort(sg, port) && gg.MarkerOK && jit.SameRequesterOf(gg.Record, gg.Marker, ref.Requestor, ref.OnBehalfOf)
+			return isGrantGroup(sg) && opensPort(sg, port) && gg.MarkerOK && jit.SameRequesterOf(gg.wholeRecord(), gg.Marker, ref.Requestor, ref.OnBehalfOf)
 		}) {
 			st.Superseded = append(st.Superseded, port)
 		}
@@ -195,7 +195,7 @@ func (c *Client) grantGroupRecord(ctx context.Context, request, instance string)
 	if err != nil || len(groups) == 0 {
 		return "", nil, err
 	}
-	return awssdk.ToString(groups[0].GroupId), grantGroupOf(groups[0]).Record, nil
+	return awssdk.ToString(groups[0].GroupId), grantGroupOf(groups[0]).wholeRecord(), nil
 }
 
 func (c *Client) describeGroups(ctx context.Context, in *ec2.DescribeSecurityGroupsInput) ([]types.SecurityGroup, error) {
@@ -224,7 +224,7 @@ func (c *Client) supersededGroups(ctx context.Context, attached []string, g SGGr
 			continue
 		}
 		// A newer request supersedes only the same requester's grant.
-		if gg := grantGroupOf(sg); !gg.MarkerOK || !jit.SameRequesterOf(gg.Record, gg.Marker, g.Record.Requestor, g.Record.OnBehalfOf) {
+		if gg := grantGroupOf(sg); !gg.MarkerOK || !jit.SameRequesterOf(gg.wholeRecord(), gg.Marker, g.Record.Requestor, g.Record.OnBehalfOf) {
 			continue
 		}
 		if slices.ContainsFunc(g.Ports, func(p SGGrantPort) bool { return opensPort(sg, p.Port) }) {

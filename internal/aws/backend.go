@@ -144,7 +144,8 @@ func (b *Backend) ScanGrants(ctx context.Context) (engine.Scope, []engine.FoundG
 	}
 	found := make([]engine.FoundGrant, len(groups))
 	for i, g := range groups {
-		found[i] = engine.FoundGrant{Kind: engine.KindSecurityGroup, Target: g.ID, Name: g.Name, Request: g.RequestID, Marker: g.Marker, Vouched: g.MarkerOK, Record: g.Record}
+		found[i] = engine.FoundGrant{Kind: engine.KindSecurityGroup, Target: g.ID, Name: g.Name, Request: g.RequestID, Marker: g.Marker, Vouched: g.MarkerOK,
+			Record: g.Record, RecordWhole: g.RecordWhole}
 	}
 	return scope, found, nil
 }
@@ -163,17 +164,27 @@ func (b *Backend) ScanMachines(ctx context.Context) (engine.Scope, []engine.Scan
 	instances, instErr := b.client.Instances(ctx)
 	groups, groupErr := b.client.GrantGroups(ctx)
 	machines := make([]engine.ScannedMachine, len(instances))
-	index := map[string]int{}
+	index := map[string]int{}    // instance → machine
+	attached := map[string]int{} // group → the machine it is attached to
 	for i, m := range instances {
 		machines[i].Machine = m
 		index[m.ID] = i
+		for _, id := range m.FilterIDs() {
+			attached[id] = i
+		}
 	}
 	var orphans []engine.ScannedGrant
 	for _, g := range groups {
+		// A group grants the instance it is attached to; a detached one,
+		// the instance its name was made for.
+		i, ok := attached[g.ID]
+		if !ok {
+			i, ok = index[g.Instance()]
+		}
 		for _, p := range g.Permissions {
 			sg := engine.ScannedGrant{Request: g.RequestID, Port: p.Port, Source: p.Source, RequesterSource: true,
-				Marker: g.Marker, Vouched: g.MarkerOK, Record: g.Record, Target: g.ID, Name: g.Name}
-			if i, ok := index[g.Instance()]; ok {
+				Marker: g.Marker, Vouched: g.MarkerOK, Record: g.Record, RecordWhole: g.RecordWhole, Target: g.ID, Name: g.Name}
+			if ok {
 				machines[i].Grants = append(machines[i].Grants, sg)
 			} else {
 				orphans = append(orphans, sg)

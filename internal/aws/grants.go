@@ -35,9 +35,11 @@ type GrantGroup struct {
 	// MarkerOK is false when the jit-grant tag is not a grant marker
 	// (written or edited by hand): such a group is not revoked.
 	MarkerOK bool
-	// Record is who asked and why, from the group's record tags; nil for
-	// a group older than records.
-	Record *jit.GrantRecord
+	// Record is who asked and why, from the group's record tags and its
+	// marker; RecordWhole tells whether every field is whole. Nil when
+	// the group has neither.
+	Record      *jit.GrantRecord
+	RecordWhole bool
 	// Permissions are the group's ingress rules, one per protocol, port
 	// and source.
 	Permissions []GrantPermission
@@ -47,6 +49,14 @@ type GrantGroup struct {
 type GrantPermission struct {
 	Port   jit.PortProtocol
 	Source string
+}
+
+// wholeRecord is the group's record when whole, else nil.
+func (g GrantGroup) wholeRecord() *jit.GrantRecord {
+	if g.RecordWhole {
+		return g.Record
+	}
+	return nil
 }
 
 // Instance is the instance a grant group was made for, from its name.
@@ -90,8 +100,12 @@ func grantGroupOf(g types.SecurityGroup) GrantGroup {
 		out.Marker, out.MarkerOK = m, ok && m.Kind == jit.MarkerGrant
 	}
 	out.RequestID = tags[jit.TagRequest]
-	if r, ok := jit.RecordFromTags(tags, ""); ok {
-		out.Record = &r
+	switch r, tagged := jit.RecordFromTags(tags, ""); {
+	case out.MarkerOK:
+		r, whole := jit.RecordOf(out.Marker, tags, "")
+		out.Record, out.RecordWhole = &r, whole
+	case tagged:
+		out.Record = &r // with a marker nobody vouches for
 	}
 	for _, perm := range g.IpPermissions {
 		port := jit.PortProtocol{Number: int(awssdk.ToInt32(perm.FromPort))}

@@ -101,8 +101,9 @@ func (c *Client) TaggedInstances(ctx context.Context, tag, value string) ([]stri
 	return ids, nil
 }
 
-// Instances lists the instances of the region with their names, states and
-// tags, but not their network paths: what an audit needs.
+// Instances lists the instances of the region with their names, states,
+// tags and the security groups of their network interfaces (no
+// addresses): what an audit needs.
 func (c *Client) Instances(ctx context.Context) ([]*jit.Machine, error) {
 	var out []*jit.Machine
 	pager := ec2.NewDescribeInstancesPaginator(c.EC2, &ec2.DescribeInstancesInput{})
@@ -121,6 +122,13 @@ func (c *Client) Instances(ctx context.Context) ([]*jit.Machine, error) {
 					m.Tags[awssdk.ToString(t.Key)] = awssdk.ToString(t.Value)
 				}
 				m.Name = m.Tags["Name"]
+				for _, eni := range inst.NetworkInterfaces {
+					nic := jit.NetworkInterface{ID: awssdk.ToString(eni.NetworkInterfaceId)}
+					for _, g := range eni.Groups {
+						nic.SecurityGroupIDs = append(nic.SecurityGroupIDs, awssdk.ToString(g.GroupId))
+					}
+					m.Interfaces = append(m.Interfaces, nic)
+				}
 				out = append(out, m)
 			}
 		}

@@ -274,7 +274,7 @@ func sameRequester(name, description string, m *jit.Machine, g engine.Grant) boo
 		return false
 	}
 	request, _, _ := jit.GrantRuleOf(name, m.ID)
-	return jit.SameRequesterOf(machineRecord(m, request, description), marker, g.Requestor, g.OnBehalfOf)
+	return jit.SameRequesterOf(wholeRecord(m, request, description), marker, g.Requestor, g.OnBehalfOf)
 }
 
 // grantsSame tells whether r is a JIT grant of port to machine m: the kind
@@ -314,7 +314,7 @@ func (b *Backend) ObserveGrant(ctx context.Context, ref engine.GrantRef) (engine
 					if i := slices.IndexFunc(col.Rules, func(r jit.FirewallNATRule) bool { return r.Name == rule }); col.Name == name && i >= 0 {
 						o.Rules = append(o.Rules, engine.GrantRule{TargetID: target, Name: rule, Priority: col.Priority, Port: port})
 						if o.Record == nil {
-							o.Record = machineRecord(m, ref.RequestID, col.Rules[i].Description)
+							o.Record = wholeRecord(m, ref.RequestID, col.Rules[i].Description)
 						}
 					}
 				}
@@ -334,7 +334,7 @@ func (b *Backend) ObserveGrant(ctx context.Context, ref engine.GrantRef) (engine
 			if i >= 0 {
 				o.Rules = append(o.Rules, engine.GrantRule{TargetID: target, Name: name, Priority: rules[i].Priority, Port: port})
 				if o.Record == nil {
-					o.Record = machineRecord(m, ref.RequestID, rules[i].Description)
+					o.Record = wholeRecord(m, ref.RequestID, rules[i].Description)
 				}
 				continue
 			}

@@ -160,18 +160,24 @@ func (c *Client) writeRecord(ctx context.Context, m *jit.Machine, g engine.Grant
 }
 
 // machineRecord is a request's record from one of its rules' marker and
-// the VM's tags; nil unless it is whole.
-func machineRecord(m *jit.Machine, request, description string) *jit.GrantRecord {
+// the VM's tags, and whether it is whole; nil without a grant marker.
+func machineRecord(m *jit.Machine, request, description string) (*jit.GrantRecord, bool) {
 	marker, ok := jit.ParseMarker(description)
-	if !ok || marker.Kind != jit.MarkerGrant || request == "" {
-		return nil
+	if !ok || marker.Kind != jit.MarkerGrant {
+		return nil, false
 	}
 	var tags map[string]string
-	if m != nil {
+	if m != nil && request != "" {
 		tags = m.Tags
 	}
-	if r, whole := jit.RecordOf(marker, tags, jit.RecordTagPrefix(request)); whole {
-		return &r
+	r, whole := jit.RecordOf(marker, tags, jit.RecordTagPrefix(request))
+	return &r, whole
+}
+
+// wholeRecord is machineRecord when whole, else nil.
+func wholeRecord(m *jit.Machine, request, description string) *jit.GrantRecord {
+	if r, whole := machineRecord(m, request, description); whole {
+		return r
 	}
 	return nil
 }

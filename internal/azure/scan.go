@@ -72,8 +72,9 @@ func (b *Backend) ScanGrants(ctx context.Context) (engine.Scope, []engine.FoundG
 				if vm != nil {
 					held[strings.ToLower(vm.ID)+" "+request] = true
 				}
-				found = append(found, engine.FoundGrant{Kind: engine.KindNSGRule, Target: nsg.ID, Name: rule.Name, Request: request,
-					Marker: v.Marker, Vouched: true, Record: machineRecord(vm, request, rule.Description)})
+				g := engine.FoundGrant{Kind: engine.KindNSGRule, Target: nsg.ID, Name: rule.Name, Request: request, Marker: v.Marker, Vouched: true}
+				g.Record, g.RecordWhole = machineRecord(vm, request, rule.Description)
+				found = append(found, g)
 			}
 		}
 	}
@@ -89,7 +90,8 @@ func (b *Backend) ScanGrants(ctx context.Context) (engine.Scope, []engine.FoundG
 				if strings.EqualFold(col.Name, name) && len(col.Rules) > 0 {
 					if vm, request, _ := s.owner(col.Rules[0].Name); vm != nil {
 						held[strings.ToLower(vm.ID)+" "+request] = true
-						g.Request, g.Record = request, machineRecord(vm, request, col.Rules[0].Description)
+						g.Request = request
+						g.Record, g.RecordWhole = machineRecord(vm, request, col.Rules[0].Description)
 					}
 				}
 			}
@@ -178,7 +180,8 @@ func (b *Backend) ScanMachines(ctx context.Context) (engine.Scope, []engine.Scan
 				request, port = jit.GrantRuleRequest(rule.Name), nsgRulePort(rule)
 			}
 			g := engine.ScannedGrant{Request: request, Port: port, Marker: v.Marker, Vouched: v.IsGrant, Target: nsg.ID, Name: rule.Name,
-				Source: strings.Join(rule.SourcePrefixes, " "), Record: machineRecord(vm, request, rule.Description)}
+				Source: strings.Join(rule.SourcePrefixes, " ")}
+			g.Record, g.RecordWhole = machineRecord(vm, request, rule.Description)
 			// Behind the policy's firewall, an NSG grant allows the
 			// firewall's own addresses; the DNAT rule has the requester's.
 			g.RequesterSource = vm == nil || vm.Tags[jit.TagFirewall] == ""
@@ -198,8 +201,10 @@ func (b *Backend) ScanMachines(ctx context.Context) (engine.Scope, []engine.Scan
 					port.Number, _ = strconv.Atoi(rule.TranslatedPort)
 					port.Protocol = firewallRuleProtocol(rule.Protocols)
 				}
-				add(vm, engine.ScannedGrant{Request: request, Port: port, Marker: v.Marker, Vouched: v.IsGrant, Target: fw.ID, Name: rule.Name,
-					Source: strings.Join(rule.SourceAddresses, " "), RequesterSource: true, Record: machineRecord(vm, request, rule.Description)})
+				g := engine.ScannedGrant{Request: request, Port: port, Marker: v.Marker, Vouched: v.IsGrant, Target: fw.ID, Name: rule.Name,
+					Source: strings.Join(rule.SourceAddresses, " "), RequesterSource: true}
+				g.Record, g.RecordWhole = machineRecord(vm, request, rule.Description)
+				add(vm, g)
 			}
 		}
 	}

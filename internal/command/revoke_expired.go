@@ -21,7 +21,7 @@ import (
 	"github.com/jitaccess/terraform-provider-jit/internal/jit"
 )
 
-// Exit codes of revoke-expired.
+// Exit codes of revoke-expired and audit.
 const (
 	ExitOK     = 0 // every expired grant found is gone
 	ExitFailed = 1 // some grant or scope failed; the rest was still done
@@ -109,13 +109,92 @@ Flags:
 // RevokeExpired runs the revoke-expired command with args (those after
 // the subcommand's name) and returns the exit code.
 func RevokeExpired(ctx context.Context, args []string, stdout, stderr io.Writer, clock jit.Clock) int {
-	cfg, code := parseRevokeFlags(args, stderr)
+	cfg, code := parseScopeFlags("revoke-expired", revokeUsage, args, stderr, nil)
 	if code >= 0 {
 		return code
 	}
-	usage := func(format string, a ...any) int {
-		fmt.Fprintf(stderr, "revoke-expired: "+format+"\n", a...)
-		return ExitUsage
+	backends, code := cfg.backends(ctx, "revoke-expired", userAgent, stderr)
+	if code >= 0 {
+		return code
+	}
+	ctx, cancel := context.WithTimeout(ctx, cfg.timeout)
+	defer cancel()
+	summary := summarize(engine.New(clock, backends).RevokeExpired(ctx), clock.Now(), stderr)
+	out := json.NewEncoder(stdout)
+	out.SetIndent("", "  ")
+	if err := out.Encode(summary); err != nil {
+		fmt.Fprintf(stderr, "revoke-expired: writing the summary: %v\n", err)
+		return ExitFailed
+	}
+	if len(summary.Errors) > 0 {
+		return ExitFailed
+	}
+	return ExitOK
+}
+
+// scopeConfig is what the scanning commands share: which subscription (or
+// resource group) and region to scan, and how to reach them.
+type scopeConfig struct {
+	subscription, resourceGroup, azureEnvironment, azureEndpoint string
+	region, awsProfile, awsEndpoint                              string
+	timeout                                                      time.Duration
+}
+
+// parseScopeFlags parses the scope flags of the command name, and those
+// extra adds; it returns the configuration, and an exit code >= 0 when the
+// command must stop there.
+func parseScopeFlags(name, usage string, args []string, stderr io.Writer, extra func(*flag.FlagSet)) (scopeConfig, int) {
+	var cfg scopeConfig
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, usage)
+		fs.PrintDefaults()
+	}
+	fs.StringVar(&cfg.subscription, "subscription", os.Getenv("ARM_SUBSCRIPTION_ID"), "Azure subscription to scan (default $ARM_SUBSCRIPTION_ID); Azure is skipped without one")
+	fs.StringVar(&cfg.resourceGroup, "resource-group", "", "scan only this resource group of the subscription")
+	fs.StringVar(&cfg.azureEnvironment, "azure-environment", os.Getenv("ARM_ENVIRONMENT"), "Azure cloud: public, usgovernment or china (default $ARM_ENVIRONMENT, else public)")
+	fs.StringVar(&cfg.azureEndpoint, "azure-endpoint", "", "Resource Manager endpoint override (plain http only on loopback)")
+	fs.StringVar(&cfg.region, "region", os.Getenv("AWS_REGION"), "AWS region to scan (default $AWS_REGION); AWS is skipped without a region, profile or endpoint")
+	fs.StringVar(&cfg.awsProfile, "aws-profile", "", "AWS shared configuration profile")
+	fs.StringVar(&cfg.awsEndpoint, "aws-endpoint", "", "EC2 endpoint override (AWS_ENDPOINT_URL_EC2 is honoured too; plain http only on loopback)")
+	fs.DurationVar(&cfg.timeout, "timeout", 30*time.Minute, "give up on what is left after this long (retries included)")
+	if extra != nil {
+		extra(fs)
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return cfg, ExitOK
+		}
+		return cfg, ExitUsage // the flag package has said which flag
+	}
+	fail := func(format string, a ...any) (scopeConfig, int) {
+		fmt.Fprintf(stderr, name+": "+format+"\n", a...)
+		return cfg, ExitUsage
+	}
+	switch {
+	case fs.NArg() > 0:
+		return fail("unexpected argument %q: %s takes flags only", fs.Arg(0), name)
+	case cfg.timeout <= 0:
+		return fail("-timeout must be positive, not %s", cfg.timeout)
+	case cfg.subscription == "" && (cfg.resourceGroup != "" || cfg.azureEndpoint != ""):
+		flagName := "-resource-group"
+		if cfg.resourceGroup == "" {
+			flagName = "-azure-endpoint"
+		}
+		return fail("%s needs a subscription: set -subscription or ARM_SUBSCRIPTION_ID", flagName)
+	case cfg.subscription == "" && cfg.region == "" && cfg.awsProfile == "" && cfg.awsEndpoint == "":
+		return fail("nothing to scan: set -subscription (or ARM_SUBSCRIPTION_ID) for Azure, -region (or AWS_REGION) for AWS, or both")
+	}
+	return cfg, -1
+}
+
+// backends builds the backends the configuration scans; an exit code >= 0
+// when the configuration cannot be used.
+func (cfg scopeConfig) backends(ctx context.Context, name, userAgent string, stderr io.Writer) ([]engine.Backend, int) {
+	usage := func(format string, a ...any) ([]engine.Backend, int) {
+		fmt.Fprintf(stderr, name+": "+format+"\n", a...)
+		return nil, ExitUsage
 	}
 	var backends []engine.Backend
 	if cfg.subscription != "" {
@@ -148,71 +227,7 @@ func RevokeExpired(ctx context.Context, args []string, stdout, stderr io.Writer,
 		}
 		backends = append(backends, aws.NewBackend(client))
 	}
-
-	ctx, cancel := context.WithTimeout(ctx, cfg.timeout)
-	defer cancel()
-	summary := summarize(engine.New(clock, backends).RevokeExpired(ctx), clock.Now(), stderr)
-	out := json.NewEncoder(stdout)
-	out.SetIndent("", "  ")
-	if err := out.Encode(summary); err != nil {
-		fmt.Fprintf(stderr, "revoke-expired: writing the summary: %v\n", err)
-		return ExitFailed
-	}
-	if len(summary.Errors) > 0 {
-		return ExitFailed
-	}
-	return ExitOK
-}
-
-type revokeConfig struct {
-	subscription, resourceGroup, azureEnvironment, azureEndpoint string
-	region, awsProfile, awsEndpoint                              string
-	timeout                                                      time.Duration
-}
-
-// parseRevokeFlags returns the configuration, and an exit code >= 0 when
-// the command must stop there.
-func parseRevokeFlags(args []string, stderr io.Writer) (revokeConfig, int) {
-	var cfg revokeConfig
-	fs := flag.NewFlagSet("revoke-expired", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprint(stderr, revokeUsage)
-		fs.PrintDefaults()
-	}
-	fs.StringVar(&cfg.subscription, "subscription", os.Getenv("ARM_SUBSCRIPTION_ID"), "Azure subscription to scan (default $ARM_SUBSCRIPTION_ID); Azure is skipped without one")
-	fs.StringVar(&cfg.resourceGroup, "resource-group", "", "scan only this resource group of the subscription")
-	fs.StringVar(&cfg.azureEnvironment, "azure-environment", os.Getenv("ARM_ENVIRONMENT"), "Azure cloud: public, usgovernment or china (default $ARM_ENVIRONMENT, else public)")
-	fs.StringVar(&cfg.azureEndpoint, "azure-endpoint", "", "Resource Manager endpoint override (plain http only on loopback)")
-	fs.StringVar(&cfg.region, "region", os.Getenv("AWS_REGION"), "AWS region to scan (default $AWS_REGION); AWS is skipped without a region, profile or endpoint")
-	fs.StringVar(&cfg.awsProfile, "aws-profile", "", "AWS shared configuration profile")
-	fs.StringVar(&cfg.awsEndpoint, "aws-endpoint", "", "EC2 endpoint override (AWS_ENDPOINT_URL_EC2 is honoured too; plain http only on loopback)")
-	fs.DurationVar(&cfg.timeout, "timeout", 30*time.Minute, "give up on what is left after this long (retries included)")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return cfg, ExitOK
-		}
-		return cfg, ExitUsage // the flag package has said which flag
-	}
-	fail := func(format string, a ...any) (revokeConfig, int) {
-		fmt.Fprintf(stderr, "revoke-expired: "+format+"\n", a...)
-		return cfg, ExitUsage
-	}
-	switch {
-	case fs.NArg() > 0:
-		return fail("unexpected argument %q: revoke-expired takes flags only", fs.Arg(0))
-	case cfg.timeout <= 0:
-		return fail("-timeout must be positive, not %s", cfg.timeout)
-	case cfg.subscription == "" && (cfg.resourceGroup != "" || cfg.azureEndpoint != ""):
-		flagName := "-resource-group"
-		if cfg.resourceGroup == "" {
-			flagName = "-azure-endpoint"
-		}
-		return fail("%s needs a subscription: set -subscription or ARM_SUBSCRIPTION_ID", flagName)
-	case cfg.subscription == "" && cfg.region == "" && cfg.awsProfile == "" && cfg.awsEndpoint == "":
-		return fail("nothing to scan: set -subscription (or ARM_SUBSCRIPTION_ID) for Azure, -region (or AWS_REGION) for AWS, or both")
-	}
-	return cfg, -1
+	return backends, -1
 }
 
 // summarize turns a sweep into the printed summary, reporting on stderr

@@ -148,9 +148,10 @@ func (e *Engine) auditMachine(cloud string, sm ScannedMachine) AuditedMachine {
 			g.End = sg.Marker.End
 		}
 		switch {
-		case sg.Record != nil:
-			g.Record, g.Recorded = *sg.Record, true
-		case !g.Recorded && sg.Vouched:
+		case g.Recorded:
+		case sg.Record != nil && (sg.RecordWhole || g.Record == (jit.GrantRecord{})):
+			g.Record, g.Recorded = *sg.Record, sg.RecordWhole
+		case sg.Record == nil && sg.Vouched && g.Record == (jit.GrantRecord{}):
 			g.Record = jit.MarkerRecord(sg.Marker)
 		}
 	}

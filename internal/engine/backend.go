@@ -255,9 +255,11 @@ type FoundGrant struct {
 	// Vouched is false when something is named or tagged as a grant but
 	// not every part carries a grant marker: it is left alone.
 	Vouched bool
-	// Record is who asked and why, in full, where the cloud keeps it;
-	// nil for a grant older than records (the marker abbreviates).
-	Record *jit.GrantRecord
+	// Record is who asked and why as the cloud keeps it; RecordWhole
+	// tells whether every field is whole (or cut visibly with its hash),
+	// and not only the marker's abbreviation. Nil when there is none.
+	Record      *jit.GrantRecord
+	RecordWhole bool
 }
 
 // Requestor is who asked for the grant: the record's requestor, else the
@@ -291,7 +293,10 @@ type ScannedGrant struct {
 	// Vouched is false for something named or tagged as a grant whose
 	// marker is not a grant's.
 	Vouched bool
-	Record  *jit.GrantRecord
+	// Record is who asked and why as the cloud keeps it, nil when
+	// nothing does; RecordWhole as for FoundGrant.
+	Record      *jit.GrantRecord
+	RecordWhole bool
 	// Target holds the grant (an NSG, a firewall, a security group);
 	// Name is the rule's or the group's.
 	Target, Name string
