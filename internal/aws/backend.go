@@ -163,11 +163,11 @@ func (b *Backend) ScanMachines(ctx context.Context) (engine.Scope, []engine.Scan
 	scope := engine.Scope{Cloud: b.Name(), Region: b.client.Region}
 	instances, instErr := b.client.Instances(ctx)
 	groups, groupErr := b.client.GrantGroups(ctx)
-	machines := make([]engine.ScannedMachine, len(instances))
+	machines := make([]engine.ScannedMachine, 0, len(instances)+1)
 	index := map[string]int{}    // instance → machine
 	attached := map[string]int{} // group → the machine it is attached to
 	for i, m := range instances {
-		machines[i].Machine = m
+		machines = append(machines, engine.ScannedMachine{Machine: m})
 		index[m.ID] = i
 		for _, id := range m.FilterIDs() {
 			attached[id] = i

@@ -155,10 +155,10 @@ func (b *Backend) RevokeGrant(ctx context.Context, g engine.FoundGrant, still fu
 func (b *Backend) ScanMachines(ctx context.Context) (engine.Scope, []engine.ScannedMachine, error) {
 	scope := engine.Scope{Cloud: b.Name(), Subscription: b.client.SubscriptionID, ResourceGroup: b.resourceGroup}
 	s, err := b.scan(ctx)
-	machines := make([]engine.ScannedMachine, len(s.vms))
+	machines := make([]engine.ScannedMachine, 0, len(s.vms)+1)
 	index := map[*jit.Machine]int{}
 	for i, vm := range s.vms {
-		machines[i].Machine = vm
+		machines = append(machines, engine.ScannedMachine{Machine: vm})
 		index[vm] = i
 	}
 	var orphans []engine.ScannedGrant

@@ -21,8 +21,6 @@ import (
 // Who asked, as the tests' requests are made: longer than any marker holds.
 var (
 	longUPN = "first.middle.lastname_contoso.onmicrosoft.com#EXT#@fabrikam-operations-emea.onmicrosoft.com"
-	// An assumed-role ARN of a CI run: 120 characters, whole in a tag.
-	assumedRole = "arn:aws:sts::123456789012:assumed-role/GitHubActions-JitRequests-Apply-Production/run-8812345678-attempt-1-pr-4711-main"
 	// An IAM user deep in a path: past a tag's 256 characters.
 	deepUser      = "arn:aws:iam::123456789012:user/" + strings.Repeat("division/department/team/", 11) + "operator"
 	justification = strings.Repeat("INC-4211: the primary's data disk filled overnight; logs rotate too late. ", 4)[:256]

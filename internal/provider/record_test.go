@@ -345,7 +345,7 @@ func TestAccAccessRequest_recordsWhoAskedInFull(t *testing.T) {
 						return fmt.Errorf("audit of alice's grant: %+v", g)
 					}
 					if g, err = auditedGrant(report, testVM+"web", bob); err != nil || g.OnBehalfOf != "bob-gh" || g.Justification != "INC-4212" || g.Record != command.RecordWhole {
-						return fmt.Errorf("audit of bob's grant: %+v, %v", g, err)
+						return fmt.Errorf("audit of bob's grant: %+v, %w", g, err)
 					}
 					// A short justification stays in the marker: no tag.
 					if _, ok := tags[jit.RecordTagPrefix(bob)+jit.TagJustification]; ok {
