@@ -297,41 +297,41 @@ func cutLast(s, sep string) (before, after string, found bool) {
 	return s[:i], s[i+len(sep):], true
 }
 
-// CheckText refuses free text that would read differently from what it
-// is once written into the cloud: invalid UTF-8, control characters (a
-// line break in a one-line description), and the bidirectional formatting
-// characters that make text display in another order than it is stored
-// (U+202A–U+202E, U+2066–U+2069, U+200E, U+200F, U+061C).
-func CheckText(s string) error {
-	if !utf8.ValidString(s) {
-		return fmt.Errorf("is not valid UTF-8")
-	}
-	for i, r := range s {
-		switch {
-		case unicode.IsControl(r):
-			return fmt.Errorf("contains the control character %U at byte %d", r, i)
-		case isBidiControl(r):
-			return fmt.Errorf("contains the bidirectional formatting character %U at byte %d, which makes text display in another order than it is written", r, i)
-		}
-	}
-	return nil
-}
-
-func isBidiControl(r rune) bool {
-	return r >= 0x202A && r <= 0x202E || r >= 0x2066 && r <= 0x2069 || r == 0x200E || r == 0x200F || r == 0x061C
-}
-
-// cleanText makes free text safe for a one-line description.
+// cleanText makes free text safe for a one-line description: what
+// CheckFreeText refuses, should it come from elsewhere (a token's claims),
+// becomes a space or "?".
 func cleanText(s string) string {
 	return strings.Map(func(r rune) rune {
 		switch {
 		case r == utf8.RuneError:
 			return '?'
-		case unicode.IsControl(r):
+		case hiddenRune(r):
 			return ' '
 		}
 		return r
 	}, strings.ToValidUTF8(s, "?"))
+}
+
+// hiddenRune tells the characters that do not show as themselves: control
+// characters (a newline splits a description) and formatting ones, among
+// them the bidirectional overrides (U+202E makes "4211-CNI" read as
+// "INC-1124") and zero-width characters.
+func hiddenRune(r rune) bool { return unicode.IsControl(r) || unicode.Is(unicode.Cf, r) }
+
+// CheckFreeText refuses text that would be written into the cloud for
+// people to read (a justification, who a request is for) and would read
+// differently from what it is: invalid UTF-8, control characters, and
+// formatting characters such as bidirectional overrides.
+func CheckFreeText(s string) error {
+	if !utf8.ValidString(s) {
+		return fmt.Errorf("the text is not valid UTF-8")
+	}
+	for i, r := range s {
+		if hiddenRune(r) {
+			return fmt.Errorf("the text holds the invisible character U+%04X at byte %d (control and formatting characters, such as bidirectional overrides, make a rule read differently to a reviewer); remove it", r, i)
+		}
+	}
+	return nil
 }
 
 // truncateBytes shortens s to at most n bytes at a character boundary.

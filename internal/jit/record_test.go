@@ -122,19 +122,6 @@ func TestSameRequesterAsMarker_grantsWithoutRecord(t *testing.T) {
 	}
 }
 
-func TestCheckText(t *testing.T) {
-	for _, s := range []string{"octocat", "Zoë Ångström", "INC-4211: disk full (prod)", "日本語"} {
-		if err := CheckText(s); err != nil {
-			t.Errorf("%q refused: %v", s, err)
-		}
-	}
-	for _, s := range []string{"a\nb", "tab\there", "nul\x00", "\xff", "admin\u202Egnp.exe", "x\u2066y", "\u200Fz"} {
-		if err := CheckText(s); err == nil {
-			t.Errorf("%q accepted", s)
-		}
-	}
-}
-
 func TestRecordBesideAMarker_onlyWhatTheMarkerCannotHold(t *testing.T) {
 	prefix := RecordTagPrefix("20300301T120000Z-0a1b2c3d")
 	arn := "arn:aws:sts::123456789012:assumed-role/GitHubActions-Deploy-Production/run-8812345678-attempt-1"

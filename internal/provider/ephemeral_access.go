@@ -61,7 +61,7 @@ func (e *accessEphemeral) Schema(_ context.Context, _ ephemeral.SchemaRequest, r
 			},
 			"justification": schema.StringAttribute{
 				Required: true, MarkdownDescription: "Why access is needed (a ticket, a deployment), up to 256 characters; recorded whole with every grant.",
-				Validators: []validator.String{stringvalidator.LengthBetween(1, 256)},
+				Validators: []validator.String{stringvalidator.LengthBetween(1, 256), freeTextValidator},
 			},
 			"on_behalf_of": schema.StringAttribute{
 				Optional: true, MarkdownDescription: onBehalfOfDescription,

@@ -408,8 +408,8 @@ func TestAccAccessRequest_onBehalfOfIsValidated(t *testing.T) {
 	cloud := newTestCloud(t, "world")
 	for _, tc := range []struct{ value, err string }{
 		{"", "leave on_behalf_of out"},
-		{"octo\ncat", "control character"},
-		{"admin\u202Etxt.exe", "bidirectional formatting character"},
+		{"octo\ncat", "invisible character U+000A"},
+		{"admin\u202Etxt.exe", "invisible character U+202E"},
 		{strings.Repeat("a", 257), "at most 256"},
 	} {
 		t.Run(tc.err, func(t *testing.T) {

@@ -7,6 +7,7 @@ import (
 
 	"github.com/hashicorp/terraform-plugin-framework-validators/stringvalidator"
 	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
+	"github.com/hashicorp/terraform-plugin-go/tftypes"
 
 	"github.com/jitaccess/terraform-provider-jit/internal/jit"
 )
@@ -57,7 +58,7 @@ var virtualMachineIDValidator = stringCheck{
 // short enough that every cloud records it whole, and free of characters
 // that would make it read differently there.
 var onBehalfOfValidator = stringCheck{
-	description: fmt.Sprintf("must be 1 to %d characters, without control or bidirectional formatting characters", jit.MaxTagValueLength),
+	description: fmt.Sprintf("must be 1 to %d characters, without control or formatting characters", jit.MaxTagValueLength),
 	summary:     "Invalid on_behalf_of",
 	check: func(s string) error {
 		if s == "" {
@@ -66,7 +67,7 @@ var onBehalfOfValidator = stringCheck{
 		if n := jit.TagValueLength(s); n > jit.MaxTagValueLength {
 			return fmt.Errorf("is %d characters long (UTF-16 code units, as Azure counts them); at most %d fit whole in the tag that records it", n, jit.MaxTagValueLength)
 		}
-		return jit.CheckText(s)
+		return jit.CheckFreeText(s)
 	},
 }
 
@@ -78,6 +79,14 @@ var sourcePrefixValidator = stringCheck{
 		_, err := jit.ParsePrefix(s)
 		return err
 	},
+}
+
+// freeTextValidator refuses text that would read differently in the
+// cloud than it is: control and formatting characters.
+var freeTextValidator = stringCheck{
+	description: "must hold no control or formatting characters",
+	summary:     "Invalid text",
+	check:       jit.CheckFreeText,
 }
 
 // durationValidator accepts an ISO 8601 duration between min and max
@@ -105,3 +114,16 @@ var (
 	maxRequestAccessDurationValidator = durationValidator("Invalid maximum request duration", jit.MinMaxRequestAccessDuration, jit.MaxMaxRequestAccessDuration)
 	requestDurationValidator          = durationValidator("Invalid duration", 0, jit.MaxMaxRequestAccessDuration)
 )
+
+// tftypesAt is the attribute of an object value, as written in the
+// configuration; a null value when it is absent or the value is no object.
+func tftypesAt(v tftypes.Value, name string) tftypes.Value {
+	var fields map[string]tftypes.Value
+	if err := v.As(&fields); err != nil {
+		return tftypes.NewValue(tftypes.DynamicPseudoType, nil)
+	}
+	if f, ok := fields[name]; ok {
+		return f
+	}
+	return tftypes.NewValue(tftypes.DynamicPseudoType, nil)
+}
