@@ -244,3 +244,39 @@ func TestAudit_exitCodes(t *testing.T) {
 		t.Errorf("usage errors made %d calls", n)
 	}
 }
+
+// A record whose request can no longer be open and has no rule left is
+// removed by revoke-expired; a younger one is neither removed nor counted
+// as a live grant.
+func TestRevokeExpired_removesRecordsTheirRequestsOutlived(t *testing.T) {
+	w := newWorld(t, cloudsim.Options{})
+	ctx := t.Context()
+	old := engine.NewRequestID(now.Add(-25 * time.Hour))
+	young := engine.NewRequestID(now.Add(-time.Hour))
+	record := jit.GrantRecord{Requestor: "ci@contoso.com", OnBehalfOf: "octocat", Justification: "INC-1"}
+	tags := map[string]string{"team": "web"}
+	for _, request := range []string{old, young} {
+		for k, v := range record.Tags(jit.RecordTagPrefix(request)) {
+			tags[k] = v
+		}
+	}
+	if err := w.az.MergeTags(ctx, webVM, tags); err != nil {
+		t.Fatal(err)
+	}
+	sum, stderr, code := w.run(clocktest.New(now), w.flags()...)
+	if code != ExitOK || len(sum.Revoked) != 0 || sum.Live != 0 {
+		t.Fatalf("exit %d, revoked %+v, live %d\nstderr:\n%s", code, sum.Revoked, sum.Live, stderr)
+	}
+	want := []RevokedGrant{{Cloud: "azure", Kind: KindGrantRecord, Target: webVM, Name: jit.RecordTagPrefix(old) + "*",
+		Requestor: "ci@contoso.com", OnBehalfOf: "octocat", Justification: "INC-1", Request: old}}
+	if !slices.Equal(sum.RecordsRemoved, want) {
+		t.Fatalf("records removed %+v, want %+v", sum.RecordsRemoved, want)
+	}
+	m, err := w.az.Machine(ctx, webVM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := jit.RecordRequests(m.Tags); !slices.Equal(got, []string{young}) || m.Tags["team"] != "web" {
+		t.Errorf("VM tags after the run: %v", m.Tags)
+	}
+}

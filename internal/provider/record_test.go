@@ -476,3 +476,45 @@ func TestAccAccessRequest_aNewerRequestSupersedesOnlyTheSamePersonsGrant(t *test
 		})
 	}
 }
+
+// A VM with no room left for the request's record is a plan error naming
+// it, and nothing is written.
+func TestAccAccessRequest_noRoomForTheRecordIsAPlanError(t *testing.T) {
+	cloud := newTestCloud(t, "world")
+	clock := clocktest.New(requestEpoch)
+	fill := func() {
+		m, err := cloud.azureClient(t).Machine(t.Context(), testVM+"web")
+		if err != nil {
+			t.Fatal(err)
+		}
+		tags := map[string]string{}
+		for i := len(m.Tags); i < 50; i++ {
+			tags[fmt.Sprintf("cost-centre-%02d", i)] = "x"
+		}
+		if err := cloud.azureClient(t).MergeTags(t.Context(), testVM+"web", tags); err != nil {
+			t.Fatal(err)
+		}
+		cloud.ResetCalls()
+	}
+	request := requestWith("alice", "one(jit_policy.web.virtual_machine_ids)", "203.0.113.7/32", "alice-gh", "INC-1")
+	resource.ParallelTest(t, resource.TestCase{
+		ProtoV6ProviderFactories: factoriesAt(clock),
+		Steps: []resource.TestStep{
+			{Config: cloud.config(sshPolicy)},
+			{
+				PreConfig:   fill,
+				Config:      cloud.config(sshPolicy + request),
+				ExpectError: regexp.MustCompile(`(?s)No room for the request's record.*virtual_machine_id.*virtualMachines/web\s+carries 50 tags`),
+			},
+			{
+				Config: cloud.config(sshPolicy),
+				Check: func(*terraform.State) error {
+					if n := cloud.writes(); n != 0 {
+						return fmt.Errorf("%d writes for a refused request", n)
+					}
+					return nil
+				},
+			},
+		},
+	})
+}
