@@ -16,7 +16,7 @@ import (
 // endpoint_url and its [services] sections. Nothing is ever sent.
 func TestNew_refusesPlainHTTPOffLoopbackWhereverTheConfigSetsIt(t *testing.T) {
 	for name, file := range map[string]string{
-		"default endpoint_url": "[default]\nregion = eu-west-1\nendpoint_url = http://10.1.2.3:4566\n",
+		"default endpoint_url":     "[default]\nregion = eu-west-1\nendpoint_url = http://10.1.2.3:4566\n",
 		"services section for EC2": "[default]\nregion = eu-west-1\nservices = lab\n\n[services lab]\nec2 =\n  endpoint_url = http://10.1.2.3:4566\n",
 		"services section for STS": "[default]\nregion = eu-west-1\nservices = lab\n\n[services lab]\nsts =\n  endpoint_url = http://10.1.2.3:4566\n",
 	} {
