@@ -14,6 +14,8 @@ import (
 	awssdk "github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
+	"github.com/hashicorp/terraform-plugin-framework/diag"
+	"github.com/hashicorp/terraform-plugin-framework/path"
 	"github.com/hashicorp/terraform-plugin-testing/helper/resource"
 	"github.com/hashicorp/terraform-plugin-testing/knownvalue"
 	"github.com/hashicorp/terraform-plugin-testing/plancheck"
@@ -21,9 +23,12 @@ import (
 	"github.com/hashicorp/terraform-plugin-testing/terraform"
 	"github.com/hashicorp/terraform-plugin-testing/tfjsonpath"
 
+	"github.com/jitaccess/terraform-provider-jit/internal/aws"
+	"github.com/jitaccess/terraform-provider-jit/internal/azure"
 	"github.com/jitaccess/terraform-provider-jit/internal/clocktest"
 	"github.com/jitaccess/terraform-provider-jit/internal/cloudsim"
 	"github.com/jitaccess/terraform-provider-jit/internal/command"
+	"github.com/jitaccess/terraform-provider-jit/internal/engine"
 	"github.com/jitaccess/terraform-provider-jit/internal/jit"
 )
 
@@ -122,6 +127,28 @@ func auditedGrant(r command.AuditReport, vm, request string) (command.AuditedGra
 	return command.AuditedGrant{}, fmt.Errorf("audit shows no grant of %s on %s: %+v", request, vm, r.Machines)
 }
 
+// observedRecord is what Read reads back of a request's record: the
+// engine's observation through the real backends over HTTP.
+func (c *testCloud) observedRecord(t *testing.T, s *terraform.State, name string) (*jit.GrantRecord, error) {
+	t.Helper()
+	attrs := s.RootModule().Resources["jit_access_request."+name].Primary.Attributes
+	ref := engine.GrantRef{MachineID: attrs["virtual_machine_id"], RequestID: attrs["id"], Requestor: attrs["requestor"], OnBehalfOf: attrs["on_behalf_of"],
+		Ports: []jit.PortProtocol{{Number: 22, Protocol: jit.ProtocolTCP}}}
+	client, err := aws.New(t.Context(), aws.Config{Region: "eu-west-1", Endpoint: c.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := engine.New(jit.NewClock(), []engine.Backend{azure.NewBackend(c.azureClient(t), ""), aws.NewBackend(client)})
+	_, o, err := e.ObserveRequest(t.Context(), ref)
+	if err != nil {
+		return nil, err
+	}
+	if o.Record == nil {
+		return nil, fmt.Errorf("Read finds no whole record of %s", ref.RequestID)
+	}
+	return o.Record, nil
+}
+
 // revokeExpired runs revoke-expired in process at clock's time.
 func (c *testCloud) revokeExpired(t *testing.T, clock jit.Clock) command.Summary {
 	t.Helper()
@@ -203,6 +230,14 @@ func TestAccAccessRequestAWS_recordsWhoAskedInFull(t *testing.T) {
 					// The marker abbreviates, visibly.
 					if m, ok := jit.ParseMarker(tags[jit.TagGrant]); !ok || !strings.HasSuffix(m.Requestor, jit.CutMark) || !strings.HasSuffix(m.Justification, jit.CutMark) {
 						return fmt.Errorf("marker %q does not mark what it shortened", tags[jit.TagGrant])
+					}
+					// Read reads it back whole.
+					r, err := cloud.observedRecord(t, s, "alice")
+					if err != nil {
+						return err
+					}
+					if *r != (jit.GrantRecord{Requestor: ciRole, OnBehalfOf: "octocat", Justification: why256}) {
+						return fmt.Errorf("Read's record: %+v", *r)
 					}
 					// Audit reads it back from the cloud alone.
 					g, err := auditedGrant(cloud.audit(t, clock), testEC2, request)
@@ -333,6 +368,18 @@ func TestAccAccessRequest_recordsWhoAskedInFull(t *testing.T) {
 					for _, r := range cloud.nsgRules(t, "web-nic-nsg") {
 						if m, ok := jit.ParseMarker(r.Description); ok && m.Kind == jit.MarkerGrant && !strings.HasSuffix(m.Requestor, jit.CutMark) {
 							return fmt.Errorf("rule %s: marker %q keeps a shortened requestor unmarked", r.Name, r.Description)
+						}
+					}
+					for name, want := range map[string]jit.GrantRecord{
+						"alice": {Requestor: guestUPN, OnBehalfOf: "alice-gh", Justification: why256},
+						"bob":   {Requestor: guestUPN, OnBehalfOf: "bob-gh", Justification: "INC-4212"},
+					} {
+						r, err := cloud.observedRecord(t, s, name)
+						if err != nil {
+							return err
+						}
+						if *r != want {
+							return fmt.Errorf("Read's record of %s: %+v, want %+v", name, *r, want)
 						}
 					}
 					report := cloud.audit(t, clock)
@@ -517,4 +564,20 @@ func TestAccAccessRequest_noRoomForTheRecordIsAPlanError(t *testing.T) {
 			},
 		},
 	})
+}
+
+// Read warns, naming the attribute, when the cloud's record is not what
+// the request was made with; a record cut visibly that verifies is fine.
+func TestCheckRecord_warnsWhenTheRecordWasRewritten(t *testing.T) {
+	made := jit.GrantRecord{Requestor: deepUser, OnBehalfOf: "octocat", Justification: "INC-1"}
+	var diags diag.Diagnostics
+	checkRecord(&diags, "r1", made, jit.GrantRecord{Requestor: jit.FitTagValue(deepUser), OnBehalfOf: "octocat", Justification: "INC-1"})
+	if len(diags) != 0 {
+		t.Fatalf("a verifying record warned: %v", diags)
+	}
+	checkRecord(&diags, "r1", made, jit.GrantRecord{Requestor: jit.FitTagValue(deepUser + "x"), OnBehalfOf: "mallory", Justification: "INC-1"})
+	if len(diags) != 2 || diags.HasError() || !diags[0].(diag.DiagnosticWithPath).Path().Equal(path.Root("requestor")) ||
+		!diags[1].(diag.DiagnosticWithPath).Path().Equal(path.Root("on_behalf_of")) || !strings.Contains(diags[1].Detail(), `"mallory"`) {
+		t.Fatalf("diagnostics %v", diags)
+	}
 }
