@@ -6,6 +6,7 @@ package main
 import (
 	"context"
 	"flag"
+	"io"
 	"log"
 	"os"
 	"os/signal"
@@ -21,15 +22,23 @@ import (
 // version is set by goreleaser.
 var version = "dev"
 
+// subcommands of the binary, for cron jobs, scheduled pipelines and auditors.
+var subcommands = map[string]func(context.Context, []string, io.Writer, io.Writer, jit.Clock) int{
+	"revoke-expired": command.RevokeExpired,
+	"audit":          command.Audit,
+}
+
 func main() {
 	// Subcommands come before the server's flags, which they do not share.
-	if len(os.Args) > 1 && os.Args[1] == "revoke-expired" {
-		// An interrupted run stops between calls; what it did not reach
-		// waits for the next run.
-		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-		code := command.RevokeExpired(ctx, os.Args[2:], os.Stdout, os.Stderr, jit.NewClock())
-		stop()
-		os.Exit(code)
+	if len(os.Args) > 1 {
+		if run, ok := subcommands[os.Args[1]]; ok {
+			// An interrupted run stops between calls; what it did not
+			// reach waits for the next run.
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+			code := run(ctx, os.Args[2:], os.Stdout, os.Stderr, jit.NewClock())
+			stop()
+			os.Exit(code)
+		}
 	}
 
 	var debug bool

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
@@ -14,6 +15,7 @@ import (
 
 	"github.com/hashicorp/terraform-plugin-log/tflog"
 
+	"github.com/jitaccess/terraform-provider-jit/internal/engine"
 	"github.com/jitaccess/terraform-provider-jit/internal/jit"
 )
 
@@ -29,6 +31,10 @@ type SGGrant struct {
 	ENI      string
 	// Marker is the grant marker (jit.GrantMarker), kept in the jit-grant tag.
 	Marker string
+	// Record is who asked and why, kept whole in a tag per field
+	// (jit.GrantRecord.Tags): EC2 tag values hold 256 characters, where
+	// the marker abbreviates.
+	Record jit.GrantRecord
 	Ports  []SGGrantPort
 }
 
@@ -122,21 +128,23 @@ func (c *Client) closeGrant(ctx context.Context, request, instance string) error
 type GrantState struct {
 	// GroupID is the request's group, empty when it is gone.
 	GroupID string
+	// Record is what the group's tags record of who asked; nil without.
+	Record *jit.GrantRecord
 	// Attached tells whether the group is on the ENI.
 	Attached bool
 	// Superseded are the ports another request's grant group on the ENI opens.
 	Superseded []jit.PortProtocol
 }
 
-// observeGrant finds the request's group and whether a newer grant took
-// its ports over.
-func (c *Client) observeGrant(ctx context.Context, request, instance, eniID string, ports []jit.PortProtocol) (GrantState, error) {
+// observeGrant finds the request's group and whether a newer grant of
+// the same requester took its ports over.
+func (c *Client) observeGrant(ctx context.Context, ref engine.GrantRef, eniID string) (GrantState, error) {
 	var st GrantState
-	group, err := c.grantGroup(ctx, request, instance)
+	group, record, err := c.grantGroupRecord(ctx, ref.RequestID, ref.MachineID)
 	if err != nil {
 		return st, err
 	}
-	st.GroupID = group
+	st.GroupID, st.Record = group, record
 	if eniID == "" {
 		return st, nil // the instance is gone
 	}
@@ -156,8 +164,11 @@ func (c *Client) observeGrant(ctx context.Context, request, instance, eniID stri
 	if err != nil {
 		return st, err
 	}
-	for _, port := range ports {
-		if slices.ContainsFunc(others, func(sg types.SecurityGroup) bool { return isGrantGroup(sg) && opensPort(sg, port) }) {
+	for _, port := range ref.Ports {
+		if slices.ContainsFunc(others, func(sg types.SecurityGroup) bool {
+			gg := grantGroupOf(sg)
+			return isGrantGroup(sg) && opensPort(sg, port) && gg.MarkerOK && jit.SameRequesterOf(gg.wholeRecord(), gg.Marker, ref.Requestor, ref.OnBehalfOf)
+		}) {
 			st.Superseded = append(st.Superseded, port)
 		}
 	}
@@ -177,26 +188,48 @@ func (c *Client) networkInterface(ctx context.Context, eniID string) (types.Netw
 
 // grantGroup finds the request's group for the instance, "" if none.
 func (c *Client) grantGroup(ctx context.Context, request, instance string) (string, error) {
-	id, _, err := c.grantGroupMarker(ctx, request, instance)
-	return id, err
+	sg, err := c.findGrantGroup(ctx, request, instance)
+	if err != nil || sg == nil {
+		return "", err
+	}
+	return awssdk.ToString(sg.GroupId), nil
 }
 
 // grantGroupMarker finds the request's group for the instance and the
 // marker its jit-grant tag holds.
 func (c *Client) grantGroupMarker(ctx context.Context, request, instance string) (id, marker string, err error) {
+	sg, err := c.findGrantGroup(ctx, request, instance)
+	if err != nil || sg == nil {
+		return "", "", err
+	}
+	for _, t := range sg.Tags {
+		if awssdk.ToString(t.Key) == jit.TagGrant {
+			marker = awssdk.ToString(t.Value)
+		}
+	}
+	return awssdk.ToString(sg.GroupId), marker, nil
+}
+
+// grantGroupRecord finds the request's group for the instance ("" if
+// none) and the record its tags keep (nil if none).
+func (c *Client) grantGroupRecord(ctx context.Context, request, instance string) (string, *jit.GrantRecord, error) {
+	sg, err := c.findGrantGroup(ctx, request, instance)
+	if err != nil || sg == nil {
+		return "", nil, err
+	}
+	return awssdk.ToString(sg.GroupId), grantGroupOf(*sg).wholeRecord(), nil
+}
+
+// findGrantGroup finds the request's group for the instance, nil if none.
+func (c *Client) findGrantGroup(ctx context.Context, request, instance string) (*types.SecurityGroup, error) {
 	groups, err := c.describeGroups(ctx, &ec2.DescribeSecurityGroupsInput{Filters: []types.Filter{
 		{Name: awssdk.String("tag:" + jit.TagRequest), Values: []string{request}},
 		{Name: awssdk.String("group-name"), Values: []string{grantGroupName(request, instance)}},
 	}})
 	if err != nil || len(groups) == 0 {
-		return "", "", err
+		return nil, err
 	}
-	for _, t := range groups[0].Tags {
-		if awssdk.ToString(t.Key) == jit.TagGrant {
-			marker = awssdk.ToString(t.Value)
-		}
-	}
-	return awssdk.ToString(groups[0].GroupId), marker, nil
+	return &groups[0], nil
 }
 
 func (c *Client) describeGroups(ctx context.Context, in *ec2.DescribeSecurityGroupsInput) ([]types.SecurityGroup, error) {
@@ -212,8 +245,8 @@ func (c *Client) describeGroups(ctx context.Context, in *ec2.DescribeSecurityGro
 	return groups, nil
 }
 
-// supersededGroups are the other requests' grant groups among attached
-// that open one of the grant's ports.
+// supersededGroups are the same requester's other requests' grant groups
+// among attached that open one of the grant's ports.
 func (c *Client) supersededGroups(ctx context.Context, attached []string, g SGGrant) ([]string, error) {
 	groups, err := c.describeGroups(ctx, &ec2.DescribeSecurityGroupsInput{GroupIds: attached})
 	if err != nil {
@@ -222,6 +255,10 @@ func (c *Client) supersededGroups(ctx context.Context, attached []string, g SGGr
 	var out []string
 	for _, sg := range groups {
 		if !isGrantGroup(sg) || awssdk.ToString(sg.GroupName) == grantGroupName(g.Request, g.Instance) {
+			continue
+		}
+		// A newer request supersedes only the same requester's grant.
+		if gg := grantGroupOf(sg); !gg.MarkerOK || !jit.SameRequesterOf(gg.wholeRecord(), gg.Marker, g.Record.Requestor, g.Record.OnBehalfOf) {
 			continue
 		}
 		if slices.ContainsFunc(g.Ports, func(p SGGrantPort) bool { return opensPort(sg, p.Port) }) {
@@ -234,19 +271,30 @@ func (c *Client) supersededGroups(ctx context.Context, attached []string, g SGGr
 func (c *Client) createGrantGroup(ctx context.Context, g SGGrant, vpc string) (string, error) {
 	tflog.Info(ctx, "creating the grant's security group", map[string]any{"request": g.Request, "instance": g.Instance, "vpc": vpc})
 	out, err := call(ctx, c.EC2.CreateSecurityGroup, &ec2.CreateSecurityGroupInput{
-		GroupName:   awssdk.String(grantGroupName(g.Request, g.Instance)),
-		Description: awssdk.String("JIT access grant " + g.Request + " to " + g.Instance),
-		VpcId:       awssdk.String(vpc),
-		TagSpecifications: []types.TagSpecification{{ResourceType: types.ResourceTypeSecurityGroup, Tags: []types.Tag{
-			{Key: awssdk.String(jit.TagGrant), Value: awssdk.String(g.Marker)},
-			{Key: awssdk.String(jit.TagRequest), Value: awssdk.String(g.Request)},
-			{Key: awssdk.String("Name"), Value: awssdk.String(grantGroupName(g.Request, g.Instance))},
-		}}},
+		GroupName:         awssdk.String(grantGroupName(g.Request, g.Instance)),
+		Description:       awssdk.String("JIT access grant " + g.Request + " to " + g.Instance),
+		VpcId:             awssdk.String(vpc),
+		TagSpecifications: []types.TagSpecification{{ResourceType: types.ResourceTypeSecurityGroup, Tags: grantGroupTags(g)}},
 	})
 	if err != nil {
 		return "", fmt.Errorf("creating the grant's security group in %s: %w", vpc, err)
 	}
 	return awssdk.ToString(out.GroupId), nil
+}
+
+// grantGroupTags are a grant group's tags, written with it in one call:
+// the marker, the request, a Name for the console, and the record.
+func grantGroupTags(g SGGrant) []types.Tag {
+	tags := []types.Tag{
+		{Key: awssdk.String(jit.TagGrant), Value: awssdk.String(g.Marker)},
+		{Key: awssdk.String(jit.TagRequest), Value: awssdk.String(g.Request)},
+		{Key: awssdk.String("Name"), Value: awssdk.String(grantGroupName(g.Request, g.Instance))},
+	}
+	record := g.Record.Tags("")
+	for _, k := range slices.Sorted(maps.Keys(record)) {
+		tags = append(tags, types.Tag{Key: awssdk.String(k), Value: awssdk.String(record[k])})
+	}
+	return tags
 }
 
 // authorizeGrant adds the ports' ingress rules; rules already there (a

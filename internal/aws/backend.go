@@ -2,6 +2,7 @@ package aws
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -89,6 +90,7 @@ func sgGrant(m *jit.Machine, g engine.Grant) SGGrant {
 		}
 	}
 	sg.Marker = jit.GrantMarker(g.Policy, end, g.Requestor, g.Justification).String()
+	sg.Record = g.Record()
 	return sg
 }
 
@@ -117,7 +119,7 @@ func (b *Backend) OpenGrant(ctx context.Context, m *jit.Machine, g engine.Grant)
 func (b *Backend) ObserveGrant(ctx context.Context, ref engine.GrantRef) (engine.ObservedGrant, error) {
 	o := engine.ObservedGrant{Superseded: map[jit.PortProtocol]bool{}}
 	eni := primaryENI(ref.Machine)
-	st, err := b.client.observeGrant(ctx, ref.RequestID, ref.MachineID, eni, ref.Ports)
+	st, err := b.client.observeGrant(ctx, ref, eni)
 	if err != nil {
 		return o, err
 	}
@@ -129,6 +131,7 @@ func (b *Backend) ObserveGrant(ctx context.Context, ref engine.GrantRef) (engine
 	for _, port := range st.Superseded {
 		o.Superseded[port] = true
 	}
+	o.Record = st.Record
 	return o, nil
 }
 
@@ -159,7 +162,8 @@ func (b *Backend) ScanGrants(ctx context.Context) (engine.Scope, []engine.FoundG
 	}
 	found := make([]engine.FoundGrant, len(groups))
 	for i, g := range groups {
-		found[i] = engine.FoundGrant{Kind: engine.KindSecurityGroup, Target: g.ID, Name: g.Name, Request: g.RequestID, Marker: g.Marker, Vouched: g.MarkerOK}
+		found[i] = engine.FoundGrant{Kind: engine.KindSecurityGroup, Target: g.ID, Name: g.Name, Request: g.RequestID, Marker: g.Marker, Vouched: g.MarkerOK,
+			Record: g.Record, RecordWhole: g.RecordWhole}
 	}
 	return scope, found, nil
 }
@@ -168,4 +172,45 @@ func (b *Backend) ScanGrants(ctx context.Context) (engine.Scope, []engine.FoundG
 // satisfies still.
 func (b *Backend) RevokeGrant(ctx context.Context, g engine.FoundGrant, still func(jit.Marker) bool) (bool, error) {
 	return b.client.RevokeGrantGroup(ctx, g.Target, still)
+}
+
+// ScanMachines lists every instance of the region and the grant groups
+// made for each, for audit: two paged list calls, whatever the region's
+// size.
+func (b *Backend) ScanMachines(ctx context.Context) (engine.Scope, []engine.ScannedMachine, error) {
+	scope := engine.Scope{Cloud: b.Name(), Region: b.client.Region}
+	instances, instErr := b.client.Instances(ctx)
+	groups, groupErr := b.client.GrantGroups(ctx)
+	machines := make([]engine.ScannedMachine, 0, len(instances)+1)
+	index := map[string]int{}    // instance → machine
+	attached := map[string]int{} // group → the machine it is attached to
+	for i, m := range instances {
+		machines = append(machines, engine.ScannedMachine{Machine: m})
+		index[m.ID] = i
+		for _, id := range m.FilterIDs() {
+			attached[id] = i
+		}
+	}
+	var orphans []engine.ScannedGrant
+	for _, g := range groups {
+		// A group grants the instance it is attached to; a detached one,
+		// the instance its name was made for.
+		i, ok := attached[g.ID]
+		if !ok {
+			i, ok = index[g.Instance()]
+		}
+		for _, p := range g.Permissions {
+			sg := engine.ScannedGrant{Request: g.RequestID, Port: p.Port, Source: p.Source, RequesterSource: true,
+				Marker: g.Marker, Vouched: g.MarkerOK, Record: g.Record, RecordWhole: g.RecordWhole, Target: g.ID, Name: g.Name}
+			if ok {
+				machines[i].Grants = append(machines[i].Grants, sg)
+			} else {
+				orphans = append(orphans, sg)
+			}
+		}
+	}
+	if len(orphans) > 0 {
+		machines = append(machines, engine.ScannedMachine{Grants: orphans})
+	}
+	return scope, machines, errors.Join(instErr, groupErr)
 }

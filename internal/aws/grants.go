@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"slices"
+	"strings"
 	"time"
 
 	awssdk "github.com/aws/aws-sdk-go-v2/aws"
@@ -34,6 +35,40 @@ type GrantGroup struct {
 	// MarkerOK is false when the jit-grant tag is not a grant marker
 	// (written or edited by hand): such a group is not revoked.
 	MarkerOK bool
+	// Record is who asked and why, from the group's record tags and its
+	// marker; RecordWhole tells whether every field is whole. Nil when
+	// the group has neither.
+	Record      *jit.GrantRecord
+	RecordWhole bool
+	// Permissions are the group's ingress rules, one per protocol, port
+	// and source.
+	Permissions []GrantPermission
+}
+
+// GrantPermission is one port a grant group opens to one source.
+type GrantPermission struct {
+	Port   jit.PortProtocol
+	Source string
+}
+
+// wholeRecord is the group's record when whole, else nil.
+func (g GrantGroup) wholeRecord() *jit.GrantRecord {
+	if g.RecordWhole {
+		return g.Record
+	}
+	return nil
+}
+
+// Instance is the instance a grant group was made for, from its name.
+func (g GrantGroup) Instance() string {
+	if g.RequestID == "" {
+		return ""
+	}
+	instance, ok := strings.CutPrefix(g.Name, grantGroupName(g.RequestID, ""))
+	if !ok {
+		return ""
+	}
+	return instance
 }
 
 // GrantGroups lists the region's security groups carrying a jit-grant tag.
@@ -56,13 +91,37 @@ func (c *Client) GrantGroups(ctx context.Context) ([]GrantGroup, error) {
 
 func grantGroupOf(g types.SecurityGroup) GrantGroup {
 	out := GrantGroup{ID: awssdk.ToString(g.GroupId), Name: awssdk.ToString(g.GroupName), VPCID: awssdk.ToString(g.VpcId)}
+	tags := map[string]string{}
 	for _, t := range g.Tags {
-		switch awssdk.ToString(t.Key) {
-		case jit.TagGrant:
-			m, ok := jit.ParseMarker(awssdk.ToString(t.Value))
-			out.Marker, out.MarkerOK = m, ok && m.Kind == jit.MarkerGrant
-		case jit.TagRequest:
-			out.RequestID = awssdk.ToString(t.Value)
+		tags[awssdk.ToString(t.Key)] = awssdk.ToString(t.Value)
+	}
+	if v, ok := tags[jit.TagGrant]; ok {
+		m, ok := jit.ParseMarker(v)
+		out.Marker, out.MarkerOK = m, ok && m.Kind == jit.MarkerGrant
+	}
+	out.RequestID = tags[jit.TagRequest]
+	switch r, tagged := jit.RecordFromTags(tags, ""); {
+	case out.MarkerOK:
+		r, whole := jit.RecordOf(out.Marker, tags, "")
+		out.Record, out.RecordWhole = &r, whole
+	case tagged:
+		out.Record = &r // with a marker nobody vouches for
+	}
+	for _, perm := range g.IpPermissions {
+		port := jit.PortProtocol{Number: int(awssdk.ToInt32(perm.FromPort))}
+		switch awssdk.ToString(perm.IpProtocol) {
+		case "tcp":
+			port.Protocol = jit.ProtocolTCP
+		case "udp":
+			port.Protocol = jit.ProtocolUDP
+		default:
+			port.Protocol = jit.ProtocolAny
+		}
+		for _, r := range perm.IpRanges {
+			out.Permissions = append(out.Permissions, GrantPermission{Port: port, Source: awssdk.ToString(r.CidrIp)})
+		}
+		for _, r := range perm.Ipv6Ranges {
+			out.Permissions = append(out.Permissions, GrantPermission{Port: port, Source: awssdk.ToString(r.CidrIpv6)})
 		}
 	}
 	return out

@@ -100,3 +100,38 @@ func (c *Client) TaggedInstances(ctx context.Context, tag, value string) ([]stri
 	slices.Sort(ids)
 	return ids, nil
 }
+
+// Instances lists the instances of the region with their names, states,
+// tags and the security groups of their network interfaces (no
+// addresses): what an audit needs.
+func (c *Client) Instances(ctx context.Context) ([]*jit.Machine, error) {
+	var out []*jit.Machine
+	pager := ec2.NewDescribeInstancesPaginator(c.EC2, &ec2.DescribeInstancesInput{})
+	for pager.HasMorePages() {
+		page, err := nextPage(ctx, pager.NextPage)
+		if err != nil {
+			return out, fmt.Errorf("listing EC2 instances in %s: %w", c.Region, err)
+		}
+		for _, r := range page.Reservations {
+			for _, inst := range r.Instances {
+				m := &jit.Machine{Cloud: jit.CloudAWS, ID: awssdk.ToString(inst.InstanceId), Location: c.Region, Tags: map[string]string{}}
+				if inst.State != nil {
+					m.State = string(inst.State.Name)
+				}
+				for _, t := range inst.Tags {
+					m.Tags[awssdk.ToString(t.Key)] = awssdk.ToString(t.Value)
+				}
+				m.Name = m.Tags["Name"]
+				for _, eni := range inst.NetworkInterfaces {
+					nic := jit.NetworkInterface{ID: awssdk.ToString(eni.NetworkInterfaceId)}
+					for _, g := range eni.Groups {
+						nic.SecurityGroupIDs = append(nic.SecurityGroupIDs, awssdk.ToString(g.GroupId))
+					}
+					m.Interfaces = append(m.Interfaces, nic)
+				}
+				out = append(out, m)
+			}
+		}
+	}
+	return out, nil
+}

@@ -52,6 +52,8 @@ type Client struct {
 	mu      sync.Mutex
 	network map[string]*armnetwork.ClientFactory
 	compute map[string]*armcompute.ClientFactory
+	// tags reaches the Tags API (record.go).
+	tags *arm.Client
 }
 
 // New builds a client. Credentials follow what azurerm users expect:

@@ -8,16 +8,20 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/runtime"
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/network/armnetwork/v9"
+
+	"github.com/jitaccess/terraform-provider-jit/internal/jit"
 )
 
 // FirewallRuleDescriptions is what a scan for grants needs of an Azure
 // Firewall: for each name of a classic NAT or network rule collection, the
 // descriptions of its rules (both kinds together, as one grant writes a
-// NAT and a network collection of the same name).
+// NAT and a network collection of the same name), and its NAT rules.
 type FirewallRuleDescriptions struct {
 	ID string
 	// Collections maps a collection name to its rules' descriptions.
 	Collections map[string][]string
+	// NAT are the classic NAT rule collections.
+	NAT []jit.FirewallNATCollection
 }
 
 // FirewallsRuleDescriptions lists the Azure Firewalls of the configured
@@ -37,9 +41,18 @@ func (c *Client) FirewallsRuleDescriptions(ctx context.Context, resourceGroup st
 	var out []FirewallRuleDescriptions
 	add := func(values []*armnetwork.AzureFirewall) {
 		for _, fw := range values {
-			if fw != nil && fw.ID != nil {
-				out = append(out, FirewallRuleDescriptions{ID: *fw.ID, Collections: collectionDescriptions(fw)})
+			if fw == nil || fw.ID == nil {
+				continue
 			}
+			f := FirewallRuleDescriptions{ID: *fw.ID, Collections: collectionDescriptions(fw)}
+			if fw.Properties != nil {
+				for _, col := range fw.Properties.NatRuleCollections {
+					if col != nil {
+						f.NAT = append(f.NAT, fromNATCollection(col))
+					}
+				}
+			}
+			out = append(out, f)
 		}
 	}
 	if resourceGroup == "" {

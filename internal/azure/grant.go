@@ -35,10 +35,18 @@ func (b *Backend) GrantTargets(m *jit.Machine) int {
 // plan, naming that rule. Through a firewall the source the VM sees is the
 // firewall's, which apply reads.
 func (b *Backend) CheckGrant(ctx context.Context, m *jit.Machine, g engine.Grant) []jit.Finding {
-	if m.Tags[jit.TagFirewall] != "" {
-		return nil
-	}
 	var findings []jit.Finding
+	// The record may take up to three more of the VM's tags (the
+	// requestor, known at apply, may take one more than counted here).
+	if need := len(recordTags(g)); len(m.Tags)+need > maxTags {
+		findings = append(findings, jit.Error("No room for the request's record",
+			fmt.Sprintf("Virtual machine %s carries %d tags; a request records who asked and why in %d more (jit-record-<request>-…), and Azure allows %d per resource. "+
+				"Remove tags the VM does not need, or let older requests end: revoke-expired removes their records.", m.ID, len(m.Tags), need, maxTags),
+			"virtual_machine_id"))
+	}
+	if m.Tags[jit.TagFirewall] != "" {
+		return findings
+	}
 	for _, nsg := range m.FilterIDs() {
 		rules, err := b.client.SecurityRules(ctx, nsg)
 		if err != nil {
@@ -75,6 +83,10 @@ func (b *Backend) OpenGrant(ctx context.Context, m *jit.Machine, g engine.Grant)
 		locked = append(locked, firewall)
 	}
 	defer b.client.Lock(ctx, locked...)()
+	// The record first: no rule of this provider is ever without one.
+	if err := b.client.writeRecord(ctx, m, g); err != nil {
+		return opened, err
+	}
 	source := func(gp engine.GrantPort) string { return gp.Source }
 	if firewall != "" {
 		addrs, err := b.openFirewallGrant(ctx, m, firewall, g, &opened)
@@ -118,7 +130,7 @@ func (b *Backend) grantInNSG(ctx context.Context, m *jit.Machine, nsg string, g 
 	for _, gp := range g.Ports {
 		name := jit.GrantRuleName(g.ID, m.ID, gp.Port)
 		rules = slices.DeleteFunc(rules, func(r jit.NSGRule) bool {
-			if r.Name != name && grantsSame(r, m, gp.Port) {
+			if r.Name != name && grantsSame(r, m, gp.Port) && sameRequester(r.Name, r.Description, m, g) {
 				plan.Remove = append(plan.Remove, r)
 				return true
 			}
@@ -199,7 +211,7 @@ func (b *Backend) openFirewallGrant(ctx context.Context, m *jit.Machine, firewal
 		case col.Name == name:
 			have = &fw.NATCollections[i]
 			fg.NAT = append(fg.NAT, col)
-		case supersededNAT(col, fg.PrivateIP, ports):
+		case supersededNAT(col, m, g, ports):
 			change.NAT[col.Name], change.Network[col.Name] = nil, nil
 		default:
 			fg.NAT = append(fg.NAT, col)
@@ -235,18 +247,34 @@ func (b *Backend) openFirewallGrant(ctx context.Context, m *jit.Machine, firewal
 	return addrs, nil
 }
 
-// supersededNAT tells whether a NAT collection is another request's grant
-// forwarding only to machineIP and only ports among those being granted.
-func supersededNAT(col jit.FirewallNATCollection, machineIP string, ports map[string]bool) bool {
-	if !jit.IsFirewallGrantCollection(col.Name) || len(col.Rules) == 0 {
+// supersededNAT tells whether a NAT collection is the same requester's
+// grant, by another request, forwarding only to m and only ports among
+// those being granted.
+func supersededNAT(col jit.FirewallNATCollection, m *jit.Machine, g engine.Grant, ports map[string]bool) bool {
+	if !jit.IsFirewallGrantCollection(col.Name) || len(col.Rules) == 0 || col.Name == jit.FirewallGrantCollectionName(g.ID, m.ID) {
 		return false
 	}
+	machineIP := m.PrivateIPs()[0]
 	for _, r := range col.Rules {
-		if !jit.JudgeGrant(r.Description, true, "", nil).IsGrant || r.TranslatedAddress != machineIP || !ports[r.TranslatedPort] {
+		if !jit.JudgeGrant(r.Description, true, "", nil).IsGrant || r.TranslatedAddress != machineIP || !ports[r.TranslatedPort] ||
+			!sameRequester(r.Name, r.Description, m, g) {
 			return false
 		}
 	}
 	return true
+}
+
+// sameRequester tells whether a grant rule of m (its name and marker) was
+// asked for by g's requester: the same authenticated identity on behalf of
+// the same person, read from the request's record on the VM, or from the
+// marker for a grant older than records. Only then does g supersede it.
+func sameRequester(name, description string, m *jit.Machine, g engine.Grant) bool {
+	marker, ok := jit.ParseMarker(description)
+	if !ok {
+		return false
+	}
+	request, _, _ := jit.GrantRuleOf(name, m.ID)
+	return jit.SameRequesterOf(wholeRecord(m, request, description), marker, g.Requestor, g.OnBehalfOf)
 }
 
 // grantsSame tells whether r is a JIT grant of port to machine m: the kind
@@ -283,8 +311,11 @@ func (b *Backend) ObserveGrant(ctx context.Context, ref engine.GrantRef) (engine
 			for _, col := range fw.NATCollections {
 				for _, port := range ref.Ports {
 					rule := jit.GrantRuleName(ref.RequestID, ref.MachineID, port)
-					if col.Name == name && slices.ContainsFunc(col.Rules, func(r jit.FirewallNATRule) bool { return r.Name == rule }) {
+					if i := slices.IndexFunc(col.Rules, func(r jit.FirewallNATRule) bool { return r.Name == rule }); col.Name == name && i >= 0 {
 						o.Rules = append(o.Rules, engine.GrantRule{TargetID: target, Name: rule, Priority: col.Priority, Port: port})
+						if o.Record == nil {
+							o.Record = wholeRecord(m, ref.RequestID, col.Rules[i].Description)
+						}
 					}
 				}
 			}
@@ -302,9 +333,14 @@ func (b *Backend) ObserveGrant(ctx context.Context, ref engine.GrantRef) (engine
 			i := slices.IndexFunc(rules, func(r jit.NSGRule) bool { return r.Name == name })
 			if i >= 0 {
 				o.Rules = append(o.Rules, engine.GrantRule{TargetID: target, Name: name, Priority: rules[i].Priority, Port: port})
+				if o.Record == nil {
+					o.Record = wholeRecord(m, ref.RequestID, rules[i].Description)
+				}
 				continue
 			}
-			if m != nil && slices.ContainsFunc(rules, func(r jit.NSGRule) bool { return grantsSame(r, m, port) }) {
+			if m != nil && slices.ContainsFunc(rules, func(r jit.NSGRule) bool {
+				return grantsSame(r, m, port) && sameRequester(r.Name, r.Description, m, engine.Grant{Requestor: ref.Requestor, OnBehalfOf: ref.OnBehalfOf})
+			}) {
 				o.Superseded[port] = true
 			}
 		}
@@ -337,6 +373,12 @@ func (b *Backend) CloseGrant(ctx context.Context, ref engine.GrantRef) error {
 			plan.Remove = append(plan.Remove, jit.NSGRule{Name: name})
 		}
 		if err := b.client.ApplyNSGPlan(ctx, target, plan); err != nil && !errors.Is(err, ErrNotFound) {
+			return err
+		}
+	}
+	// The record goes last, with the last rule: no rule is left without it.
+	if ref.Final && ref.Machine != nil {
+		if err := b.client.removeRecord(ctx, ref.Machine.ID, ref.Machine.Tags, ref.RequestID); err != nil && !errors.Is(err, ErrNotFound) {
 			return err
 		}
 	}

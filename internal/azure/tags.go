@@ -11,6 +11,8 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/compute/armcompute/v8"
 	"github.com/hashicorp/terraform-plugin-log/tflog"
+
+	"github.com/jitaccess/terraform-provider-jit/internal/jit"
 )
 
 // UpdateMachineTags sets and removes tags on a VM, keeping every other tag.
@@ -94,4 +96,40 @@ func (c *Client) TaggedMachines(ctx context.Context, tag, value string) ([]strin
 		return nil, fmt.Errorf("listing virtual machines of subscription %s: %w", c.SubscriptionID, err)
 	}
 	return ids, nil
+}
+
+// VirtualMachines lists the VMs of the configured subscription, or of one
+// of its resource groups, with their names, locations and tags but not
+// their network paths: what an audit needs, one list call per page.
+func (c *Client) VirtualMachines(ctx context.Context, resourceGroup string) ([]*jit.Machine, error) {
+	scope, err := c.scanScope(resourceGroup)
+	if err != nil {
+		return nil, err
+	}
+	compute, err := c.computeClients(c.SubscriptionID)
+	if err != nil {
+		return nil, err
+	}
+	client := compute.NewVirtualMachinesClient()
+	var out []*jit.Machine
+	add := func(values []*armcompute.VirtualMachine) {
+		for _, vm := range values {
+			if vm != nil && vm.ID != nil {
+				out = append(out, &jit.Machine{Cloud: jit.CloudAzure, ID: *vm.ID, Name: deref(vm.Name), Location: deref(vm.Location), Tags: tags(vm.Tags)})
+			}
+		}
+	}
+	if resourceGroup == "" {
+		err = list(ctx, func() *runtime.Pager[armcompute.VirtualMachinesClientListAllResponse] {
+			return client.NewListAllPager(nil)
+		}, func(page armcompute.VirtualMachinesClientListAllResponse) { add(page.Value) })
+	} else {
+		err = list(ctx, func() *runtime.Pager[armcompute.VirtualMachinesClientListResponse] {
+			return client.NewListPager(resourceGroup, nil)
+		}, func(page armcompute.VirtualMachinesClientListResponse) { add(page.Value) })
+	}
+	if err != nil {
+		return nil, fmt.Errorf("listing virtual machines of %s: %w", scope, notFound(err))
+	}
+	return out, nil
 }

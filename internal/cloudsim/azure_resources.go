@@ -1,6 +1,7 @@
 package cloudsim
 
 import (
+	"maps"
 	"net/http"
 	"net/netip"
 	"strconv"
@@ -299,4 +300,62 @@ func (a *azureState) renderASG(g *AzureApplicationSecurityGroup) obj {
 	o := a.header(g.ID, asgType, g.Location, g.Tags)
 	o["properties"] = obj{"provisioningState": "Succeeded", "resourceGuid": derivedUUID(g.ID)}
 	return o
+}
+
+// tagsAtScopePath is where the Tags API addresses a resource's tags.
+const tagsAtScopePath = "/providers/Microsoft.Resources/tags/default"
+
+// updateTagsAtScope is the Tags API's PATCH of a resource's tags
+// (api-version 2021-04-01, answered synchronously), served for virtual
+// machines: "Merge" adds or replaces the tags given and keeps the others,
+// "Replace" sets exactly the tags given, "Delete" removes the tags given
+// (one given with a value only while it has that value). ARM merges on its
+// side, so two clients merging different tags never lose each other's. The
+// result is checked as every tag write is (50 tags, 256 characters), and
+// the VM gets a new ETag. The caller needs Microsoft.Resources/tags/write,
+// not write access to the VM.
+func updateTagsAtScope(c *armCall) armReply {
+	vm, found := lookup[*AzureVM](c.a, c.parentPath(2))
+	if !found {
+		return c.resourceNotFound(vmType, c.args[1]).reply()
+	}
+	var patch struct {
+		Operation  string `json:"operation"`
+		Properties struct {
+			Tags map[string]string `json:"tags"`
+		} `json:"properties"`
+	}
+	if e := c.decodeBody(&patch); e != nil {
+		return e.reply()
+	}
+	tags := maps.Clone(vm.Tags)
+	if tags == nil {
+		tags = map[string]string{}
+	}
+	switch strings.ToLower(patch.Operation) {
+	case "merge":
+		maps.Copy(tags, patch.Properties.Tags)
+	case "replace":
+		tags = maps.Clone(patch.Properties.Tags)
+	case "delete":
+		for name, value := range patch.Properties.Tags {
+			for have, v := range tags {
+				if strings.EqualFold(have, name) && (value == "" || v == value) {
+					delete(tags, have)
+				}
+			}
+		}
+	default:
+		return newARMError(http.StatusBadRequest, "InvalidRequestContent",
+			"The request content was invalid: the operation '%s' is not one of Merge, Replace, Delete.", patch.Operation).reply()
+	}
+	if e := validateARMTags(tags); e != nil {
+		return e.reply()
+	}
+	vm.Tags = tagsOrNil(tags)
+	c.a.touchVM(vm.ID)
+	if tags == nil {
+		tags = map[string]string{}
+	}
+	return ok(obj{"id": c.path, "name": "default", "type": "Microsoft.Resources/tags", "properties": obj{"tags": tags}})
 }

@@ -141,6 +141,7 @@ func buildARMRoutes() []armRoute {
 	routes := []armRoute{
 		{"PATCH", vmPath, "VirtualMachines.Update", updateVM},
 		{"DELETE", vmPath, "VirtualMachines.Delete", deleteVM},
+		{"PATCH", vmPath + tagsAtScopePath, "Tags.UpdateAtScope", updateTagsAtScope},
 		{"GET", rgPrefix + "Microsoft.Network/virtualNetworks/{vnet}/subnets/{name}", "Subnets.Get", getSubnet},
 		{"GET", nsgPath + "/securityRules", "SecurityRules.List", listSecurityRules},
 		{"GET", nsgPath + "/securityRules/{name}", "SecurityRules.Get", getSecurityRule},

@@ -21,7 +21,7 @@ import (
 	"github.com/jitaccess/terraform-provider-jit/internal/jit"
 )
 
-// Exit codes of revoke-expired.
+// Exit codes of revoke-expired and audit.
 const (
 	ExitOK     = 0 // every expired grant found is gone
 	ExitFailed = 1 // some grant or scope failed; the rest was still done
@@ -33,6 +33,7 @@ const (
 	KindNSGRule       = engine.KindNSGRule       // an inbound Allow rule of an NSG
 	KindFirewallGrant = engine.KindFirewallGrant // the NAT and network rule collections of one grant on an Azure Firewall
 	KindSecurityGroup = engine.KindSecurityGroup // an EC2 security group attached to ENIs
+	KindGrantRecord   = engine.KindGrantRecord   // the tags recording a request on an Azure VM
 )
 
 // Summary is what revoke-expired prints on stdout, as JSON.
@@ -48,6 +49,10 @@ type Summary struct {
 	// Errors are the scopes that could not be scanned and the grants that
 	// could not be revoked; non-empty means exit code 1.
 	Errors []GrantError `json:"errors"`
+	// RecordsRemoved are the records of requests (kind grant-record, kept
+	// on Azure VMs) removed because the request can no longer be open and
+	// no rule of it is left.
+	RecordsRemoved []RevokedGrant `json:"records_removed"`
 }
 
 // Scope is one scanned subscription (or resource group) or region.
@@ -64,8 +69,15 @@ type RevokedGrant struct {
 	// Name is the rule's or collections' name, or the security group's.
 	Name       string `json:"name"`
 	EndTimeUTC string `json:"end_time_utc"`
-	Requestor  string `json:"requestor"`
-	// Request is the request ID, where the cloud records it (AWS).
+	// Requestor, OnBehalfOf and Justification are as the cloud records
+	// them: whole, or cut visibly ("…sha256:<hash of the whole>") where a
+	// tag's 256 characters forced it; for a grant older than records, the
+	// marker's abbreviations.
+	Requestor     string `json:"requestor"`
+	OnBehalfOf    string `json:"on_behalf_of,omitempty"`
+	Justification string `json:"justification,omitempty"`
+	// Request is the request ID: an EC2 grant group's jit-request tag;
+	// on Azure, traced from the rule's name to a VM of the scanned scope.
 	Request string `json:"request,omitempty"`
 }
 
@@ -97,13 +109,92 @@ Flags:
 // RevokeExpired runs the revoke-expired command with args (those after
 // the subcommand's name) and returns the exit code.
 func RevokeExpired(ctx context.Context, args []string, stdout, stderr io.Writer, clock jit.Clock) int {
-	cfg, code := parseRevokeFlags(args, stderr)
+	cfg, code := parseScopeFlags("revoke-expired", revokeUsage, args, stderr, nil)
 	if code >= 0 {
 		return code
 	}
-	usage := func(format string, a ...any) int {
-		fmt.Fprintf(stderr, "revoke-expired: "+format+"\n", a...)
-		return ExitUsage
+	backends, code := cfg.backends(ctx, "revoke-expired", userAgent, stderr)
+	if code >= 0 {
+		return code
+	}
+	ctx, cancel := context.WithTimeout(ctx, cfg.timeout)
+	defer cancel()
+	summary := summarize(engine.New(clock, backends).RevokeExpired(ctx), clock.Now(), stderr)
+	out := json.NewEncoder(stdout)
+	out.SetIndent("", "  ")
+	if err := out.Encode(summary); err != nil {
+		fmt.Fprintf(stderr, "revoke-expired: writing the summary: %v\n", err)
+		return ExitFailed
+	}
+	if len(summary.Errors) > 0 {
+		return ExitFailed
+	}
+	return ExitOK
+}
+
+// scopeConfig is what the scanning commands share: which subscription (or
+// resource group) and region to scan, and how to reach them.
+type scopeConfig struct {
+	subscription, resourceGroup, azureEnvironment, azureEndpoint string
+	region, awsProfile, awsEndpoint                              string
+	timeout                                                      time.Duration
+}
+
+// parseScopeFlags parses the scope flags of the command name, and those
+// extra adds; it returns the configuration, and an exit code >= 0 when the
+// command must stop there.
+func parseScopeFlags(name, usage string, args []string, stderr io.Writer, extra func(*flag.FlagSet)) (scopeConfig, int) {
+	var cfg scopeConfig
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, usage)
+		fs.PrintDefaults()
+	}
+	fs.StringVar(&cfg.subscription, "subscription", os.Getenv("ARM_SUBSCRIPTION_ID"), "Azure subscription to scan (default $ARM_SUBSCRIPTION_ID); Azure is skipped without one")
+	fs.StringVar(&cfg.resourceGroup, "resource-group", "", "scan only this resource group of the subscription")
+	fs.StringVar(&cfg.azureEnvironment, "azure-environment", os.Getenv("ARM_ENVIRONMENT"), "Azure cloud: public, usgovernment or china (default $ARM_ENVIRONMENT, else public)")
+	fs.StringVar(&cfg.azureEndpoint, "azure-endpoint", "", "Resource Manager endpoint override (plain http only on loopback)")
+	fs.StringVar(&cfg.region, "region", os.Getenv("AWS_REGION"), "AWS region to scan (default $AWS_REGION); AWS is skipped without a region, profile or endpoint")
+	fs.StringVar(&cfg.awsProfile, "aws-profile", "", "AWS shared configuration profile")
+	fs.StringVar(&cfg.awsEndpoint, "aws-endpoint", "", "EC2 endpoint override (AWS_ENDPOINT_URL_EC2 is honoured too; plain http only on loopback)")
+	fs.DurationVar(&cfg.timeout, "timeout", 30*time.Minute, "give up on what is left after this long (retries included)")
+	if extra != nil {
+		extra(fs)
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return cfg, ExitOK
+		}
+		return cfg, ExitUsage // the flag package has said which flag
+	}
+	fail := func(format string, a ...any) (scopeConfig, int) {
+		fmt.Fprintf(stderr, name+": "+format+"\n", a...)
+		return cfg, ExitUsage
+	}
+	switch {
+	case fs.NArg() > 0:
+		return fail("unexpected argument %q: %s takes flags only", fs.Arg(0), name)
+	case cfg.timeout <= 0:
+		return fail("-timeout must be positive, not %s", cfg.timeout)
+	case cfg.subscription == "" && (cfg.resourceGroup != "" || cfg.azureEndpoint != ""):
+		flagName := "-resource-group"
+		if cfg.resourceGroup == "" {
+			flagName = "-azure-endpoint"
+		}
+		return fail("%s needs a subscription: set -subscription or ARM_SUBSCRIPTION_ID", flagName)
+	case cfg.subscription == "" && cfg.region == "" && cfg.awsProfile == "" && cfg.awsEndpoint == "":
+		return fail("nothing to scan: set -subscription (or ARM_SUBSCRIPTION_ID) for Azure, -region (or AWS_REGION) for AWS, or both")
+	}
+	return cfg, -1
+}
+
+// backends builds the backends the configuration scans; an exit code >= 0
+// when the configuration cannot be used.
+func (cfg scopeConfig) backends(ctx context.Context, name, userAgent string, stderr io.Writer) ([]engine.Backend, int) {
+	usage := func(format string, a ...any) ([]engine.Backend, int) {
+		fmt.Fprintf(stderr, name+": "+format+"\n", a...)
+		return nil, ExitUsage
 	}
 	var backends []engine.Backend
 	if cfg.subscription != "" {
@@ -136,84 +227,34 @@ func RevokeExpired(ctx context.Context, args []string, stdout, stderr io.Writer,
 		}
 		backends = append(backends, aws.NewBackend(client))
 	}
-
-	ctx, cancel := context.WithTimeout(ctx, cfg.timeout)
-	defer cancel()
-	summary := summarize(engine.New(clock, backends).RevokeExpired(ctx), clock.Now(), stderr)
-	out := json.NewEncoder(stdout)
-	out.SetIndent("", "  ")
-	if err := out.Encode(summary); err != nil {
-		fmt.Fprintf(stderr, "revoke-expired: writing the summary: %v\n", err)
-		return ExitFailed
-	}
-	if len(summary.Errors) > 0 {
-		return ExitFailed
-	}
-	return ExitOK
-}
-
-type revokeConfig struct {
-	subscription, resourceGroup, azureEnvironment, azureEndpoint string
-	region, awsProfile, awsEndpoint                              string
-	timeout                                                      time.Duration
-}
-
-// parseRevokeFlags returns the configuration, and an exit code >= 0 when
-// the command must stop there.
-func parseRevokeFlags(args []string, stderr io.Writer) (revokeConfig, int) {
-	var cfg revokeConfig
-	fs := flag.NewFlagSet("revoke-expired", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprint(stderr, revokeUsage)
-		fs.PrintDefaults()
-	}
-	fs.StringVar(&cfg.subscription, "subscription", os.Getenv("ARM_SUBSCRIPTION_ID"), "Azure subscription to scan (default $ARM_SUBSCRIPTION_ID); Azure is skipped without one")
-	fs.StringVar(&cfg.resourceGroup, "resource-group", "", "scan only this resource group of the subscription")
-	fs.StringVar(&cfg.azureEnvironment, "azure-environment", os.Getenv("ARM_ENVIRONMENT"), "Azure cloud: public, usgovernment or china (default $ARM_ENVIRONMENT, else public)")
-	fs.StringVar(&cfg.azureEndpoint, "azure-endpoint", "", "Resource Manager endpoint override (plain http only on loopback)")
-	fs.StringVar(&cfg.region, "region", os.Getenv("AWS_REGION"), "AWS region to scan (default $AWS_REGION); AWS is skipped without a region, profile or endpoint")
-	fs.StringVar(&cfg.awsProfile, "aws-profile", "", "AWS shared configuration profile")
-	fs.StringVar(&cfg.awsEndpoint, "aws-endpoint", "", "EC2 endpoint override (AWS_ENDPOINT_URL_EC2 is honoured too; plain http only on loopback)")
-	fs.DurationVar(&cfg.timeout, "timeout", 30*time.Minute, "give up on what is left after this long (retries included)")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return cfg, ExitOK
-		}
-		return cfg, ExitUsage // the flag package has said which flag
-	}
-	fail := func(format string, a ...any) (revokeConfig, int) {
-		fmt.Fprintf(stderr, "revoke-expired: "+format+"\n", a...)
-		return cfg, ExitUsage
-	}
-	switch {
-	case fs.NArg() > 0:
-		return fail("unexpected argument %q: revoke-expired takes flags only", fs.Arg(0))
-	case cfg.timeout <= 0:
-		return fail("-timeout must be positive, not %s", cfg.timeout)
-	case cfg.subscription == "" && (cfg.resourceGroup != "" || cfg.azureEndpoint != ""):
-		flagName := "-resource-group"
-		if cfg.resourceGroup == "" {
-			flagName = "-azure-endpoint"
-		}
-		return fail("%s needs a subscription: set -subscription or ARM_SUBSCRIPTION_ID", flagName)
-	case cfg.subscription == "" && cfg.region == "" && cfg.awsProfile == "" && cfg.awsEndpoint == "":
-		return fail("nothing to scan: set -subscription (or ARM_SUBSCRIPTION_ID) for Azure, -region (or AWS_REGION) for AWS, or both")
-	}
-	return cfg, -1
+	return backends, -1
 }
 
 // summarize turns a sweep into the printed summary, reporting on stderr
 // what was revoked, skipped or failed.
 func summarize(sw engine.Sweep, now time.Time, stderr io.Writer) Summary {
-	s := Summary{Now: now.UTC().Format(time.RFC3339), Scopes: []Scope{}, Revoked: []RevokedGrant{}, Live: sw.Live, Errors: []GrantError{}}
+	s := Summary{Now: now.UTC().Format(time.RFC3339), Scopes: []Scope{}, Revoked: []RevokedGrant{}, Live: sw.Live, Errors: []GrantError{}, RecordsRemoved: []RevokedGrant{}}
 	for _, sc := range sw.Scopes {
 		s.Scopes = append(s.Scopes, Scope(sc))
 	}
 	for _, g := range sw.Revoked {
-		r := RevokedGrant{Cloud: g.Cloud, Kind: g.Kind, Target: g.Target, Name: g.Name, EndTimeUTC: g.Marker.End.Format(time.RFC3339), Requestor: g.Marker.Requestor, Request: g.Request}
+		r := RevokedGrant{Cloud: g.Cloud, Kind: g.Kind, Target: g.Target, Name: g.Name, EndTimeUTC: g.Marker.End.Format(time.RFC3339),
+			Requestor: g.Requestor(), Justification: g.Marker.Justification, Request: g.Request}
+		if g.Record != nil {
+			r.OnBehalfOf, r.Justification = g.Record.OnBehalfOf, g.Record.Justification
+		}
+		if g.Kind == KindGrantRecord {
+			r.EndTimeUTC = ""
+			s.RecordsRemoved = append(s.RecordsRemoved, r)
+			fmt.Fprintf(stderr, "removed the record of request %s from %s\n", r.Request, r.Target)
+			continue
+		}
 		s.Revoked = append(s.Revoked, r)
-		fmt.Fprintf(stderr, "revoked %s %s %s in %s (ended %s, requested by %s)\n", r.Cloud, r.Kind, r.Name, r.Target, r.EndTimeUTC, r.Requestor)
+		by := r.Requestor
+		if r.OnBehalfOf != "" {
+			by += " on behalf of " + r.OnBehalfOf
+		}
+		fmt.Fprintf(stderr, "revoked %s %s %s in %s (ended %s, requested by %s)\n", r.Cloud, r.Kind, r.Name, r.Target, r.EndTimeUTC, by)
 	}
 	for _, g := range sw.Skipped {
 		fmt.Fprintf(stderr, "warning: %s %s %s in %s is named or tagged as a JIT grant but does not carry a grant marker throughout; left alone\n", g.Cloud, g.Kind, g.Name, g.Target)

@@ -64,12 +64,12 @@ func seed(t *testing.T, opts cloudsim.Options) *seeded {
 func (s *seeded) expired() []RevokedGrant {
 	at := func(t time.Time) string { return t.UTC().Format(time.RFC3339) }
 	out := []RevokedGrant{
-		{Cloud: "aws", Kind: KindSecurityGroup, Target: s.apiOld, Name: "jit-grant-req-aws-old", EndTimeUTC: at(now.Add(-time.Hour)), Requestor: "gina@example.com", Request: "req-aws-old"},
-		{Cloud: "aws", Kind: KindSecurityGroup, Target: s.dbOld, Name: "jit-grant-req-aws-db", EndTimeUTC: at(now.Add(-2 * time.Hour)), Requestor: "ivy@example.com", Request: "req-aws-db"},
-		{Cloud: "azure", Kind: KindNSGRule, Target: buildNSG, Name: s.buildOld, EndTimeUTC: at(now.Add(-24 * time.Hour)), Requestor: "dave@example.com"},
-		{Cloud: "azure", Kind: KindFirewallGrant, Target: hubFW, Name: s.fwOld, EndTimeUTC: at(now.Add(-time.Minute)), Requestor: "erin@example.com"},
-		{Cloud: "azure", Kind: KindNSGRule, Target: webNSG, Name: s.webOld, EndTimeUTC: at(now.Add(-time.Hour)), Requestor: "alice@example.com"},
-		{Cloud: "azure", Kind: KindNSGRule, Target: webNSG, Name: s.webAtNow, EndTimeUTC: at(now), Requestor: "bob@example.com"},
+		{Cloud: "aws", Kind: KindSecurityGroup, Target: s.apiOld, Name: "jit-grant-req-aws-old", EndTimeUTC: at(now.Add(-time.Hour)), Requestor: "gina@example.com", Request: "req-aws-old", Justification: "INC-req-aws-old"},
+		{Cloud: "aws", Kind: KindSecurityGroup, Target: s.dbOld, Name: "jit-grant-req-aws-db", EndTimeUTC: at(now.Add(-2 * time.Hour)), Requestor: "ivy@example.com", Request: "req-aws-db", Justification: "INC-req-aws-db"},
+		{Cloud: "azure", Kind: KindNSGRule, Target: buildNSG, Name: s.buildOld, EndTimeUTC: at(now.Add(-24 * time.Hour)), Requestor: "dave@example.com", Request: "req-build", Justification: "INC-req-build"},
+		{Cloud: "azure", Kind: KindFirewallGrant, Target: hubFW, Name: s.fwOld, EndTimeUTC: at(now.Add(-time.Minute)), Requestor: "erin@example.com", Request: "req-fw-old", Justification: "INC-req-fw-old"},
+		{Cloud: "azure", Kind: KindNSGRule, Target: webNSG, Name: s.webOld, EndTimeUTC: at(now.Add(-time.Hour)), Requestor: "alice@example.com", Request: "req-web-old", Justification: "INC-req-web-old"},
+		{Cloud: "azure", Kind: KindNSGRule, Target: webNSG, Name: s.webAtNow, EndTimeUTC: at(now), Requestor: "bob@example.com", Request: "req-web-edge", Justification: "INC-req-web-edge"},
 	}
 	slices.SortFunc(out, func(a, b RevokedGrant) int { return strings.Compare(summaryKey(a), summaryKey(b)) })
 	return out
@@ -422,8 +422,13 @@ func TestRevokeExpired_unlistableScopeIsAnError(t *testing.T) {
 		t.Fatalf("exit %d\nstderr:\n%s", code, stderr)
 	}
 	scope := "/subscriptions/" + sub + "/resourceGroups/nowhere"
-	if len(sum.Errors) != 2 || sum.Errors[0].Target != scope || sum.Errors[1].Target != scope || !strings.Contains(sum.Errors[0].Error, "ResourceGroupNotFound") {
-		t.Fatalf("errors %+v, want the NSG and firewall lists of %s", sum.Errors, scope)
+	if len(sum.Errors) != 3 {
+		t.Fatalf("errors %+v, want the VM, NSG and firewall lists of %s", sum.Errors, scope)
+	}
+	for _, e := range sum.Errors {
+		if e.Target != scope || !strings.Contains(e.Error, "ResourceGroupNotFound") {
+			t.Fatalf("errors %+v, want the VM, NSG and firewall lists of %s", sum.Errors, scope)
+		}
 	}
 	var awsGrants []RevokedGrant
 	for _, g := range s.expired() {

@@ -56,6 +56,12 @@ type Backend interface {
 	// ScanGrants finds every grant in the configured scope, for
 	// revoke-expired. An unreadable scope is an error.
 	ScanGrants(ctx context.Context) (Scope, []FoundGrant, error)
+	// ScanMachines lists, without writing, every machine in the
+	// configured scope and the grants the cloud shows on each, expired
+	// ones included, for audit. Grants whose machine is not found come
+	// back under a machine with an empty ID. An unreadable part of the
+	// scope is an error; what was read is still returned.
+	ScanMachines(ctx context.Context) (Scope, []ScannedMachine, error)
 	// RevokeGrant removes a found grant if, read again right before the
 	// write, still(marker) holds; revoked is false when it was kept.
 	RevokeGrant(ctx context.Context, g FoundGrant, still func(jit.Marker) bool) (revoked bool, err error)
@@ -161,14 +167,20 @@ const (
 	ActionRemainder = "re-authorize remainder"
 )
 
-// Grant is what the cloud records of a request: the request, its policy
-// and each port's source and end.
+// Grant is what the cloud records of a request: the request, its policy,
+// who asked and why, and each port's source and end.
 type Grant struct {
 	ID            string
 	Policy        string
 	Requestor     string
+	OnBehalfOf    string
 	Justification string
 	Ports         []GrantPort
+}
+
+// Record is who asked for the grant and why, as the cloud keeps it.
+func (g Grant) Record() jit.GrantRecord {
+	return jit.GrantRecord{Requestor: g.Requestor, OnBehalfOf: g.OnBehalfOf, Justification: g.Justification}
 }
 
 // GrantPort is one port of a grant.
@@ -202,6 +214,12 @@ type GrantRef struct {
 	Ports     []jit.PortProtocol
 	// Targets are where the state last saw the request's rules.
 	Targets []string
+	// Requestor and OnBehalfOf are who made the request: only their own
+	// newer grants supersede it.
+	Requestor, OnBehalfOf string
+	// Final closes the request for good (destroyed, or its run ended):
+	// what the cloud keeps about it beside its rules goes too.
+	Final bool
 }
 
 // ObservedGrant is a request's grant as the cloud shows it.
@@ -209,6 +227,10 @@ type ObservedGrant struct {
 	Rules []GrantRule
 	// Superseded ports lost their grants to a newer request's.
 	Superseded map[jit.PortProtocol]bool
+	// Record is who asked and why as the cloud records the request; nil
+	// when it keeps no record (nothing left, or a grant older than
+	// records).
+	Record *jit.GrantRecord
 }
 
 // Scope is what a scan for grants covered.
@@ -233,6 +255,51 @@ type FoundGrant struct {
 	// Vouched is false when something is named or tagged as a grant but
 	// not every part carries a grant marker: it is left alone.
 	Vouched bool
+	// Record is who asked and why as the cloud keeps it; RecordWhole
+	// tells whether every field is whole (or cut visibly with its hash),
+	// and not only the marker's abbreviation. Nil when there is none.
+	Record      *jit.GrantRecord
+	RecordWhole bool
+}
+
+// Requestor is who asked for the grant: the record's requestor, else the
+// marker's abbreviation of it.
+func (g FoundGrant) Requestor() string {
+	if g.Record != nil {
+		return g.Record.Requestor
+	}
+	return g.Marker.Requestor
+}
+
+// ScannedMachine is one machine of a scope and the grants on it.
+type ScannedMachine struct {
+	// Machine carries ID, Name, Location, State and Tags; nil groups
+	// grants whose machine was not found.
+	Machine *jit.Machine
+	Grants  []ScannedGrant
+}
+
+// ScannedGrant is one port of one request as one filter holds it: a rule
+// of an NSG or of a firewall, or a grant security group's permission.
+type ScannedGrant struct {
+	Request string
+	Port    jit.PortProtocol
+	// Source is the prefix the rule allows; RequesterSource tells whether
+	// it is the requester's (not an Azure Firewall's own, which NSG rules
+	// behind a DNAT allow).
+	Source          string
+	RequesterSource bool
+	Marker          jit.Marker
+	// Vouched is false for something named or tagged as a grant whose
+	// marker is not a grant's.
+	Vouched bool
+	// Record is who asked and why as the cloud keeps it, nil when
+	// nothing does; RecordWhole as for FoundGrant.
+	Record      *jit.GrantRecord
+	RecordWhole bool
+	// Target holds the grant (an NSG, a firewall, a security group);
+	// Name is the rule's or the group's.
+	Target, Name string
 }
 
 // Kinds of found grant.
@@ -240,4 +307,8 @@ const (
 	KindNSGRule       = "nsg-rule"
 	KindFirewallGrant = "firewall-grant"
 	KindSecurityGroup = "security-group"
+	// KindGrantRecord is the record of a request (who asked, and why)
+	// kept apart from its rules: found by a scan once the request can no
+	// longer be open and no rule of it is left.
+	KindGrantRecord = "grant-record"
 )

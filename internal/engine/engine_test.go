@@ -131,6 +131,13 @@ func (c *firewallCloud) ScanGrants(context.Context) (Scope, []FoundGrant, error)
 func (c *firewallCloud) RevokeGrant(context.Context, FoundGrant, func(jit.Marker) bool) (bool, error) {
 	return false, nil
 }
+func (c *firewallCloud) ScanMachines(context.Context) (Scope, []ScannedMachine, error) {
+	var out []ScannedMachine
+	for _, id := range slices.Sorted(maps.Keys(c.machines)) {
+		out = append(out, ScannedMachine{Machine: c.machines[id]})
+	}
+	return Scope{Cloud: c.Name()}, out, nil
+}
 
 var ssh = []jit.Port{{Number: 22, Protocol: jit.ProtocolTCP, AllowedSourcePrefixes: []string{"*"}, MaxRequestAccessDuration: jit.Duration(time.Hour)}}
 

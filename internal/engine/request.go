@@ -18,7 +18,10 @@ import (
 // Request is an access request as configured: jit_access_request, or the
 // ephemeral jit_access.
 type Request struct {
-	MachineID     string
+	MachineID string
+	// OnBehalfOf is the person the authenticated identity acts for (the
+	// author of a pull request CI applies); may be empty.
+	OnBehalfOf    string
 	Justification string
 	Ports         []RequestPort
 	// Duration, when set, is how long every port is opened for (the
@@ -78,7 +81,7 @@ func (e *Engine) PlanRequest(ctx context.Context, req Request) ([]jit.PortProtoc
 	if jit.HasError(findings) {
 		return nil, findings
 	}
-	g := Grant{ID: "plan", Policy: policy, Justification: req.Justification}
+	g := Grant{ID: "plan", Policy: policy, OnBehalfOf: req.OnBehalfOf, Justification: req.Justification}
 	// Who asks decides which older grants this one supersedes; without
 	// it, none is counted as leaving.
 	if who, err := b.Requestor(ctx); err == nil {
@@ -156,7 +159,7 @@ func (e *Engine) OpenRequest(ctx context.Context, req Request) (*OpenedRequest, 
 		return nil, append(findings, jit.Error("Cannot tell who is requesting", err.Error()))
 	}
 	o := &OpenedRequest{Start: start, Resolved: resolved, Grant: Grant{
-		ID: NewRequestID(start), Policy: policy, Requestor: requestor, Justification: req.Justification,
+		ID: NewRequestID(start), Policy: policy, Requestor: requestor, OnBehalfOf: req.OnBehalfOf, Justification: req.Justification,
 	}}
 	for i, pp := range resolved {
 		o.Grant.Ports = append(o.Grant.Ports, GrantPort{Port: pp, Source: req.Ports[i].Source, End: req.end(i, start)})
@@ -239,12 +242,25 @@ func (r Request) durationPath(i int) []any {
 	return []any{"port", i, "duration"}
 }
 
+// requestIDTime is the layout of the start time that begins a request ID.
+const requestIDTime = "20060102T150405Z"
+
 // NewRequestID names a request by its start and a random suffix, so two
 // requests in the same second differ.
 func NewRequestID(start time.Time) string {
 	b := make([]byte, 4)
 	_, _ = rand.Read(b)
-	return start.UTC().Format("20060102T150405Z") + "-" + hex.EncodeToString(b)
+	return start.UTC().Format(requestIDTime) + "-" + hex.EncodeToString(b)
+}
+
+// RequestStart reads the start time a request ID begins with; ok is false
+// for an ID this provider did not make.
+func RequestStart(id string) (time.Time, bool) {
+	if len(id) < len(requestIDTime) {
+		return time.Time{}, false
+	}
+	t, err := time.Parse(requestIDTime, id[:len(requestIDTime)])
+	return t, err == nil
 }
 
 // PortStatus is a granted port's status now: a port revoked stays so;
@@ -421,9 +437,9 @@ func (e *Engine) Renew(ctx context.Context, r *Renewal) (final bool, findings []
 	return final, nil
 }
 
-// ref names the open grant for closing it.
+// ref names the open grant for closing it, for good: its record goes too.
 func (r *Renewal) ref() GrantRef {
-	ref := GrantRef{MachineID: r.MachineID, RequestID: r.Grant.ID}
+	ref := GrantRef{MachineID: r.MachineID, RequestID: r.Grant.ID, Final: true}
 	for _, p := range r.Grant.Ports {
 		ref.Ports = append(ref.Ports, p.Port)
 	}

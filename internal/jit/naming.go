@@ -35,6 +35,58 @@ func GrantRuleName(request, machine string, port PortProtocol) string {
 		nameSlug(request, 25) + "-" + nameHash("grant", request, strings.ToLower(machine), portLabel(port))
 }
 
+// GrantRuleOf tells whether name is GrantRuleName(request, machine, port)
+// for some request and port, and which: how a grant rule found in an NSG
+// or on a firewall is traced to its machine and request. Only request IDs
+// that the name keeps whole (at most 25 characters of letters, digits,
+// "_", "." and single "-", as the provider's are) can be traced.
+func GrantRuleOf(name, machine string) (request string, port PortProtocol, ok bool) {
+	rest, found := strings.CutPrefix(name, GrantRulePrefix(machine))
+	if !found {
+		return "", PortProtocol{}, false
+	}
+	num, rest, _ := strings.Cut(rest, "-")
+	proto, rest, _ := strings.Cut(rest, "-")
+	n, err := strconv.Atoi(num)
+	if err != nil || len(rest) <= 11 || rest[len(rest)-11] != '-' {
+		return "", PortProtocol{}, false
+	}
+	port.Number = n
+	switch proto {
+	case "tcp":
+		port.Protocol = ProtocolTCP
+	case "udp":
+		port.Protocol = ProtocolUDP
+	case "any":
+		port.Protocol = ProtocolAny
+	default:
+		return "", PortProtocol{}, false
+	}
+	request = rest[:len(rest)-11]
+	if GrantRuleName(request, machine, port) != name {
+		return "", PortProtocol{}, false
+	}
+	return request, port, true
+}
+
+// GrantRulePrefix begins the name of every grant rule of machine (and of
+// other machines of the same name): for narrowing a search.
+func GrantRulePrefix(machine string) string {
+	return "jit-grant-" + nameSlug(machineShortName(machine), 20) + "-"
+}
+
+// GrantRuleRequest is the request a grant rule name carries, when its
+// machine is not known: the part before the hash, as long as a request ID
+// of the provider's ("20261123T094700Z-1c398f3a"). It is a guess, for
+// reporting grants whose machine is gone; GrantRuleOf verifies.
+func GrantRuleRequest(name string) string {
+	const idLen = len("20261123T094700Z-1c398f3a")
+	if !strings.HasPrefix(name, "jit-grant-") || len(name) < len("jit-grant-")+idLen+11 {
+		return ""
+	}
+	return name[len(name)-11-idLen : len(name)-11]
+}
+
 // machineShortName is the last segment of an ARM ID (the VM name), or the
 // key itself (an EC2 instance ID). Machine keys are used lower-cased
 // because ARM IDs are case-insensitive and come back in varying case.
@@ -107,9 +159,18 @@ const (
 // "%" and spaces as %25 and %20; policy and why run to the next field, so
 // they need no escaping; control characters and invalid UTF-8 are written
 // as spaces and "?". Requestor and justification are shortened, at a
-// character boundary, to what fits: the requestor keeps at least 40 bytes.
-// chk is 32 bits of SHA-256 of everything before it: a description someone
-// wrote, or one of ours they edited, is not mistaken for a marker.
+// character boundary, to what fits, and a shortened one ends with "…" so
+// that nobody reads it as whole: the requestor keeps at least 40 bytes.
+// The whole values live in the grant's record (GrantRecord), which the
+// marker only abbreviates. chk is 32 bits of SHA-256 of everything before
+// it: a description someone wrote, or one of ours they edited, is not
+// mistaken for a marker.
+//
+// The grammar is the one the first releases wrote and parsed, so markers
+// stay readable both ways: a marker written before shortening was marked
+// (cut silently) parses here, and one written here parses there, since
+// "…" is plain text inside by and why. An older revoke-expired beside a
+// newer provider still finds and revokes every grant.
 type Marker struct {
 	Kind MarkerKind
 	// PolicyHash identifies the policy; see PolicyHash.
@@ -178,7 +239,7 @@ func (m Marker) String() string {
 		room := markerMaxLen - len(head) - len(" why=") - len(markerChecksumSep) - markerChecksumLen
 		why := cleanText(m.Justification)
 		by := escapeRequestor(cleanText(m.Requestor), max(markerRequestorMin, room-len(why)))
-		body = head + by + " why=" + truncateBytes(why, room-len(by))
+		body = head + by + " why=" + cutBytes(why, room-len(by))
 	default:
 		return ""
 	}
@@ -284,24 +345,47 @@ func truncateBytes(s string, n int) string {
 	return s[:max(n, 0)]
 }
 
+// CutMark ends a value shortened to fit, wherever the provider writes one.
+const CutMark = "…"
+
+// cutBytes shortens s to at most n bytes at a character boundary, ending
+// it with CutMark when anything was left out.
+func cutBytes(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return truncateBytes(s, n-len(CutMark)) + CutMark
+}
+
 // escapeRequestor escapes s and shortens it, by whole characters, to at
-// most n bytes.
+// most n bytes, ending it with CutMark when anything was left out.
 func escapeRequestor(s string, n int) string {
 	var b strings.Builder
 	for _, r := range s {
-		e := string(r)
-		switch r {
-		case '%':
-			e = "%25"
-		case ' ':
-			e = "%20"
-		}
-		if b.Len()+len(e) > n {
+		b.WriteString(escapeRune(r))
+	}
+	if b.Len() <= n {
+		return b.String()
+	}
+	b.Reset()
+	for _, r := range s {
+		e := escapeRune(r)
+		if b.Len()+len(e) > n-len(CutMark) {
 			break
 		}
 		b.WriteString(e)
 	}
-	return b.String()
+	return b.String() + CutMark
+}
+
+func escapeRune(r rune) string {
+	switch r {
+	case '%':
+		return "%25"
+	case ' ':
+		return "%20"
+	}
+	return string(r)
 }
 
 func unescapeRequestor(s string) (string, error) {

@@ -139,8 +139,8 @@ func TestMarker_shortensToFit(t *testing.T) {
 			if !ok || got.String() != s {
 				t.Fatalf("shortened marker %q does not parse back to itself", s)
 			}
-			if !strings.HasPrefix(tc.m.PolicyName, got.PolicyName) || !strings.HasPrefix(tc.m.Requestor, got.Requestor) || !strings.HasPrefix(tc.m.Justification, got.Justification) {
-				t.Errorf("fields are not prefixes of the originals: %+v", got)
+			if !strings.HasPrefix(tc.m.PolicyName, got.PolicyName) || !visiblyCut(tc.m.Requestor, got.Requestor) || !visiblyCut(tc.m.Justification, got.Justification) {
+				t.Errorf("fields are neither whole nor a prefix of the original ending with %q: %+v", CutMark, got)
 			}
 			if len(escapeRequestor(got.Requestor, 1000)) < tc.requestorAtLeast {
 				t.Errorf("requestor kept %d bytes; want at least %d", len(got.Requestor), tc.requestorAtLeast)
@@ -149,6 +149,100 @@ func TestMarker_shortensToFit(t *testing.T) {
 				t.Errorf("justification cut although room was left: %q", s)
 			}
 		})
+	}
+}
+
+// visiblyCut tells whether got is whole, or a prefix of whole followed by
+// CutMark: never shortened silently.
+func visiblyCut(whole, got string) bool {
+	if got == whole {
+		return true
+	}
+	prefix, cut := strings.CutSuffix(got, CutMark)
+	return cut && strings.HasPrefix(whole, prefix) && len(prefix) < len(whole)
+}
+
+func TestMarker_cutFieldsEndWithTheMark(t *testing.T) {
+	arn := "arn:aws:sts::123456789012:assumed-role/GitHubActions-Deploy-Production/run-8812345678-attempt-1"
+	why := strings.Repeat("INC-4211 the disk of the primary filled up overnight; ", 5)[:256]
+	m, ok := ParseMarker(GrantMarker("p", testEnd, arn, why).String())
+	if !ok {
+		t.Fatal("marker does not parse")
+	}
+	if !strings.HasSuffix(m.Requestor, CutMark) || !strings.HasSuffix(m.Justification, CutMark) {
+		t.Errorf("shortened fields without the mark: by=%q why=%q", m.Requestor, m.Justification)
+	}
+	if !visiblyCut(arn, m.Requestor) || !visiblyCut(why, m.Justification) {
+		t.Errorf("shortened fields are not prefixes of the whole: by=%q why=%q", m.Requestor, m.Justification)
+	}
+	// What fits stays as it is, without a mark.
+	m, _ = ParseMarker(GrantMarker("p", testEnd, "alice@contoso.com", "INC-1").String())
+	if m.Requestor != "alice@contoso.com" || m.Justification != "INC-1" {
+		t.Errorf("whole fields changed: %+v", m)
+	}
+}
+
+// legacyGrantMarker renders a grant marker as the first releases did:
+// fields cut silently. Kept to prove both readers agree.
+func legacyGrantMarker(pid string, end time.Time, requestor, justification string) string {
+	head := "jit:grant pid=" + pid + " end=" + end.UTC().Format(time.RFC3339) + " by="
+	room := markerMaxLen - len(head) - len(" why=") - len(markerChecksumSep) - markerChecksumLen
+	why := cleanText(justification)
+	var b strings.Builder
+	for _, r := range cleanText(requestor) {
+		e := escapeRune(r)
+		if b.Len()+len(e) > max(markerRequestorMin, room-len(why)) {
+			break
+		}
+		b.WriteString(e)
+	}
+	by := b.String()
+	body := head + by + " why=" + truncateBytes(why, room-len(by))
+	return body + markerChecksumSep + markerChecksum(body)
+}
+
+// legacyParse is the first releases' reading of a grant marker: their
+// parse, then their canonical check (legacyGrantMarker of what was read).
+func legacyParse(description string) (Marker, bool) {
+	body, sum, ok := cutLast(description, markerChecksumSep)
+	if !ok || len(description) > markerMaxLen || sum != markerChecksum(body) || !strings.HasPrefix(body, "jit:grant pid=") {
+		return Marker{}, false
+	}
+	m := Marker{Kind: MarkerGrant}
+	var rest, end, by string
+	m.PolicyHash, rest, ok = strings.Cut(strings.TrimPrefix(body, "jit:grant pid="), " end=")
+	end, rest, _ = strings.Cut(rest, " by=")
+	by, m.Justification, _ = strings.Cut(rest, " why=")
+	var err error
+	if m.End, err = time.Parse(time.RFC3339, end); err != nil {
+		return Marker{}, false
+	}
+	m.Requestor = strings.NewReplacer("%20", " ", "%25", "%").Replace(by)
+	return m, ok && legacyGrantMarker(m.PolicyHash, m.End, m.Requestor, m.Justification) == description
+}
+
+func TestMarker_readableByOlderAndNewerReleases(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	for i := range 20000 {
+		policy, requestor, why := randomText(rng, 30), randomText(rng, 200), randomText(rng, 300)
+		end := testEnd.Add(time.Duration(rng.IntN(1e6)) * time.Second)
+		// Written by an older release, read here.
+		old := legacyGrantMarker(PolicyHash(policy), end, requestor, why)
+		if m, ok := ParseMarker(old); !ok || m.String() != old || !m.BelongsTo(policy) || !m.End.Equal(end) {
+			t.Fatalf("case %d: a marker of an older release %q does not parse here (%v)", i, old, ok)
+		}
+		// Written here, read by an older release.
+		cur := GrantMarker(policy, end, requestor, why).String()
+		if m, ok := legacyParse(cur); !ok || !m.End.Equal(end) || m.PolicyHash != PolicyHash(policy) {
+			t.Fatalf("case %d: marker %q is not readable by an older release", i, cur)
+		}
+		// Nothing fits differently: whole fields are the same either way.
+		if old != cur {
+			m, _ := ParseMarker(cur)
+			if !strings.HasSuffix(m.Requestor, CutMark) && !strings.HasSuffix(m.Justification, CutMark) {
+				t.Fatalf("case %d: the renderings differ although nothing was cut:\n%q\n%q", i, old, cur)
+			}
+		}
 	}
 }
 
@@ -258,6 +352,30 @@ func FuzzMarkerRoundTrip(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestGrantRuleOf_tracesARuleToItsMachineAndRequest(t *testing.T) {
+	other := "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg-dev/providers/Microsoft.Compute/virtualMachines/web-01"
+	for _, port := range []PortProtocol{{22, ProtocolTCP}, {53, ProtocolUDP}, {3389, ProtocolAny}} {
+		for _, request := range []string{"20261123T094700Z-1c398f3a", "req-1"} {
+			name := GrantRuleName(request, vmID, port)
+			got, gotPort, ok := GrantRuleOf(name, vmID)
+			if !ok || got != request || gotPort != port {
+				t.Errorf("GrantRuleOf(%q) = %q, %v, %v", name, got, gotPort, ok)
+			}
+			// Same VM name in another resource group: not this machine.
+			if _, _, ok := GrantRuleOf(name, other); ok {
+				t.Errorf("%q traced to a VM of the same name elsewhere", name)
+			}
+		}
+	}
+	if _, _, ok := GrantRuleOf(DenyRuleName("p", vmID, PortProtocol{22, ProtocolTCP}), vmID); ok {
+		t.Error("a deny rule traced as a grant")
+	}
+	name := GrantRuleName("20261123T094700Z-1c398f3a", vmID, PortProtocol{22, ProtocolTCP})
+	if got := GrantRuleRequest(name); got != "20261123T094700Z-1c398f3a" {
+		t.Errorf("GrantRuleRequest = %q", got)
+	}
 }
 
 func TestCheckFreeTextRefusesWhatReadsDifferently(t *testing.T) {

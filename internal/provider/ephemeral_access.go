@@ -39,18 +39,25 @@ func (e *accessEphemeral) Metadata(_ context.Context, req ephemeral.MetadataRequ
 
 func (e *accessEphemeral) Schema(_ context.Context, _ ephemeral.SchemaRequest, resp *ephemeral.SchemaResponse) {
 	resp.Schema = schema.Schema{
-		MarkdownDescription: "Opens ports of a VM locked by a `jit_policy` for the length of a run (Terraform ≥ 1.10, OpenTofu ≥ 1.11): " +
-			"the grant is written when the run opens it, extended within the policy's maximum while the run needs it, and " +
-			"revoked when the run closes it. Nothing is kept in state. A run killed before closing leaves a grant that " +
-			"expires like any other (see `revoke-expired`). The checks are those of `jit_access_request`.",
+		MarkdownDescription: "Opens ports of an Azure VM or EC2 instance locked by a `jit_policy` for the length of a run " +
+			"(Terraform ≥ 1.10, OpenTofu ≥ 1.11): the grant is written when the run opens it, extended within the policy's " +
+			"maximum while the run needs it, and revoked when the run closes it. Nothing is kept in state. The grants and the " +
+			"checks are those of `jit_access_request`: Allow rules in the VM's network security groups (and a DNAT rule on the " +
+			"policy's Azure Firewall) on Azure, a security group of the request's own on the instance's primary network " +
+			"interface on AWS, each recording who asked and why. A run killed before closing leaves a grant that expires like " +
+			"any other (see `revoke-expired`).",
 		Attributes: map[string]schema.Attribute{
 			"virtual_machine_id": schema.StringAttribute{
-				Required: true, MarkdownDescription: "The Azure VM resource ID to open.",
+				Required: true, MarkdownDescription: "The Azure VM resource ID (`/subscriptions/…/virtualMachines/NAME`) or EC2 instance ID (`i-…`) to open.",
 				Validators: []validator.String{virtualMachineIDValidator},
 			},
 			"justification": schema.StringAttribute{
-				Required: true, MarkdownDescription: "Why access is needed; recorded on every grant.",
+				Required: true, MarkdownDescription: "Why access is needed (a ticket, a deployment), up to 256 characters; recorded whole with every grant.",
 				Validators: []validator.String{stringvalidator.LengthBetween(1, 256), freeTextValidator},
+			},
+			"on_behalf_of": schema.StringAttribute{
+				Optional: true, MarkdownDescription: onBehalfOfDescription,
+				Validators: []validator.String{onBehalfOfValidator},
 			},
 			"duration": schema.StringAttribute{
 				Required:            true,
@@ -58,12 +65,12 @@ func (e *accessEphemeral) Schema(_ context.Context, _ ephemeral.SchemaRequest, r
 				Validators:          []validator.String{requestDurationValidator},
 			},
 			"id":             schema.StringAttribute{Computed: true, MarkdownDescription: "Request ID."},
-			"requestor":      schema.StringAttribute{Computed: true, MarkdownDescription: "The identity the provider's credentials belong to."},
+			"requestor":      schema.StringAttribute{Computed: true, MarkdownDescription: requestorDescription},
 			"start_time_utc": schema.StringAttribute{Computed: true, MarkdownDescription: "When access was granted, RFC 3339."},
 			"end_time_utc":   schema.StringAttribute{Computed: true, MarkdownDescription: "When access ends unless renewed, RFC 3339."},
 			"connection_details": schema.ListAttribute{
 				Computed: true, ElementType: types.StringType,
-				MarkdownDescription: "Where to connect for each `port`, in order: the VM's private IP and the port.",
+				MarkdownDescription: "Where to connect for each `port`, in order: the VM's private IP and the port; through the policy's Azure Firewall, the firewall's public IP and the mapped port its DNAT rule listens on.",
 			},
 		},
 		Blocks: map[string]schema.Block{

@@ -222,6 +222,7 @@ type accessRequestModel struct {
 	ID               types.String      `tfsdk:"id"`
 	VirtualMachineID types.String      `tfsdk:"virtual_machine_id"`
 	Justification    types.String      `tfsdk:"justification"`
+	OnBehalfOf       types.String      `tfsdk:"on_behalf_of"`
 	Ports            []accessPort      `tfsdk:"port"`
 	Requestor        types.String      `tfsdk:"requestor"`
 	StartTimeUTC     timetypes.RFC3339 `tfsdk:"start_time_utc"`
@@ -262,7 +263,7 @@ func (m *accessRequestModel) portsKnown() bool {
 // request is the request as configured.
 func (m *accessRequestModel) request() (engine.Request, diag.Diagnostics) {
 	var diags diag.Diagnostics
-	r := engine.Request{MachineID: m.VirtualMachineID.ValueString(), Justification: m.Justification.ValueString()}
+	r := engine.Request{MachineID: m.VirtualMachineID.ValueString(), OnBehalfOf: m.OnBehalfOf.ValueString(), Justification: m.Justification.ValueString()}
 	for _, p := range m.Ports {
 		port := engine.RequestPort{
 			Number: int(p.Number.ValueInt64()), Protocol: jit.Protocol(p.Protocol.ValueString()),
@@ -307,7 +308,8 @@ func (m *accessRequestModel) rules(ctx context.Context) ([]engine.GrantRule, dia
 // the state last saw its rules in.
 func (m *accessRequestModel) grantRef(ctx context.Context, ports []jit.PortProtocol) (engine.GrantRef, diag.Diagnostics) {
 	rules, diags := m.rules(ctx)
-	ref := engine.GrantRef{MachineID: m.VirtualMachineID.ValueString(), RequestID: m.ID.ValueString(), Ports: ports}
+	ref := engine.GrantRef{MachineID: m.VirtualMachineID.ValueString(), RequestID: m.ID.ValueString(), Ports: ports,
+		Requestor: m.Requestor.ValueString(), OnBehalfOf: m.OnBehalfOf.ValueString()}
 	for _, r := range rules {
 		ref.Targets = append(ref.Targets, r.TargetID)
 	}
@@ -316,13 +318,18 @@ func (m *accessRequestModel) grantRef(ctx context.Context, ports []jit.PortProto
 
 // grant is what the cloud records of the request, for the ports given.
 func (m *accessRequestModel) grant(ports []int) engine.Grant {
-	g := engine.Grant{ID: m.ID.ValueString(), Justification: m.Justification.ValueString(), Requestor: m.Requestor.ValueString()}
+	g := engine.Grant{ID: m.ID.ValueString(), Justification: m.Justification.ValueString(), Requestor: m.Requestor.ValueString(), OnBehalfOf: m.OnBehalfOf.ValueString()}
 	for _, i := range ports {
 		p := &m.Ports[i]
 		end, _ := p.EndTimeUTC.ValueRFC3339Time()
 		g.Ports = append(g.Ports, engine.GrantPort{Port: p.portProtocol(), Source: p.AllowedSourceAddressPrefix.ValueString(), End: end})
 	}
 	return g
+}
+
+// record is who asked and why, as the request was made.
+func (m *accessRequestModel) record() jit.GrantRecord {
+	return jit.GrantRecord{Requestor: m.Requestor.ValueString(), OnBehalfOf: m.OnBehalfOf.ValueString(), Justification: m.Justification.ValueString()}
 }
 
 func grantRulesValue(ctx context.Context, rules []engine.GrantRule) (types.List, diag.Diagnostics) {
@@ -343,6 +350,7 @@ type accessEphemeralModel struct {
 	ID                types.String          `tfsdk:"id"`
 	VirtualMachineID  types.String          `tfsdk:"virtual_machine_id"`
 	Justification     types.String          `tfsdk:"justification"`
+	OnBehalfOf        types.String          `tfsdk:"on_behalf_of"`
 	Duration          types.String          `tfsdk:"duration"`
 	Ports             []accessEphemeralPort `tfsdk:"port"`
 	Requestor         types.String          `tfsdk:"requestor"`
@@ -359,7 +367,7 @@ type accessEphemeralPort struct {
 
 // request is the ephemeral grant as a request: every port for Duration.
 func (m *accessEphemeralModel) request() engine.Request {
-	r := engine.Request{MachineID: m.VirtualMachineID.ValueString(), Justification: m.Justification.ValueString(), Duration: m.Duration.ValueString()}
+	r := engine.Request{MachineID: m.VirtualMachineID.ValueString(), OnBehalfOf: m.OnBehalfOf.ValueString(), Justification: m.Justification.ValueString(), Duration: m.Duration.ValueString()}
 	for _, p := range m.Ports {
 		r.Ports = append(r.Ports, engine.RequestPort{
 			Number: int(p.Number.ValueInt64()), Protocol: jit.Protocol(p.Protocol.ValueString()), Source: p.AllowedSourceAddressPrefix.ValueString(),

@@ -45,30 +45,41 @@ func (r *accessRequestResource) Metadata(_ context.Context, req resource.Metadat
 func (r *accessRequestResource) Schema(ctx context.Context, _ resource.SchemaRequest, resp *resource.SchemaResponse) {
 	replace := []planmodifier.String{stringplanmodifier.RequiresReplace()}
 	resp.Schema = schema.Schema{
-		MarkdownDescription: "Opens ports of a VM locked by a `jit_policy` for one source until an end time: an inbound Allow " +
-			"in every network security group on the VM's path, ahead of the JIT deny. The request is checked at plan time " +
-			"against the policy as the cloud records it (so it works from a configuration without the policy). Once a " +
-			"port's end time passes, the next refresh marks it `Expired` and the plan shows its rules' removal; " +
-			"`terraform-provider-jit revoke-expired` removes expired grants without any state. Destroying the request " +
-			"before its end revokes it; a newer request for the same VM and port supersedes this one.",
+		MarkdownDescription: "Opens ports of an Azure VM or EC2 instance locked by a `jit_policy` for one source until an end time. " +
+			"On Azure: an inbound Allow in every network security group on the VM's path, ahead of the JIT deny; when the policy " +
+			"denies through an Azure Firewall, a DNAT rule there too, and allows for the firewall's own addresses in the NSGs. " +
+			"On AWS: a security group of the request's own, allowing the ports from the source, attached to the instance's " +
+			"primary network interface beside the groups it has. The request is checked at plan time against the policy as the " +
+			"cloud records it (so it works from a configuration without the policy). Once a port's end time passes, the next " +
+			"refresh marks it `Expired` and the plan shows its rules' removal; `terraform-provider-jit revoke-expired` removes " +
+			"expired grants without any state. Destroying the request before its end revokes it. A newer request for the same " +
+			"VM and port by the same requester (same `requestor` and `on_behalf_of`) supersedes this one; other people's grants coexist.",
 		Attributes: map[string]schema.Attribute{
 			"id": schema.StringAttribute{
 				Computed: true,
-				MarkdownDescription: "Request ID: the start time and a random suffix. Each grant carries it in the cloud (in its rule's " +
-					"name, or its security group's `jit-request` tag), with the end time, requestor and justification in its " +
-					"description or `jit-grant` tag, so grants are found and revoked without state.",
+				MarkdownDescription: "Request ID: the start time and a random suffix. Each grant carries it in the cloud (in its rules' " +
+					"names on Azure, in its security group's `jit-request` tag on AWS) with a marker (end time, and the requestor and " +
+					"justification abbreviated to fit) in the rule's description or the group's `jit-grant` tag, so grants are found " +
+					"and revoked without state. Who asked and why are recorded whole: on AWS in the group's `jit-requestor`, " +
+					"`jit-on-behalf-of` and `jit-justification` tags, on Azure in the VM's `jit-record-<id>-requestor`, " +
+					"`-on-behalf-of` and `-justification` tags. A value longer than a tag's 256 characters is cut visibly: " +
+					"its beginning, `…sha256:` and the SHA-256 of the whole.",
 				PlanModifiers: []planmodifier.String{stringplanmodifier.UseStateForUnknown()},
 			},
 			"virtual_machine_id": schema.StringAttribute{
-				Required: true, MarkdownDescription: "The Azure VM resource ID or EC2 instance ID to open.",
+				Required: true, MarkdownDescription: "The Azure VM resource ID (`/subscriptions/…/virtualMachines/NAME`) or EC2 instance ID (`i-…`) to open.",
 				PlanModifiers: replace, Validators: []validator.String{virtualMachineIDValidator},
 			},
 			"justification": schema.StringAttribute{
-				Required: true, MarkdownDescription: "Why access is needed (a ticket, an incident); recorded on every grant.",
+				Required: true, MarkdownDescription: "Why access is needed (a ticket, an incident), up to 256 characters; recorded whole with every grant.",
 				PlanModifiers: replace, Validators: []validator.String{stringvalidator.LengthBetween(1, 256), freeTextValidator},
 			},
+			"on_behalf_of": schema.StringAttribute{
+				Optional: true, MarkdownDescription: onBehalfOfDescription,
+				PlanModifiers: replace, Validators: []validator.String{onBehalfOfValidator},
+			},
 			"requestor": schema.StringAttribute{
-				Computed: true, MarkdownDescription: "Who asked: the identity the provider's Azure credential belongs to.",
+				Computed: true, MarkdownDescription: requestorDescription,
 				PlanModifiers: []planmodifier.String{stringplanmodifier.UseStateForUnknown()},
 			},
 			"start_time_utc": schema.StringAttribute{
@@ -126,14 +137,24 @@ func (r *accessRequestResource) Schema(ctx context.Context, _ resource.SchemaReq
 	}
 }
 
+// Descriptions the request and the ephemeral resource share.
+const (
+	requestorDescription = "Who asked: the identity the provider's credentials belong to in the VM's cloud. Azure: the token's user " +
+		"principal name, else `app:<application ID>` or `oid:<object ID>`. AWS: the ARN `sts:GetCallerIdentity` returns, such as " +
+		"`arn:aws:sts::123456789012:assumed-role/ROLE/SESSION`. Recorded whole with every grant."
+	onBehalfOfDescription = "The person the authenticated identity acts for: when CI applies a reviewed request, the pull request's " +
+		"author. Recorded whole beside `requestor` with every grant; a newer request supersedes an older one only when both agree. " +
+		"Up to 256 characters, without control or bidirectional formatting characters."
+)
+
 // accessRequestRulesAttribute is every grant rule a request holds.
 var accessRequestRulesAttribute = schema.ListNestedAttribute{
 	Computed:            true,
 	MarkdownDescription: "Every grant rule the request holds in the cloud; empty once every port expired or was superseded.",
 	NestedObject: schema.NestedAttributeObject{Attributes: map[string]schema.Attribute{
-		"target_id": schema.StringAttribute{Computed: true, MarkdownDescription: "The network security group, or the Azure Firewall (for its DNAT rule), holding the rule."},
-		"name":      schema.StringAttribute{Computed: true, MarkdownDescription: "Rule name."},
-		"priority":  schema.Int64Attribute{Computed: true, MarkdownDescription: "Rule priority."},
+		"target_id": schema.StringAttribute{Computed: true, MarkdownDescription: "Azure: the network security group, or the Azure Firewall (for its DNAT rule), holding the rule. AWS: the request's security group."},
+		"name":      schema.StringAttribute{Computed: true, MarkdownDescription: "Azure: the rule's name. AWS: the network interface the group is attached to."},
+		"priority":  schema.Int64Attribute{Computed: true, MarkdownDescription: "Azure: the rule's priority (the DNAT collection's on a firewall). AWS: 0, security groups have none."},
 		"port":      schema.Int64Attribute{Computed: true, MarkdownDescription: "Granted port."},
 		"protocol":  schema.StringAttribute{Computed: true, MarkdownDescription: "Granted protocol."},
 	}},
@@ -337,9 +358,28 @@ func (r *accessRequestResource) Read(ctx context.Context, req resource.ReadReque
 			p.StatusReason = types.StringValue(reason)
 		}
 	}
+	if o.Record != nil {
+		checkRecord(&resp.Diagnostics, ref.RequestID, state.record(), *o.Record)
+	}
 	state.Rules, diags = grantRulesValue(ctx, o.Rules)
 	resp.Diagnostics.Append(diags...)
 	resp.Diagnostics.Append(resp.State.Set(ctx, &state)...)
+}
+
+// checkRecord warns when what the cloud records of who asked and why is
+// not what the request was made with: someone rewrote the record.
+func checkRecord(diags *diag.Diagnostics, request string, made, recorded jit.GrantRecord) {
+	for _, f := range []struct{ attr, made, recorded string }{
+		{"requestor", made.Requestor, recorded.Requestor},
+		{"on_behalf_of", made.OnBehalfOf, recorded.OnBehalfOf},
+		{"justification", made.Justification, recorded.Justification},
+	} {
+		if !jit.RecordedMatches(f.recorded, f.made) {
+			diags.AddAttributeWarning(path.Root(f.attr), "The cloud's record of the request was changed",
+				fmt.Sprintf("Request %s was made with %s %q, but the cloud now records %q: someone rewrote the record. Audit reports what the cloud records.",
+					request, f.attr, f.made, f.recorded))
+		}
+	}
 }
 
 // Update removes the rules of ports that ended, and grants again, until
@@ -407,6 +447,7 @@ func (r *accessRequestResource) Delete(ctx context.Context, req resource.DeleteR
 
 	ref, diags := state.grantRef(ctx, state.portProtocols())
 	resp.Diagnostics.Append(diags...)
+	ref.Final = true
 	if err := r.engine.CloseRequest(ctx, ref); err != nil {
 		resp.Diagnostics.AddError("Cannot revoke access", err.Error())
 	}

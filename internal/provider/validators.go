@@ -54,6 +54,23 @@ var virtualMachineIDValidator = stringCheck{
 	},
 }
 
+// onBehalfOfValidator accepts the name of the person a request is made for,
+// short enough that every cloud records it whole, and free of characters
+// that would make it read differently there.
+var onBehalfOfValidator = stringCheck{
+	description: fmt.Sprintf("must be 1 to %d characters, without control or formatting characters", jit.MaxTagValueLength),
+	summary:     "Invalid on_behalf_of",
+	check: func(s string) error {
+		if s == "" {
+			return fmt.Errorf("is empty; leave on_behalf_of out when the request is made for nobody else")
+		}
+		if n := jit.TagValueLength(s); n > jit.MaxTagValueLength {
+			return fmt.Errorf("is %d characters long (UTF-16 code units, as Azure counts them); at most %d fit whole in the tag that records it", n, jit.MaxTagValueLength)
+		}
+		return jit.CheckFreeText(s)
+	},
+}
+
 // sourcePrefixValidator accepts a CIDR, an address or "*".
 var sourcePrefixValidator = stringCheck{
 	description: `must be an IPv4 or IPv6 CIDR, an address, or "*"`,
