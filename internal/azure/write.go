@@ -72,12 +72,18 @@ func await[T any](ctx context.Context, poller *runtime.Poller[T]) (T, error) {
 }
 
 // retryableCodes are ARM error codes that mean "try again later": an NSG or
-// firewall accepts one write at a time, and ARM throttles writes.
+// firewall accepts one write at a time, ARM throttles writes, and servers
+// fail transiently.
 var retryableCodes = map[string]bool{
 	"AnotherOperationInProgress":          true,
 	"RetryableErrorDueToAnotherOperation": true,
 	"RetryableError":                      true,
 	"TooManyRequests":                     true,
+	// A long-running operation that ended Failed on the server's side
+	// carries these in a 200 poll response: the whole write is tried again.
+	"InternalServerError": true,
+	"ServiceUnavailable":  true,
+	"GatewayTimeout":      true,
 }
 
 // classify decides whether an ARM failure is worth another attempt. Writes

@@ -173,7 +173,20 @@ func (e *Engine) ApplyPolicy(ctx context.Context, spec PolicySpec, prior *Policy
 			"The inbound rules this apply would revoke or authorise differ from the planned ones (another writer changed a security group on the path in between). "+
 				"Nothing was written; run plan again to see the change."))
 	}
-	return p.State, append(p.Findings, p.write(ctx)...)
+	written := p.write(ctx)
+	if !jit.HasError(written) {
+		return p.State, append(p.Findings, written...)
+	}
+	// Part of the plan may be written, part not: the state says what the
+	// cloud holds, so the next plan shows what is left to do.
+	observed, err := e.ObservePolicy(ctx, p.State)
+	if err != nil {
+		written = append(written, jit.Error("Cannot read what the policy holds after a failed write", err.Error()))
+		return p.State, append(p.Findings, written...)
+	}
+	state := p.State
+	state.Rules, state.Revoked, state.ExpiredGrants = observed.State.Rules, observed.State.Revoked, observed.State.ExpiredGrants
+	return state, append(p.Findings, written...)
 }
 
 // DestroyPolicy removes everything the policy holds: planning it with no

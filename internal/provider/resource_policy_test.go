@@ -726,3 +726,37 @@ func TestAccPolicy_tagsOverTheLimitAreAPlanError(t *testing.T) {
 		},
 	})
 }
+
+// A long-running operation can end Failed after ARM accepted the write. A
+// transient failure is written again in the same apply; a lasting one is a
+// clear error naming the cloud's code, the state says what the cloud holds,
+// and the next apply converges.
+func TestAccPolicy_aWriteWhoseOperationFailsIsRetriedOrReportedAndConverges(t *testing.T) {
+	cloud := newTestCloud(t, "world")
+	config := policyConfig(cloud, "lro", []string{"web"}, port22)
+	converged := resource.ComposeTestCheckFunc(
+		expectDenies(t, cloud, "web-nic-nsg", "lro", "22/Tcp@1000->10.0.1.4"),
+		expectDenies(t, cloud, "web-subnet-nsg", "lro", "22/Tcp@1000->10.0.1.4"),
+	)
+	resource.ParallelTest(t, resource.TestCase{
+		ProtoV6ProviderFactories: protoV6ProviderFactories,
+		Steps: []resource.TestStep{
+			{
+				PreConfig: func() {
+					cloud.InjectFault(cloudsim.Fault{Operation: "SecurityRules.CreateOrUpdate", FailOperationNext: 100, Code: "SecurityRuleParameterInvalid"})
+				},
+				Config:      config,
+				ExpectError: regexp.MustCompile(`Cannot write JIT deny rules[\s\S]*SecurityRuleParameterInvalid[\s\S]*long-running\s+operation\s+failed`),
+			},
+			{
+				PreConfig: func() {
+					cloud.ClearFaults()
+					cloud.InjectFault(cloudsim.Fault{Operation: "SecurityRules.CreateOrUpdate", FailOperationNext: 1})
+				},
+				Config: config,
+				Check:  converged,
+			},
+			{Config: config, ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{plancheck.ExpectEmptyPlan()}}},
+		},
+	})
+}
