@@ -98,6 +98,7 @@ func (d *virtualMachineDataSource) Configure(_ context.Context, req datasource.C
 }
 
 func (d *virtualMachineDataSource) Read(ctx context.Context, req datasource.ReadRequest, resp *datasource.ReadResponse) {
+	ctx = engine.WithFlow(ctx, engine.FlowAudit)
 	var data virtualMachineModel
 	resp.Diagnostics.Append(req.Config.Get(ctx, &data)...)
 	if resp.Diagnostics.HasError() {

@@ -102,6 +102,7 @@ func (e *accessEphemeral) Configure(_ context.Context, req ephemeral.ConfigureRe
 }
 
 func (e *accessEphemeral) Open(ctx context.Context, req ephemeral.OpenRequest, resp *ephemeral.OpenResponse) {
+	ctx = engine.WithFlow(ctx, engine.FlowRequest)
 	var cfg accessEphemeralModel
 	resp.Diagnostics.Append(req.Config.Get(ctx, &cfg)...)
 	if resp.Diagnostics.HasError() {
@@ -137,6 +138,7 @@ func (e *accessEphemeral) Open(ctx context.Context, req ephemeral.OpenRequest, r
 // Renew extends every port to now plus the duration, within the policy's
 // maximum, since the duration was checked against it.
 func (e *accessEphemeral) Renew(ctx context.Context, req ephemeral.RenewRequest, resp *ephemeral.RenewResponse) {
+	ctx = engine.WithFlow(ctx, engine.FlowRequest)
 	state, diags := loadPrivate(ctx, req.Private)
 	resp.Diagnostics.Append(diags...)
 	if resp.Diagnostics.HasError() {
@@ -155,6 +157,7 @@ func (e *accessEphemeral) Renew(ctx context.Context, req ephemeral.RenewRequest,
 }
 
 func (e *accessEphemeral) Close(ctx context.Context, req ephemeral.CloseRequest, resp *ephemeral.CloseResponse) {
+	ctx = engine.WithFlow(ctx, engine.FlowRequest)
 	state, diags := loadPrivate(ctx, req.Private)
 	resp.Diagnostics.Append(diags...)
 	if resp.Diagnostics.HasError() {

@@ -188,6 +188,7 @@ func (r *policyResource) ValidateConfig(ctx context.Context, req resource.Valida
 // ModifyPlan validates the policy against the cloud and shows the rules it
 // will own, so the plan of a pull request is the review of the change.
 func (r *policyResource) ModifyPlan(ctx context.Context, req resource.ModifyPlanRequest, resp *resource.ModifyPlanResponse) {
+	ctx = engine.WithFlow(ctx, engine.FlowConfigure)
 	if req.Plan.Raw.IsNull() || r.engine == nil {
 		return // destroy, or a validate without a configured provider
 	}
@@ -218,6 +219,7 @@ func (r *policyResource) ModifyPlan(ctx context.Context, req resource.ModifyPlan
 }
 
 func (r *policyResource) Create(ctx context.Context, req resource.CreateRequest, resp *resource.CreateResponse) {
+	ctx = engine.WithFlow(ctx, engine.FlowConfigure)
 	var plan policyModel
 	resp.Diagnostics.Append(req.Plan.Get(ctx, &plan)...)
 	if resp.Diagnostics.HasError() {
@@ -230,6 +232,7 @@ func (r *policyResource) Create(ctx context.Context, req resource.CreateRequest,
 }
 
 func (r *policyResource) Update(ctx context.Context, req resource.UpdateRequest, resp *resource.UpdateResponse) {
+	ctx = engine.WithFlow(ctx, engine.FlowConfigure)
 	var plan, state policyModel
 	resp.Diagnostics.Append(req.Plan.Get(ctx, &plan)...)
 	resp.Diagnostics.Append(req.State.Get(ctx, &state)...)
@@ -265,6 +268,7 @@ func (r *policyResource) apply(ctx context.Context, timeout time.Duration, plan 
 }
 
 func (r *policyResource) Read(ctx context.Context, req resource.ReadRequest, resp *resource.ReadResponse) {
+	ctx = engine.WithFlow(ctx, engine.FlowConfigure)
 	var state policyModel
 	resp.Diagnostics.Append(req.State.Get(ctx, &state)...)
 	if resp.Diagnostics.HasError() {
@@ -313,6 +317,7 @@ func (r *policyResource) Read(ctx context.Context, req resource.ReadRequest, res
 }
 
 func (r *policyResource) Delete(ctx context.Context, req resource.DeleteRequest, resp *resource.DeleteResponse) {
+	ctx = engine.WithFlow(ctx, engine.FlowConfigure)
 	var state policyModel
 	resp.Diagnostics.Append(req.State.Get(ctx, &state)...)
 	if resp.Diagnostics.HasError() {
@@ -331,6 +336,7 @@ func (r *policyResource) Delete(ctx context.Context, req resource.DeleteRequest,
 }
 
 func (r *policyResource) ImportState(ctx context.Context, req resource.ImportStateRequest, resp *resource.ImportStateResponse) {
+	ctx = engine.WithFlow(ctx, engine.FlowConfigure)
 	resp.Diagnostics.Append(resp.State.SetAttribute(ctx, path.Root("id"), req.ID)...)
 	resp.Diagnostics.Append(resp.State.SetAttribute(ctx, path.Root("name"), req.ID)...)
 }
