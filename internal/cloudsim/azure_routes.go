@@ -99,7 +99,7 @@ type armKind struct {
 var armKinds = []armKind{
 	{"VirtualMachines", vmType, true, renderAs((*azureState).renderVM)},
 	{"Interfaces", nicType, true, renderAs((*azureState).renderNIC)},
-	{"VirtualNetworks", vnetType, false, renderAs((*azureState).renderVNet)},
+	{"VirtualNetworks", vnetType, true, renderAs((*azureState).renderVNet)},
 	{"SecurityGroups", nsgType, true, renderAs((*azureState).renderNSG)},
 	{"PublicIPAddresses", publicIPType, false, renderAs((*azureState).renderPublicIP)},
 	{"AzureFirewalls", firewallType, true, renderAs((*azureState).renderFirewall)},
