@@ -117,8 +117,7 @@ func (r *policyResource) Schema(ctx context.Context, _ resource.SchemaRequest, r
 				MarkdownDescription: "A classic Azure Firewall (rules in the firewall resource, not a Firewall Policy) in front of the VMs. " +
 					"The policy adds a network rule collection there denying the locked ports to the VMs' private IPs, placed " +
 					"like the NSG denies: after collections that already decide those ports, with a free priority before it for grants.",
-				Validators: []validator.String{stringvalidator.RegexMatches(firewallIDPattern,
-					"must be an Azure Firewall resource ID: /subscriptions/…/resourceGroups/…/providers/Microsoft.Network/azureFirewalls/…")},
+				Validators: []validator.String{azureFirewallIDValidator},
 			},
 			"expired_grants": schema.ListAttribute{
 				Computed: true, ElementType: types.StringType,

@@ -20,6 +20,10 @@ var (
 	firewallIDPattern = regexp.MustCompile(`(?i)^/subscriptions/[^/]+/resourceGroups/[^/]+/providers/Microsoft\.Network/azureFirewalls/[^/]+$`)
 )
 
+// azureFirewallIDValidator accepts an Azure Firewall resource ID.
+var azureFirewallIDValidator = stringvalidator.RegexMatches(firewallIDPattern,
+	"must be an Azure Firewall resource ID: /subscriptions/…/resourceGroups/…/providers/Microsoft.Network/azureFirewalls/…")
+
 // protocolValidator accepts a JIT port's protocol.
 var protocolValidator = stringvalidator.OneOf(string(jit.ProtocolTCP), string(jit.ProtocolUDP), string(jit.ProtocolAny))
 
