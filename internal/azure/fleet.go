@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/arm"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/runtime"
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/compute/armcompute/v8"
@@ -96,31 +97,51 @@ func (b *Backend) Survey(ctx context.Context, scope engine.SurveyScope) ([]*engi
 		if rg != "" {
 			where = "resource group " + rg
 		}
+		var lists []func() error
 		if rg == "" {
-			err = errors.Join(
-				list(ctx, func() *runtime.Pager[armcompute.VirtualMachinesClientListAllResponse] {
-					return compute.NewVirtualMachinesClient().NewListAllPager(nil)
-				}, func(p armcompute.VirtualMachinesClientListAllResponse) { keepVMs(p.Value) }),
-				list(ctx, func() *runtime.Pager[armnetwork.InterfacesClientListAllResponse] {
-					return network.NewInterfacesClient().NewListAllPager(nil)
-				}, func(p armnetwork.InterfacesClientListAllResponse) { addNICs(p.Value) }),
-				list(ctx, func() *runtime.Pager[armnetwork.VirtualNetworksClientListAllResponse] {
-					return network.NewVirtualNetworksClient().NewListAllPager(nil)
-				}, func(p armnetwork.VirtualNetworksClientListAllResponse) { addVNets(p.Value) }))
+			lists = []func() error{
+				func() error {
+					return list(ctx, func() *runtime.Pager[armcompute.VirtualMachinesClientListAllResponse] {
+						return compute.NewVirtualMachinesClient().NewListAllPager(nil)
+					}, func(p armcompute.VirtualMachinesClientListAllResponse) { keepVMs(p.Value) })
+				},
+				func() error {
+					return list(ctx, func() *runtime.Pager[armnetwork.InterfacesClientListAllResponse] {
+						return network.NewInterfacesClient().NewListAllPager(nil)
+					}, func(p armnetwork.InterfacesClientListAllResponse) { addNICs(p.Value) })
+				},
+				func() error {
+					return list(ctx, func() *runtime.Pager[armnetwork.VirtualNetworksClientListAllResponse] {
+						return network.NewVirtualNetworksClient().NewListAllPager(nil)
+					}, func(p armnetwork.VirtualNetworksClientListAllResponse) { addVNets(p.Value) })
+				},
+			}
 		} else {
-			err = errors.Join(
-				list(ctx, func() *runtime.Pager[armcompute.VirtualMachinesClientListResponse] {
-					return compute.NewVirtualMachinesClient().NewListPager(rg, nil)
-				}, func(p armcompute.VirtualMachinesClientListResponse) { keepVMs(p.Value) }),
-				list(ctx, func() *runtime.Pager[armnetwork.InterfacesClientListResponse] {
-					return network.NewInterfacesClient().NewListPager(rg, nil)
-				}, func(p armnetwork.InterfacesClientListResponse) { addNICs(p.Value) }),
-				list(ctx, func() *runtime.Pager[armnetwork.VirtualNetworksClientListResponse] {
-					return network.NewVirtualNetworksClient().NewListPager(rg, nil)
-				}, func(p armnetwork.VirtualNetworksClientListResponse) { addVNets(p.Value) }))
+			lists = []func() error{
+				func() error {
+					return list(ctx, func() *runtime.Pager[armcompute.VirtualMachinesClientListResponse] {
+						return compute.NewVirtualMachinesClient().NewListPager(rg, nil)
+					}, func(p armcompute.VirtualMachinesClientListResponse) { keepVMs(p.Value) })
+				},
+				func() error {
+					return list(ctx, func() *runtime.Pager[armnetwork.InterfacesClientListResponse] {
+						return network.NewInterfacesClient().NewListPager(rg, nil)
+					}, func(p armnetwork.InterfacesClientListResponse) { addNICs(p.Value) })
+				},
+				func() error {
+					return list(ctx, func() *runtime.Pager[armnetwork.VirtualNetworksClientListResponse] {
+						return network.NewVirtualNetworksClient().NewListPager(rg, nil)
+					}, func(p armnetwork.VirtualNetworksClientListResponse) { addVNets(p.Value) })
+				},
+			}
 		}
-		if err != nil {
-			return nil, fmt.Errorf("listing the virtual machines and networks of %s: %w", where, notFound(err))
+		for _, l := range lists {
+			if err := l(); err != nil {
+				if isCode(err, "ResourceGroupNotFound") {
+					return nil, fmt.Errorf("%w: resource group %q does not exist in subscription %s", ErrNotFound, rg, c.SubscriptionID)
+				}
+				return nil, fmt.Errorf("listing the virtual machines and networks of %s: %w", where, notFound(err))
+			}
 		}
 		nsgs, err := c.NetworkSecurityGroups(ctx, rg)
 		if err != nil {
@@ -309,6 +330,11 @@ func (c *Client) networkInterfaceOnly(ctx context.Context, nicID string) (jit.Ne
 		return jit.NetworkInterface{ID: nicID}, fmt.Errorf("reading network interface %s: %w", nicID, notFound(err))
 	}
 	return interfaceFromARM(nicID, nic.Interface), nil
+}
+
+func isCode(err error, code string) bool {
+	var re *azcore.ResponseError
+	return errors.As(err, &re) && re.ErrorCode == code
 }
 
 func subnetNSGOf(s armnetwork.Subnet) string {

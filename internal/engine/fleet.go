@@ -209,3 +209,7 @@ func MatchesTags(tags, want map[string]string) bool {
 	}
 	return true
 }
+
+// ErrorFindings reports err as error findings, each joined error apart
+// under its own summary (see Fail) or else under summary.
+func ErrorFindings(summary string, err error) []jit.Finding { return failureFindings(summary, err) }

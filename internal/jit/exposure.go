@@ -205,7 +205,10 @@ const DefenderJITRulePrefix = "SecurityCenter-JITRule"
 // rules: two JIT engines on one NSG would fight over its priorities and
 // undo each other's grants.
 func HasDefenderJITRules(rules []NSGRule) bool {
-	return slices.ContainsFunc(rules, func(r NSGRule) bool {
-		return len(r.Name) >= len(DefenderJITRulePrefix) && strings.EqualFold(r.Name[:len(DefenderJITRulePrefix)], DefenderJITRulePrefix)
-	})
+	return slices.ContainsFunc(rules, func(r NSGRule) bool { return IsDefenderJITRule(r.Name) })
+}
+
+// IsDefenderJITRule tells Defender for Cloud's JIT rules by their names.
+func IsDefenderJITRule(name string) bool {
+	return len(name) >= len(DefenderJITRulePrefix) && strings.EqualFold(name[:len(DefenderJITRulePrefix)], DefenderJITRulePrefix)
 }

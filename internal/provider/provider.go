@@ -149,6 +149,7 @@ func (p *jitProvider) EphemeralResources(context.Context) []func() ephemeral.Eph
 func (p *jitProvider) DataSources(context.Context) []func() datasource.DataSource {
 	return []func() datasource.DataSource{
 		newVirtualMachineDataSource,
+		newVirtualMachinesDataSource,
 	}
 }
 
