@@ -125,11 +125,12 @@ func renderAs[T any](render func(*azureState, T) obj) func(*azureState, string) 
 }
 
 const (
-	rgPrefix      = "resourceGroups/{rg}/providers/"
-	nsgPath       = rgPrefix + "Microsoft.Network/networkSecurityGroups/{nsg}"
-	firewallPath  = rgPrefix + "Microsoft.Network/azureFirewalls/{name}"
-	vmPath        = rgPrefix + "Microsoft.Compute/virtualMachines/{name}"
-	operationPath = "providers/{namespace}/locations/{location}/"
+	rgPrefix             = "resourceGroups/{rg}/providers/"
+	nsgPath              = rgPrefix + "Microsoft.Network/networkSecurityGroups/{nsg}"
+	firewallPath         = rgPrefix + "Microsoft.Network/azureFirewalls/{name}"
+	vmPath               = rgPrefix + "Microsoft.Compute/virtualMachines/{name}"
+	networkOperationPath = "providers/Microsoft.Network/locations/{location}/"
+	computeOperationPath = "providers/Microsoft.Compute/locations/{location}/"
 )
 
 var armRoutes = buildARMRoutes()
@@ -154,8 +155,12 @@ func buildARMRoutes() []armRoute {
 		{"PUT", nsgPath + "/securityRules/{name}", "SecurityRules.CreateOrUpdate", putSecurityRule},
 		{"DELETE", nsgPath + "/securityRules/{name}", "SecurityRules.Delete", deleteSecurityRule},
 		{"PUT", firewallPath, "AzureFirewalls.CreateOrUpdate", putFirewall},
-		{"GET", operationPath + "operations/{id}", "AzureAsyncOperation.Get", getOperationStatus},
-		{"GET", operationPath + "operationResults/{id}", "OperationResult.Get", getOperationResult},
+		// Operations are named per resource provider, as Azure RBAC
+		// authorises them (Microsoft.Network/locations/operations/read, …).
+		{"GET", networkOperationPath + "operations/{id}", "NetworkOperations.Get", getOperationStatus},
+		{"GET", networkOperationPath + "operationResults/{id}", "NetworkOperationResults.Get", getOperationResult},
+		{"GET", computeOperationPath + "operations/{id}", "ComputeOperations.Get", getOperationStatus},
+		{"GET", computeOperationPath + "operationResults/{id}", "ComputeOperationResults.Get", getOperationResult},
 	}
 	for _, k := range armKinds {
 		routes = append(routes, armRoute{"GET", rgPrefix + k.typ + "/{name}", k.client + ".Get", func(c *armCall) armReply {
