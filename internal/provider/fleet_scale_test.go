@@ -109,7 +109,10 @@ func TestAccVirtualMachinesDataSource_largeScopeReadsInBatches(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = srv.Close() })
+	t.Cleanup(func() {
+		recordFlows(srv)
+		_ = srv.Close()
+	})
 	cloud := &testCloud{Server: srv}
 	vmPages := (fleetVMs + armListPage - 1) / armListPage
 	instancePages := (fleetInstances + ec2ListPage - 1) / ec2ListPage

@@ -417,6 +417,18 @@ type virtualMachinesModel struct {
 	VirtualMachines       types.List   `tfsdk:"virtual_machines"`
 }
 
+type roleDefinitionModel struct {
+	ID                      types.String `tfsdk:"id"`
+	Flow                    types.String `tfsdk:"flow"`
+	Name                    types.String `tfsdk:"name"`
+	AzureAssignableScopes   types.List   `tfsdk:"azure_assignable_scopes"`
+	Description             types.String `tfsdk:"description"`
+	AzureActions            types.List   `tfsdk:"azure_actions"`
+	AzureRoleDefinitionJSON types.String `tfsdk:"azure_role_definition_json"`
+	AWSActions              types.List   `tfsdk:"aws_actions"`
+	AWSIAMPolicyJSON        types.String `tfsdk:"aws_iam_policy_json"`
+}
+
 type exposureModel struct {
 	Port     int64    `tfsdk:"port"`
 	Protocol string   `tfsdk:"protocol"`
