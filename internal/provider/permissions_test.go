@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"maps"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -362,5 +363,34 @@ removed {
 	}
 	for _, v := range roleViolations(calls, true) {
 		t.Error(v)
+	}
+}
+
+// The documented permissions per flow (templates/, rendered into docs/)
+// are the roles jit_role_definition renders, action for action.
+func TestRoleDocumentation_listsEachFlowsActions(t *testing.T) {
+	b, err := os.ReadFile("../../templates/data-sources/role_definition.md.tmpl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sections := strings.Split(string(b), "\n### `")
+	documented := map[engine.Flow][]string{}
+	for _, s := range sections[1:] {
+		flow, body, _ := strings.Cut(s, "`")
+		for _, line := range strings.Split(body, "\n") {
+			if a, ok := strings.CutPrefix(line, "- `"); ok {
+				documented[engine.Flow(flow)] = append(documented[engine.Flow(flow)], strings.TrimSuffix(a, "`"))
+			}
+		}
+	}
+	for _, flow := range engine.Flows {
+		want, err := roleActions(flow)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := documented[flow]
+		if len(got) != len(want) || slices.ContainsFunc(got, func(a string) bool { return !want[a] }) {
+			t.Errorf("%s: the template lists %v, the role grants %v", flow, got, slices.Sorted(maps.Keys(want)))
+		}
 	}
 }
