@@ -3,8 +3,10 @@ package azure
 import (
 	"context"
 	"fmt"
+	"net/http"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/arm"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/runtime"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/compute/armcompute/v8"
@@ -13,7 +15,11 @@ import (
 
 // UpdateMachineTags sets and removes tags on a VM, keeping every other tag.
 // A VM PATCH replaces the whole tag map, so the tags are read and merged
-// under the VM's lock right before the write.
+// right before the write, and the write carries the read's ETag in
+// If-Match: another process (another configuration's policy, a person)
+// that wrote the VM in between makes ARM refuse with 412, and the tags are
+// read and merged again instead of that write being lost. This process's
+// own writers queue on the VM's lock.
 func (c *Client) UpdateMachineTags(ctx context.Context, vmID string, set map[string]string, remove func(name string) bool) error {
 	unlock := c.locks.Lock(ctx, vmID)
 	defer unlock()
@@ -51,8 +57,12 @@ func (c *Client) UpdateMachineTags(ctx context.Context, vmID string, set map[str
 		if !changed {
 			return nil
 		}
-		tflog.Info(ctx, "writing virtual machine tags", map[string]any{"vm": vmID, "set": set})
-		poller, err := vms.BeginUpdate(ctx, id.ResourceGroupName, id.Name, armcompute.VirtualMachineUpdate{Tags: tags}, nil)
+		tflog.Info(ctx, "writing virtual machine tags", map[string]any{"vm": vmID, "set": set, "if_match": deref(vm.Etag)})
+		writeCtx := ctx
+		if vm.Etag != nil {
+			writeCtx = policy.WithHTTPHeader(ctx, http.Header{"If-Match": {*vm.Etag}})
+		}
+		poller, err := vms.BeginUpdate(writeCtx, id.ResourceGroupName, id.Name, armcompute.VirtualMachineUpdate{Tags: tags}, nil)
 		if err != nil {
 			return err
 		}

@@ -7,7 +7,9 @@ import (
 )
 
 func TestClassify_everyReasonThatApplies(t *testing.T) {
-	azure := func(nics ...NetworkInterface) *Machine { return &Machine{Cloud: CloudAzure, ID: "vm", Interfaces: nics} }
+	azure := func(nics ...NetworkInterface) *Machine {
+		return &Machine{Cloud: CloudAzure, ID: "vm", Interfaces: nics}
+	}
 	bare := NetworkInterface{ID: "nic-bare"}
 	guarded := NetworkInterface{ID: "nic-ok", NetworkSecurityGroupID: "nsg"}
 	for _, tc := range []struct {
