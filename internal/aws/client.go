@@ -90,6 +90,8 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 	// Wrapped after loading, so the chain's own HTTP settings
 	// (AWS_CA_BUNDLE needs the SDK's buildable client) still apply.
 	awsCfg.HTTPClient = guardedClient{chainHTTPClient(awsCfg.HTTPClient)}
+	// Each call, to EC2 and STS alike, names its flow in its User-Agent.
+	awsCfg.APIOptions = append(awsCfg.APIOptions, addFlowUserAgent)
 	if awsCfg.Region == "" {
 		return nil, errors.New("no AWS region: set region in the aws block or AWS_REGION")
 	}

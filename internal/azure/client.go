@@ -95,6 +95,8 @@ func New(cfg Config) (*Client, error) {
 				// withRetry is the one retry of every call: the SDK's
 				// would repeat each of its attempts.
 				Retry: policy.RetryOptions{MaxRetries: -1},
+				// Each call names its flow in its User-Agent.
+				PerCallPolicies: []policy.Policy{flowPolicy{}},
 			},
 			// Registration needs subscription-wide write rights the
 			// requester role deliberately lacks; Microsoft.Network and

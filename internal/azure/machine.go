@@ -53,21 +53,31 @@ func (c *Client) Machine(ctx context.Context, vmID string) (*jit.Machine, error)
 	if err != nil {
 		return nil, fmt.Errorf("reading virtual machine %s: %w", vmID, notFound(err))
 	}
-	m := &jit.Machine{Cloud: jit.CloudAzure, ID: deref(vm.ID), Name: deref(vm.Name), Location: deref(vm.Location), Tags: tags(vm.Tags)}
-	if vm.Properties == nil || vm.Properties.NetworkProfile == nil {
-		return m, nil
-	}
-	for _, ref := range vm.Properties.NetworkProfile.NetworkInterfaces {
-		if ref == nil || ref.ID == nil {
-			continue
-		}
-		nic, err := c.networkInterface(ctx, *ref.ID)
+	m, nicIDs := machineFromARM(vm.VirtualMachine)
+	for _, nicID := range nicIDs {
+		nic, err := c.networkInterface(ctx, nicID)
 		if err != nil {
 			return nil, err
 		}
 		m.Interfaces = append(m.Interfaces, nic)
 	}
 	return m, nil
+}
+
+// machineFromARM is a VM without its interfaces, and the IDs of its
+// interfaces, primary first.
+func machineFromARM(vm armcompute.VirtualMachine) (*jit.Machine, []string) {
+	m := &jit.Machine{Cloud: jit.CloudAzure, ID: deref(vm.ID), Name: deref(vm.Name), Location: deref(vm.Location), Tags: tags(vm.Tags)}
+	if vm.Properties == nil || vm.Properties.NetworkProfile == nil {
+		return m, nil
+	}
+	var nics []string
+	for _, ref := range vm.Properties.NetworkProfile.NetworkInterfaces {
+		if ref != nil && ref.ID != nil {
+			nics = append(nics, *ref.ID)
+		}
+	}
+	return m, nics
 }
 
 func (c *Client) networkInterface(ctx context.Context, nicID string) (jit.NetworkInterface, error) {
@@ -88,8 +98,21 @@ func (c *Client) networkInterface(ctx context.Context, nicID string) (jit.Networ
 	if err != nil {
 		return out, fmt.Errorf("reading network interface %s: %w", nicID, notFound(err))
 	}
+	out = interfaceFromARM(nicID, nic.Interface)
+	if out.SubnetID != "" {
+		if out.SubnetNetworkSecurityGroupID, err = c.subnetNSG(ctx, out.SubnetID); err != nil {
+			return out, err
+		}
+	}
+	return out, nil
+}
+
+// interfaceFromARM is a NIC's addresses, subnet and own NSG; its subnet's
+// NSG is read apart.
+func interfaceFromARM(nicID string, nic armnetwork.Interface) jit.NetworkInterface {
+	out := jit.NetworkInterface{ID: nicID}
 	if nic.Properties == nil {
-		return out, nil
+		return out
 	}
 	if nsg := nic.Properties.NetworkSecurityGroup; nsg != nil {
 		out.NetworkSecurityGroupID = deref(nsg.ID)
@@ -105,12 +128,7 @@ func (c *Client) networkInterface(ctx context.Context, nicID string) (jit.Networ
 			out.SubnetID = deref(ipc.Properties.Subnet.ID)
 		}
 	}
-	if out.SubnetID != "" {
-		if out.SubnetNetworkSecurityGroupID, err = c.subnetNSG(ctx, out.SubnetID); err != nil {
-			return out, err
-		}
-	}
-	return out, nil
+	return out
 }
 
 func (c *Client) subnetNSG(ctx context.Context, subnetID string) (string, error) {

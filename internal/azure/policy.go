@@ -150,6 +150,10 @@ func (b *Backend) PlanPolicy(ctx context.Context, in engine.PolicyInput) (*engin
 		if err != nil {
 			return change, err
 		}
+		if f := defenderFinding(nsg, current, t.behind[strings.ToLower(nsg)]); f != nil {
+			change.Findings = append(change.Findings, *f)
+			return change, nil
+		}
 		var expired []jit.NSGRule
 		current = slices.DeleteFunc(current, func(rule jit.NSGRule) bool {
 			if v := jit.JudgeNSGGrant(rule, in.Name, in.Clock); v.OfPolicy && v.Expired {

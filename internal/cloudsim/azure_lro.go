@@ -153,10 +153,11 @@ func (c *armCall) busyFirewall(op *armOperation) armReply {
 
 // findOperation resolves the {id} of an operation route.
 func (c *armCall) findOperation() (*armOperation, *armError) {
-	if op := c.a.ops[strings.ToLower(c.args[2])]; op != nil {
+	id := c.args[len(c.args)-1]
+	if op := c.a.ops[strings.ToLower(id)]; op != nil {
 		return op, nil
 	}
-	return nil, newARMError(http.StatusNotFound, "NotFound", "Operation %s not found.", c.args[2])
+	return nil, newARMError(http.StatusNotFound, "NotFound", "Operation %s not found.", id)
 }
 
 // getOperationStatus serves the Azure-AsyncOperation URL: InProgress, then

@@ -168,10 +168,13 @@ func (a *azureState) renderNIC(n *AzureNIC) obj {
 	if n.NetworkSecurityGroup != "" {
 		props["networkSecurityGroup"] = armRef{n.NetworkSecurityGroup}
 	}
-	for _, vmID := range a.order {
-		if vm, ok := lookup[*AzureVM](a, vmID); ok && indexFold(vm.NetworkInterfaces, n.ID) >= 0 {
+	// A NIC is attached to one VM at most; the VMs are looked up without
+	// re-keying every resource, which made large listings slow.
+	for _, r := range a.res {
+		if vm, ok := r.(*AzureVM); ok && indexFold(vm.NetworkInterfaces, n.ID) >= 0 {
 			props["virtualMachine"] = armRef{vm.ID}
 			props["primary"] = strings.EqualFold(vm.NetworkInterfaces[0], n.ID)
+			break
 		}
 	}
 	o := a.header(n.ID, nicType, n.Location, n.Tags)

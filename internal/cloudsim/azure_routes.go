@@ -94,17 +94,24 @@ type armKind struct {
 	client, typ string // SDK client name and ARM type, e.g. "SecurityGroups", nsgType
 	lists       bool
 	render      func(a *azureState, key string) (any, bool)
+	// is tells, without rendering it, whether key is of this kind.
+	is func(a *azureState, key string) bool
 }
 
 var armKinds = []armKind{
-	{"VirtualMachines", vmType, true, renderAs((*azureState).renderVM)},
-	{"Interfaces", nicType, true, renderAs((*azureState).renderNIC)},
-	{"VirtualNetworks", vnetType, false, renderAs((*azureState).renderVNet)},
-	{"SecurityGroups", nsgType, true, renderAs((*azureState).renderNSG)},
-	{"PublicIPAddresses", publicIPType, false, renderAs((*azureState).renderPublicIP)},
-	{"AzureFirewalls", firewallType, true, renderAs((*azureState).renderFirewall)},
-	{"FirewallPolicies", policyType, false, renderAs((*azureState).renderFirewallPolicy)},
-	{"ApplicationSecurityGroups", asgType, false, renderAs((*azureState).renderASG)},
+	{"VirtualMachines", vmType, true, renderAs((*azureState).renderVM), isA[*AzureVM]},
+	{"Interfaces", nicType, true, renderAs((*azureState).renderNIC), isA[*AzureNIC]},
+	{"VirtualNetworks", vnetType, true, renderAs((*azureState).renderVNet), isA[*AzureVNet]},
+	{"SecurityGroups", nsgType, true, renderAs((*azureState).renderNSG), isA[*AzureNSG]},
+	{"PublicIPAddresses", publicIPType, false, renderAs((*azureState).renderPublicIP), isA[*AzurePublicIP]},
+	{"AzureFirewalls", firewallType, true, renderAs((*azureState).renderFirewall), isA[*AzureFirewall]},
+	{"FirewallPolicies", policyType, false, renderAs((*azureState).renderFirewallPolicy), isA[*AzureFirewallPolicy]},
+	{"ApplicationSecurityGroups", asgType, false, renderAs((*azureState).renderASG), isA[*AzureApplicationSecurityGroup]},
+}
+
+func isA[T any](a *azureState, key string) bool {
+	_, ok := a.res[key].(T)
+	return ok
 }
 
 func renderAs[T any](render func(*azureState, T) obj) func(*azureState, string) (any, bool) {
@@ -118,11 +125,12 @@ func renderAs[T any](render func(*azureState, T) obj) func(*azureState, string) 
 }
 
 const (
-	rgPrefix      = "resourceGroups/{rg}/providers/"
-	nsgPath       = rgPrefix + "Microsoft.Network/networkSecurityGroups/{nsg}"
-	firewallPath  = rgPrefix + "Microsoft.Network/azureFirewalls/{name}"
-	vmPath        = rgPrefix + "Microsoft.Compute/virtualMachines/{name}"
-	operationPath = "providers/{namespace}/locations/{location}/"
+	rgPrefix             = "resourceGroups/{rg}/providers/"
+	nsgPath              = rgPrefix + "Microsoft.Network/networkSecurityGroups/{nsg}"
+	firewallPath         = rgPrefix + "Microsoft.Network/azureFirewalls/{name}"
+	vmPath               = rgPrefix + "Microsoft.Compute/virtualMachines/{name}"
+	networkOperationPath = "providers/Microsoft.Network/locations/{location}/"
+	computeOperationPath = "providers/Microsoft.Compute/locations/{location}/"
 )
 
 var armRoutes = buildARMRoutes()
@@ -148,8 +156,12 @@ func buildARMRoutes() []armRoute {
 		{"PUT", nsgPath + "/securityRules/{name}", "SecurityRules.CreateOrUpdate", putSecurityRule},
 		{"DELETE", nsgPath + "/securityRules/{name}", "SecurityRules.Delete", deleteSecurityRule},
 		{"PUT", firewallPath, "AzureFirewalls.CreateOrUpdate", putFirewall},
-		{"GET", operationPath + "operations/{id}", "AzureAsyncOperation.Get", getOperationStatus},
-		{"GET", operationPath + "operationResults/{id}", "OperationResult.Get", getOperationResult},
+		// Operations are named per resource provider, as Azure RBAC
+		// authorises them (Microsoft.Network/locations/operations/read, …).
+		{"GET", networkOperationPath + "operations/{id}", "NetworkOperations.Get", getOperationStatus},
+		{"GET", networkOperationPath + "operationResults/{id}", "NetworkOperationResults.Get", getOperationResult},
+		{"GET", computeOperationPath + "operations/{id}", "ComputeOperations.Get", getOperationStatus},
+		{"GET", computeOperationPath + "operationResults/{id}", "ComputeOperationResults.Get", getOperationResult},
 	}
 	for _, k := range armKinds {
 		routes = append(routes, armRoute{"GET", rgPrefix + k.typ + "/{name}", k.client + ".Get", func(c *armCall) armReply {
@@ -175,14 +187,13 @@ func buildARMRoutes() []armRoute {
 // pagers follow as given.
 func armList(c *armCall, k armKind) armReply {
 	scope := strings.ToLower(c.path[:len(c.path)-len("/providers/"+k.typ)]) + "/"
-	var all []any
+	// Only the page's resources are rendered: rendering every resource
+	// of a large scope for each page made listings quadratic.
+	var all []string
 	for _, id := range c.a.order {
 		key := strings.ToLower(id)
-		if !strings.HasPrefix(key, scope) {
-			continue
-		}
-		if body, found := k.render(c.a, key); found {
-			all = append(all, body)
+		if strings.HasPrefix(key, scope) && k.is(c.a, key) {
+			all = append(all, key)
 		}
 	}
 	start := 0
@@ -195,7 +206,13 @@ func armList(c *armCall, k armKind) armReply {
 		start = n
 	}
 	end := min(start+c.sim.listPageSize(), len(all))
-	page := obj{"value": append([]any{}, all[start:end]...)}
+	values := []any{}
+	for _, key := range all[start:end] {
+		if body, found := k.render(c.a, key); found {
+			values = append(values, body)
+		}
+	}
+	page := obj{"value": values}
 	if end < len(all) {
 		q := url.Values{}
 		q.Set("api-version", c.r.URL.Query().Get("api-version"))

@@ -397,7 +397,7 @@ func TestAzureSecurityRuleLifecycle(t *testing.T) {
 			if err != nil || !del.Done() {
 				t.Fatalf("second delete: %v", err)
 			}
-			if calls := w.Calls(); calls["SecurityRules.CreateOrUpdate"] != 2 || calls["SecurityRules.Delete"] != 2 || calls["AzureAsyncOperation.Get"] < 3 {
+			if calls := w.Calls(); calls["SecurityRules.CreateOrUpdate"] != 2 || calls["SecurityRules.Delete"] != 2 || calls["NetworkOperations.Get"] < 3 {
 				t.Fatalf("calls: %v", calls)
 			}
 		})
@@ -1003,7 +1003,7 @@ func TestAzureFixtureValidation(t *testing.T) {
 func TestAzureOperationsListed(t *testing.T) {
 	for _, op := range []string{"VirtualMachines.Get", "VirtualMachines.Update", "VirtualMachines.ListAll", "Interfaces.Get", "Subnets.Get",
 		"SecurityGroups.List", "SecurityRules.CreateOrUpdate", "SecurityRules.Delete", "AzureFirewalls.CreateOrUpdate",
-		"PublicIPAddresses.Get", "AzureAsyncOperation.Get", "ManagedIdentity.GetToken"} {
+		"PublicIPAddresses.Get", "NetworkOperations.Get", "ComputeOperations.Get", "ManagedIdentity.GetToken"} {
 		if indexFold(Operations(), op) < 0 {
 			t.Errorf("%s is not listed", op)
 		}

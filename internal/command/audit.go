@@ -97,7 +97,7 @@ func Audit(ctx context.Context, args []string, stdout, stderr io.Writer, clock j
 	if code >= 0 {
 		return code
 	}
-	ctx, cancel := context.WithTimeout(ctx, cfg.timeout)
+	ctx, cancel := context.WithTimeout(engine.WithFlow(ctx, engine.FlowAudit), cfg.timeout)
 	defer cancel()
 	report := NewAuditReport(engine.New(clock, backends).Audit(ctx))
 	for _, e := range report.Errors {

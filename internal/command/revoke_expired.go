@@ -117,7 +117,7 @@ func RevokeExpired(ctx context.Context, args []string, stdout, stderr io.Writer,
 	if code >= 0 {
 		return code
 	}
-	ctx, cancel := context.WithTimeout(ctx, cfg.timeout)
+	ctx, cancel := context.WithTimeout(engine.WithFlow(ctx, engine.FlowRevoke), cfg.timeout)
 	defer cancel()
 	summary := summarize(engine.New(clock, backends).RevokeExpired(ctx), clock.Now(), stderr)
 	out := json.NewEncoder(stdout)

@@ -32,6 +32,16 @@ type Backend interface {
 	// the configured scope.
 	TaggedMachines(ctx context.Context, tag, value string) ([]string, error)
 
+	// Survey reads every machine of the configured scope, narrowed by
+	// scope, with the filters on its path, for the fleet view. It reads in
+	// list calls, whose number grows with pages rather than machines, and
+	// at most once each filter the lists leave out; never once per machine.
+	Survey(ctx context.Context, scope SurveyScope) ([]*MachineView, error)
+	// Inspect reads one machine as Survey does; front is a filter in front
+	// of it (an Azure Firewall), or "". A machine that does not exist is
+	// an error wrapping ErrNotFound.
+	Inspect(ctx context.Context, id, front string) (*MachineView, error)
+
 	// PlanPolicy reads the filters on the machines' paths and those the
 	// prior state names, and plans the policy's part in them. With
 	// in.Lock, the filters are locked before they are read and stay locked

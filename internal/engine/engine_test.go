@@ -21,6 +21,9 @@ type firewallCloud struct {
 	machines map[string]*jit.Machine
 	rules    map[string]map[string]OwnedRule // firewall → rule name → rule
 	writes   int
+	// grants and exposed are what the fleet view sees, by machine.
+	grants  map[string][]SeenGrant
+	exposed map[string][]jit.ExposedPort
 }
 
 func newFirewallCloud(names ...string) *firewallCloud {
@@ -46,6 +49,25 @@ func (c *firewallCloud) Machine(_ context.Context, id string) (*jit.Machine, err
 }
 
 func (c *firewallCloud) Requestor(context.Context) (string, error) { return "ci@p.iam", nil }
+
+// Survey and Inspect see the machines; grants are set by the fleet tests.
+func (c *firewallCloud) Survey(_ context.Context, scope SurveyScope) ([]*MachineView, error) {
+	var out []*MachineView
+	for _, id := range slices.Sorted(maps.Keys(c.machines)) {
+		if m := c.machines[id]; MatchesTags(m.Tags, scope.Tags) {
+			out = append(out, &MachineView{Machine: m, Grants: c.grants[id], Exposures: c.exposed[id]})
+		}
+	}
+	return out, nil
+}
+
+func (c *firewallCloud) Inspect(ctx context.Context, id, _ string) (*MachineView, error) {
+	m, err := c.Machine(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	return &MachineView{Machine: m, Grants: c.grants[id], Exposures: c.exposed[id]}, nil
+}
 
 func (c *firewallCloud) SetMachineTags(_ context.Context, m *jit.Machine, set map[string]string, remove func(string) bool) error {
 	maps.DeleteFunc(m.Tags, func(k, _ string) bool { _, keep := set[k]; return !keep && remove(k) })

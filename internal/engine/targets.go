@@ -78,8 +78,8 @@ func (e *Engine) discover(ctx context.Context, name string, ids []string, firewa
 					fmt.Sprintf("%s belongs to policy %q (tag %s); a VM belongs to at most one policy. Remove it from that policy first.", id, other, jit.TagPolicy), pathMachines...))
 				continue
 			}
-			if class, reason := jit.Classify(m, false); class == jit.Unsupported {
-				t.findings = append(t.findings, jit.Error("Virtual machine cannot be protected", fmt.Sprintf("%s: %s.", id, reason), pathMachines...))
+			if class, reasons := jit.Classify(m, false); class == jit.Unsupported {
+				t.findings = append(t.findings, jit.Error("Virtual machine cannot be protected", fmt.Sprintf("%s: %s.", id, strings.Join(reasons, "; ")), pathMachines...))
 				continue
 			}
 		}

@@ -37,15 +37,6 @@ var requestIDPattern = regexp.MustCompile(`\d{8}T\d{6}Z-[0-9a-f]{8}`)
 // RequestIn finds a request ID in a rule's or group's name.
 func RequestIn(name string) string { return requestIDPattern.FindString(name) }
 
-// RequestStart is when a request started, from its ID.
-func RequestStart(request string) (time.Time, bool) {
-	if len(request) < 16 {
-		return time.Time{}, false
-	}
-	t, err := time.Parse("20060102T150405Z", request[:16])
-	return t, err == nil
-}
-
 // NSGGrantClaim reads a rule's claim: its one destination port and
 // protocol, its sources and the request its name carries.
 func NSGGrantClaim(r NSGRule, marker Marker) GrantClaim {

@@ -104,29 +104,39 @@ const (
 	Unsupported   Classification = "Unsupported"
 )
 
-// Classify decides whether a machine can be protected; configured tells
-// whether a policy already covers it. The reason is empty unless Unsupported.
-func Classify(m *Machine, configured bool) (Classification, string) {
+// Classify decides whether a machine can be protected, as Defender for
+// Cloud sorts VMs into its Configured, Not configured and Unsupported
+// tabs; configured tells whether a policy already covers it, and more are
+// the reasons its cloud package found beyond the machine itself (a
+// firewall in front managed by a Firewall Policy). Every reason that
+// applies is returned, so a VM fixed for one learns of the next; there is
+// none unless Unsupported.
+func Classify(m *Machine, configured bool, more ...string) (Classification, []string) {
+	var reasons []string
 	switch {
 	case m.Classic:
-		return Unsupported, "classic (ASM) virtual machine; only Azure Resource Manager VMs are supported"
+		reasons = append(reasons, "classic (ASM) virtual machine; only Azure Resource Manager VMs are supported")
 	case m.Terminated():
-		return Unsupported, fmt.Sprintf("instance is %s", m.State)
+		reasons = append(reasons, fmt.Sprintf("instance is %s", m.State))
 	case len(m.Interfaces) == 0:
-		return Unsupported, "no network interface"
+		reasons = append(reasons, "no network interface")
 	}
 	for _, nic := range m.Interfaces {
 		if m.Cloud == CloudAzure && nic.NetworkSecurityGroupID == "" && nic.SubnetNetworkSecurityGroupID == "" {
-			return Unsupported, fmt.Sprintf("no network security group on the VM's path (network interface %s and its subnet have none)", nic.ID)
+			reasons = append(reasons, fmt.Sprintf("no network security group on the VM's path (network interface %s and its subnet have none)", nic.ID))
 		}
-		if m.Cloud == CloudAWS && len(nic.SecurityGroupIDs) == 0 {
-			return Unsupported, fmt.Sprintf("network interface %s has no security group", nic.ID)
+		if m.Cloud == CloudAWS && len(nic.SecurityGroupIDs) == 0 && !m.Terminated() {
+			reasons = append(reasons, fmt.Sprintf("network interface %s has no security group", nic.ID))
 		}
 	}
-	if configured {
-		return Configured, ""
+	reasons = append(reasons, more...)
+	switch {
+	case len(reasons) > 0:
+		return Unsupported, reasons
+	case configured:
+		return Configured, nil
 	}
-	return NotConfigured, ""
+	return NotConfigured, nil
 }
 
 // Terminated tells whether the machine is being or has been deleted: EC2

@@ -2,6 +2,10 @@ package provider
 
 import (
 	"context"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/terraform-plugin-framework/attr"
 
 	"github.com/hashicorp/terraform-plugin-framework/datasource"
 	"github.com/hashicorp/terraform-plugin-framework/datasource/schema"
@@ -53,43 +57,29 @@ func (d *virtualMachineDataSource) Metadata(_ context.Context, req datasource.Me
 }
 
 func (d *virtualMachineDataSource) Schema(_ context.Context, _ datasource.SchemaRequest, resp *datasource.SchemaResponse) {
+	attrs := assessmentAttributes()
+	attrs["id"] = schema.StringAttribute{Computed: true, MarkdownDescription: "The VM or instance ID, as the cloud spells it."}
+	attrs["virtual_machine_id"] = schema.StringAttribute{
+		Required:            true,
+		MarkdownDescription: "An Azure VM resource ID (`/subscriptions/…/providers/Microsoft.Compute/virtualMachines/NAME`) or an EC2 instance ID (`i-…`).",
+		Validators:          []validator.String{virtualMachineIDValidator},
+	}
+	attrs["azure_firewall_id"] = schema.StringAttribute{
+		Optional: true,
+		MarkdownDescription: "Azure: the Azure Firewall in front of the VM, as `jit_policy`'s `azure_firewall_id` would name it. " +
+			"A firewall managed by a Firewall Policy (Firewall Manager) makes the VM `Unsupported`. The firewall a policy " +
+			"covering the VM names (its `jit-firewall` tag) is checked too. Route tables are not read.",
+		Validators: []validator.String{azureFirewallIDValidator},
+	}
+	attrs["network_interfaces"] = networkInterfacesAttribute
 	resp.Schema = schema.Schema{
 		MarkdownDescription: "Resolves an Azure VM or an EC2 instance and the network objects traffic to it crosses, " +
-			"and classifies it as Defender for Cloud does: `Configured` (a `jit_policy` covers it), " +
-			"`Not configured` (it could be protected) or `Unsupported` (with the reason).",
-		Attributes: map[string]schema.Attribute{
-			"id": schema.StringAttribute{Computed: true, MarkdownDescription: "The VM or instance ID, as the cloud spells it."},
-			"virtual_machine_id": schema.StringAttribute{
-				Required:            true,
-				MarkdownDescription: "An Azure VM resource ID (`/subscriptions/…/providers/Microsoft.Compute/virtualMachines/NAME`) or an EC2 instance ID (`i-…`).",
-				Validators:          []validator.String{virtualMachineIDValidator},
-			},
-			"cloud":    schema.StringAttribute{Computed: true, MarkdownDescription: "`azure` or `aws`."},
-			"name":     schema.StringAttribute{Computed: true, MarkdownDescription: "The VM name (Azure) or the `Name` tag (EC2)."},
-			"location": schema.StringAttribute{Computed: true, MarkdownDescription: "The Azure location or the AWS region."},
-			"classification": schema.StringAttribute{
-				Computed:            true,
-				MarkdownDescription: "`Configured`, `Not configured` or `Unsupported`.",
-			},
-			"unsupported_reason": schema.StringAttribute{
-				Computed:            true,
-				MarkdownDescription: "Why the machine cannot be protected; empty unless `classification` is `Unsupported`.",
-			},
-			"private_ip_addresses": schema.ListAttribute{
-				Computed: true, ElementType: types.StringType,
-				MarkdownDescription: "Private IPs over all network interfaces: the destinations JIT rules are scoped to.",
-			},
-			"security_group_ids": schema.ListAttribute{
-				Computed: true, ElementType: types.StringType,
-				MarkdownDescription: "Every network security group (Azure: the NICs' and their subnets') or security group (EC2) on the path, once each.",
-			},
-			"policy_name": schema.StringAttribute{
-				Computed:            true,
-				MarkdownDescription: "The `jit_policy` covering the machine, read from its tags; empty when none.",
-			},
-			"locked_ports":       lockedPortsAttribute,
-			"network_interfaces": networkInterfacesAttribute,
-		},
+			"and classifies it as Defender for Cloud's JIT page does: `Configured` (a `jit_policy` covers it: its locked ports, " +
+			"active grants, the requests of the last 7 days and the last requestor), `Not configured` (it could be protected) or " +
+			"`Unsupported` (with every reason). It also tells which management ports the path leaves open to the internet " +
+			"and whether an NSG on the path holds Defender for Cloud's own JIT rules. Reads only: the `audit` role of " +
+			"`jit_role_definition` is enough.",
+		Attributes: attrs,
 	}
 }
 
@@ -98,29 +88,26 @@ func (d *virtualMachineDataSource) Configure(_ context.Context, req datasource.C
 }
 
 func (d *virtualMachineDataSource) Read(ctx context.Context, req datasource.ReadRequest, resp *datasource.ReadResponse) {
+	ctx = engine.WithFlow(ctx, engine.FlowAudit)
 	var data virtualMachineModel
 	resp.Diagnostics.Append(req.Config.Get(ctx, &data)...)
 	if resp.Diagnostics.HasError() {
 		return
 	}
-	m, err := d.engine.Machine(ctx, data.VirtualMachineID.ValueString())
+	a, err := d.engine.AssessMachine(ctx, data.VirtualMachineID.ValueString(), data.AzureFirewallID.ValueString())
 	if err != nil {
-		summary := "Cannot read virtual machine"
-		if engine.IsNotFound(err) {
+		summary, at := "Cannot read virtual machine", path.Root("virtual_machine_id")
+		switch {
+		case engine.IsNotFound(err) && data.AzureFirewallID.ValueString() != "" && strings.Contains(err.Error(), data.AzureFirewallID.ValueString()):
+			summary, at = "Azure Firewall not found", path.Root("azure_firewall_id")
+		case engine.IsNotFound(err):
 			summary = "Virtual machine not found"
 		}
-		resp.Diagnostics.AddAttributeError(path.Root("virtual_machine_id"), summary, err.Error())
+		resp.Diagnostics.AddAttributeError(at, summary, err.Error())
 		return
 	}
-	policy, ports, configured, err := jit.PolicyFromTags(m.Tags)
-	if err != nil {
-		resp.Diagnostics.AddAttributeWarning(path.Root("virtual_machine_id"), "Unreadable policy settings", err.Error())
-	}
-	classification, reason := jit.Classify(m, configured)
-	locked := make([]lockedPort, len(ports))
-	for i, p := range ports {
-		locked[i] = lockedPort{Number: int64(p.Number), Protocol: string(p.Protocol), AllowedSourceAddressPrefixes: p.AllowedSourcePrefixes, MaxRequestAccessDuration: p.MaxRequestAccessDuration.String()}
-	}
+	addFindings(&resp.Diagnostics, a.Findings...)
+	m := a.Machine
 	nics := make([]networkInterface, len(m.Interfaces))
 	for i, nic := range m.Interfaces {
 		nics[i] = networkInterface{
@@ -131,17 +118,142 @@ func (d *virtualMachineDataSource) Read(ctx context.Context, req datasource.Read
 	}
 	var diags diag.Diagnostics
 	data.ID = types.StringValue(m.ID)
-	data.Cloud = types.StringValue(string(m.Cloud))
-	data.Name = types.StringValue(m.Name)
-	data.Location = types.StringValue(m.Location)
-	data.Classification = types.StringValue(string(classification))
-	data.UnsupportedReason = types.StringValue(reason)
-	data.PrivateIPAddresses = stringList(m.PrivateIPs())
-	data.SecurityGroupIDs = stringList(m.FilterIDs())
-	data.PolicyName = types.StringValue(policy)
-	data.LockedPorts, diags = types.ListValueFrom(ctx, lockedPortsAttribute.NestedObject.Type(), locked)
+	data.assessmentModel, diags = newAssessmentModel(ctx, a)
 	resp.Diagnostics.Append(diags...)
 	data.NetworkInterfaces, diags = types.ListValueFrom(ctx, networkInterfacesAttribute.NestedObject.Type(), nics)
 	resp.Diagnostics.Append(diags...)
 	resp.Diagnostics.Append(resp.State.Set(ctx, &data)...)
+}
+
+// assessmentAttributes are a machine's attributes as both virtual machine
+// data sources report them.
+func assessmentAttributes() map[string]schema.Attribute {
+	str := func(desc string) schema.Attribute {
+		return schema.StringAttribute{Computed: true, MarkdownDescription: desc}
+	}
+	strs := func(desc string) schema.Attribute {
+		return schema.ListAttribute{Computed: true, ElementType: types.StringType, MarkdownDescription: desc}
+	}
+	return map[string]schema.Attribute{
+		"cloud":    str("`azure` or `aws`."),
+		"name":     str("The VM name (Azure) or the `Name` tag (EC2)."),
+		"location": str("The Azure location or the AWS region."),
+		"tags":     schema.MapAttribute{Computed: true, ElementType: types.StringType, MarkdownDescription: "The machine's tags, the policy's settings (`jit-*`) among them."},
+		"classification": str("`Configured` (a `jit_policy` covers the machine), `Not configured` (it could be protected) or " +
+			"`Unsupported`, as Defender for Cloud's JIT page sorts VMs."),
+		"unsupported_reason": str("Every reason the machine cannot be protected, joined by `; `; empty unless `classification` is `Unsupported`."),
+		"unsupported_reasons": strs("Every reason the machine cannot be protected: a classic (ASM) VM, a terminated instance, " +
+			"no network security group on the path, a firewall in front managed by a Firewall Policy, no network interface or security group."),
+		"private_ip_addresses": strs("Private IPs over all network interfaces: the destinations JIT rules are scoped to."),
+		"security_group_ids":   strs("Every network security group (Azure: the NICs' and their subnets') or security group (EC2) on the path, once each."),
+		"policy_name":          str("The `jit_policy` covering the machine, read from its tags; empty when none."),
+		"locked_ports":         lockedPortsAttribute,
+		"managed_by_defender": schema.BoolAttribute{Computed: true, MarkdownDescription: "Whether a network security group on the path holds " +
+			"Microsoft Defender for Cloud's own JIT rules (named `SecurityCenter-JITRule…`). `jit_policy` refuses to lock such an " +
+			"NSG: two JIT engines on one NSG fight over its rules."},
+		"defender_network_security_group_ids": strs("The network security groups on the path holding Defender for Cloud's JIT rules."),
+		"exposed_management_ports": schema.ListAttribute{Computed: true, ElementType: types.Int64Type, MarkdownDescription: "The management ports " +
+			"(22, 3389, 5985, 5986, TCP) that traffic from the internet at large (`*`, `Internet`, `0.0.0.0/0`, `::/0`) reaches through " +
+			"every filter on the path, as `exposures` details."},
+		"exposures": schema.ListNestedAttribute{
+			Computed:            true,
+			MarkdownDescription: "Each exposed management port and the rules that let the internet reach it, one per filter on the path.",
+			NestedObject: schema.NestedAttributeObject{Attributes: map[string]schema.Attribute{
+				"port":     schema.Int64Attribute{Computed: true, MarkdownDescription: "Port number."},
+				"protocol": str("`TCP`."),
+				"rules": strs("`<NSG ID>/securityRules/<name>` for an NSG rule, `<group ID>/<rule ID>` for a security group rule, " +
+					"or `" + jit.NoNSGOnPath + "`."),
+			}},
+		},
+		"active_grants": schema.ListNestedAttribute{
+			Computed:            true,
+			MarkdownDescription: "The grants not ended yet, one per request and port, oldest first, as the cloud records them.",
+			NestedObject: schema.NestedAttributeObject{Attributes: map[string]schema.Attribute{
+				"request_id":     str("The request's ID (its start time, then a random suffix)."),
+				"requestor":      str("The identity that opened the grant."),
+				"on_behalf_of":   str("The person the requestor acted for, where the cloud records it; empty otherwise."),
+				"justification":  str("The request's justification, as far as the cloud records it."),
+				"port":           schema.Int64Attribute{Computed: true, MarkdownDescription: "Port number."},
+				"protocol":       str("`TCP`, `UDP` or `*`."),
+				"source":         str("The source the port is open to."),
+				"start_time_utc": str("When the request started (RFC 3339)."),
+				"end_time_utc":   str("When the grant ends (RFC 3339)."),
+				"target_id":      str("The NSG or the grant's security group holding the grant."),
+			}},
+		},
+		"requests_last_7_days": schema.Int64Attribute{Computed: true, MarkdownDescription: "The requests started in the last 7 days " +
+			"whose grants the cloud still shows (ended grants are removed once revoked, so this counts what is still visible)."},
+		"last_requestor":            str("The requestor of the latest request still visible; empty when none."),
+		"last_request_on_behalf_of": str("The person the latest request was made for, where recorded; empty otherwise."),
+		"last_request_time_utc":     str("When the latest request still visible started (RFC 3339); empty when none."),
+	}
+}
+
+// newAssessmentModel turns the engine's assessment into the data sources' attributes.
+func newAssessmentModel(ctx context.Context, a *engine.Assessment) (assessmentModel, diag.Diagnostics) {
+	var diags, d diag.Diagnostics
+	m := a.Machine
+	attrs := assessmentAttributes()
+	nestedType := func(name string) attr.Type {
+		return attrs[name].(schema.ListNestedAttribute).NestedObject.Type() //nolint:forcetypeassert // defined just above
+	}
+	locked := make([]lockedPort, len(a.Ports))
+	for i, p := range a.Ports {
+		locked[i] = lockedPort{Number: int64(p.Number), Protocol: string(p.Protocol), AllowedSourceAddressPrefixes: p.AllowedSourcePrefixes, MaxRequestAccessDuration: p.MaxRequestAccessDuration.String()}
+	}
+	exposures := make([]exposureModel, len(a.Exposures))
+	ports := make([]attr.Value, len(a.Exposures))
+	for i, e := range a.Exposures {
+		exposures[i] = exposureModel{Port: int64(e.Port.Number), Protocol: string(e.Port.Protocol), Rules: orEmpty(e.Rules)}
+		ports[i] = types.Int64Value(int64(e.Port.Number))
+	}
+	grants := make([]seenGrantModel, len(a.ActiveGrants))
+	for i, g := range a.ActiveGrants {
+		grants[i] = seenGrantModel{
+			RequestID: g.RequestID, Requestor: g.Requestor, OnBehalfOf: g.OnBehalfOf, Justification: g.Justification,
+			Port: int64(g.Port.Number), Protocol: string(g.Port.Protocol), Source: g.Source,
+			StartTimeUTC: utcOrEmpty(g.Start), EndTimeUTC: utcOrEmpty(g.End), TargetID: g.Target,
+		}
+	}
+	out := assessmentModel{
+		Cloud:                 types.StringValue(string(m.Cloud)),
+		Name:                  types.StringValue(m.Name),
+		Location:              types.StringValue(m.Location),
+		Classification:        types.StringValue(string(a.Classification)),
+		UnsupportedReason:     types.StringValue(strings.Join(a.UnsupportedReasons, "; ")),
+		UnsupportedReasons:    stringList(a.UnsupportedReasons),
+		PrivateIPAddresses:    stringList(m.PrivateIPs()),
+		SecurityGroupIDs:      stringList(m.FilterIDs()),
+		PolicyName:            types.StringValue(a.Policy),
+		ManagedByDefender:     types.BoolValue(len(a.ManagedByDefender) > 0),
+		DefenderNSGIDs:        stringList(a.ManagedByDefender),
+		ExposedPorts:          types.ListValueMust(types.Int64Type, ports),
+		RequestsLast7Days:     types.Int64Value(int64(a.RecentRequests)),
+		LastRequestor:         types.StringValue(a.LastRequest.Requestor),
+		LastRequestOnBehalfOf: types.StringValue(a.LastRequest.OnBehalfOf),
+		LastRequestTimeUTC:    types.StringValue(utcOrEmpty(a.LastRequest.Start)),
+	}
+	out.Tags, d = types.MapValueFrom(ctx, types.StringType, orEmptyMap(m.Tags))
+	diags.Append(d...)
+	out.LockedPorts, d = types.ListValueFrom(ctx, lockedPortsAttribute.NestedObject.Type(), locked)
+	diags.Append(d...)
+	out.Exposures, d = types.ListValueFrom(ctx, nestedType("exposures"), exposures)
+	diags.Append(d...)
+	out.ActiveGrants, d = types.ListValueFrom(ctx, nestedType("active_grants"), grants)
+	diags.Append(d...)
+	return out, diags
+}
+
+func utcOrEmpty(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format(time.RFC3339)
+}
+
+func orEmptyMap(m map[string]string) map[string]string {
+	if m == nil {
+		return map[string]string{}
+	}
+	return m
 }

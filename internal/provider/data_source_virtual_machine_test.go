@@ -4,12 +4,16 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/terraform-plugin-testing/helper/resource"
 	"github.com/hashicorp/terraform-plugin-testing/knownvalue"
 	"github.com/hashicorp/terraform-plugin-testing/statecheck"
 	"github.com/hashicorp/terraform-plugin-testing/tfjsonpath"
+
+	"github.com/jitaccess/terraform-provider-jit/internal/clocktest"
 )
 
 const (
@@ -202,6 +206,97 @@ data "jit_virtual_machine" "db" { virtual_machine_id = "i-0abc1234def567890" }`,
 				ExpectError: regexp.MustCompile(`plain HTTP on\s+a\s+non-loopback\s+host`),
 			},
 		},
+	})
+}
+
+// A configured VM and instance report their locked ports, the grants the
+// cloud shows (once per request and port, though an Azure grant has a rule
+// in each NSG on the path), the requests of the last 7 days and the last
+// requestor, read from the cloud alone.
+func TestAccVirtualMachineDataSource_configuredShowsGrantsAndLastRequest(t *testing.T) {
+	cloud := newTestCloud(t, "world")
+	clock := clocktest.New(requestEpoch)
+	start := requestEpoch.Format(time.RFC3339)
+	end := requestEpoch.Add(time.Hour).Format(time.RFC3339)
+	grant := func(source, target string) knownvalue.Check {
+		return knownvalue.ListExact([]knownvalue.Check{knownvalue.ObjectExact(map[string]knownvalue.Check{
+			"request_id":     knownvalue.StringRegexp(regexp.MustCompile(`^20261123T090000Z-[0-9a-f]{8}$`)),
+			"requestor":      knownvalue.StringRegexp(regexp.MustCompile(`^(operator@example.com|arn:aws:iam::123456789012:user/operator)$`)),
+			"on_behalf_of":   knownvalue.StringExact(""),
+			"justification":  knownvalue.StringRegexp(regexp.MustCompile(`^INC-`)),
+			"port":           knownvalue.Int64Exact(22),
+			"protocol":       knownvalue.StringExact("TCP"),
+			"source":         knownvalue.StringExact(source),
+			"start_time_utc": knownvalue.StringExact(start),
+			"end_time_utc":   knownvalue.StringExact(end),
+			"target_id":      knownvalue.StringRegexp(regexp.MustCompile(target)),
+		})})
+	}
+	config := cloud.config(sshPolicy + sshRequest("alice", "203.0.113.7", `duration = "PT1H"`) + ec2Policy(testEC2) + ec2Request + `
+data "jit_virtual_machine" "web" {
+  virtual_machine_id = jit_access_request.alice.virtual_machine_id
+}
+data "jit_virtual_machine" "db" {
+  virtual_machine_id = jit_access_request.alice_db.virtual_machine_id
+}
+`)
+	config = strings.Replace(config, `resource "jit_access_request" "alice" {
+  virtual_machine_id = one(jit_policy.db.virtual_machine_ids)`, `resource "jit_access_request" "alice_db" {
+  virtual_machine_id = one(jit_policy.db.virtual_machine_ids)`, 1)
+	resource.ParallelTest(t, resource.TestCase{
+		ProtoV6ProviderFactories: factoriesAt(clock),
+		Steps: []resource.TestStep{{
+			Config: config,
+			ConfigStateChecks: []statecheck.StateCheck{
+				statecheck.ExpectKnownValue("data.jit_virtual_machine.web", tfjsonpath.New("classification"), knownvalue.StringExact("Configured")),
+				statecheck.ExpectKnownValue("data.jit_virtual_machine.web", tfjsonpath.New("policy_name"), knownvalue.StringExact("web")),
+				statecheck.ExpectKnownValue("data.jit_virtual_machine.web", tfjsonpath.New("locked_ports"), knownvalue.ListExact([]knownvalue.Check{
+					knownvalue.ObjectExact(map[string]knownvalue.Check{
+						"number": knownvalue.Int64Exact(22), "protocol": knownvalue.StringExact("TCP"),
+						"allowed_source_address_prefixes": strs("203.0.113.0/24"), "max_request_access_duration": knownvalue.StringExact("PT2H"),
+					}),
+				})),
+				statecheck.ExpectKnownValue("data.jit_virtual_machine.web", tfjsonpath.New("active_grants"), grant("203.0.113.7/32", `/networkSecurityGroups/web-(nic|subnet)-nsg$`)),
+				statecheck.ExpectKnownValue("data.jit_virtual_machine.web", tfjsonpath.New("requests_last_7_days"), knownvalue.Int64Exact(1)),
+				statecheck.ExpectKnownValue("data.jit_virtual_machine.web", tfjsonpath.New("last_requestor"), knownvalue.StringExact("operator@example.com")),
+				statecheck.ExpectKnownValue("data.jit_virtual_machine.web", tfjsonpath.New("last_request_time_utc"), knownvalue.StringExact(start)),
+				statecheck.ExpectKnownValue("data.jit_virtual_machine.web", tfjsonpath.New("exposed_management_ports"), ints()),
+				statecheck.ExpectKnownValue("data.jit_virtual_machine.db", tfjsonpath.New("classification"), knownvalue.StringExact("Configured")),
+				statecheck.ExpectKnownValue("data.jit_virtual_machine.db", tfjsonpath.New("active_grants"), grant("203.0.113.7/32", `^sg-[0-9a-f]+$`)),
+				statecheck.ExpectKnownValue("data.jit_virtual_machine.db", tfjsonpath.New("requests_last_7_days"), knownvalue.Int64Exact(1)),
+				statecheck.ExpectKnownValue("data.jit_virtual_machine.db", tfjsonpath.New("last_requestor"), knownvalue.StringExact("arn:aws:iam::123456789012:user/operator")),
+				// The policy revoked the SSH rule open to the world.
+				statecheck.ExpectKnownValue("data.jit_virtual_machine.db", tfjsonpath.New("exposed_management_ports"), ints()),
+			},
+		}},
+	})
+}
+
+// A firewall in front managed by a Firewall Policy makes the VM
+// Unsupported; one with classic rules does not.
+func TestAccVirtualMachineDataSource_firewallManagedByPolicyIsUnsupported(t *testing.T) {
+	cloud := newTestCloud(t, "world")
+	resource.ParallelTest(t, resource.TestCase{
+		ProtoV6ProviderFactories: protoV6ProviderFactories,
+		Steps: []resource.TestStep{{
+			Config: cloud.config(`
+data "jit_virtual_machine" "managed" {
+  virtual_machine_id = "` + testVM + `web"
+  azure_firewall_id  = "` + testFirewall + `fw-managed"
+}
+data "jit_virtual_machine" "classic" {
+  virtual_machine_id = "` + testVM + `web"
+  azure_firewall_id  = "` + testFirewall + `fw-hub"
+}
+`),
+			ConfigStateChecks: []statecheck.StateCheck{
+				statecheck.ExpectKnownValue("data.jit_virtual_machine.managed", tfjsonpath.New("classification"), knownvalue.StringExact("Unsupported")),
+				statecheck.ExpectKnownValue("data.jit_virtual_machine.managed", tfjsonpath.New("unsupported_reasons"), knownvalue.ListExact([]knownvalue.Check{
+					knownvalue.StringRegexp(regexp.MustCompile(`Azure Firewall .*/fw-managed in front of the VM is managed by Firewall Policy .*/fwpol-hub \(Firewall Manager\)`)),
+				})),
+				statecheck.ExpectKnownValue("data.jit_virtual_machine.classic", tfjsonpath.New("classification"), knownvalue.StringExact("Not configured")),
+			},
+		}},
 	})
 }
 

@@ -101,6 +101,7 @@ func (e *accessEphemeral) Configure(_ context.Context, req ephemeral.ConfigureRe
 }
 
 func (e *accessEphemeral) Open(ctx context.Context, req ephemeral.OpenRequest, resp *ephemeral.OpenResponse) {
+	ctx = engine.WithFlow(ctx, engine.FlowRequest)
 	var cfg accessEphemeralModel
 	resp.Diagnostics.Append(req.Config.Get(ctx, &cfg)...)
 	if resp.Diagnostics.HasError() {
@@ -135,6 +136,7 @@ func (e *accessEphemeral) Open(ctx context.Context, req ephemeral.OpenRequest, r
 // and never past its maximum counted from the first Open; a grant the
 // policy no longer allows is closed instead.
 func (e *accessEphemeral) Renew(ctx context.Context, req ephemeral.RenewRequest, resp *ephemeral.RenewResponse) {
+	ctx = engine.WithFlow(ctx, engine.FlowRequest)
 	state, diags := loadPrivate(ctx, req.Private)
 	resp.Diagnostics.Append(diags...)
 	if resp.Diagnostics.HasError() {
@@ -152,6 +154,7 @@ func (e *accessEphemeral) Renew(ctx context.Context, req ephemeral.RenewRequest,
 }
 
 func (e *accessEphemeral) Close(ctx context.Context, req ephemeral.CloseRequest, resp *ephemeral.CloseResponse) {
+	ctx = engine.WithFlow(ctx, engine.FlowRequest)
 	state, diags := loadPrivate(ctx, req.Private)
 	resp.Diagnostics.Append(diags...)
 	if resp.Diagnostics.HasError() {

@@ -379,18 +379,83 @@ func (m *accessEphemeralModel) request() engine.Request {
 // jit_virtual_machine.
 
 type virtualMachineModel struct {
-	ID                 types.String `tfsdk:"id"`
-	VirtualMachineID   types.String `tfsdk:"virtual_machine_id"`
-	Cloud              types.String `tfsdk:"cloud"`
-	Name               types.String `tfsdk:"name"`
-	Location           types.String `tfsdk:"location"`
-	Classification     types.String `tfsdk:"classification"`
-	UnsupportedReason  types.String `tfsdk:"unsupported_reason"`
-	PrivateIPAddresses types.List   `tfsdk:"private_ip_addresses"`
-	SecurityGroupIDs   types.List   `tfsdk:"security_group_ids"`
-	NetworkInterfaces  types.List   `tfsdk:"network_interfaces"`
-	PolicyName         types.String `tfsdk:"policy_name"`
-	LockedPorts        types.List   `tfsdk:"locked_ports"`
+	ID                types.String `tfsdk:"id"`
+	VirtualMachineID  types.String `tfsdk:"virtual_machine_id"`
+	AzureFirewallID   types.String `tfsdk:"azure_firewall_id"`
+	NetworkInterfaces types.List   `tfsdk:"network_interfaces"`
+	assessmentModel
+}
+
+// assessmentModel is a machine as both virtual machine data sources
+// report it.
+type assessmentModel struct {
+	Cloud                 types.String `tfsdk:"cloud"`
+	Name                  types.String `tfsdk:"name"`
+	Location              types.String `tfsdk:"location"`
+	Tags                  types.Map    `tfsdk:"tags"`
+	Classification        types.String `tfsdk:"classification"`
+	UnsupportedReason     types.String `tfsdk:"unsupported_reason"`
+	UnsupportedReasons    types.List   `tfsdk:"unsupported_reasons"`
+	PrivateIPAddresses    types.List   `tfsdk:"private_ip_addresses"`
+	SecurityGroupIDs      types.List   `tfsdk:"security_group_ids"`
+	PolicyName            types.String `tfsdk:"policy_name"`
+	LockedPorts           types.List   `tfsdk:"locked_ports"`
+	ManagedByDefender     types.Bool   `tfsdk:"managed_by_defender"`
+	DefenderNSGIDs        types.List   `tfsdk:"defender_network_security_group_ids"`
+	ExposedPorts          types.List   `tfsdk:"exposed_management_ports"`
+	Exposures             types.List   `tfsdk:"exposures"`
+	ActiveGrants          types.List   `tfsdk:"active_grants"`
+	RequestsLast7Days     types.Int64  `tfsdk:"requests_last_7_days"`
+	LastRequestor         types.String `tfsdk:"last_requestor"`
+	LastRequestOnBehalfOf types.String `tfsdk:"last_request_on_behalf_of"`
+	LastRequestTimeUTC    types.String `tfsdk:"last_request_time_utc"`
+}
+
+// fleetMachineModel is one element of jit_virtual_machines.
+type fleetMachineModel struct {
+	ID types.String `tfsdk:"id"`
+	assessmentModel
+}
+
+type virtualMachinesModel struct {
+	ID                    types.String `tfsdk:"id"`
+	AzureResourceGroups   types.List   `tfsdk:"azure_resource_group_names"`
+	AzureFirewallID       types.String `tfsdk:"azure_firewall_id"`
+	Tags                  types.Map    `tfsdk:"tags"`
+	Classifications       types.List   `tfsdk:"classifications"`
+	ExposedManagementPort types.Bool   `tfsdk:"exposed_management_port"`
+	VirtualMachines       types.List   `tfsdk:"virtual_machines"`
+}
+
+type roleDefinitionModel struct {
+	ID                      types.String `tfsdk:"id"`
+	Flow                    types.String `tfsdk:"flow"`
+	Name                    types.String `tfsdk:"name"`
+	AzureAssignableScopes   types.List   `tfsdk:"azure_assignable_scopes"`
+	Description             types.String `tfsdk:"description"`
+	AzureActions            types.List   `tfsdk:"azure_actions"`
+	AzureRoleDefinitionJSON types.String `tfsdk:"azure_role_definition_json"`
+	AWSActions              types.List   `tfsdk:"aws_actions"`
+	AWSIAMPolicyJSON        types.String `tfsdk:"aws_iam_policy_json"`
+}
+
+type exposureModel struct {
+	Port     int64    `tfsdk:"port"`
+	Protocol string   `tfsdk:"protocol"`
+	Rules    []string `tfsdk:"rules"`
+}
+
+type seenGrantModel struct {
+	RequestID     string `tfsdk:"request_id"`
+	Requestor     string `tfsdk:"requestor"`
+	OnBehalfOf    string `tfsdk:"on_behalf_of"`
+	Justification string `tfsdk:"justification"`
+	Port          int64  `tfsdk:"port"`
+	Protocol      string `tfsdk:"protocol"`
+	Source        string `tfsdk:"source"`
+	StartTimeUTC  string `tfsdk:"start_time_utc"`
+	EndTimeUTC    string `tfsdk:"end_time_utc"`
+	TargetID      string `tfsdk:"target_id"`
 }
 
 type lockedPort struct {

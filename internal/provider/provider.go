@@ -150,8 +150,20 @@ func (p *jitProvider) EphemeralResources(context.Context) []func() ephemeral.Eph
 func (p *jitProvider) DataSources(context.Context) []func() datasource.DataSource {
 	return []func() datasource.DataSource{
 		newVirtualMachineDataSource,
+		newVirtualMachinesDataSource,
+		newRoleDefinitionDataSource,
 	}
 }
+
+// roleDocuments render each cloud's least-privilege permissions per flow
+// for jit_role_definition; the backend packages own the actions, as they
+// make the calls.
+var roleDocuments = struct {
+	azureActions func(engine.Flow) ([]string, error)
+	azureRole    func(flow engine.Flow, name, description string, scopes []string) (string, error)
+	awsActions   func(engine.Flow) ([]string, error)
+	awsPolicy    func(engine.Flow) (string, error)
+}{azure.RoleActions, azure.RoleDefinitionJSON, aws.PolicyActions, aws.PolicyJSON}
 
 // configuredEngine is the engine Configure handed over; nil before the
 // provider is configured (a validate).

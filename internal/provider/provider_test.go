@@ -20,6 +20,7 @@ import (
 
 	"github.com/jitaccess/terraform-provider-jit/internal/azure"
 	"github.com/jitaccess/terraform-provider-jit/internal/cloudsim"
+	"github.com/jitaccess/terraform-provider-jit/internal/engine"
 	"github.com/jitaccess/terraform-provider-jit/internal/jit"
 )
 
@@ -54,6 +55,14 @@ func TestMain(m *testing.M) {
 	os.Setenv("AWS_SHARED_CREDENTIALS_FILE", os.DevNull)
 	code := m.Run()
 	_ = identity.Close()
+	// Whatever the tests ran, no flow used an action its role lacks.
+	if violations := checkSuiteRoles(); code == 0 && len(violations) > 0 {
+		fmt.Fprintln(os.Stderr, "FAIL: calls outside their flow's role (jit_role_definition):")
+		for _, v := range violations {
+			fmt.Fprintln(os.Stderr, "  "+v)
+		}
+		code = 1
+	}
 	os.Exit(code)
 }
 
@@ -82,7 +91,10 @@ func newTestCloud(t *testing.T, fixture string) *testCloud {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = srv.Close() })
+	t.Cleanup(func() {
+		recordFlows(srv)
+		_ = srv.Close()
+	})
 	return &testCloud{Server: srv}
 }
 
@@ -94,7 +106,7 @@ func (c *testCloud) config(body string) string {
 // azureClient is a real ARM client aimed at the emulator, for checks.
 func (c *testCloud) azureClient(t *testing.T) *azure.Client {
 	t.Helper()
-	client, err := azure.New(azure.Config{ResourceManagerEndpoint: c.URL})
+	client, err := azure.New(azure.Config{ResourceManagerEndpoint: c.URL, UserAgent: engine.FlowUserAgentToken + "/" + testFlow})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -195,6 +195,7 @@ func (r *accessRequestResource) ValidateConfig(ctx context.Context, req resource
 // records it, and shows an existing request's expired ports losing their
 // rules (never a re-grant).
 func (r *accessRequestResource) ModifyPlan(ctx context.Context, req resource.ModifyPlanRequest, resp *resource.ModifyPlanResponse) {
+	ctx = engine.WithFlow(ctx, engine.FlowRequest)
 	if req.Plan.Raw.IsNull() || r.engine == nil {
 		return
 	}
@@ -284,6 +285,7 @@ func (r *accessRequestResource) planExisting(ctx context.Context, plan, state *a
 }
 
 func (r *accessRequestResource) Create(ctx context.Context, req resource.CreateRequest, resp *resource.CreateResponse) {
+	ctx = engine.WithFlow(ctx, engine.FlowRequest)
 	var plan accessRequestModel
 	resp.Diagnostics.Append(req.Plan.Get(ctx, &plan)...)
 	if resp.Diagnostics.HasError() {
@@ -323,6 +325,7 @@ func (r *accessRequestResource) Create(ctx context.Context, req resource.CreateR
 }
 
 func (r *accessRequestResource) Read(ctx context.Context, req resource.ReadRequest, resp *resource.ReadResponse) {
+	ctx = engine.WithFlow(ctx, engine.FlowRequest)
 	var state accessRequestModel
 	resp.Diagnostics.Append(req.State.Get(ctx, &state)...)
 	if resp.Diagnostics.HasError() {
@@ -386,6 +389,7 @@ func checkRecord(diags *diag.Diagnostics, request string, made, recorded jit.Gra
 // their end time, ports whose rules were deleted out of band. Nothing
 // else of a request can change in place.
 func (r *accessRequestResource) Update(ctx context.Context, req resource.UpdateRequest, resp *resource.UpdateResponse) {
+	ctx = engine.WithFlow(ctx, engine.FlowRequest)
 	var plan, state accessRequestModel
 	resp.Diagnostics.Append(req.Plan.Get(ctx, &plan)...)
 	resp.Diagnostics.Append(req.State.Get(ctx, &state)...)
@@ -435,6 +439,7 @@ func (r *accessRequestResource) Update(ctx context.Context, req resource.UpdateR
 
 // Delete revokes whatever the request still holds.
 func (r *accessRequestResource) Delete(ctx context.Context, req resource.DeleteRequest, resp *resource.DeleteResponse) {
+	ctx = engine.WithFlow(ctx, engine.FlowRequest)
 	var state accessRequestModel
 	resp.Diagnostics.Append(req.State.Get(ctx, &state)...)
 	if resp.Diagnostics.HasError() {

@@ -55,7 +55,7 @@ func (c *testCloud) ec2Client(t *testing.T) *ec2.Client {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return client.EC2
+	return ec2.New(client.EC2.Options(), inTestFlow)
 }
 
 // eniGroups lists the security groups of a network interface.

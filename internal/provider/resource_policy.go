@@ -119,8 +119,7 @@ func (r *policyResource) Schema(ctx context.Context, _ resource.SchemaRequest, r
 				MarkdownDescription: "A classic Azure Firewall (rules in the firewall resource, not a Firewall Policy) in front of the VMs. " +
 					"The policy adds a network rule collection there denying the locked ports to the VMs' private IPs, placed " +
 					"like the NSG denies: after collections that already decide those ports, with a free priority before it for grants.",
-				Validators: []validator.String{stringvalidator.RegexMatches(firewallIDPattern,
-					"must be an Azure Firewall resource ID: /subscriptions/…/resourceGroups/…/providers/Microsoft.Network/azureFirewalls/…")},
+				Validators: []validator.String{azureFirewallIDValidator},
 			},
 			"expired_grants": schema.ListAttribute{
 				Computed: true, ElementType: types.StringType,
@@ -204,6 +203,7 @@ func (r *policyResource) ValidateConfig(ctx context.Context, req resource.Valida
 // ModifyPlan validates the policy against the cloud and shows the rules it
 // will own, so the plan of a pull request is the review of the change.
 func (r *policyResource) ModifyPlan(ctx context.Context, req resource.ModifyPlanRequest, resp *resource.ModifyPlanResponse) {
+	ctx = engine.WithFlow(ctx, engine.FlowConfigure)
 	if req.Plan.Raw.IsNull() || r.engine == nil {
 		return // destroy, or a validate without a configured provider
 	}
@@ -234,6 +234,7 @@ func (r *policyResource) ModifyPlan(ctx context.Context, req resource.ModifyPlan
 }
 
 func (r *policyResource) Create(ctx context.Context, req resource.CreateRequest, resp *resource.CreateResponse) {
+	ctx = engine.WithFlow(ctx, engine.FlowConfigure)
 	var plan policyModel
 	resp.Diagnostics.Append(req.Plan.Get(ctx, &plan)...)
 	if resp.Diagnostics.HasError() {
@@ -246,6 +247,7 @@ func (r *policyResource) Create(ctx context.Context, req resource.CreateRequest,
 }
 
 func (r *policyResource) Update(ctx context.Context, req resource.UpdateRequest, resp *resource.UpdateResponse) {
+	ctx = engine.WithFlow(ctx, engine.FlowConfigure)
 	var plan, state policyModel
 	resp.Diagnostics.Append(req.Plan.Get(ctx, &plan)...)
 	resp.Diagnostics.Append(req.State.Get(ctx, &state)...)
@@ -281,6 +283,7 @@ func (r *policyResource) apply(ctx context.Context, timeout time.Duration, plan 
 }
 
 func (r *policyResource) Read(ctx context.Context, req resource.ReadRequest, resp *resource.ReadResponse) {
+	ctx = engine.WithFlow(ctx, engine.FlowConfigure)
 	var state policyModel
 	resp.Diagnostics.Append(req.State.Get(ctx, &state)...)
 	if resp.Diagnostics.HasError() {
@@ -329,6 +332,7 @@ func (r *policyResource) Read(ctx context.Context, req resource.ReadRequest, res
 }
 
 func (r *policyResource) Delete(ctx context.Context, req resource.DeleteRequest, resp *resource.DeleteResponse) {
+	ctx = engine.WithFlow(ctx, engine.FlowConfigure)
 	var state policyModel
 	resp.Diagnostics.Append(req.State.Get(ctx, &state)...)
 	if resp.Diagnostics.HasError() {
@@ -347,6 +351,7 @@ func (r *policyResource) Delete(ctx context.Context, req resource.DeleteRequest,
 }
 
 func (r *policyResource) ImportState(ctx context.Context, req resource.ImportStateRequest, resp *resource.ImportStateResponse) {
+	ctx = engine.WithFlow(ctx, engine.FlowConfigure)
 	resp.Diagnostics.Append(resp.State.SetAttribute(ctx, path.Root("id"), req.ID)...)
 	resp.Diagnostics.Append(resp.State.SetAttribute(ctx, path.Root("name"), req.ID)...)
 }

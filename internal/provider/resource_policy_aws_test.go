@@ -58,6 +58,7 @@ func (c *testCloud) awsClient(t *testing.T) *aws.Client {
 	if err != nil {
 		t.Fatal(err)
 	}
+	client.EC2 = ec2.New(client.EC2.Options(), inTestFlow)
 	return client
 }
 

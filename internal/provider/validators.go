@@ -18,8 +18,14 @@ import (
 
 var (
 	policyNamePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
-	firewallIDPattern = regexp.MustCompile(`(?i)^/subscriptions/[^/]+/resourceGroups/[^/]+/providers/Microsoft\.Network/azureFirewalls/[^/]+$`)
+	// assignableScopePattern is where an Azure custom role may be assigned.
+	assignableScopePattern = regexp.MustCompile(`(?i)^(/subscriptions/[^/]+(/resourceGroups/[^/]+(/providers/.+)?)?|/providers/Microsoft\.Management/managementGroups/[^/]+)$`)
+	firewallIDPattern      = regexp.MustCompile(`(?i)^/subscriptions/[^/]+/resourceGroups/[^/]+/providers/Microsoft\.Network/azureFirewalls/[^/]+$`)
 )
+
+// azureFirewallIDValidator accepts an Azure Firewall resource ID.
+var azureFirewallIDValidator = stringvalidator.RegexMatches(firewallIDPattern,
+	"must be an Azure Firewall resource ID: /subscriptions/…/resourceGroups/…/providers/Microsoft.Network/azureFirewalls/…")
 
 // protocolValidator accepts a JIT port's protocol.
 var protocolValidator = stringvalidator.OneOf(string(jit.ProtocolTCP), string(jit.ProtocolUDP), string(jit.ProtocolAny))
