@@ -264,7 +264,11 @@ func genScenario(rng *rand.Rand, n int) scenario {
 			}
 			switch rng.IntN(5) {
 			case 0:
-				if p, ok := freePriority(rng, used.in, 100, 4096); ok {
+				set := used.in // a rule keeps its direction: its priority is unique there
+				if !r.inbound() {
+					set = used.out
+				}
+				if p, ok := freePriority(rng, set, 100, 4096); ok {
 					r.Priority = p
 				}
 			case 1:

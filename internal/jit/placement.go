@@ -30,8 +30,11 @@ import (
 // behind an NSG, or a machine's port behind a firewall), each with the
 // lower bound its own deciding rules set.
 type placeGroup struct {
-	bounds  []int
-	current int // see denySlot
+	bounds []int
+	// incumbent marks the members the policy's deny covers now: a plan
+	// never unlocks one of them to lock another machine instead.
+	incumbent []bool
+	current   int // see denySlot
 	// Set by placeExcluding: which members the deny covers, and its
 	// priority (0 when it covers none).
 	included []bool
@@ -39,15 +42,17 @@ type placeGroup struct {
 }
 
 // placeExcluding places the groups' denies (gone: see placeDenies),
-// leaving out the members whose
-// bounds make that impossible, so one machine whose port some rule decides
-// at the end of the range does not keep the others unlocked. A member
-// whose bound leaves no priority for a deny and a window is left out
-// first; then, while no placement exists, the members setting the highest
-// bound of a deny; then each member left out for want of room is tried
-// again, lowest bound first, and kept if a placement still exists, so that
-// every member left out truly could not be added to what is placed (adding
-// a member only ever tightens a placement, so one pass suffices).
+// leaving out the members whose bounds make that impossible, so one
+// machine whose port some rule decides at the end of the range does not
+// keep the others unlocked. A member whose bound leaves no priority for a
+// deny and a window is left out first; then, while no placement exists,
+// the members setting the highest bound of a deny, those the policy does
+// not cover yet before its incumbents; then each member left out for want
+// of room is tried again, incumbents first, lowest bound first, and kept
+// if a placement still exists, so that every member left out truly could
+// not be added to what is placed (adding a member only ever tightens a
+// placement, so one pass suffices), and what is locked stays locked
+// rather than traded for another machine.
 func placeExcluding(taken, gone *prioritySlots, groups []*placeGroup) {
 	for _, g := range groups {
 		g.included = make([]bool, len(g.bounds))
@@ -72,26 +77,40 @@ func placeExcluding(taken, gone *prioritySlots, groups []*placeGroup) {
 	}
 	type ref struct{ g, i int }
 	var left []ref
+	incumbent := func(g *placeGroup, i int) bool { return g.incumbent != nil && g.incumbent[i] }
 	for {
 		if _, ok := try(); ok {
 			break
 		}
-		worst, lower := -1, -1
+		worst, lower, worstIncumbent := -1, -1, true
 		for gi, g := range groups {
 			for i, b := range g.bounds {
-				if g.included[i] && b > lower {
-					worst, lower = gi, b
+				if !g.included[i] {
+					continue
+				}
+				inc := incumbent(g, i)
+				if worst < 0 || worstIncumbent && !inc || inc == worstIncumbent && b > lower {
+					worst, lower, worstIncumbent = gi, b, inc
 				}
 			}
 		}
 		for i, b := range groups[worst].bounds {
-			if groups[worst].included[i] && b == lower {
+			if groups[worst].included[i] && b == lower && incumbent(groups[worst], i) == worstIncumbent {
 				groups[worst].included[i] = false
 				left = append(left, ref{worst, i})
 			}
 		}
 	}
-	slices.SortStableFunc(left, func(a, b ref) int { return cmp.Compare(groups[a.g].bounds[a.i], groups[b.g].bounds[b.i]) })
+	slices.SortStableFunc(left, func(a, b ref) int {
+		ia, ib := incumbent(groups[a.g], a.i), incumbent(groups[b.g], b.i)
+		if ia != ib {
+			if ia {
+				return -1
+			}
+			return 1
+		}
+		return cmp.Compare(groups[a.g].bounds[a.i], groups[b.g].bounds[b.i])
+	})
 	failed := make([]int, len(groups)) // lowest bound that could not be added to each group
 	for i := range failed {
 		failed[i] = math.MaxInt

@@ -61,22 +61,30 @@ func planPolicyPaths(in PolicyPathInput, lookAhead bool) PolicyPathPlan {
 
 // announceRoomAfterMoves: a deny that must move keeps its old priority
 // until it has moved, so the same plan cannot give that priority to
-// another deny (the writes may run in any order). In a crowded NSG, a
-// machine left out for want of room may then fit once the plan is
-// applied. Such a plan is not the last one, and says so: the next plan is
+// another deny (the writes may run in any order); nor, when the plan
+// prefers that new denies can be written before old ones are removed, the
+// priority of a rule it removes. In a crowded NSG, a machine left out for
+// want of room may then fit once the plan is applied. Such a plan is not the last one, and says so: the next plan is
 // computed on the applied result, and each machine it would lock is
 // reported as one that planning again locks.
 func (p *pathPlanner) announceRoomAfterMoves() {
-	moved := false
+	moved, left := false, false
 	for _, key := range p.nsgOrder {
 		st := p.nsgs[key]
-		for _, a := range p.plan.NSGs[st.id].Add {
+		np := p.plan.NSGs[st.id]
+		for _, a := range np.Add {
 			if i, ok := st.byName[a.Name]; ok && st.rules[i].Priority != a.Priority {
 				moved = true
 			}
 		}
+		moved = moved || slices.ContainsFunc(np.Remove, NSGRule.inbound)
+		for _, g := range st.groups {
+			for _, m := range g.members {
+				left = left || m.reason != ""
+			}
+		}
 	}
-	if !moved {
+	if !moved || !left {
 		return
 	}
 	next := p.in
@@ -532,9 +540,14 @@ func (p *pathPlanner) planNSG(st *nsgState) {
 			}
 			m.bound.at = max(m.bound.at, NSGMinPriority)
 		}
-		g.place = placeGroup{bounds: make([]int, len(g.members))}
+		g.place = placeGroup{bounds: make([]int, len(g.members)), incumbent: make([]bool, len(g.members))}
 		for i, m := range g.members {
 			g.place.bounds[i] = m.bound.at
+		}
+		if i, ok := st.byName[g.name]; ok && st.class[i] == classOwnDeny && st.rules[i].inbound() {
+			for k, m := range g.members {
+				g.place.incumbent[k] = coversAll(st.rules[i].DestinationPrefixes, m.ips)
+			}
 		}
 		if i, ok := st.byName[g.name]; ok {
 			if st.class[i] != classOwnDeny {
@@ -605,15 +618,11 @@ func (p *pathPlanner) planNSG(st *nsgState) {
 		}
 	}
 	placeExcluding(slots(false), gone, pg)
-	if first, n := places(), covered(); n < countMembers(placing) {
-		// The second attempt covers more machines, or others as many: the
-		// next plan, with those priorities free, would find it too.
+	if first, n, kept := places(), covered(), incumbentsKept(placing); n < countMembers(placing) {
+		// The second attempt wins if it keeps more of what is locked, or
+		// as much and locks more.
 		placeExcluding(slots(true), nil, pg)
-		same := true
-		for i, g := range placing {
-			same = same && slices.Equal(first[i].included, g.place.included)
-		}
-		if same || covered() < n {
+		if k := incumbentsKept(placing); k < kept || k == kept && covered() <= n {
 			for i, g := range placing {
 				g.place = first[i]
 			}
@@ -691,6 +700,32 @@ func (p *pathPlanner) planNSG(st *nsgState) {
 		e.ref.Default = true
 		st.afterF.rules = append(st.afterF.rules, e)
 	}
+}
+
+// incumbentsKept counts the members the policy covers now and still does.
+func incumbentsKept(groups []*denyGroup) int {
+	n := 0
+	for _, g := range groups {
+		for i, in := range g.place.included {
+			if in && g.place.incumbent[i] {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+// coversAll tells whether a deny's destinations name every address.
+func coversAll(destinations []string, ips []netip.Addr) bool {
+	for _, ip := range ips {
+		if !slices.ContainsFunc(destinations, func(d string) bool {
+			a, err := netip.ParseAddr(strings.TrimSpace(d))
+			return err == nil && a.Unmap() == ip
+		}) {
+			return false
+		}
+	}
+	return true
 }
 
 func countMembers(groups []*denyGroup) int {
@@ -904,9 +939,15 @@ func (p *pathPlanner) planFirewall() {
 		use[c.Priority]++
 		slots.take(c.Priority)
 	}
-	f.place = placeGroup{bounds: make([]int, len(f.members))}
+	f.place = placeGroup{bounds: make([]int, len(f.members)), incumbent: make([]bool, len(f.members))}
 	for i, m := range f.members {
 		f.place.bounds[i] = m.bound.at
+		if f.have >= 0 {
+			name := AggregateDenyRuleName(p.in.Policy, m.port, m.fam)
+			f.place.incumbent[i] = slices.ContainsFunc(f.cols[f.have].Rules, func(r FirewallNetworkRule) bool {
+				return r.Name == name && coversAll(r.DestinationAddresses, m.ips)
+			})
+		}
 	}
 	if f.have >= 0 && use[f.cols[f.have].Priority] == 1 {
 		f.place.current = f.cols[f.have].Priority

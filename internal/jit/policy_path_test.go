@@ -410,3 +410,34 @@ func TestPlanPolicyPaths_roomFreedByItsOwnMovesIsAnnounced(t *testing.T) {
 		t.Errorf("third plan %+v", third)
 	}
 }
+
+func TestPlanPolicyPaths_neverUnlocksAMachineToLockAnother(t *testing.T) {
+	// Crowded: 3100-4096 taken but 3746. The policy's deny of 5985 covers
+	// vm-1 at 4026, after allow-winrm (3709), with 3746 free between. A new
+	// machine's 8080, decided at 3605, could only take 4026: the deny of
+	// 5985 stays, and 8080 is reported as not locked.
+	deny5985 := AggregateDenyRuleName("prod-web", PortProtocol{5985, ProtocolTCP}, IPv4)
+	rules := []NSGRule{
+		{Name: deny5985, Priority: 4026, Direction: NSGInbound, Access: NSGDeny, Protocol: NSGProtocolTCP, SourcePrefixes: []string{"*"}, SourcePortRanges: []string{"*"},
+			DestinationPrefixes: []string{"10.0.0.5"}, DestinationPortRanges: []string{"5985"}, Description: DenyMarker("prod-web").String()},
+		inbound("allow-web", 3605, NSGAllow, NSGProtocolAny, "10.0.0.4", "8080"),
+		inbound("allow-winrm", 3709, NSGAllow, NSGProtocolTCP, "10.0.0.5", "5985"),
+	}
+	for p := 3100; p <= 4096; p++ {
+		if !slices.Contains([]int{3605, 3709, 3746, 4026}, p) {
+			rules = append(rules, inbound(fmt.Sprintf("filler-%d", p), p, NSGAllow, NSGProtocolTCP, "10.9.9.9", "80"))
+		}
+	}
+	in := PolicyPathInput{Policy: "prod-web", NSGs: map[string][]NSGRule{subnetNSG: rules}, Machines: []PathMachine{
+		{Key: vmID, Ports: []PortProtocol{any8080}, Interfaces: []PathInterface{{IPs: []string{"10.0.0.4"}, SubnetNSG: subnetNSG}}},
+		{Key: vmID + "-1", Ports: []PortProtocol{{5985, ProtocolTCP}}, Interfaces: []PathInterface{{IPs: []string{"10.0.0.5"}, SubnetNSG: subnetNSG}}},
+	}}
+	plan := PlanPolicyPaths(in)
+	np := plan.NSGs[subnetNSG]
+	if len(np.Add)+len(np.Remove) != 0 || len(np.Keep) != 1 || np.Keep[0].Name != deny5985 {
+		t.Errorf("plan %v %v %v; want the deny of 5985 kept, nothing else", priorities(np.Add), priorities(np.Keep), priorities(np.Remove))
+	}
+	if nl := exposuresOf(plan, ExposureNotLocked); len(nl) != 1 || nl[0].Port != any8080 || nl[0].Machine != vmID {
+		t.Errorf("not locked %+v", nl)
+	}
+}
