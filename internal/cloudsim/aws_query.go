@@ -91,6 +91,9 @@ func (s *Sim) serveAWSQuery(w http.ResponseWriter, r *http.Request) {
 		s.writeEC2Error(w, http.StatusBadRequest, "MissingAction", "The request must contain the parameter Action")
 		return
 	}
+	if strings.HasPrefix(action, "Describe") {
+		s.countRead(p.describedIDs()...)
+	}
 	s.handle(w, r, action, s.writeEC2Error, func(w http.ResponseWriter) {
 		h, ok := ec2Handlers[action]
 		switch {
@@ -169,6 +172,26 @@ type awsParams url.Values
 func (p awsParams) get(key string) string { return url.Values(p).Get(key) }
 
 func (p awsParams) has(key string) bool { _, ok := p[key]; return ok }
+
+// describedIDs are the instance, network interface and security group IDs
+// a Describe call names, as IDs or in filters.
+func (p awsParams) describedIDs() []string {
+	var ids []string
+	for _, list := range []string{"InstanceId", "NetworkInterfaceId", "GroupId"} {
+		for _, m := range p.members(list) {
+			ids = append(ids, p.get(m))
+		}
+	}
+	for _, f := range p.members("Filter") {
+		switch p.get(f + ".Name") {
+		case "instance-id", "network-interface-id", "group-id":
+			for _, v := range p.members(f + ".Value") {
+				ids = append(ids, p.get(v))
+			}
+		}
+	}
+	return ids
+}
 
 // members returns "prefix.N" for every index N present, in index order.
 func (p awsParams) members(prefix string) []string {
