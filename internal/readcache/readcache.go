@@ -1,0 +1,130 @@
+// Package readcache holds what one provider process read of its clouds'
+// objects (VMs, network interfaces, subnets, NSGs, firewalls, instances,
+// security groups), so that one Terraform operation reads each object once
+// however many resources, data sources and sweeps look at it.
+//
+// A provider process serves one operation: Terraform starts it for a plan
+// or an apply walk and stops it after, and Configure builds a new cache
+// each time. Within the operation the cache is the truth about an object
+// until this process writes it: every write of the process updates the
+// cached object with the cloud's answer, or forgets it when the answer is
+// unknown (an error, a conflict), so the next read goes to the cloud.
+// Writes of others are not seen: the clouds report them as conflicts
+// (a priority taken, an ETag moved, a duplicate permission), and the
+// writer forgets the object and reads it again.
+package readcache
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+)
+
+// Cache maps object IDs, compared without case as ARM compares them, to
+// what was read of each. Concurrent reads of one object make one call to
+// the cloud (single flight); errors are not kept.
+type Cache[T any] struct {
+	clone func(T) T
+
+	mu      sync.Mutex
+	entries map[string]*entry[T]
+}
+
+type entry[T any] struct {
+	ready chan struct{} // closed once val or err is set
+	val   T
+	err   error
+}
+
+// New returns an empty cache. clone copies a value deeply enough that
+// callers may change what Get returns without changing the cache; nil
+// means values are never changed by callers (strings, immutable structs).
+func New[T any](clone func(T) T) *Cache[T] {
+	if clone == nil {
+		clone = func(v T) T { return v }
+	}
+	return &Cache[T]{clone: clone, entries: map[string]*entry[T]{}}
+}
+
+func key(id string) string { return strings.ToLower(id) }
+
+// Get returns what is known of the object, reading it with load when
+// nothing is: a read already under way for the same object is waited for
+// instead of made again.
+func (c *Cache[T]) Get(ctx context.Context, id string, load func(context.Context) (T, error)) (T, error) {
+	var zero T
+	k := key(id)
+	for {
+		c.mu.Lock()
+		e := c.entries[k]
+		if e == nil {
+			e = &entry[T]{ready: make(chan struct{})}
+			c.entries[k] = e
+			c.mu.Unlock()
+			v, err := load(ctx)
+			c.mu.Lock()
+			e.val, e.err = v, err
+			close(e.ready)
+			if err != nil && c.entries[k] == e {
+				delete(c.entries, k)
+			}
+			c.mu.Unlock()
+			if err != nil {
+				return zero, err
+			}
+			return c.clone(v), nil
+		}
+		c.mu.Unlock()
+		select {
+		case <-e.ready:
+		case <-ctx.Done():
+			return zero, ctx.Err()
+		}
+		switch {
+		case e.err == nil:
+			return c.clone(e.val), nil
+		case ctx.Err() == nil && (errors.Is(e.err, context.Canceled) || errors.Is(e.err, context.DeadlineExceeded)):
+			continue // the reader's time ran out, not ours: read again
+		}
+		return zero, e.err
+	}
+}
+
+// Put records what this process just wrote, or read otherwise (a list).
+func (c *Cache[T]) Put(id string, v T) {
+	e := &entry[T]{ready: make(chan struct{}), val: c.clone(v)}
+	close(e.ready)
+	c.mu.Lock()
+	c.entries[key(id)] = e
+	c.mu.Unlock()
+}
+
+// Update applies a write of this process to the cached object, if it is
+// known. A read under way may or may not see the write, so it is
+// forgotten instead: the next Get reads again.
+func (c *Cache[T]) Update(id string, change func(T) T) {
+	k := key(id)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e := c.entries[k]
+	if e == nil {
+		return
+	}
+	select {
+	case <-e.ready:
+	default:
+		delete(c.entries, k)
+		return
+	}
+	next := &entry[T]{ready: make(chan struct{}), val: change(c.clone(e.val))}
+	close(next.ready)
+	c.entries[k] = next
+}
+
+// Forget drops what is known of the object: its next Get reads the cloud.
+func (c *Cache[T]) Forget(id string) {
+	c.mu.Lock()
+	delete(c.entries, key(id))
+	c.mu.Unlock()
+}
