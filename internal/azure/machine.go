@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
+	"slices"
 	"strings"
+	"sync"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/arm"
@@ -29,7 +32,8 @@ func notFound(err error) error {
 }
 
 // Machine resolves a VM and its network path: every NIC, the NIC's NSG and
-// its subnet's NSG.
+// its subnet's NSG. The VM, its NICs and their subnets are read once per
+// provider process (see internal/readcache), the NICs in parallel.
 func (c *Client) Machine(ctx context.Context, vmID string) (*jit.Machine, error) {
 	id, err := arm.ParseResourceID(vmID)
 	if err != nil {
@@ -41,36 +45,100 @@ func (c *Client) Machine(ctx context.Context, vmID string) (*jit.Machine, error)
 	if !strings.EqualFold(id.ResourceType.String(), "Microsoft.Compute/virtualMachines") {
 		return nil, fmt.Errorf("%q is a %s, not a virtual machine (Microsoft.Compute/virtualMachines)", vmID, id.ResourceType)
 	}
-	compute, err := c.computeClients(id.SubscriptionID)
+	vm, err := c.virtualMachine(ctx, vmID)
 	if err != nil {
 		return nil, err
 	}
-	var vm armcompute.VirtualMachinesClientGetResponse
-	err = withRetry(ctx, func(ctx context.Context) (err error) {
-		vm, err = compute.NewVirtualMachinesClient().Get(ctx, id.ResourceGroupName, id.Name, nil)
-		return err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("reading virtual machine %s: %w", vmID, notFound(err))
+	m := &jit.Machine{Cloud: jit.CloudAzure, ID: vm.ID, Name: vm.Name, Location: vm.Location, Tags: maps.Clone(vm.Tags)}
+	if m.Tags == nil {
+		m.Tags = map[string]string{}
 	}
-	m := &jit.Machine{Cloud: jit.CloudAzure, ID: deref(vm.ID), Name: deref(vm.Name), Location: deref(vm.Location), Tags: tags(vm.Tags)}
-	if vm.Properties == nil || vm.Properties.NetworkProfile == nil {
+	if len(vm.NICs) == 0 {
 		return m, nil
 	}
-	for _, ref := range vm.Properties.NetworkProfile.NetworkInterfaces {
-		if ref == nil || ref.ID == nil {
-			continue
-		}
-		nic, err := c.networkInterface(ctx, *ref.ID)
-		if err != nil {
-			return nil, err
-		}
-		m.Interfaces = append(m.Interfaces, nic)
+	m.Interfaces = make([]jit.NetworkInterface, len(vm.NICs))
+	errs := make([]error, len(vm.NICs))
+	var wg sync.WaitGroup
+	for i, nicID := range vm.NICs {
+		wg.Go(func() { m.Interfaces[i], errs[i] = c.networkInterface(ctx, nicID) })
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
 	}
 	return m, nil
 }
 
+// vmRecord is what is kept of a VM: its identity, tags, NICs and ETag,
+// which guards the read-modify-write of its tags.
+type vmRecord struct {
+	ID, Name, Location string
+	Tags               map[string]string
+	NICs               []string
+	ETag               string
+}
+
+func (r vmRecord) clone() vmRecord {
+	r.Tags = maps.Clone(r.Tags)
+	r.NICs = slices.Clone(r.NICs)
+	return r
+}
+
+func recordOf(vm armcompute.VirtualMachine) vmRecord {
+	r := vmRecord{ID: deref(vm.ID), Name: deref(vm.Name), Location: deref(vm.Location), Tags: tags(vm.Tags), ETag: deref(vm.Etag)}
+	if vm.Properties != nil && vm.Properties.NetworkProfile != nil {
+		for _, ref := range vm.Properties.NetworkProfile.NetworkInterfaces {
+			if ref != nil && ref.ID != nil {
+				r.NICs = append(r.NICs, *ref.ID)
+			}
+		}
+	}
+	return r
+}
+
+// virtualMachine reads a VM, once per process.
+func (c *Client) virtualMachine(ctx context.Context, vmID string) (vmRecord, error) {
+	return c.vms.Get(ctx, vmID, func(ctx context.Context) (vmRecord, error) {
+		id, err := arm.ParseResourceID(vmID)
+		if err != nil {
+			return vmRecord{}, fmt.Errorf("%q is not an Azure resource ID: %w", vmID, err)
+		}
+		compute, err := c.computeClients(id.SubscriptionID)
+		if err != nil {
+			return vmRecord{}, err
+		}
+		var vm armcompute.VirtualMachinesClientGetResponse
+		err = withRetry(ctx, func(ctx context.Context) (err error) {
+			vm, err = compute.NewVirtualMachinesClient().Get(ctx, id.ResourceGroupName, id.Name, nil)
+			return err
+		})
+		if err != nil {
+			return vmRecord{}, fmt.Errorf("reading virtual machine %s: %w", vmID, notFound(err))
+		}
+		return recordOf(vm.VirtualMachine), nil
+	})
+}
+
+func cloneInterface(n jit.NetworkInterface) jit.NetworkInterface {
+	n.PrivateIPs = slices.Clone(n.PrivateIPs)
+	n.SecurityGroupIDs = slices.Clone(n.SecurityGroupIDs)
+	return n
+}
+
+// networkInterface reads a NIC, once per process, and its subnet's NSG.
 func (c *Client) networkInterface(ctx context.Context, nicID string) (jit.NetworkInterface, error) {
+	out, err := c.nics.Get(ctx, nicID, func(ctx context.Context) (jit.NetworkInterface, error) {
+		return c.readNetworkInterface(ctx, nicID)
+	})
+	if err != nil || out.SubnetID == "" {
+		return out, err
+	}
+	subnet, err := c.subnet(ctx, out.SubnetID)
+	out.SubnetNetworkSecurityGroupID = subnet.NSG
+	return out, err
+}
+
+func (c *Client) readNetworkInterface(ctx context.Context, nicID string) (jit.NetworkInterface, error) {
 	out := jit.NetworkInterface{ID: nicID}
 	id, err := arm.ParseResourceID(nicID)
 	if err != nil {
@@ -105,40 +173,43 @@ func (c *Client) networkInterface(ctx context.Context, nicID string) (jit.Networ
 			out.SubnetID = deref(ipc.Properties.Subnet.ID)
 		}
 	}
-	if out.SubnetID != "" {
-		if out.SubnetNetworkSecurityGroupID, err = c.subnetNSG(ctx, out.SubnetID); err != nil {
-			return out, err
-		}
-	}
 	return out, nil
 }
 
-func (c *Client) subnetNSG(ctx context.Context, subnetID string) (string, error) {
-	subnet, err := c.subnet(ctx, subnetID)
-	if err != nil || subnet.Properties == nil || subnet.Properties.NetworkSecurityGroup == nil {
-		return "", err
-	}
-	return deref(subnet.Properties.NetworkSecurityGroup.ID), nil
+// subnetRecord is what is kept of a subnet.
+type subnetRecord struct {
+	NSG           string
+	AddressPrefix string
 }
 
-func (c *Client) subnet(ctx context.Context, subnetID string) (armnetwork.Subnet, error) {
-	id, err := arm.ParseResourceID(subnetID)
-	if err != nil || id.Parent == nil {
-		return armnetwork.Subnet{}, fmt.Errorf("subnet ID %q is malformed", subnetID)
-	}
-	network, err := c.networkClients(id.SubscriptionID)
-	if err != nil {
-		return armnetwork.Subnet{}, err
-	}
-	var resp armnetwork.SubnetsClientGetResponse
-	err = withRetry(ctx, func(ctx context.Context) (err error) {
-		resp, err = network.NewSubnetsClient().Get(ctx, id.ResourceGroupName, id.Parent.Name, id.Name, nil)
-		return err
+// subnet reads a subnet, once per process.
+func (c *Client) subnet(ctx context.Context, subnetID string) (subnetRecord, error) {
+	return c.subnets.Get(ctx, subnetID, func(ctx context.Context) (subnetRecord, error) {
+		id, err := arm.ParseResourceID(subnetID)
+		if err != nil || id.Parent == nil {
+			return subnetRecord{}, fmt.Errorf("subnet ID %q is malformed", subnetID)
+		}
+		network, err := c.networkClients(id.SubscriptionID)
+		if err != nil {
+			return subnetRecord{}, err
+		}
+		var resp armnetwork.SubnetsClientGetResponse
+		err = withRetry(ctx, func(ctx context.Context) (err error) {
+			resp, err = network.NewSubnetsClient().Get(ctx, id.ResourceGroupName, id.Parent.Name, id.Name, nil)
+			return err
+		})
+		if err != nil {
+			return subnetRecord{}, fmt.Errorf("reading subnet %s: %w", subnetID, notFound(err))
+		}
+		var r subnetRecord
+		if p := resp.Properties; p != nil {
+			r.AddressPrefix = deref(p.AddressPrefix)
+			if p.NetworkSecurityGroup != nil {
+				r.NSG = deref(p.NetworkSecurityGroup.ID)
+			}
+		}
+		return r, nil
 	})
-	if err != nil {
-		return armnetwork.Subnet{}, fmt.Errorf("reading subnet %s: %w", subnetID, notFound(err))
-	}
-	return resp.Subnet, nil
 }
 
 func deref[T any](p *T) T {

@@ -51,8 +51,16 @@ func (e *Engine) discover(ctx context.Context, name string, ids []string, firewa
 		}
 		return t.inputs[i]
 	}
-	for _, id := range ids {
-		m, err := e.policyMachine(ctx, id)
+	// Every machine is read at once (at most readParallelism at a time),
+	// then judged in the order configured.
+	machines := make([]*jit.Machine, len(ids))
+	errs := make([]error, len(ids))
+	parallelN(indexes(ids), readParallelism, func(i int) error {
+		machines[i], errs[i] = e.policyMachine(ctx, ids[i])
+		return nil
+	})
+	for i, id := range ids {
+		m, err := machines[i], errs[i]
 		switch {
 		case IsNotFound(err) && how.planning && !prior.hasMachine(id):
 			t.findings = append(t.findings, jit.Error("Virtual machine not found",
