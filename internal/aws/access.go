@@ -48,9 +48,9 @@ func (c *Client) CallerIdentity(ctx context.Context) (string, error) {
 }
 
 // openGrant creates the request's group (once), attaches it to the ENI
-// beside the groups it has, and detaches and deletes older requests'
-// grant groups on the ENI that open one of the same ports, which it
-// supersedes. The ENI's group list is re-read and replaced under its lock,
+// beside the groups it has, and detaches and deletes the same requester's
+// older grant groups on the ENI that open one of the same ports, which it
+// supersedes; other people's grant groups stay. The ENI's group list is re-read and replaced under its lock,
 // since ModifyNetworkInterfaceAttribute replaces the whole list: two
 // requests never drop each other's groups. A full ENI is refused before
 // anything is written.
@@ -121,9 +121,9 @@ type GrantState struct {
 	Superseded []jit.PortProtocol
 }
 
-// observeGrant finds the request's group and whether a newer grant took
-// its ports over.
-func (c *Client) observeGrant(ctx context.Context, request, instance, eniID string, ports []jit.PortProtocol) (GrantState, error) {
+// observeGrant finds the request's group and whether a newer grant of the
+// same requester took its ports over.
+func (c *Client) observeGrant(ctx context.Context, request, instance, eniID string, requester jit.Marker, ports []jit.PortProtocol) (GrantState, error) {
 	var st GrantState
 	group, err := c.grantGroup(ctx, request, instance)
 	if err != nil {
@@ -150,7 +150,7 @@ func (c *Client) observeGrant(ctx context.Context, request, instance, eniID stri
 		return st, err
 	}
 	for _, port := range ports {
-		if slices.ContainsFunc(others, func(sg types.SecurityGroup) bool { return isGrantGroup(sg) && opensPort(sg, port) }) {
+		if slices.ContainsFunc(others, func(sg types.SecurityGroup) bool { return grantOf(sg, requester) && opensPort(sg, port) }) {
 			st.Superseded = append(st.Superseded, port)
 		}
 	}
@@ -193,16 +193,17 @@ func (c *Client) describeGroups(ctx context.Context, in *ec2.DescribeSecurityGro
 	return groups, nil
 }
 
-// supersededGroups are the other requests' grant groups among attached
-// that open one of the grant's ports.
+// supersededGroups are the same requester's other grant groups among
+// attached that open one of the grant's ports.
 func (c *Client) supersededGroups(ctx context.Context, attached []string, g SGGrant) ([]string, error) {
 	groups, err := c.describeGroups(ctx, &ec2.DescribeSecurityGroupsInput{GroupIds: attached})
 	if err != nil {
 		return nil, err
 	}
+	requester, _ := jit.ParseMarker(g.Marker)
 	var out []string
 	for _, sg := range groups {
-		if !isGrantGroup(sg) || awssdk.ToString(sg.GroupName) == grantGroupName(g.Request, g.Instance) {
+		if !grantOf(sg, requester) || awssdk.ToString(sg.GroupName) == grantGroupName(g.Request, g.Instance) {
 			continue
 		}
 		if slices.ContainsFunc(g.Ports, func(p SGGrantPort) bool { return opensPort(sg, p.Port) }) {
@@ -268,6 +269,13 @@ func grantGroupName(request, instance string) string { return "jit-grant-" + req
 
 func isGrantGroup(sg types.SecurityGroup) bool {
 	return slices.ContainsFunc(sg.Tags, func(t types.Tag) bool { return awssdk.ToString(t.Key) == jit.TagGrant })
+}
+
+// grantOf tells whether sg is a grant group whose marker names the
+// requester.
+func grantOf(sg types.SecurityGroup, requester jit.Marker) bool {
+	g := grantGroupOf(sg)
+	return g.MarkerOK && jit.SameRequester(g.Marker, requester)
 }
 
 // opensPort tells whether a group has an ingress permission for port.

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/hashicorp/terraform-plugin-log/tflog"
 
@@ -111,8 +112,9 @@ func (b *Backend) OpenGrant(ctx context.Context, m *jit.Machine, g engine.Grant)
 	return opened, errors.Join(errs...)
 }
 
-// grantInNSG places the request's grants in one NSG, superseding older
-// requests' grants for the same machine and ports, and writes them.
+// grantInNSG places the request's grants in one NSG, superseding the
+// older grants of the same requester for the same machine and ports, and
+// writes them. Other people's grants stay beside it.
 func (b *Backend) grantInNSG(ctx context.Context, m *jit.Machine, nsg string, g engine.Grant, source func(engine.GrantPort) string) ([]engine.GrantRule, error) {
 	rules, err := b.client.SecurityRules(ctx, nsg)
 	if err != nil {
@@ -120,10 +122,11 @@ func (b *Backend) grantInNSG(ctx context.Context, m *jit.Machine, nsg string, g 
 	}
 	var plan jit.NSGPlan
 	var owned []engine.GrantRule
+	requester := grantRequester(g)
 	for _, gp := range g.Ports {
 		name := jit.GrantRuleName(g.ID, m.ID, gp.Port)
 		rules = slices.DeleteFunc(rules, func(r jit.NSGRule) bool {
-			if r.Name != name && grantsSame(r, m, gp.Port) {
+			if r.Name != name && grantsSame(r, m, gp.Port, requester) {
 				plan.Remove = append(plan.Remove, r)
 				return true
 			}
@@ -172,8 +175,9 @@ func placeAgainOnConflict(ctx context.Context, nsg string, place func(context.Co
 }
 
 // openFirewallGrant writes the request's DNAT and network Allow collections
-// on the policy's firewall, removing older requests' collections for the
-// same machine and ports. The caller holds the firewall's lock.
+// on the policy's firewall, removing the same requester's older
+// collections for the same machine and ports. The caller holds the
+// firewall's lock.
 func (b *Backend) openFirewallGrant(ctx context.Context, m *jit.Machine, firewall string, g engine.Grant, opened *engine.OpenedGrant) (FirewallAddresses, error) {
 	fw, err := b.client.Firewall(ctx, firewall)
 	if err != nil {
@@ -204,7 +208,7 @@ func (b *Backend) openFirewallGrant(ctx context.Context, m *jit.Machine, firewal
 		case col.Name == name:
 			have = &fw.NATCollections[i]
 			fg.NAT = append(fg.NAT, col)
-		case supersededNAT(col, fg.PrivateIP, ports):
+		case supersededNAT(col, fg.PrivateIP, ports, grantRequester(g)):
 			change.NAT[col.Name], change.Network[col.Name] = nil, nil
 		default:
 			fg.NAT = append(fg.NAT, col)
@@ -240,24 +244,32 @@ func (b *Backend) openFirewallGrant(ctx context.Context, m *jit.Machine, firewal
 	return addrs, nil
 }
 
-// supersededNAT tells whether a NAT collection is another request's grant
-// forwarding only to machineIP and only ports among those being granted.
-func supersededNAT(col jit.FirewallNATCollection, machineIP string, ports map[string]bool) bool {
+// supersededNAT tells whether a NAT collection is another request's grant,
+// by the same requester, forwarding only to machineIP and only ports among
+// those being granted.
+func supersededNAT(col jit.FirewallNATCollection, machineIP string, ports map[string]bool, requester jit.Marker) bool {
 	if !jit.IsFirewallGrantCollection(col.Name) || len(col.Rules) == 0 {
 		return false
 	}
 	for _, r := range col.Rules {
-		if !jit.JudgeGrant(r.Description, true, "", nil).IsGrant || r.TranslatedAddress != machineIP || !ports[r.TranslatedPort] {
+		v := jit.JudgeGrant(r.Description, true, "", nil)
+		if !v.IsGrant || !jit.SameRequester(v.Marker, requester) || r.TranslatedAddress != machineIP || !ports[r.TranslatedPort] {
 			return false
 		}
 	}
 	return true
 }
 
-// grantsSame tells whether r is a JIT grant of port to machine m: the kind
-// of rule a newer request for that port supersedes.
-func grantsSame(r jit.NSGRule, m *jit.Machine, port jit.PortProtocol) bool {
-	if !jit.JudgeNSGGrant(r, "", nil).IsGrant {
+// grantRequester is who a grant is for, as its markers say it.
+func grantRequester(g engine.Grant) jit.Marker {
+	return jit.GrantMarker(g.Policy, time.Time{}, g.Requestor, g.Justification)
+}
+
+// grantsSame tells whether r is a JIT grant of port to machine m by the
+// requester: the kind of rule a newer request of theirs for that port
+// supersedes.
+func grantsSame(r jit.NSGRule, m *jit.Machine, port jit.PortProtocol, requester jit.Marker) bool {
+	if v := jit.JudgeNSGGrant(r, "", nil); !v.IsGrant || !jit.SameRequester(v.Marker, requester) {
 		return false
 	}
 	if !slices.Equal(r.DestinationPortRanges, []string{strconv.Itoa(port.Number)}) || !strings.EqualFold(string(r.Protocol), string(jit.NSGProtocolOf(port.Protocol))) {
@@ -275,6 +287,7 @@ func grantsSame(r jit.NSGRule, m *jit.Machine, port jit.PortProtocol) bool {
 func (b *Backend) ObserveGrant(ctx context.Context, ref engine.GrantRef) (engine.ObservedGrant, error) {
 	o := engine.ObservedGrant{Superseded: map[jit.PortProtocol]bool{}}
 	m := ref.Machine
+	requester := jit.Marker{Kind: jit.MarkerGrant, Requestor: ref.Requestor}
 	for _, target := range grantTargets(m, ref.Targets) {
 		if isFirewallID(target) {
 			fw, err := b.client.Firewall(ctx, target)
@@ -309,7 +322,7 @@ func (b *Backend) ObserveGrant(ctx context.Context, ref engine.GrantRef) (engine
 				o.Rules = append(o.Rules, engine.GrantRule{TargetID: target, Name: name, Priority: rules[i].Priority, Port: port})
 				continue
 			}
-			if m != nil && slices.ContainsFunc(rules, func(r jit.NSGRule) bool { return grantsSame(r, m, port) }) {
+			if m != nil && slices.ContainsFunc(rules, func(r jit.NSGRule) bool { return grantsSame(r, m, port, requester) }) {
 				o.Superseded[port] = true
 			}
 		}

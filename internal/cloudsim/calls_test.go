@@ -112,7 +112,7 @@ func TestObjectReads(t *testing.T) {
 	}
 	want := map[string]int{
 		"/subscriptions/" + azSub + "/resourcegroups/rg-prod/providers/microsoft.network/networksecuritygroups/web-01-nsg": 2,
-		"/subscriptions/" + azSub + "/resourcegroups/rg-prod/providers/microsoft.compute/virtualmachines/web-01":          1,
+		"/subscriptions/" + azSub + "/resourcegroups/rg-prod/providers/microsoft.compute/virtualmachines/web-01":           1,
 		"sg-0b5e3a1f2c4d6e8a0": 1,
 		"sg-0c7d9e1f3a5b7c9d1": 1,
 	}

@@ -199,6 +199,9 @@ type GrantRef struct {
 	Machine   *jit.Machine
 	MachineID string
 	RequestID string
+	// Requestor is who the request is for: only a newer grant of theirs
+	// supersedes it.
+	Requestor string
 	Ports     []jit.PortProtocol
 	// Targets are where the state last saw the request's rules.
 	Targets []string
@@ -207,7 +210,8 @@ type GrantRef struct {
 // ObservedGrant is a request's grant as the cloud shows it.
 type ObservedGrant struct {
 	Rules []GrantRule
-	// Superseded ports lost their grants to a newer request's.
+	// Superseded ports lost their grants to a newer request of the same
+	// requester.
 	Superseded map[jit.PortProtocol]bool
 }
 

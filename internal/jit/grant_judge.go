@@ -1,6 +1,9 @@
 package jit
 
-import "strings"
+import (
+	"strings"
+	"unicode/utf8"
+)
 
 // GrantVerdict is the one answer, for every caller (the policy's plan and
 // refresh, the request's refresh, revoke-expired), to "is this a grant,
@@ -40,4 +43,35 @@ func JudgeNSGGrant(r NSGRule, policy string, clock Clock) GrantVerdict {
 func IsDenyOf(description, policy string) bool {
 	m, ok := ParseMarker(description)
 	return ok && m.Kind == MarkerDeny && m.BelongsTo(policy)
+}
+
+// SameRequester tells whether two grant markers were written for the same
+// person. A newer grant supersedes an older one only then (for the same
+// machine and port); grants of different people stand side by side, each
+// with its own rule and end. Who a grant is for is decided here and
+// nowhere else.
+func SameRequester(a, b Marker) bool {
+	return sameMarkedRequestor(a, b)
+}
+
+// sameMarkedRequestor compares requestors as markers keep them: one too
+// long for its marker is shortened there, by how much depending on the
+// justification beside it, so a requestor that was cut matches the longer
+// spelling it begins.
+func sameMarkedRequestor(a, b Marker) bool {
+	if a.Requestor == b.Requestor {
+		return true
+	}
+	if len(a.Requestor) > len(b.Requestor) {
+		a, b = b, a
+	}
+	return a.requestorMayBeCut() && strings.HasPrefix(b.Requestor, a.Requestor)
+}
+
+// requestorMayBeCut tells whether a grant marker's requestor may have been
+// shortened to fit: it was kept at its minimum or more, and with the
+// justification it fills the marker's room for free text.
+func (m Marker) requestorMayBeCut() bool {
+	by := len(escapeRequestor(m.Requestor, markerMaxLen))
+	return by >= markerRequestorMin && by+len(m.Justification) > grantMarkerRoom()-utf8.UTFMax
 }

@@ -115,7 +115,7 @@ func (e *accessEphemeral) Open(ctx context.Context, req ephemeral.OpenRequest, r
 	end := o.Grant.Ports[0].End
 	if resp.Diagnostics.HasError() {
 		// Leave nothing half-open behind.
-		ref := engine.GrantRef{MachineID: cfg.VirtualMachineID.ValueString(), RequestID: o.Grant.ID, Ports: o.Resolved}
+		ref := engine.GrantRef{MachineID: cfg.VirtualMachineID.ValueString(), RequestID: o.Grant.ID, Requestor: o.Grant.Requestor, Ports: o.Resolved}
 		if err := e.engine.CloseRequest(ctx, ref); err != nil {
 			resp.Diagnostics.AddError("Cannot withdraw a partial grant", err.Error()+"; it expires at "+end.Format(time.RFC3339))
 		}
@@ -160,7 +160,7 @@ func (e *accessEphemeral) Close(ctx context.Context, req ephemeral.CloseRequest,
 	if resp.Diagnostics.HasError() {
 		return
 	}
-	ref := engine.GrantRef{MachineID: state.MachineID, RequestID: state.Grant.ID}
+	ref := engine.GrantRef{MachineID: state.MachineID, RequestID: state.Grant.ID, Requestor: state.Grant.Requestor}
 	for _, p := range state.Grant.Ports {
 		ref.Ports = append(ref.Ports, p.Port)
 	}

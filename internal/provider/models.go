@@ -307,7 +307,7 @@ func (m *accessRequestModel) rules(ctx context.Context) ([]engine.GrantRule, dia
 // the state last saw its rules in.
 func (m *accessRequestModel) grantRef(ctx context.Context, ports []jit.PortProtocol) (engine.GrantRef, diag.Diagnostics) {
 	rules, diags := m.rules(ctx)
-	ref := engine.GrantRef{MachineID: m.VirtualMachineID.ValueString(), RequestID: m.ID.ValueString(), Ports: ports}
+	ref := engine.GrantRef{MachineID: m.VirtualMachineID.ValueString(), RequestID: m.ID.ValueString(), Requestor: m.Requestor.ValueString(), Ports: ports}
 	for _, r := range rules {
 		ref.Targets = append(ref.Targets, r.TargetID)
 	}
