@@ -56,6 +56,7 @@ func (c *Client) CallerIdentity(ctx context.Context) (string, error) {
 // anything is written.
 func (c *Client) openGrant(ctx context.Context, g SGGrant) (groupID string, err error) {
 	defer eniLocks.Lock(ctx, g.ENI)()
+	defer c.instances.Forget(g.Instance) // its ENI's groups change
 	eni, err := c.networkInterface(ctx, g.ENI)
 	if err != nil {
 		return "", err

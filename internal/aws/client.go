@@ -17,7 +17,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 
 	"github.com/jitaccess/terraform-provider-jit/internal/endpoint"
+	"github.com/jitaccess/terraform-provider-jit/internal/jit"
 	"github.com/jitaccess/terraform-provider-jit/internal/locks"
+	"github.com/jitaccess/terraform-provider-jit/internal/readcache"
 )
 
 // Config is the provider's aws block; empty fields fall back to the AWS
@@ -39,6 +41,10 @@ type Client struct {
 	// locks serialise this process's writes per security group (grants.go
 	// has those per network interface).
 	locks locks.Keyed
+	// The process's reads (see reads.go and internal/readcache).
+	instances *readcache.Cache[*jit.Machine]
+	groups    *readcache.Cache[*SecurityGroup]
+	batches   instanceBatches
 }
 
 // opaqueBodyClient hides the request body's WriterTo from net/http. smithy
@@ -102,5 +108,8 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 			o.BaseEndpoint = awssdk.String(cfg.Endpoint)
 		}
 	})
-	return &Client{Region: awsCfg.Region, EC2: client, STS: sts.NewFromConfig(awsCfg)}, nil
+	return &Client{
+		Region: awsCfg.Region, EC2: client, STS: sts.NewFromConfig(awsCfg),
+		instances: readcache.New(cloneMachine), groups: readcache.New(cloneGroup),
+	}, nil
 }

@@ -17,6 +17,7 @@ package readcache
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"sync"
 )
@@ -89,6 +90,72 @@ func (c *Cache[T]) Get(ctx context.Context, id string, load func(context.Context
 		}
 		return zero, e.err
 	}
+}
+
+// GetMany returns what is known of each object, reading all those nobody
+// read yet with one call of load, which must return a value for each ID it
+// is given (a value standing for "absent" when T has one); reads already
+// under way for some of them are waited for instead. The result is keyed
+// by the IDs as given.
+func (c *Cache[T]) GetMany(ctx context.Context, ids []string, load func(context.Context, []string) (map[string]T, error)) (map[string]T, error) {
+	mine := map[string]*entry[T]{} // the entries this call reads, by ID as given
+	others := map[string]*entry[T]{}
+	c.mu.Lock()
+	for _, id := range ids {
+		k := key(id)
+		if e := c.entries[k]; e != nil {
+			others[id] = e
+			continue
+		}
+		e := &entry[T]{ready: make(chan struct{})}
+		c.entries[k] = e
+		mine[id] = e
+	}
+	c.mu.Unlock()
+	out := make(map[string]T, len(ids))
+	if len(mine) > 0 {
+		missing := make([]string, 0, len(mine))
+		for id := range mine {
+			missing = append(missing, id)
+		}
+		slices.Sort(missing)
+		got, err := load(ctx, missing)
+		c.mu.Lock()
+		for id, e := range mine {
+			e.val, e.err = got[id], err
+			close(e.ready)
+			if err != nil && c.entries[key(id)] == e {
+				delete(c.entries, key(id))
+			}
+		}
+		c.mu.Unlock()
+		if err != nil {
+			return nil, err
+		}
+		for id := range mine {
+			out[id] = c.clone(got[id])
+		}
+	}
+	for id, e := range others {
+		select {
+		case <-e.ready:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		if e.err != nil {
+			v, err := c.Get(ctx, id, func(ctx context.Context) (T, error) {
+				got, err := load(ctx, []string{id})
+				return got[id], err
+			})
+			if err != nil {
+				return nil, err
+			}
+			out[id] = v
+			continue
+		}
+		out[id] = c.clone(e.val)
+	}
+	return out, nil
 }
 
 // Put records what this process just wrote, or read otherwise (a list).

@@ -3,6 +3,7 @@ package readcache
 import (
 	"context"
 	"errors"
+	"maps"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -126,5 +127,39 @@ func TestAReaderWhoseTimeRanOutDoesNotFailTheOthers(t *testing.T) {
 	cancel()
 	if v := <-done; v != "read by the second" {
 		t.Fatalf("second reader got %q", v)
+	}
+}
+
+// Objects read together are read in one call; those known or under way
+// are not read again.
+func TestGetManyReadsWhatIsMissingInOneCall(t *testing.T) {
+	c := New(maps.Clone[map[string]string])
+	var calls [][]string
+	load := func(_ context.Context, ids []string) (map[string]map[string]string, error) {
+		calls = append(calls, ids)
+		out := map[string]map[string]string{}
+		for _, id := range ids {
+			out[id] = map[string]string{"id": id}
+		}
+		return out, nil
+	}
+	if _, err := c.Get(t.Context(), "sg-1", func(context.Context) (map[string]string, error) { return map[string]string{"id": "sg-1"}, nil }); err != nil {
+		t.Fatal(err)
+	}
+	got, err := c.GetMany(t.Context(), []string{"sg-3", "sg-1", "sg-2"}, load)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(calls) != 1 || !slices.Equal(calls[0], []string{"sg-2", "sg-3"}) {
+		t.Fatalf("calls %v, want one for sg-2 and sg-3", calls)
+	}
+	for _, id := range []string{"sg-1", "sg-2", "sg-3"} {
+		if got[id]["id"] != id {
+			t.Fatalf("GetMany = %v", got)
+		}
+	}
+	got["sg-2"]["id"] = "changed by a caller"
+	if again, _ := c.GetMany(t.Context(), []string{"sg-2"}, load); again["sg-2"]["id"] != "sg-2" || len(calls) != 1 {
+		t.Fatalf("second GetMany = %v after %d calls", again, len(calls))
 	}
 }
