@@ -588,8 +588,8 @@ func TestAccAccessRequest_grantsOfDifferentRequestersCoexist(t *testing.T) {
 		Steps: []resource.TestStep{
 			{Config: cloud.config(first), Check: expectGrantSources(t, cloud, "203.0.113.7/32")},
 			{
-				PreConfig: func() { cloud.bobsGrant(t) },
-				Config:    cloud.config(first),
+				PreConfig:        func() { cloud.bobsGrant(t) },
+				Config:           cloud.config(first),
 				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{plancheck.ExpectEmptyPlan()}},
 				ConfigStateChecks: []statecheck.StateCheck{
 					statecheck.ExpectKnownValue("jit_access_request.first", tfjsonpath.New("port").AtSliceIndex(0).AtMapKey("status"), knownvalue.StringExact("Initiated")),
