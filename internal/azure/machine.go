@@ -12,6 +12,7 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/arm"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/runtime"
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/compute/armcompute/v8"
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/network/armnetwork/v9"
 
@@ -156,8 +157,13 @@ func (c *Client) readNetworkInterface(ctx context.Context, nicID string) (jit.Ne
 	if err != nil {
 		return out, fmt.Errorf("reading network interface %s: %w", nicID, notFound(err))
 	}
+	return interfaceOf(nicID, &nic.Interface), nil
+}
+
+func interfaceOf(nicID string, nic *armnetwork.Interface) jit.NetworkInterface {
+	out := jit.NetworkInterface{ID: nicID}
 	if nic.Properties == nil {
-		return out, nil
+		return out
 	}
 	if nsg := nic.Properties.NetworkSecurityGroup; nsg != nil {
 		out.NetworkSecurityGroupID = deref(nsg.ID)
@@ -173,7 +179,7 @@ func (c *Client) readNetworkInterface(ctx context.Context, nicID string) (jit.Ne
 			out.SubnetID = deref(ipc.Properties.Subnet.ID)
 		}
 	}
-	return out, nil
+	return out
 }
 
 // subnetRecord is what is kept of a subnet.
@@ -224,6 +230,80 @@ func tags(in map[string]*string) map[string]string {
 	out := make(map[string]string, len(in))
 	for k, v := range in {
 		out[k] = deref(v)
+	}
+	return out
+}
+
+// listThreshold is how many VMs (or NICs) of one resource group a policy
+// must name for them to be listed rather than read one by one. A list page
+// holds about a hundred, so from a hundred on a listing costs no more calls
+// than the reads it replaces unless the group holds a hundred times more
+// than the policy names; and ARM's read throttling (about 250 reads, then
+// 25 a second) makes hundreds of single reads wait for seconds.
+const listThreshold = 100
+
+// PrefetchMachines reads, in list calls, the VMs of every resource group
+// the IDs name at least listThreshold of, and then their NICs likewise,
+// into the process's reads: resolving each machine afterwards reads only
+// what the lists left out. Failures are left for those reads to report.
+func (c *Client) PrefetchMachines(ctx context.Context, vmIDs []string) {
+	var nics []string
+	wanted := map[string]bool{}
+	for _, id := range vmIDs {
+		wanted[strings.ToLower(id)] = true
+	}
+	for group := range crowdedGroups(vmIDs) {
+		compute, err := c.computeClients(group.subscription)
+		if err != nil {
+			continue
+		}
+		_ = list(ctx, func() *runtime.Pager[armcompute.VirtualMachinesClientListResponse] {
+			return compute.NewVirtualMachinesClient().NewListPager(group.name, nil)
+		}, func(page armcompute.VirtualMachinesClientListResponse) {
+			for _, vm := range page.Value {
+				if vm == nil || vm.ID == nil {
+					continue
+				}
+				r := recordOf(*vm)
+				c.vms.Put(r.ID, r)
+				if wanted[strings.ToLower(r.ID)] {
+					nics = append(nics, r.NICs...)
+				}
+			}
+		})
+	}
+	for group := range crowdedGroups(nics) {
+		network, err := c.networkClients(group.subscription)
+		if err != nil {
+			continue
+		}
+		_ = list(ctx, func() *runtime.Pager[armnetwork.InterfacesClientListResponse] {
+			return network.NewInterfacesClient().NewListPager(group.name, nil)
+		}, func(page armnetwork.InterfacesClientListResponse) {
+			for _, nic := range page.Value {
+				if nic != nil && nic.ID != nil {
+					c.nics.Put(*nic.ID, interfaceOf(*nic.ID, nic))
+				}
+			}
+		})
+	}
+}
+
+type resourceGroup struct{ subscription, name string }
+
+// crowdedGroups are the resource groups at least listThreshold of ids are in.
+func crowdedGroups(ids []string) map[resourceGroup]bool {
+	count := map[resourceGroup]int{}
+	for _, raw := range ids {
+		if id, err := arm.ParseResourceID(raw); err == nil && id.ResourceGroupName != "" {
+			count[resourceGroup{strings.ToLower(id.SubscriptionID), strings.ToLower(id.ResourceGroupName)}]++
+		}
+	}
+	out := map[resourceGroup]bool{}
+	for g, n := range count {
+		if n >= listThreshold {
+			out[g] = true
+		}
 	}
 	return out
 }

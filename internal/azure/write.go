@@ -177,10 +177,12 @@ func list[T any](ctx context.Context, newPager func() *runtime.Pager[T], add fun
 	return nil
 }
 
-// readParallelism bounds the reads of one operation under way at once:
-// enough that a policy's VMs and NSGs are read side by side, few enough to
-// stay clear of ARM's read throttling.
-const readParallelism = 16
+// readParallelism bounds how many NSGs one operation reads at once:
+// enough that a policy's are read side by side in one round trip, few
+// enough that a policy of hundreds opens tens of connections, not
+// hundreds. (ARM's throttling counts requests, not how many are in
+// flight: the reads a policy needs cost the same either way.)
+const readParallelism = 32
 
 // parallel runs fn for each item, at most readParallelism at once, and
 // joins the errors.

@@ -76,8 +76,10 @@ type Sim struct {
 	flows  map[string]map[string]int // flow → operation → calls
 	reads  map[string]int            // object → reads of it alone
 	tokens int                       // tokens issued, for Identities
-	faults map[string]*Fault
-	rand   func() float64
+	// unthrottled turns ARM's throttling off (see SetThrottling).
+	unthrottled bool
+	faults      map[string]*Fault
+	rand        func() float64
 }
 
 // New builds an emulator seeded from fx (which may be nil for an empty world).

@@ -61,6 +61,14 @@ type Backend interface {
 	RevokeGrant(ctx context.Context, g FoundGrant, still func(jit.Marker) bool) (revoked bool, err error)
 }
 
+// MachinePrefetcher is a Backend that reads many machines in fewer calls
+// than one each (list calls, batches): a policy's machines are handed to
+// it together before they are resolved one by one, which then finds them
+// read.
+type MachinePrefetcher interface {
+	PrefetchMachines(ctx context.Context, ids []string)
+}
+
 // PolicyInput is a policy as one backend plans or observes it.
 type PolicyInput struct {
 	Name string

@@ -131,9 +131,11 @@ func parallel[T any](items []T, fn func(T) error) error {
 }
 
 // readParallelism bounds how many machines one operation reads at once:
-// enough that a policy's machines are read side by side, few enough to
-// stay clear of the clouds' read throttling.
-const readParallelism = 16
+// enough that a policy's are read side by side in one round trip, few
+// enough that a policy of hundreds opens tens of connections, not
+// hundreds. (ARM's throttling counts requests, not how many are in
+// flight: the reads a policy needs cost the same either way.)
+const readParallelism = 32
 
 // parallelN runs fn for each item, at most n at once, and joins the errors.
 func parallelN[T any](items []T, n int, fn func(T) error) error {

@@ -52,7 +52,9 @@ func (e *Engine) discover(ctx context.Context, name string, ids []string, firewa
 		return t.inputs[i]
 	}
 	// Every machine is read at once (at most readParallelism at a time),
-	// then judged in the order configured.
+	// after the backends that can read many together did, then judged in
+	// the order configured.
+	e.prefetch(ctx, ids)
 	machines := make([]*jit.Machine, len(ids))
 	errs := make([]error, len(ids))
 	parallelN(indexes(ids), readParallelism, func(i int) error {
@@ -142,6 +144,26 @@ func (e *Engine) discover(ctx context.Context, name string, ids []string, firewa
 		}
 	}
 	return t, nil
+}
+
+// prefetch hands each backend that reads many machines together its share
+// of ids.
+func (e *Engine) prefetch(ctx context.Context, ids []string) {
+	for _, b := range e.backends {
+		p, ok := b.(MachinePrefetcher)
+		if !ok {
+			continue
+		}
+		var mine []string
+		for _, id := range ids {
+			if b.Owns(id) {
+				mine = append(mine, id)
+			}
+		}
+		if len(mine) > 0 {
+			p.PrefetchMachines(ctx, mine)
+		}
+	}
 }
 
 // priorPart is the backend's part of the prior state, made on first use.

@@ -10,6 +10,11 @@ import (
 	"github.com/hashicorp/terraform-plugin-testing/helper/resource"
 	"github.com/hashicorp/terraform-plugin-testing/plancheck"
 	"github.com/hashicorp/terraform-plugin-testing/terraform"
+
+	"github.com/jitaccess/terraform-provider-jit/internal/azure"
+	"github.com/jitaccess/terraform-provider-jit/internal/cloudsim"
+	"github.com/jitaccess/terraform-provider-jit/internal/engine"
+	"github.com/jitaccess/terraform-provider-jit/internal/jit"
 )
 
 // What an operation costs in cloud calls, counted by the emulator: each
@@ -200,4 +205,44 @@ func atoi(s string) int {
 	n := 0
 	fmt.Sscan(s, &n)
 	return n
+}
+
+// A policy of many VMs of one resource group reads them, and their NICs,
+// in list calls: hundreds of single reads would wait seconds on ARM's read
+// throttling.
+func TestPlanPolicy_manyVMsOfOneResourceGroupAreListed(t *testing.T) {
+	const n = 150
+	rg := "/subscriptions/" + testSub + "/resourceGroups/many"
+	subnet := rg + "/providers/Microsoft.Network/virtualNetworks/vnet/subnets/vms"
+	nsg := rg + "/providers/Microsoft.Network/networkSecurityGroups/vms-nsg"
+	fx := &cloudsim.Fixture{Azure: cloudsim.AzureFixture{
+		SubscriptionID:        testSub,
+		NetworkSecurityGroups: []cloudsim.AzureNSG{{ID: nsg}},
+		VirtualNetworks: []cloudsim.AzureVNet{{ID: rg + "/providers/Microsoft.Network/virtualNetworks/vnet", AddressSpace: []string{"10.0.0.0/16"},
+			Subnets: []cloudsim.AzureSubnet{{Name: "vms", AddressPrefix: "10.0.0.0/16", NetworkSecurityGroup: nsg}}}},
+	}}
+	var ids []string
+	for i := range n {
+		vm := fmt.Sprintf("%s/providers/Microsoft.Compute/virtualMachines/vm%03d", rg, i)
+		nic := fmt.Sprintf("%s/providers/Microsoft.Network/networkInterfaces/vm%03d-nic", rg, i)
+		fx.Azure.NetworkInterfaces = append(fx.Azure.NetworkInterfaces, cloudsim.AzureNIC{ID: nic,
+			IPConfigurations: []cloudsim.AzureIPConfig{{Name: "ip", PrivateIP: fmt.Sprintf("10.0.%d.%d", i/200, i%200+4), Subnet: subnet}}})
+		fx.Azure.VirtualMachines = append(fx.Azure.VirtualMachines, cloudsim.AzureVM{ID: vm, NetworkInterfaces: []string{nic}})
+		ids = append(ids, vm)
+	}
+	srv, err := newSim(fx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	cloud := &testCloud{Server: srv}
+	e := engine.New(jit.NewClock(), []engine.Backend{azure.NewBackend(cloud.azureClient(t), "")})
+	p := e.PlanPolicy(t.Context(), engine.PolicySpec{Name: "many", MachineIDs: ids, Ports: jit.DefaultPorts()}, nil)
+	if jit.HasError(p.Findings) {
+		t.Fatalf("plan: %v", p.Findings)
+	}
+	calls := cloud.Calls()
+	if calls["VirtualMachines.Get"]+calls["Interfaces.Get"] != 0 || calls["VirtualMachines.List"] != 2 || calls["Interfaces.List"] != 2 {
+		t.Errorf("%d VMs and NICs read with %v, want two list pages of each and no single read", n, calls)
+	}
 }
