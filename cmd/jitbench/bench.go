@@ -168,8 +168,9 @@ func isRead(op string) bool {
 		strings.HasPrefix(op, "Describe") || op == "GetCallerIdentity" || op == "ManagedIdentity.GetToken"
 }
 
-func (w *world) write(name, content string) error {
-	return os.WriteFile(filepath.Join(w.dir, name), []byte(content), 0o600)
+// configure writes the configuration OpenTofu runs.
+func (w *world) configure(config string) error {
+	return os.WriteFile(filepath.Join(w.dir, "main.tf"), []byte(config), 0o600)
 }
 
 // tofu runs OpenTofu in the world's directory.
@@ -202,6 +203,35 @@ type row struct {
 	processes   int
 	notes       []string
 	err         error
+	// walls are every run's wall time, when there were several.
+	walls []time.Duration
+}
+
+// fastest keeps, of each row of several runs of a scenario, its fastest
+// run, noting every run's wall time: the machine is shared, so the
+// fastest run is the closest to what the provider itself costs.
+func fastest(runs [][]*row) []*row {
+	if len(runs) == 0 {
+		return nil
+	}
+	var out []*row
+	for i, first := range runs[0] {
+		best := first
+		var walls []time.Duration
+		for _, run := range runs {
+			if i < len(run) && run[i].name == first.name {
+				walls = append(walls, run[i].wall)
+				if run[i].err == nil && (best.err != nil || run[i].wall < best.wall) {
+					best = run[i]
+				}
+			}
+		}
+		if len(walls) > 1 {
+			best.walls = walls
+		}
+		out = append(out, best)
+	}
+	return out
 }
 
 // measure runs a command at the emulated latency, from full throttling
@@ -229,7 +259,7 @@ func providerUsage(file string) (cpu time.Duration, rssKiB int64, processes int)
 	if err != nil {
 		return 0, 0, 0
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }()
 	s := bufio.NewScanner(f)
 	for s.Scan() {
 		var user, sys, rss int64

@@ -33,6 +33,7 @@ var (
 	runFlag      = flag.String("run", "", "run only the scenarios whose name matches this regular expression")
 	keepFlag     = flag.Bool("keep", false, "keep the working directory")
 	requesters   = flag.Int("requesters", 50, "S2: how many people request the one VM")
+	countFlag    = flag.Int("count", 1, "run each scenario this many times; each row shows its fastest run, and the median wall time")
 	traceFlag    = flag.Bool("trace", false, "log every request the emulator serves to trace.log in the scenario's directory (with -keep)")
 	tfLog        = flag.String("tf-log", "", "TF_LOG level for every command, logged to tofu-<n>.log in the scenario's directory (with -keep)")
 )
@@ -51,7 +52,7 @@ func main() {
 		fail(err)
 	}
 	if !*keepFlag {
-		defer os.RemoveAll(b.work)
+		defer func() { _ = os.RemoveAll(b.work) }()
 	} else {
 		fmt.Fprintf(os.Stderr, "working directory: %s\n", b.work)
 	}
@@ -60,14 +61,18 @@ func main() {
 		if !match.MatchString(s.name) {
 			continue
 		}
-		fmt.Fprintf(os.Stderr, "== %s: %s\n", s.name, s.title)
-		start := time.Now()
-		got, err := s.run(b, filepath.Join(b.work, s.name))
-		rows = append(rows, got...)
-		if err != nil {
-			rows = append(rows, &row{name: s.name, title: "failed", err: err})
+		var runs [][]*row
+		for i := range *countFlag {
+			fmt.Fprintf(os.Stderr, "== %s (run %d of %d): %s\n", s.name, i+1, *countFlag, s.title)
+			start := time.Now()
+			got, err := s.run(b, filepath.Join(b.work, fmt.Sprintf("%s-%d", s.name, i+1)))
+			if err != nil {
+				got = append(got, &row{name: s.name, title: "failed", err: err})
+			}
+			runs = append(runs, got)
+			fmt.Fprintf(os.Stderr, "   (%s with its setup)\n", time.Since(start).Round(100*time.Millisecond))
 		}
-		fmt.Fprintf(os.Stderr, "   (%s with its setup)\n", time.Since(start).Round(100*time.Millisecond))
+		rows = append(rows, fastest(runs)...)
 	}
 	printTable(os.Stdout, rows)
 }

@@ -8,7 +8,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore/runtime"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/network/armnetwork/v9"
 	"github.com/hashicorp/terraform-plugin-log/tflog"
@@ -206,7 +206,7 @@ func (c *Client) editFirewall(ctx context.Context, firewallID string, edit func(
 		}
 		tflog.Info(ctx, "writing Azure Firewall rule collections (the whole firewall)", map[string]any{"firewall": firewallID})
 		var initial *http.Response
-		poller, err := client.BeginCreateOrUpdate(runtime.WithCaptureResponse(ctx, &initial), id.ResourceGroupName, id.Name, fw, nil)
+		poller, err := client.BeginCreateOrUpdate(policy.WithCaptureResponse(ctx, &initial), id.ResourceGroupName, id.Name, fw, nil)
 		if err != nil {
 			return err
 		}

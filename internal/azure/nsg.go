@@ -9,7 +9,7 @@ import (
 	"strings"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/arm"
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore/runtime"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/network/armnetwork/v9"
 	"github.com/hashicorp/terraform-plugin-log/tflog"
@@ -44,7 +44,7 @@ func (c *Client) SecurityRules(ctx context.Context, nsgID string) ([]jit.NSGRule
 // so that planning many NSGs waits for one read, not one per NSG. Errors
 // are left for the reads that follow to report.
 func (c *Client) ReadNSGs(ctx context.Context, ids []string) {
-	parallel(ids, func(id string) error {
+	_ = parallel(ids, func(id string) error {
 		_, err := c.SecurityRules(ctx, id)
 		return err
 	})
@@ -89,7 +89,7 @@ func (c *Client) ApplyNSGPlan(ctx context.Context, nsgID string, plan jit.NSGPla
 		tflog.Info(ctx, "deleting NSG security rule", map[string]any{"nsg": nsgID, "rule": r.Name})
 		err := withRetry(ctx, func(ctx context.Context) error {
 			var initial *http.Response
-			poller, err := rules.BeginDelete(runtime.WithCaptureResponse(ctx, &initial), id.ResourceGroupName, id.Name, r.Name, nil)
+			poller, err := rules.BeginDelete(policy.WithCaptureResponse(ctx, &initial), id.ResourceGroupName, id.Name, r.Name, nil)
 			if err != nil {
 				return err
 			}
@@ -108,7 +108,7 @@ func (c *Client) ApplyNSGPlan(ctx context.Context, nsgID string, plan jit.NSGPla
 		})
 		var initial *http.Response
 		err := withRetry(ctx, func(ctx context.Context) error {
-			poller, err := rules.BeginCreateOrUpdate(runtime.WithCaptureResponse(ctx, &initial), id.ResourceGroupName, id.Name, r.Name, toSecurityRule(r), nil)
+			poller, err := rules.BeginCreateOrUpdate(policy.WithCaptureResponse(ctx, &initial), id.ResourceGroupName, id.Name, r.Name, toSecurityRule(r), nil)
 			if err != nil {
 				return err
 			}

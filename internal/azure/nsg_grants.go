@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/runtime"
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/network/armnetwork/v9"
 	"github.com/hashicorp/terraform-plugin-log/tflog"
@@ -92,7 +93,7 @@ func (c *Client) RevokeSecurityRule(ctx context.Context, nsgID, name string, rev
 	tflog.Info(ctx, "deleting expired grant rule", map[string]any{"nsg": nsgID, "rule": name})
 	err = withRetry(ctx, func(ctx context.Context) error {
 		var initial *http.Response
-		poller, err := rules.BeginDelete(runtime.WithCaptureResponse(ctx, &initial), id.ResourceGroupName, id.Name, name, nil)
+		poller, err := rules.BeginDelete(policy.WithCaptureResponse(ctx, &initial), id.ResourceGroupName, id.Name, name, nil)
 		if err != nil {
 			return err
 		}

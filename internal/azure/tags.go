@@ -8,6 +8,7 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/arm"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/runtime"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/compute/armcompute/v8"
@@ -49,7 +50,7 @@ func (c *Client) UpdateMachineTags(ctx context.Context, vmID string, set map[str
 			if vm.ETag != "" {
 				opts = &armcompute.VirtualMachinesClientBeginUpdateOptions{IfMatch: to.Ptr(vm.ETag)}
 			}
-			poller, err := vms.BeginUpdate(runtime.WithCaptureResponse(ctx, &initial), id.ResourceGroupName, id.Name, armcompute.VirtualMachineUpdate{Tags: tags}, opts)
+			poller, err := vms.BeginUpdate(policy.WithCaptureResponse(ctx, &initial), id.ResourceGroupName, id.Name, armcompute.VirtualMachineUpdate{Tags: tags}, opts)
 			if err != nil {
 				return err
 			}

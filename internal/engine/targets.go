@@ -57,7 +57,7 @@ func (e *Engine) discover(ctx context.Context, name string, ids []string, firewa
 	e.prefetch(ctx, ids)
 	machines := make([]*jit.Machine, len(ids))
 	errs := make([]error, len(ids))
-	parallelN(indexes(ids), readParallelism, func(i int) error {
+	_ = parallelN(indexes(ids), readParallelism, func(i int) error {
 		machines[i], errs[i] = e.policyMachine(ctx, ids[i])
 		return nil
 	})
