@@ -38,13 +38,16 @@ type SGGrantPort struct {
 	Source string
 }
 
-// CallerIdentity names the identity the provider acts as: its ARN.
+// CallerIdentity names the identity the provider acts as: its ARN, asked
+// once per provider process (every request of a plan asks).
 func (c *Client) CallerIdentity(ctx context.Context) (string, error) {
-	out, err := call(ctx, c.STS.GetCallerIdentity, &sts.GetCallerIdentityInput{})
-	if err != nil {
-		return "", fmt.Errorf("sts:GetCallerIdentity: %w", err)
-	}
-	return awssdk.ToString(out.Arn), nil
+	return c.caller.Get(ctx, "caller", func(ctx context.Context) (string, error) {
+		out, err := call(ctx, c.STS.GetCallerIdentity, &sts.GetCallerIdentityInput{})
+		if err != nil {
+			return "", fmt.Errorf("sts:GetCallerIdentity: %w", err)
+		}
+		return awssdk.ToString(out.Arn), nil
+	})
 }
 
 // openGrant creates the request's group (once), attaches it to the ENI

@@ -58,13 +58,38 @@ func (b *Backend) TaggedMachines(ctx context.Context, tag, value string) ([]stri
 func (b *Backend) GrantTargets(*jit.Machine) int { return 1 }
 
 // CheckGrant refuses a grant whose group would not fit on the primary ENI.
-func (b *Backend) CheckGrant(_ context.Context, m *jit.Machine, _ engine.Grant) []jit.Finding {
-	if len(m.Interfaces) > 0 && len(m.Interfaces[0].SecurityGroupIDs) >= GroupsPerInterface {
+// The older grant groups this request supersedes leave the ENI as its
+// group joins, so they do not count.
+func (b *Backend) CheckGrant(ctx context.Context, m *jit.Machine, g engine.Grant) []jit.Finding {
+	if len(m.Interfaces) == 0 || len(m.Interfaces[0].SecurityGroupIDs) < GroupsPerInterface {
+		return nil
+	}
+	eni := m.Interfaces[0]
+	superseded, err := b.client.supersededGroups(ctx, eni.SecurityGroupIDs, sgGrant(m, g))
+	if err != nil {
+		return []jit.Finding{jit.Error("Cannot read security groups", err.Error(), "virtual_machine_id")}
+	}
+	if kept := len(eni.SecurityGroupIDs) - len(superseded); kept >= GroupsPerInterface {
 		return []jit.Finding{jit.Error("No room for the grant's security group",
 			fmt.Sprintf("The primary network interface %s of %s already has %d security groups, EC2's default limit per interface; a grant attaches one more. Detach a group first.",
-				m.Interfaces[0].ID, m.ID, len(m.Interfaces[0].SecurityGroupIDs)), "virtual_machine_id")}
+				eni.ID, m.ID, kept), "virtual_machine_id")}
 	}
 	return nil
+}
+
+// sgGrant is a grant as the request's own group on the primary ENI holds
+// it. One group holds every port: it ends with the first to end.
+func sgGrant(m *jit.Machine, g engine.Grant) SGGrant {
+	sg := SGGrant{Request: g.ID, Instance: m.ID, ENI: primaryENI(m)}
+	var end time.Time
+	for i, gp := range g.Ports {
+		sg.Ports = append(sg.Ports, SGGrantPort{Port: gp.Port, Source: gp.Source})
+		if i == 0 || gp.End.Before(end) {
+			end = gp.End
+		}
+	}
+	sg.Marker = jit.GrantMarker(g.Policy, end, g.Requestor, g.Justification).String()
+	return sg
 }
 
 // OpenGrant opens an instance's ports with a security group of the
@@ -74,17 +99,10 @@ func (b *Backend) OpenGrant(ctx context.Context, m *jit.Machine, g engine.Grant)
 	if len(m.Interfaces) == 0 {
 		return opened, fmt.Errorf("%s has no network interface to attach a grant to", m.ID)
 	}
-	sg := SGGrant{Request: g.ID, Instance: m.ID, ENI: m.Interfaces[0].ID}
-	var end time.Time
-	for i, gp := range g.Ports {
-		sg.Ports = append(sg.Ports, SGGrantPort{Port: gp.Port, Source: gp.Source})
-		// One group holds every port: it ends with the first to end.
-		if i == 0 || gp.End.Before(end) {
-			end = gp.End
-		}
+	sg := sgGrant(m, g)
+	for _, gp := range g.Ports {
 		opened.Connect[gp.Port] = engine.ConnectionDetails(m, gp.Port)
 	}
-	sg.Marker = jit.GrantMarker(g.Policy, end, g.Requestor, g.Justification).String()
 	group, err := b.client.openGrant(ctx, sg)
 	if group != "" {
 		for _, gp := range g.Ports {

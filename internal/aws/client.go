@@ -9,7 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
+	"strings"
 
 	awssdk "github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
@@ -35,8 +35,7 @@ type Config struct {
 type Client struct {
 	Region string
 	EC2    *ec2.Client
-	// STS names the caller, a grant's requestor; its endpoint follows the
-	// config chain (AWS_ENDPOINT_URL_STS), not the aws block's EC2 endpoint.
+	// STS names the caller, a grant's requestor.
 	STS *sts.Client
 	// locks serialise this process's writes per security group (grants.go
 	// has those per network interface).
@@ -44,26 +43,39 @@ type Client struct {
 	// The process's reads (see reads.go and internal/readcache).
 	instances *readcache.Cache[*jit.Machine]
 	groups    *readcache.Cache[*SecurityGroup]
+	caller    *readcache.Cache[string]
 	batches   instanceBatches
 }
 
-// opaqueBodyClient hides the request body's WriterTo from net/http. smithy
-// closes the body once response headers arrive; if net/http has not made its
+// guardedClient is the HTTP client of every EC2 and STS call. It refuses,
+// before any connection, a request in plain HTTP to a host that is not
+// loopback, wherever the SDK found that endpoint (the aws block, the
+// environment, a shared config file's endpoint_url, a [services] section),
+// so signed requests and session tokens never travel in clear text.
+//
+// It also hides the request body's WriterTo from net/http. smithy closes
+// the body once response headers arrive; if net/http has not made its
 // final read of the body by then, WriteTo's io.EOF makes it close the
-// connection mid-response, and the SDK retries a write that already
-// happened (an authorize then fails with InvalidPermission.Duplicate). A fast
+// connection mid-response, and a write that already happened is retried
+// (an authorize then fails with InvalidPermission.Duplicate). A fast
 // endpoint on loopback hits this often; hiding WriteTo makes net/http copy
 // with Read, which ends cleanly.
-type opaqueBodyClient struct{ next awssdk.HTTPClient }
+type guardedClient struct{ next awssdk.HTTPClient }
 
-func (c opaqueBodyClient) Do(r *http.Request) (*http.Response, error) {
+func (c guardedClient) Do(r *http.Request) (*http.Response, error) {
+	if strings.EqualFold(r.URL.Scheme, "http") && !endpoint.IsLoopback(r.URL.Hostname()) {
+		return nil, fmt.Errorf("refusing to send a signed request in plain HTTP to %s, which is not a loopback address: use https", r.URL.Host)
+	}
 	if r.Body != nil && r.Body != http.NoBody {
 		r.Body = struct{ io.ReadCloser }{r.Body}
 	}
 	return c.next.Do(r)
 }
 
-// New loads the AWS config chain and builds the EC2 client.
+// New loads the AWS config chain and builds the EC2 and STS clients. The
+// aws block's endpoint serves both (an emulator, a VPC endpoint or a
+// LocalStack answers both on one address); without it, each follows the
+// config chain.
 func New(ctx context.Context, cfg Config) (*Client, error) {
 	var opts []func(*config.LoadOptions) error
 	if cfg.Region != "" {
@@ -84,32 +96,34 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 	}
 	// Wrapped after loading, so the chain's own HTTP settings
 	// (AWS_CA_BUNDLE needs the SDK's buildable client) still apply.
-	awsCfg.HTTPClient = opaqueBodyClient{chainHTTPClient(awsCfg.HTTPClient)}
+	awsCfg.HTTPClient = guardedClient{chainHTTPClient(awsCfg.HTTPClient)}
 	if awsCfg.Region == "" {
 		return nil, errors.New("no AWS region: set region in the aws block or AWS_REGION")
 	}
-	// The config chain applies AWS_ENDPOINT_URL_EC2 / AWS_ENDPOINT_URL by
-	// itself; they are checked here so plain HTTP never leaves loopback.
-	for _, ep := range []struct{ name, value string }{
-		{"endpoint", cfg.Endpoint},
-		{"AWS_ENDPOINT_URL_EC2", os.Getenv("AWS_ENDPOINT_URL_EC2")},
-		{"AWS_ENDPOINT_URL", os.Getenv("AWS_ENDPOINT_URL")},
-		{"AWS_ENDPOINT_URL_STS", os.Getenv("AWS_ENDPOINT_URL_STS")},
-	} {
-		if ep.value == "" {
-			continue
-		}
-		if _, err := endpoint.Check(ep.value); err != nil {
-			return nil, fmt.Errorf("%s: %w", ep.name, err)
+	if cfg.Endpoint != "" {
+		if _, err := endpoint.Check(cfg.Endpoint); err != nil {
+			return nil, fmt.Errorf("endpoint: %w", err)
 		}
 	}
-	client := ec2.NewFromConfig(awsCfg, func(o *ec2.Options) {
+	override := func(base **string) {
 		if cfg.Endpoint != "" {
-			o.BaseEndpoint = awssdk.String(cfg.Endpoint)
+			*base = awssdk.String(cfg.Endpoint)
 		}
-	})
+	}
+	ec2Client := ec2.NewFromConfig(awsCfg, func(o *ec2.Options) { override(&o.BaseEndpoint) })
+	stsClient := sts.NewFromConfig(awsCfg, func(o *sts.Options) { override(&o.BaseEndpoint) })
+	// The endpoints are checked as the SDK resolved them, whatever set
+	// them, so that a bad one is a configuration error, not a refused call.
+	for service, base := range map[string]*string{"EC2": ec2Client.Options().BaseEndpoint, "STS": stsClient.Options().BaseEndpoint} {
+		if base == nil {
+			continue // the SDK's own https endpoint for the region
+		}
+		if _, err := endpoint.Check(*base); err != nil {
+			return nil, fmt.Errorf("the %s endpoint the AWS configuration resolves to: %w", service, err)
+		}
+	}
 	return &Client{
-		Region: awsCfg.Region, EC2: client, STS: sts.NewFromConfig(awsCfg),
-		instances: readcache.New(cloneMachine), groups: readcache.New(cloneGroup),
+		Region: awsCfg.Region, EC2: ec2Client, STS: stsClient,
+		instances: readcache.New(cloneMachine), groups: readcache.New(cloneGroup), caller: readcache.New[string](nil),
 	}, nil
 }

@@ -2,11 +2,9 @@ package azure
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/http"
 
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/arm"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/runtime"
@@ -16,12 +14,12 @@ import (
 )
 
 // UpdateMachineTags sets and removes tags on a VM, keeping every other tag.
-// A VM PATCH replaces the whole tag map, so the tags are merged, under the
-// VM's lock, into the VM as this process read it, and written only if that
-// read is still current: the PATCH carries its ETag (If-Match). When
-// another writer changed the VM since, ARM refuses it (412
-// PreconditionFailed), and the VM is read again and merged again. Tags
-// already as wanted make no call.
+// A VM PATCH replaces the whole tag map, so the tags are merged into the VM
+// as this process last read it, and the write carries that read's ETag in
+// If-Match: another process (another configuration's policy, a person)
+// that wrote the VM since makes ARM refuse with 412, and the VM is read
+// again and merged again instead of that write being lost. This process's
+// own writers queue on the VM's lock. Tags already as wanted make no call.
 func (c *Client) UpdateMachineTags(ctx context.Context, vmID string, set map[string]string, remove func(name string) bool) error {
 	unlock := c.locks.Lock(ctx, vmID)
 	defer unlock()
@@ -34,7 +32,9 @@ func (c *Client) UpdateMachineTags(ctx context.Context, vmID string, set map[str
 		return err
 	}
 	vms := compute.NewVirtualMachinesClient()
-	for attempt := 1; ; attempt++ {
+	var written *armcompute.VirtualMachine
+	err = withRetry(ctx, func(ctx context.Context) error {
+		written = nil
 		vm, err := c.virtualMachine(ctx, vmID)
 		if err != nil {
 			return err
@@ -43,32 +43,35 @@ func (c *Client) UpdateMachineTags(ctx context.Context, vmID string, set map[str
 		if !changed {
 			return nil
 		}
-		tflog.Info(ctx, "writing virtual machine tags", map[string]any{"vm": vmID, "set": set})
-		var initial *http.Response
-		err = withRetry(ctx, func(ctx context.Context) error {
-			var opts *armcompute.VirtualMachinesClientBeginUpdateOptions
-			if vm.ETag != "" {
-				opts = &armcompute.VirtualMachinesClientBeginUpdateOptions{IfMatch: to.Ptr(vm.ETag)}
-			}
-			poller, err := vms.BeginUpdate(policy.WithCaptureResponse(ctx, &initial), id.ResourceGroupName, id.Name, armcompute.VirtualMachineUpdate{Tags: tags}, opts)
-			if err != nil {
-				return err
-			}
-			return await(ctx, poller, initial)
-		})
-		c.vms.Forget(vmID)
-		switch {
-		case isPreconditionFailed(err) && attempt < maxPlacements:
-			tflog.Warn(ctx, "the virtual machine changed since it was read; reading it again", map[string]any{"vm": vmID, "attempt": attempt})
-			continue
-		case err != nil:
-			return fmt.Errorf("writing the tags of virtual machine %s: %w", vmID, notFound(err))
+		tflog.Info(ctx, "writing virtual machine tags", map[string]any{"vm": vmID, "set": set, "if_match": vm.ETag})
+		var opts *armcompute.VirtualMachinesClientBeginUpdateOptions
+		if vm.ETag != "" {
+			opts = &armcompute.VirtualMachinesClientBeginUpdateOptions{IfMatch: to.Ptr(vm.ETag)}
 		}
-		if written, ok := answer[armcompute.VirtualMachine](initial); ok {
-			c.vms.Put(vmID, recordOf(written))
+		var initial *http.Response
+		poller, err := vms.BeginUpdate(policy.WithCaptureResponse(ctx, &initial), id.ResourceGroupName, id.Name, armcompute.VirtualMachineUpdate{Tags: tags}, opts)
+		if err == nil {
+			err = await(ctx, poller, initial)
+		}
+		if err != nil {
+			// Changed by another writer (412), or what the write did is
+			// not known: the next attempt reads the VM again.
+			c.vms.Forget(vmID)
+			return err
+		}
+		if vm, ok := answer[armcompute.VirtualMachine](initial); ok {
+			written = &vm
 		}
 		return nil
+	})
+	switch {
+	case err != nil:
+		c.vms.Forget(vmID)
+		return fmt.Errorf("writing the tags of virtual machine %s: %w", vmID, notFound(err))
+	case written != nil:
+		c.vms.Put(vmID, recordOf(*written))
 	}
+	return nil
 }
 
 // mergeTags sets and removes tags, keeping the others, and tells whether
@@ -92,13 +95,6 @@ func mergeTags(have map[string]string, set map[string]string, remove func(string
 		tags[k] = to.Ptr(v)
 	}
 	return tags, changed
-}
-
-// isPreconditionFailed tells whether ARM refused a write whose If-Match
-// ETag is no longer the resource's.
-func isPreconditionFailed(err error) bool {
-	var re *azcore.ResponseError
-	return errors.As(err, &re) && re.StatusCode == http.StatusPreconditionFailed
 }
 
 // TaggedMachines lists the VMs of the configured subscription carrying tag=value.

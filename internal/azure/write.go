@@ -3,7 +3,9 @@ package azure
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -122,6 +124,10 @@ func classify(err error) (bool, time.Duration) {
 			return true, after
 		case re.StatusCode == http.StatusTooManyRequests, re.StatusCode >= 500:
 			return true, after
+		case re.StatusCode == http.StatusPreconditionFailed:
+			// Another writer changed the resource since it was read for a
+			// read-merge-write: read, merge and write again.
+			return true, 0
 		}
 		return false, 0
 	}
@@ -142,7 +148,52 @@ func retryAfter(resp *http.Response) time.Duration {
 // (the resource's timeout) ends. It is the only retry: the SDK's own is
 // off (see New), so attempts never multiply.
 func withRetry(ctx context.Context, op func(context.Context) error) error {
-	return retry.Do(ctx, retry.DefaultBackoff, classify, op)
+	return describe(retry.Do(ctx, retry.DefaultBackoff, classify, op))
+}
+
+// armError is an ARM failure told in one line, "Code: message (HTTP 404)",
+// instead of the SDK's multi-line dump of the request and body; it still
+// unwraps to the SDK's error, so callers test codes as before.
+type armError struct {
+	*azcore.ResponseError
+	message string
+}
+
+func (e *armError) Error() string { return e.message }
+func (e *armError) Unwrap() error { return e.ResponseError }
+
+// describe shortens ARM failures in err to what an operator needs: the
+// error code and message ARM sent, and the HTTP status.
+func describe(err error) error {
+	var re *azcore.ResponseError
+	if err == nil || !errors.As(err, &re) {
+		return err
+	}
+	var body struct {
+		Error struct {
+			Code    string `json:"code"`
+			Message string `json:"message"`
+		} `json:"error"`
+	}
+	if re.RawResponse != nil {
+		if b, rerr := runtime.Payload(re.RawResponse); rerr == nil {
+			_ = json.Unmarshal(b, &body)
+		}
+	}
+	status := fmt.Sprintf("HTTP %d", re.StatusCode)
+	if re.StatusCode < http.StatusBadRequest {
+		status = "the long-running operation failed" // a poll answered 200 with status Failed
+	}
+	msg := fmt.Sprintf("%s (%s)", cmp.Or(body.Error.Code, re.ErrorCode, http.StatusText(re.StatusCode)), status)
+	if body.Error.Message != "" {
+		msg = fmt.Sprintf("%s: %s (%s)", cmp.Or(body.Error.Code, re.ErrorCode), body.Error.Message, status)
+	}
+	// What came before the SDK's error (the attempts a retry gave up after)
+	// is kept, the dump is not.
+	if full, dump := err.Error(), re.Error(); strings.HasSuffix(full, dump) && len(full) > len(dump) {
+		msg = strings.TrimSuffix(full, dump) + msg
+	}
+	return &armError{ResponseError: re, message: msg}
 }
 
 // IsPriorityConflict tells whether ARM refused a security rule because

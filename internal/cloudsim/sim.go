@@ -281,7 +281,8 @@ func Operations() []string {
 
 // Env is the environment the provider (and the SDKs' default credential
 // chains) need to reach this emulator: a managed-identity endpoint the way
-// Azure App Service exposes one, static AWS keys, and the STS endpoint.
+// Azure App Service exposes one and static AWS keys. The provider block's
+// aws endpoint serves STS too, so no STS endpoint is set here.
 func (s *Server) Env() [][2]string {
 	return [][2]string{
 		{"IDENTITY_ENDPOINT", s.URL + "/msi/token"},
@@ -289,7 +290,6 @@ func (s *Server) Env() [][2]string {
 		{"AWS_ACCESS_KEY_ID", "AKIACLOUDSIMEXAMPLE"},
 		{"AWS_SECRET_ACCESS_KEY", "cloudsim-secret"},
 		{"AWS_REGION", s.Sim.aws.region()},
-		{"AWS_ENDPOINT_URL_STS", s.URL},
 		{"AWS_EC2_METADATA_DISABLED", "true"},
 	}
 }

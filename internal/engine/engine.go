@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 
 	"github.com/jitaccess/terraform-provider-jit/internal/jit"
@@ -78,6 +79,45 @@ type Engine struct {
 	clock    jit.Clock
 	// missing names the clouds a configuration left out, for messages.
 	missing []string
+
+	mu sync.Mutex
+	// claims are, by lowercased machine ID, the policy each machine was
+	// planned into in this process: two policies of one configuration
+	// listing one VM are refused at plan, before either writes.
+	claims map[string]string
+	// settings are, by lowercased machine ID, the settings of the policy
+	// covering it as this process knows them from the policy's own state
+	// or plan: requests of the same configuration are checked against
+	// them, not against tags anyone with tag-write rights can edit.
+	settings map[string]policySettings
+}
+
+type policySettings struct {
+	name  string
+	ports []jit.Port
+}
+
+// remember records the settings policy name holds for its machines.
+func (e *Engine) remember(name string, ids []string, ports []jit.Port) {
+	if ports == nil {
+		return
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.settings == nil {
+		e.settings = map[string]policySettings{}
+	}
+	for _, id := range ids {
+		e.settings[strings.ToLower(id)] = policySettings{name, ports}
+	}
+}
+
+// remembered is what remember recorded for a machine.
+func (e *Engine) remembered(id string) (policySettings, bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	s, ok := e.settings[strings.ToLower(id)]
+	return s, ok
 }
 
 // New returns an engine over the configured backends. missing names the

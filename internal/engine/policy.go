@@ -67,6 +67,8 @@ func (e *Engine) planPolicy(ctx context.Context, spec PolicySpec, prior *PolicyS
 		}
 		p.tags = tags
 	}
+	p.Findings = append(p.Findings, e.claim(spec.Name, spec.MachineIDs)...)
+	e.remember(spec.Name, spec.MachineIDs, spec.Ports)
 	t, err := e.discover(ctx, spec.Name, spec.MachineIDs, spec.FirewallID, spec.Ports, prior, discovery{planning: true, lock: lock})
 	if err != nil {
 		p.Findings = append(p.Findings, jit.Error("Cannot find the policy's targets", err.Error()))
@@ -74,6 +76,19 @@ func (e *Engine) planPolicy(ctx context.Context, spec PolicySpec, prior *PolicyS
 	}
 	p.Findings = append(p.Findings, t.findings...)
 	p.machines = t.machines
+	for _, m := range t.machines {
+		own := 0
+		for k := range m.Tags {
+			if !jit.IsPolicyTag(k) {
+				own++
+			}
+		}
+		if own+len(p.tags) > jit.MaxTags {
+			p.Findings = append(p.Findings, jit.Error("Too many tags for the policy's settings",
+				fmt.Sprintf("%s has %d tags of its own and policy %q adds %d (its name and one per port), over the %d a resource holds. Remove tags from the virtual machine, or lock fewer ports.",
+					m.ID, own, spec.Name, len(p.tags), jit.MaxTags), pathMachines...))
+		}
+	}
 	if prior != nil {
 		for _, id := range prior.MachineIDs {
 			if !slices.ContainsFunc(spec.MachineIDs, func(s string) bool { return strings.EqualFold(s, id) }) {
@@ -104,6 +119,28 @@ func (e *Engine) planPolicy(ctx context.Context, spec PolicySpec, prior *PolicyS
 	SortRules(p.State.Rules)
 	SortRevoked(p.State.Revoked)
 	return p
+}
+
+// claim records that this process plans policy name with ids, and refuses
+// the machines another policy of the same configuration lists: applying
+// both would leave one half written.
+func (e *Engine) claim(name string, ids []string) []jit.Finding {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.claims == nil {
+		e.claims = map[string]string{}
+	}
+	var findings []jit.Finding
+	for _, id := range ids {
+		key := strings.ToLower(id)
+		if other, ok := e.claims[key]; ok && other != name {
+			findings = append(findings, jit.Error("Virtual machine in two policies",
+				fmt.Sprintf("%s is listed by policy %q and by policy %q of this configuration; a VM belongs to at most one policy. Remove it from one of them.", id, other, name), pathMachines...))
+			continue
+		}
+		e.claims[key] = name
+	}
+	return findings
 }
 
 // Expect is what a plan showed, to compare the apply's own plan with:
@@ -252,6 +289,7 @@ func (e *Engine) ObservePolicy(ctx context.Context, state PolicyState) (*Observa
 	o := &Observation{State: state}
 	importing := state.MachineIDs == nil
 	ids := state.MachineIDs
+	e.remember(state.Name, state.MachineIDs, state.Ports)
 	if importing {
 		var err error
 		if ids, err = e.taggedMachines(ctx, state.Name); err != nil {

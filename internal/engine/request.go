@@ -1,10 +1,13 @@
 package engine
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/terraform-plugin-log/tflog"
@@ -68,12 +71,19 @@ func (e *Engine) PlanRequest(ctx context.Context, req Request) ([]jit.PortProtoc
 	case f != nil:
 		return nil, []jit.Finding{*f}
 	}
-	now := e.clock.Now()
+	// As Create counts from a start cut to the second, so that a duration
+	// given as an end time reads in whole seconds.
+	now := e.clock.Now().UTC().Truncate(time.Second)
 	resolved, findings := validateRequest(req, policyPorts, now)
 	if jit.HasError(findings) {
 		return nil, findings
 	}
-	g := Grant{ID: "plan", Policy: policy}
+	g := Grant{ID: "plan", Policy: policy, Justification: req.Justification}
+	// Who asks decides which older grants this one supersedes; without
+	// it, none is counted as leaving.
+	if who, err := b.Requestor(ctx); err == nil {
+		g.Requestor = who
+	}
 	for i, pp := range resolved {
 		g.Ports = append(g.Ports, GrantPort{Port: pp, Source: req.Ports[i].Source, End: now.Add(time.Hour)})
 	}
@@ -94,6 +104,10 @@ func (e *Engine) requestTarget(ctx context.Context, id string) (Backend, *jit.Ma
 	if err != nil {
 		f := machineError(err)
 		return nil, nil, "", nil, &f
+	}
+	if s, ok := e.remembered(m.ID); ok {
+		// The policy of this configuration says, not the machine's tags.
+		return b, m, s.name, s.ports, nil
 	}
 	policy, ports, ok, err := machinePolicy(m)
 	switch {
@@ -318,4 +332,13 @@ func ConnectionDetails(m *jit.Machine, port jit.PortProtocol) string {
 		return ""
 	}
 	return fmt.Sprintf("%s:%d", ips[0], port.Number)
+}
+
+// SortGrantRules orders a request's rules the one way state shows them:
+// by target, port and name, so a refresh never reorders them.
+func SortGrantRules(rules []GrantRule) {
+	slices.SortFunc(rules, func(a, b GrantRule) int {
+		return cmp.Or(strings.Compare(strings.ToLower(a.TargetID), strings.ToLower(b.TargetID)), cmp.Compare(a.Port.Number, b.Port.Number),
+			strings.Compare(string(a.Port.Protocol), string(b.Port.Protocol)), strings.Compare(a.Name, b.Name))
+	})
 }

@@ -3,6 +3,7 @@ package jit
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"strconv"
 	"strings"
 	"time"
@@ -243,17 +244,41 @@ func cutLast(s, sep string) (before, after string, found bool) {
 	return s[:i], s[i+len(sep):], true
 }
 
-// cleanText makes free text safe for a one-line description.
+// cleanText makes free text safe for a one-line description: what
+// CheckFreeText refuses, should it come from elsewhere (a token's claims),
+// becomes a space or "?".
 func cleanText(s string) string {
 	return strings.Map(func(r rune) rune {
 		switch {
 		case r == utf8.RuneError:
 			return '?'
-		case unicode.IsControl(r):
+		case hiddenRune(r):
 			return ' '
 		}
 		return r
 	}, strings.ToValidUTF8(s, "?"))
+}
+
+// hiddenRune tells the characters that do not show as themselves: control
+// characters (a newline splits a description) and formatting ones, among
+// them the bidirectional overrides (U+202E makes "4211-CNI" read as
+// "INC-1124") and zero-width characters.
+func hiddenRune(r rune) bool { return unicode.IsControl(r) || unicode.Is(unicode.Cf, r) }
+
+// CheckFreeText refuses text that would be written into the cloud for
+// people to read (a justification, who a request is for) and would read
+// differently from what it is: invalid UTF-8, control characters, and
+// formatting characters such as bidirectional overrides.
+func CheckFreeText(s string) error {
+	if !utf8.ValidString(s) {
+		return fmt.Errorf("the text is not valid UTF-8")
+	}
+	for i, r := range s {
+		if hiddenRune(r) {
+			return fmt.Errorf("the text holds the invisible character U+%04X at byte %d (control and formatting characters, such as bidirectional overrides, make a rule read differently to a reviewer); remove it", r, i)
+		}
+	}
+	return nil
 }
 
 // truncateBytes shortens s to at most n bytes at a character boundary.

@@ -259,3 +259,21 @@ func FuzzMarkerRoundTrip(f *testing.F) {
 		}
 	})
 }
+
+func TestCheckFreeTextRefusesWhatReadsDifferently(t *testing.T) {
+	for _, ok := range []string{"INC-4211 disk full", "Zugriff für Ärztin", "修复 INC-7", "émoji 🚀"} {
+		if err := CheckFreeText(ok); err != nil {
+			t.Errorf("CheckFreeText(%q) = %v, want nil", ok, err)
+		}
+	}
+	for _, bad := range []string{"INC-\u202e1124", "line\nbreak", "tab\there", "zero\u200bwidth", "isolate\u2066x\u2069", "\xff\xfe"} {
+		if err := CheckFreeText(bad); err == nil {
+			t.Errorf("CheckFreeText(%q) = nil, want an error", bad)
+		}
+	}
+	// Should such text reach a marker anyway, it is written visibly plain.
+	m := GrantMarker("p", time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC), "a\u202eb", "why\u202e")
+	if s := m.String(); strings.ContainsRune(s, '\u202e') {
+		t.Errorf("marker %q keeps U+202E", s)
+	}
+}

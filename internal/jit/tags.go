@@ -22,6 +22,8 @@ const (
 	TagFirewall   = "jit-firewall"
 	tagPortPrefix = "jit-port-"
 	maxTagValue   = 256
+	// MaxTags is how many tags an Azure resource or an EC2 resource holds.
+	MaxTags = 50
 )
 
 // PolicyTags renders the policy's settings as machine tags; firewall is

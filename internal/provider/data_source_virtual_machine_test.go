@@ -1,6 +1,8 @@
 package provider
 
 import (
+	"os"
+	"path/filepath"
 	"regexp"
 	"testing"
 
@@ -200,5 +202,26 @@ data "jit_virtual_machine" "db" { virtual_machine_id = "i-0abc1234def567890" }`,
 				ExpectError: regexp.MustCompile(`plain HTTP on\s+a\s+non-loopback\s+host`),
 			},
 		},
+	})
+}
+
+// A shared config file can set an endpoint too: it is checked as the SDK
+// resolved it, and refused before anything is sent. (Not parallel: it sets
+// the process's AWS_CONFIG_FILE.)
+func TestAccProvider_plainHTTPFromTheSharedConfigIsRefused(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "config")
+	if err := os.WriteFile(path, []byte("[profile lab]\nregion = eu-west-1\nservices = lab\n\n[services lab]\nec2 =\n  endpoint_url = http://10.1.2.3:4566\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("AWS_CONFIG_FILE", path)
+	resource.Test(t, resource.TestCase{
+		ProtoV6ProviderFactories: protoV6ProviderFactories,
+		Steps: []resource.TestStep{{
+			Config: `provider "jit" {
+  aws { profile = "lab" }
+}
+data "jit_virtual_machine" "db" { virtual_machine_id = "i-0abc1234def567890" }`,
+			ExpectError: regexp.MustCompile(`EC2 endpoint the AWS configuration resolves to[\s\S]*plain HTTP on\s+a\s+non-loopback\s+host`),
+		}},
 	})
 }

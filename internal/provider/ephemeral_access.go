@@ -58,7 +58,7 @@ func (e *accessEphemeral) Schema(_ context.Context, _ ephemeral.SchemaRequest, r
 			},
 			"justification": schema.StringAttribute{
 				Required: true, MarkdownDescription: "Why access is needed; recorded on every grant.",
-				Validators: []validator.String{stringvalidator.LengthBetween(1, 256)},
+				Validators: []validator.String{stringvalidator.LengthBetween(1, 256), freeTextValidator},
 			},
 			"duration": schema.StringAttribute{
 				Required:            true,

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/jitaccess/terraform-provider-jit/internal/azure"
+	"github.com/jitaccess/terraform-provider-jit/internal/cloudsim"
 	"github.com/jitaccess/terraform-provider-jit/internal/engine"
 	"github.com/jitaccess/terraform-provider-jit/internal/jit"
 )
@@ -103,5 +104,43 @@ func TestSetMachineTags_keepsTagsWrittenSinceTheRead(t *testing.T) {
 	}
 	if calls := cloud.Calls(); len(calls) != 0 {
 		t.Errorf("tagging again with the same tags called %v", calls)
+	}
+}
+
+// Two processes writing one VM's tags at once (two configurations' policies,
+// or a person) never lose each other's change: each write carries the ETag
+// it merged from, and a 412 reads and merges again.
+func TestUpdateMachineTags_twoProcessesLoseNothing(t *testing.T) {
+	cloud := newTestCloud(t, "world")
+	// A slow write lets the other process read between a read and its write.
+	cloud.InjectFault(cloudsim.Fault{Operation: "VirtualMachines.Update", Latency: 30 * time.Millisecond})
+	processes := []*azure.Client{cloud.azureClient(t), cloud.azureClient(t)}
+	const perProcess = 8
+	var wg sync.WaitGroup
+	for p, c := range processes {
+		for i := range perProcess {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				key := fmt.Sprintf("p%d-k%d", p, i)
+				if err := c.UpdateMachineTags(t.Context(), testVM+"web", map[string]string{key: "v"}, nil); err != nil {
+					t.Error(err)
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	// Read back by a third client: each process's own reads are its
+	// cache, where the other's writes are not.
+	m, err := cloud.azureClient(t).Machine(t.Context(), testVM+"web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for p := range processes {
+		for i := range perProcess {
+			if key := fmt.Sprintf("p%d-k%d", p, i); m.Tags[key] != "v" {
+				t.Errorf("tag %s was lost: %v", key, m.Tags)
+			}
+		}
 	}
 }

@@ -326,6 +326,8 @@ func (m *accessRequestModel) grant(ports []int) engine.Grant {
 }
 
 func grantRulesValue(ctx context.Context, rules []engine.GrantRule) (types.List, diag.Diagnostics) {
+	rules = slices.Clone(rules)
+	engine.SortGrantRules(rules)
 	out := make([]grantRule, len(rules))
 	for i, r := range rules {
 		out[i] = grantRule{TargetID: r.TargetID, Name: r.Name, Priority: int64(r.Priority), Port: int64(r.Port.Number), Protocol: string(r.Port.Protocol)}

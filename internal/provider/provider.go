@@ -83,8 +83,9 @@ func (p *jitProvider) Schema(_ context.Context, _ provider.SchemaRequest, resp *
 					},
 					"endpoint": schema.StringAttribute{
 						Optional: true,
-						MarkdownDescription: "Overrides the EC2 endpoint (`AWS_ENDPOINT_URL_EC2` is honoured too). Plain `http://` " +
-							"is accepted only on a loopback address.",
+						MarkdownDescription: "Overrides the EC2 and STS endpoint (an emulator, LocalStack or VPC endpoints answering both); " +
+							"without it each follows the AWS configuration (`AWS_ENDPOINT_URL_EC2`, `AWS_ENDPOINT_URL_STS`, `endpoint_url` in a shared config file). " +
+							"Plain `http://` is accepted only on a loopback address, wherever the endpoint comes from: a signed request is never sent in clear text off this machine.",
 					},
 				},
 			},

@@ -164,3 +164,11 @@ func inbound(name string, priority int, access jit.NSGAccess, port string) jit.N
 		Description: "written by hand",
 	}
 }
+
+// tagVM sets tags on an emulated VM the way its owner would.
+func (c *testCloud) tagVM(t *testing.T, name string, tags map[string]string) {
+	t.Helper()
+	if err := c.azureClient(t).UpdateMachineTags(t.Context(), testVM+name, tags, nil); err != nil {
+		t.Fatal(err)
+	}
+}

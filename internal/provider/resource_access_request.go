@@ -20,14 +20,16 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringplanmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
 	"github.com/hashicorp/terraform-plugin-framework/types"
+	"github.com/hashicorp/terraform-plugin-go/tftypes"
 
 	"github.com/jitaccess/terraform-provider-jit/internal/engine"
 	"github.com/jitaccess/terraform-provider-jit/internal/jit"
 )
 
 var (
-	_ resource.ResourceWithConfigure  = (*accessRequestResource)(nil)
-	_ resource.ResourceWithModifyPlan = (*accessRequestResource)(nil)
+	_ resource.ResourceWithConfigure      = (*accessRequestResource)(nil)
+	_ resource.ResourceWithModifyPlan     = (*accessRequestResource)(nil)
+	_ resource.ResourceWithValidateConfig = (*accessRequestResource)(nil)
 )
 
 func newAccessRequestResource() resource.Resource { return &accessRequestResource{} }
@@ -65,7 +67,7 @@ func (r *accessRequestResource) Schema(ctx context.Context, _ resource.SchemaReq
 			},
 			"justification": schema.StringAttribute{
 				Required: true, MarkdownDescription: "Why access is needed (a ticket, an incident); recorded on every grant.",
-				PlanModifiers: replace, Validators: []validator.String{stringvalidator.LengthBetween(1, 256)},
+				PlanModifiers: replace, Validators: []validator.String{stringvalidator.LengthBetween(1, 256), freeTextValidator},
 			},
 			"requestor": schema.StringAttribute{
 				Computed: true, MarkdownDescription: "Who asked: the identity the provider's Azure credential belongs to.",
@@ -102,10 +104,7 @@ func (r *accessRequestResource) Schema(ctx context.Context, _ resource.SchemaReq
 						Optional: true, PlanModifiers: replace,
 						MarkdownDescription: "How long to open the port, as an ISO 8601 duration (`PT1H`) up to the policy's maximum. " +
 							"Exactly one of `duration` and `end_time_utc`.",
-						Validators: []validator.String{
-							stringvalidator.ExactlyOneOf(path.MatchRelative().AtParent().AtName("end_time_utc")),
-							requestDurationValidator,
-						},
+						Validators: []validator.String{requestDurationValidator},
 					},
 					"end_time_utc": schema.StringAttribute{
 						Optional: true, Computed: true, CustomType: timetypes.RFC3339Type{},
@@ -147,6 +146,31 @@ func (r *accessRequestResource) Configure(_ context.Context, req resource.Config
 }
 
 const defaultRequestTimeout = 30 * time.Minute
+
+// ValidateConfig requires exactly one of duration and end_time_utc per
+// port. It reads the configuration as written, so an end time that is not
+// RFC 3339 still counts as given (its own validator says what is wrong
+// with it) instead of reading as missing.
+func (r *accessRequestResource) ValidateConfig(ctx context.Context, req resource.ValidateConfigRequest, resp *resource.ValidateConfigResponse) {
+	var ports []tftypes.Value
+	if err := tftypesAt(req.Config.Raw, "port").As(&ports); err != nil {
+		return // unknown or absent: checked once known
+	}
+	for i, p := range ports {
+		var fields map[string]tftypes.Value
+		if err := p.As(&fields); err != nil {
+			continue
+		}
+		duration, end := fields["duration"], fields["end_time_utc"]
+		if !duration.IsKnown() || !end.IsKnown() {
+			continue
+		}
+		if duration.IsNull() == end.IsNull() {
+			resp.Diagnostics.AddAttributeError(path.Root("port").AtListIndex(i), "Invalid Attribute Combination",
+				"Set exactly one of duration (an ISO 8601 duration such as PT1H) and end_time_utc (an RFC 3339 time such as 2026-11-29T10:00:00Z).")
+		}
+	}
+}
 
 // ModifyPlan checks a new request against the VM's policy as the cloud
 // records it, and shows an existing request's expired ports losing their

@@ -238,3 +238,32 @@ func TestAccAccessRequestAWS_grantsOfDifferentRequestersCoexist(t *testing.T) {
 		},
 	})
 }
+
+// An ENI holding four groups and the grant group of an older request of the
+// same requester for the same port has room for a newer request: its group
+// replaces the older one. Plan and apply count the group that leaves.
+func TestAccAccessRequestAWS_supersedingOnAFullInterfaceCountsTheGroupThatLeaves(t *testing.T) {
+	cloud := newTestCloud(t, "world")
+	clock := clocktest.New(requestEpoch)
+	const instance, eni = "i-0e0e0e0e0e0e0e0e1", "eni-0e0e0e0e0e0e0e0e4"
+	policy := ec2Policy(instance)
+	first := strings.Replace(ec2Request, `"alice"`, `"first"`, 1)
+	second := strings.Replace(ec2Request, `"alice"`, `"second"`, 1)
+	resource.ParallelTest(t, resource.TestCase{
+		ProtoV6ProviderFactories: factoriesAt(clock),
+		Steps: []resource.TestStep{
+			{Config: cloud.config(policy + first)},
+			{
+				PreConfig: func() { clock.Advance(time.Minute) },
+				Config:    cloud.config(policy + first + second),
+				Check: func(*terraform.State) error {
+					groups := cloud.eniGroups(t, eni)
+					if len(groups) != 5 || len(cloud.grantGroups(t)) != 1 {
+						return fmt.Errorf("ENI groups %v, grant groups %v: want the newer grant's group alone beside the four", groups, cloud.grantGroups(t))
+					}
+					return nil
+				},
+			},
+		},
+	})
+}

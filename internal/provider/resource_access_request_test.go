@@ -614,3 +614,129 @@ func TestAccAccessRequest_grantsOfDifferentRequestersCoexist(t *testing.T) {
 		},
 	})
 }
+
+// A justification is written into every grant for reviewers to read: a
+// bidirectional override would make it read as something else, so it is
+// refused at validate, naming the attribute, and nothing is written.
+func TestAccAccessRequest_justificationThatReadsDifferentlyIsRefused(t *testing.T) {
+	cloud := newTestCloud(t, "world")
+	clock := clocktest.New(requestEpoch)
+	resource.ParallelTest(t, resource.TestCase{
+		ProtoV6ProviderFactories: factoriesAt(clock),
+		Steps: []resource.TestStep{
+			{Config: cloud.config(sshPolicy)},
+			{
+				PreConfig: cloud.ResetCalls,
+				Config: cloud.config(sshPolicy + `
+resource "jit_access_request" "bad" {
+  virtual_machine_id = "` + testVM + `web"
+  justification      = "INC-\u202e1124"
+  port {
+    number                        = 22
+    allowed_source_address_prefix = "203.0.113.7/32"
+    duration                      = "PT1H"
+  }
+}`),
+				ExpectError: regexp.MustCompile(`Invalid text[\s\S]*justification[\s\S]*U\+202E`),
+			},
+			{Config: cloud.config(sshPolicy), Check: expectNoWrites(cloud)},
+		},
+	})
+}
+
+// A request of two ports reads back in one order: the next plans are empty.
+func TestAccAccessRequest_twoPortsReadBackInAStableOrder(t *testing.T) {
+	cloud := newTestCloud(t, "world")
+	clock := clocktest.New(requestEpoch)
+	config := cloud.config(`resource "jit_policy" "web" {
+  name                = "web"
+  virtual_machine_ids = ["` + testVM + `web"]
+  port {
+    number = 3389
+  }
+  port {
+    number = 22
+  }
+}
+resource "jit_access_request" "both" {
+  virtual_machine_id = one(jit_policy.web.virtual_machine_ids)
+  justification      = "INC-9 both"
+  port {
+    number                        = 3389
+    allowed_source_address_prefix = "203.0.113.7/32"
+    duration                      = "PT1H"
+  }
+  port {
+    number                        = 22
+    allowed_source_address_prefix = "203.0.113.7/32"
+    duration                      = "PT1H"
+  }
+}`)
+	empty := resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{plancheck.ExpectEmptyPlan()}}
+	resource.ParallelTest(t, resource.TestCase{
+		ProtoV6ProviderFactories: factoriesAt(clock),
+		Steps: []resource.TestStep{
+			{Config: config, Check: expectGrants(t, cloud, 2)},
+			{Config: config, ConfigPlanChecks: empty},
+			{PreConfig: func() { clock.Advance(time.Minute) }, Config: config, ConfigPlanChecks: empty},
+		},
+	})
+}
+
+// A request for a VM that does not exist says so in its summary, and its
+// detail carries the cloud's code and message in one line, not the SDK's
+// dump of the HTTP exchange.
+func TestAccAccessRequest_missingVMIsToldInOneLine(t *testing.T) {
+	cloud := newTestCloud(t, "world")
+	resource.ParallelTest(t, resource.TestCase{
+		ProtoV6ProviderFactories: protoV6ProviderFactories,
+		Steps: []resource.TestStep{{
+			Config:      cloud.config(vmRequest("ghost", `"`+testVM+`ghost"`, "203.0.113.7/32", `duration = "PT1H"`)),
+			ExpectError: regexp.MustCompile(`Virtual machine not found[\s\S]*ResourceNotFound:[\s\S]*\(HTTP\s+404\)`),
+		}},
+	})
+	e := engine.New(jit.NewClock(), []engine.Backend{azure.NewBackend(cloud.azureClient(t), "")})
+	_, findings := e.PlanRequest(t.Context(), engine.Request{MachineID: testVM + "ghost", Ports: []engine.RequestPort{{Number: 22, Source: "203.0.113.7/32", Duration: "PT1H"}}})
+	if len(findings) != 1 || strings.Contains(findings[0].Detail, "RESPONSE") || strings.Contains(findings[0].Detail, "\n") {
+		t.Errorf("findings %+v, want one with a one-line detail", findings)
+	}
+}
+
+// Anyone who can write a VM's tags could widen the settings a request is
+// checked against. In the policy's own configuration the request is checked
+// against the policy's state instead, and the policy's refresh sees the
+// edited tag as drift that its plan restores.
+func TestAccAccessRequest_settingsEditedInTheTagsDoNotWidenARequest(t *testing.T) {
+	cloud := newTestCloud(t, "world")
+	clock := clocktest.New(requestEpoch)
+	widen := func() { cloud.tagVM(t, "web", map[string]string{"jit-port-22-tcp": "P1D *"}) }
+	outsider := sshRequest("mallory", "198.51.100.7/32", `duration = "PT20H"`)
+	resource.ParallelTest(t, resource.TestCase{
+		ProtoV6ProviderFactories: factoriesAt(clock),
+		Steps: []resource.TestStep{
+			{Config: cloud.config(sshPolicy)},
+			{
+				PreConfig:   func() { widen(); cloud.ResetCalls() },
+				Config:      cloud.config(sshPolicy + outsider),
+				ExpectError: regexp.MustCompile(`Source not allowed[\s\S]*203.0.113.0/24`),
+			},
+			{
+				Config: cloud.config(sshPolicy),
+				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
+					plancheck.ExpectResourceAction("jit_policy.web", plancheck.ResourceActionUpdate),
+				}},
+				Check: func(*terraform.State) error {
+					m, err := cloud.azureClient(t).Machine(t.Context(), testVM+"web")
+					if err != nil {
+						return err
+					}
+					if got := m.Tags["jit-port-22-tcp"]; got != "PT2H 203.0.113.0/24" {
+						return fmt.Errorf("tag jit-port-22-tcp = %q, want the policy's settings restored", got)
+					}
+					return nil
+				},
+			},
+			{Config: cloud.config(sshPolicy), ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{plancheck.ExpectEmptyPlan()}}},
+		},
+	})
+}

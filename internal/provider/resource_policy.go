@@ -3,6 +3,8 @@ package provider
 import (
 	"cmp"
 	"context"
+	"fmt"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/terraform-plugin-framework-timeouts/resource/timeouts"
@@ -172,7 +174,21 @@ const defaultPolicyTimeout = 30 * time.Minute
 func (r *policyResource) ValidateConfig(ctx context.Context, req resource.ValidateConfigRequest, resp *resource.ValidateConfigResponse) {
 	var cfg policyModel
 	resp.Diagnostics.Append(req.Config.Get(ctx, &cfg)...)
-	if resp.Diagnostics.HasError() || !cfg.portsKnown() {
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	// ARM IDs are case-insensitive: one VM written twice in different case
+	// is two elements of the set but one VM.
+	seen := map[string]string{}
+	for _, id := range cfg.vmIDs() {
+		key := strings.ToLower(id)
+		if first, dup := seen[key]; dup {
+			resp.Diagnostics.AddAttributeError(path.Root("virtual_machine_ids"), "Virtual machine listed twice",
+				fmt.Sprintf("%s and %s name the same virtual machine (resource IDs are case-insensitive); list it once.", first, id))
+		}
+		seen[key] = id
+	}
+	if !cfg.portsKnown() {
 		return
 	}
 	ports := make([]jit.PortProtocol, len(cfg.Ports))

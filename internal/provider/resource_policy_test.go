@@ -659,3 +659,70 @@ func TestAccPolicy_deletedVMLeavesThePolicyWithItsRules(t *testing.T) {
 		},
 	})
 }
+
+// A VM ID with a typo is a plan error naming it, when the policy is
+// created and when the ID is added: a green apply that protects nothing is
+// worse than a failed one. Nothing is written.
+func TestAccPolicy_vmThatDoesNotExistIsAPlanErrorWhenItJoins(t *testing.T) {
+	cloud := newTestCloud(t, "world")
+	typo := `Virtual machine not found[\s\S]*virtualMachines/wbe\s+does\s+not\s+exist`
+	resource.ParallelTest(t, resource.TestCase{
+		ProtoV6ProviderFactories: protoV6ProviderFactories,
+		Steps: []resource.TestStep{
+			{PreConfig: cloud.ResetCalls, Config: policyConfig(cloud, "typo", []string{"web", "wbe"}, port22), ExpectError: regexp.MustCompile(typo)},
+			{Config: cloud.config(""), Check: expectNoWrites(cloud)},
+			{Config: policyConfig(cloud, "typo", []string{"web"}, port22)},
+			{PreConfig: cloud.ResetCalls, Config: policyConfig(cloud, "typo", []string{"web", "wbe"}, port22), ExpectError: regexp.MustCompile(typo)},
+			{Config: policyConfig(cloud, "typo", []string{"web"}, port22), Check: expectNoWrites(cloud),
+				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{plancheck.ExpectEmptyPlan()}}},
+		},
+	})
+}
+
+// The same VM in two policies of one configuration is refused at plan:
+// today one policy would apply and the other fail, half written.
+func TestAccPolicy_oneVMInTwoPoliciesOfAConfigurationIsAPlanError(t *testing.T) {
+	cloud := newTestCloud(t, "world")
+	resource.ParallelTest(t, resource.TestCase{
+		ProtoV6ProviderFactories: protoV6ProviderFactories,
+		Steps: []resource.TestStep{
+			{
+				PreConfig: cloud.ResetCalls,
+				Config: cloud.config(`resource "jit_policy" "a" {
+  name                = "a"
+  virtual_machine_ids = ["` + testVM + `web"]
+}
+resource "jit_policy" "b" {
+  name                = "b"
+  virtual_machine_ids = ["` + testVM + `web", "` + testVM + `web2"]
+}`),
+				ExpectError: regexp.MustCompile(`Virtual machine in two policies[\s\S]*virtualMachines/web\s+is\s+listed\s+by\s+policy`),
+			},
+			{Config: cloud.config(""), Check: expectNoWrites(cloud)},
+		},
+	})
+}
+
+// The policy's tags are checked against the 50 a resource holds at plan,
+// naming the VM, instead of failing the apply half way.
+func TestAccPolicy_tagsOverTheLimitAreAPlanError(t *testing.T) {
+	cloud := newTestCloud(t, "world")
+	tags := map[string]string{}
+	for i := range 47 {
+		tags[fmt.Sprintf("team-%02d", i)] = "x"
+	}
+	cloud.tagVM(t, "web", tags)
+	resource.ParallelTest(t, resource.TestCase{
+		ProtoV6ProviderFactories: protoV6ProviderFactories,
+		Steps: []resource.TestStep{
+			{
+				PreConfig:   cloud.ResetCalls,
+				Config:      policyConfig(cloud, "many", []string{"web"}, port22+"\n  port {\n    number = 3389\n  }"),
+				ExpectError: regexp.MustCompile(`Too many tags[\s\S]*virtualMachines/web\s+has\s+48\s+tags[\s\S]*adds\s+3`),
+			},
+			{Config: cloud.config(""), Check: expectNoWrites(cloud)},
+			// One port fits: its 48 (one from the fixture) + the name + one port.
+			{Config: policyConfig(cloud, "many", []string{"web"}, port22)},
+		},
+	})
+}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/hashicorp/terraform-plugin-framework-validators/stringvalidator"
 	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
+	"github.com/hashicorp/terraform-plugin-go/tftypes"
 
 	"github.com/jitaccess/terraform-provider-jit/internal/jit"
 )
@@ -63,6 +64,14 @@ var sourcePrefixValidator = stringCheck{
 	},
 }
 
+// freeTextValidator refuses text that would read differently in the
+// cloud than it is: control and formatting characters.
+var freeTextValidator = stringCheck{
+	description: "must hold no control or formatting characters",
+	summary:     "Invalid text",
+	check:       jit.CheckFreeText,
+}
+
 // durationValidator accepts an ISO 8601 duration between min and max
 // (inclusive); min 0 means any positive duration.
 func durationValidator(summary string, lo, hi jit.Duration) stringCheck {
@@ -88,3 +97,16 @@ var (
 	maxRequestAccessDurationValidator = durationValidator("Invalid maximum request duration", jit.MinMaxRequestAccessDuration, jit.MaxMaxRequestAccessDuration)
 	requestDurationValidator          = durationValidator("Invalid duration", 0, jit.MaxMaxRequestAccessDuration)
 )
+
+// tftypesAt is the attribute of an object value, as written in the
+// configuration; a null value when it is absent or the value is no object.
+func tftypesAt(v tftypes.Value, name string) tftypes.Value {
+	var fields map[string]tftypes.Value
+	if err := v.As(&fields); err != nil {
+		return tftypes.NewValue(tftypes.DynamicPseudoType, nil)
+	}
+	if f, ok := fields[name]; ok {
+		return f
+	}
+	return tftypes.NewValue(tftypes.DynamicPseudoType, nil)
+}
