@@ -247,12 +247,15 @@ const listThreshold = 100
 // into the process's reads: resolving each machine afterwards reads only
 // what the lists left out. Failures are left for those reads to report.
 func (c *Client) PrefetchMachines(ctx context.Context, vmIDs []string) {
-	var nics []string
+	var nics, unread []string
 	wanted := map[string]bool{}
 	for _, id := range vmIDs {
 		wanted[strings.ToLower(id)] = true
+		if !c.vms.Has(id) {
+			unread = append(unread, id)
+		}
 	}
-	for group := range crowdedGroups(vmIDs) {
+	for group := range crowdedGroups(unread) {
 		compute, err := c.computeClients(group.subscription)
 		if err != nil {
 			continue
@@ -267,7 +270,11 @@ func (c *Client) PrefetchMachines(ctx context.Context, vmIDs []string) {
 				r := recordOf(*vm)
 				c.vms.Put(r.ID, r)
 				if wanted[strings.ToLower(r.ID)] {
-					nics = append(nics, r.NICs...)
+					for _, nic := range r.NICs {
+						if !c.nics.Has(nic) {
+							nics = append(nics, nic)
+						}
+					}
 				}
 			}
 		})

@@ -245,4 +245,11 @@ func TestPlanPolicy_manyVMsOfOneResourceGroupAreListed(t *testing.T) {
 	if calls["VirtualMachines.Get"]+calls["Interfaces.Get"] != 0 || calls["VirtualMachines.List"] != 2 || calls["Interfaces.List"] != 2 {
 		t.Errorf("%d VMs and NICs read with %v, want two list pages of each and no single read", n, calls)
 	}
+	// Planned again in the same process (a refresh, then the plan), nothing
+	// is read or listed again.
+	cloud.ResetCalls()
+	e.PlanPolicy(t.Context(), engine.PolicySpec{Name: "many", MachineIDs: ids, Ports: jit.DefaultPorts()}, nil)
+	if calls := cloud.Calls(); len(calls) != 0 {
+		t.Errorf("planning again read %v", calls)
+	}
 }

@@ -158,6 +158,13 @@ func (c *Cache[T]) GetMany(ctx context.Context, ids []string, load func(context.
 	return out, nil
 }
 
+// Has tells whether the object is known or being read.
+func (c *Cache[T]) Has(id string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.entries[key(id)] != nil
+}
+
 // Put records what this process just wrote, or read otherwise (a list).
 func (c *Cache[T]) Put(id string, v T) {
 	e := &entry[T]{ready: make(chan struct{}), val: c.clone(v)}

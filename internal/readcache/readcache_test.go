@@ -163,3 +163,18 @@ func TestGetManyReadsWhatIsMissingInOneCall(t *testing.T) {
 		t.Fatalf("second GetMany = %v after %d calls", again, len(calls))
 	}
 }
+
+func TestHas(t *testing.T) {
+	c := New[string](nil)
+	if c.Has("vm") {
+		t.Fatal("an empty cache has vm")
+	}
+	c.Put("VM", "x")
+	if !c.Has("vm") {
+		t.Fatal("vm put, not had")
+	}
+	c.Forget("vm")
+	if c.Has("vm") {
+		t.Fatal("vm forgotten, still had")
+	}
+}
