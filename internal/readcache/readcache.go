@@ -9,9 +9,12 @@
 // until this process writes it: every write of the process updates the
 // cached object with the cloud's answer, or forgets it when the answer is
 // unknown (an error, a conflict), so the next read goes to the cloud.
-// Writes of others are not seen: the clouds report them as conflicts
-// (a priority taken, an ETag moved, a duplicate permission), and the
-// writer forgets the object and reads it again.
+// Writes of others are not seen, whether another process, a person, or
+// another provider's resource applied in the same run after this process
+// read the object: the clouds report them as conflicts (a priority taken,
+// an ETag moved, a duplicate permission), and the writer forgets the
+// object and reads it again. A read right before each write would not see
+// a write landing just after it either.
 package readcache
 
 import (
