@@ -23,11 +23,6 @@ type SecurityGroup struct {
 	Tags    map[string]string
 }
 
-// LockGroups serialises this process's writes to the given security groups.
-func (c *Client) LockGroups(ctx context.Context, ids ...string) (unlock func()) {
-	return c.locks.Lock(ctx, ids...)
-}
-
 // SecurityGroups reads the given groups, once per provider process: the
 // groups nobody read yet in two calls whatever their number. A group that
 // does not exist is absent from the result, and so is a grant's group.

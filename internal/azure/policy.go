@@ -207,6 +207,7 @@ func (b *Backend) writePolicy(ctx context.Context, policy string, nsgs map[strin
 	}
 	for nsg, np := range nsgs {
 		if len(np.Add) == 0 && len(np.Remove) == 0 {
+			held.Release(nsg) // nothing to write there: free for others now
 			continue
 		}
 		write(nsg, func() error {
@@ -226,6 +227,7 @@ func (b *Backend) writePolicy(ctx context.Context, policy string, nsgs map[strin
 			change.Network[name], change.NAT[name] = nil, nil
 		}
 		if len(change.Network) == 0 {
+			held.Release(fw)
 			continue
 		}
 		write(fw, func() error {
