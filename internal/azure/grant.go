@@ -63,8 +63,9 @@ func (b *Backend) nsgGrant(nsg string, rules []jit.NSGRule, m *jit.Machine, g en
 	}
 }
 
-// OpenGrant writes the request's grants and removes the grants of older
-// requests for the same machine and port, which it supersedes. It is
+// OpenGrant writes the request's grants and removes the same requester's
+// grants of older requests for the same machine and port, which it
+// supersedes. It is
 // idempotent: a grant already in place is left alone. Each NSG and the
 // firewall is locked only for its own read-place-write, so concurrent
 // requests in this process never pick the same priority or mapped port,
