@@ -273,7 +273,13 @@ func TestRevokeExpiredSubcommandOfTheBinary(t *testing.T) {
 	if _, err := time.Parse(time.RFC3339, s.Now); err != nil {
 		t.Errorf("now %q: %v", s.Now, err)
 	}
-	if rules, err := az.SecurityRules(ctx, nsg); err != nil || slices.ContainsFunc(rules, func(r jit.NSGRule) bool { return r.Name == expiredRule }) {
+	// Read back by a fresh client: az keeps what it read and wrote itself,
+	// as a provider process does, and the binary is another process.
+	fresh, err := azure.New(azure.Config{ResourceManagerEndpoint: srv.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rules, err := fresh.SecurityRules(ctx, nsg); err != nil || slices.ContainsFunc(rules, func(r jit.NSGRule) bool { return r.Name == expiredRule }) {
 		t.Errorf("the expired rule is still in %s (%v)", nsg, err)
 	}
 

@@ -44,24 +44,28 @@ type SGGrantPort struct {
 	Source string
 }
 
-// CallerIdentity names the identity the provider acts as: its ARN.
+// CallerIdentity names the identity the provider acts as: its ARN, asked
+// once per provider process (every request of a plan asks).
 func (c *Client) CallerIdentity(ctx context.Context) (string, error) {
-	out, err := call(ctx, c.STS.GetCallerIdentity, &sts.GetCallerIdentityInput{})
-	if err != nil {
-		return "", fmt.Errorf("sts:GetCallerIdentity: %w", err)
-	}
-	return awssdk.ToString(out.Arn), nil
+	return c.caller.Get(ctx, "caller", func(ctx context.Context) (string, error) {
+		out, err := call(ctx, c.STS.GetCallerIdentity, &sts.GetCallerIdentityInput{})
+		if err != nil {
+			return "", fmt.Errorf("sts:GetCallerIdentity: %w", err)
+		}
+		return awssdk.ToString(out.Arn), nil
+	})
 }
 
 // openGrant creates the request's group (once), attaches it to the ENI
-// beside the groups it has, and detaches and deletes older requests'
-// grant groups on the ENI that open one of the same ports, which it
-// supersedes. The ENI's group list is re-read and replaced under its lock,
+// beside the groups it has, and detaches and deletes the same requester's
+// older grant groups on the ENI that open one of the same ports, which it
+// supersedes; other people's grant groups stay. The ENI's group list is re-read and replaced under its lock,
 // since ModifyNetworkInterfaceAttribute replaces the whole list: two
 // requests never drop each other's groups. A full ENI is refused before
 // anything is written.
 func (c *Client) openGrant(ctx context.Context, g SGGrant) (groupID string, err error) {
 	defer eniLocks.Lock(ctx, g.ENI)()
+	defer c.instances.Forget(g.Instance) // its ENI's groups change
 	eni, err := c.networkInterface(ctx, g.ENI)
 	if err != nil {
 		return "", err

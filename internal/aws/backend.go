@@ -114,8 +114,8 @@ func (b *Backend) OpenGrant(ctx context.Context, m *jit.Machine, g engine.Grant)
 	return opened, err
 }
 
-// ObserveGrant finds the request's group and whether a newer grant took
-// its ports over.
+// ObserveGrant finds the request's group and whether a newer grant of the
+// same requester took its ports over.
 func (b *Backend) ObserveGrant(ctx context.Context, ref engine.GrantRef) (engine.ObservedGrant, error) {
 	o := engine.ObservedGrant{Superseded: map[jit.PortProtocol]bool{}}
 	eni := primaryENI(ref.Machine)

@@ -17,7 +17,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 
 	"github.com/jitaccess/terraform-provider-jit/internal/endpoint"
+	"github.com/jitaccess/terraform-provider-jit/internal/jit"
 	"github.com/jitaccess/terraform-provider-jit/internal/locks"
+	"github.com/jitaccess/terraform-provider-jit/internal/readcache"
 )
 
 // Config is the provider's aws block; empty fields fall back to the AWS
@@ -38,6 +40,11 @@ type Client struct {
 	// locks serialise this process's writes per security group (grants.go
 	// has those per network interface).
 	locks locks.Keyed
+	// The process's reads (see reads.go and internal/readcache).
+	instances *readcache.Cache[*jit.Machine]
+	groups    *readcache.Cache[*SecurityGroup]
+	caller    *readcache.Cache[string]
+	batches   instanceBatches
 }
 
 // guardedClient is the HTTP client of every EC2 and STS call. It refuses,
@@ -117,5 +124,8 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 			return nil, fmt.Errorf("the %s endpoint the AWS configuration resolves to: %w", service, err)
 		}
 	}
-	return &Client{Region: awsCfg.Region, EC2: ec2Client, STS: stsClient}, nil
+	return &Client{
+		Region: awsCfg.Region, EC2: ec2Client, STS: stsClient,
+		instances: readcache.New(cloneMachine), groups: readcache.New(cloneGroup), caller: readcache.New[string](nil),
+	}, nil
 }

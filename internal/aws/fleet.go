@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"sort"
 	"strings"
 
 	awssdk "github.com/aws/aws-sdk-go-v2/aws"
@@ -49,7 +48,7 @@ func (b *Backend) Survey(ctx context.Context, scope engine.SurveyScope) ([]*engi
 		}
 		for _, r := range page.Reservations {
 			for _, inst := range r.Instances {
-				machines = append(machines, c.machineOf(inst))
+				machines = append(machines, machineOf(c.Region, inst))
 			}
 		}
 	}
@@ -118,36 +117,6 @@ func (c *Client) views(ctx context.Context, machines []*jit.Machine) ([]*engine.
 		views[i] = v
 	}
 	return views, nil
-}
-
-// machineOf is an instance as Machine reads it.
-func (c *Client) machineOf(inst types.Instance) *jit.Machine {
-	m := &jit.Machine{Cloud: jit.CloudAWS, ID: awssdk.ToString(inst.InstanceId), Location: c.Region, Tags: map[string]string{}}
-	if inst.State != nil {
-		m.State = string(inst.State.Name)
-	}
-	for _, t := range inst.Tags {
-		m.Tags[awssdk.ToString(t.Key)] = awssdk.ToString(t.Value)
-	}
-	m.Name = m.Tags["Name"]
-	// Primary (device index 0) first, as on Azure.
-	sort.SliceStable(inst.NetworkInterfaces, func(i, j int) bool {
-		return deviceIndex(inst.NetworkInterfaces[i]) < deviceIndex(inst.NetworkInterfaces[j])
-	})
-	for _, eni := range inst.NetworkInterfaces {
-		nic := jit.NetworkInterface{ID: awssdk.ToString(eni.NetworkInterfaceId), SubnetID: awssdk.ToString(eni.SubnetId)}
-		for _, ip := range eni.PrivateIpAddresses {
-			nic.PrivateIPs = append(nic.PrivateIPs, awssdk.ToString(ip.PrivateIpAddress))
-		}
-		if len(nic.PrivateIPs) == 0 && eni.PrivateIpAddress != nil {
-			nic.PrivateIPs = []string{*eni.PrivateIpAddress}
-		}
-		for _, g := range eni.Groups {
-			nic.SecurityGroupIDs = append(nic.SecurityGroupIDs, awssdk.ToString(g.GroupId))
-		}
-		m.Interfaces = append(m.Interfaces, nic)
-	}
-	return m
 }
 
 // groupGrants are the ports a grant's group opens, one per rule, with the

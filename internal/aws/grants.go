@@ -229,6 +229,9 @@ func (c *Client) detachGroup(ctx context.Context, eniID, groupID string) error {
 			for _, g := range eni.Groups {
 				groups = append(groups, awssdk.ToString(g.GroupId))
 			}
+			if eni.Attachment != nil {
+				c.instances.Forget(awssdk.ToString(eni.Attachment.InstanceId)) // its ENI's groups change
+			}
 		}
 		if !slices.Contains(groups, groupID) {
 			return nil

@@ -6,7 +6,6 @@ import (
 	"fmt"
 
 	awssdk "github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	"github.com/aws/smithy-go"
 
@@ -30,21 +29,12 @@ func notFound(err error) error {
 }
 
 // Machine resolves an instance and its network path: every ENI and its
-// security groups.
+// security groups. An instance is read once per provider process, in one
+// Describe call with the other instances read at the same time.
 func (c *Client) Machine(ctx context.Context, instanceID string) (*jit.Machine, error) {
-	out, err := call(ctx, c.EC2.DescribeInstances, &ec2.DescribeInstancesInput{InstanceIds: []string{instanceID}})
-	if err != nil {
-		return nil, fmt.Errorf("reading EC2 instance %s: %w", instanceID, notFound(err))
-	}
-	for _, r := range out.Reservations {
-		for _, inst := range r.Instances {
-			if awssdk.ToString(inst.InstanceId) != instanceID {
-				continue
-			}
-			return c.machineOf(inst), nil
-		}
-	}
-	return nil, fmt.Errorf("reading EC2 instance %s: %w", instanceID, ErrNotFound)
+	return c.instances.Get(ctx, instanceID, func(ctx context.Context) (*jit.Machine, error) {
+		return c.instance(ctx, instanceID)
+	})
 }
 
 func deviceIndex(eni types.InstanceNetworkInterface) int32 {

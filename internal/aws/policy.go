@@ -10,6 +10,7 @@ import (
 
 	"github.com/jitaccess/terraform-provider-jit/internal/engine"
 	"github.com/jitaccess/terraform-provider-jit/internal/jit"
+	"github.com/jitaccess/terraform-provider-jit/internal/locks"
 )
 
 // The EC2 side of a policy. On EC2 a port is locked by revoking, from every
@@ -81,8 +82,10 @@ func (b *Backend) PlanPolicy(ctx context.Context, in engine.PolicyInput) (*engin
 	if err != nil || len(g.ids) == 0 {
 		return change, err
 	}
+	var held *locks.Held
 	if in.Lock {
-		change.Unlock = c.LockGroups(ctx, g.ids...)
+		held = c.locks.LockAll(ctx, g.ids...)
+		change.Unlock = held.ReleaseAll
 	}
 	groups, err := c.SecurityGroups(ctx, g.ids)
 	if err != nil {
@@ -148,18 +151,21 @@ func (b *Backend) PlanPolicy(ctx context.Context, in engine.PolicyInput) (*engin
 		plans = append(plans, gp)
 	}
 	if len(plans) > 0 {
-		change.Write = func(ctx context.Context) error { return c.writeGroupPlans(ctx, in.Name, plans) }
+		change.Write = func(ctx context.Context) error { return c.writeGroupPlans(ctx, in.Name, plans, held) }
 	}
 	return change, nil
 }
 
 // writeGroupPlans applies each group's plan, groups in parallel, one write
-// at a time within each.
-func (c *Client) writeGroupPlans(ctx context.Context, policy string, plans []*groupPlan) error {
+// at a time within each; each group's lock is released as soon as its own
+// writes end.
+func (c *Client) writeGroupPlans(ctx context.Context, policy string, plans []*groupPlan, held *locks.Held) error {
 	errs := make(chan error, len(plans))
 	for _, gp := range plans {
 		go func() {
-			errs <- c.ApplySGPlan(ctx, gp.group, policy, gp.recordedBackup, gp.recordedRemainders, gp.plan)
+			err := c.ApplySGPlan(ctx, gp.group, policy, gp.recordedBackup, gp.recordedRemainders, gp.plan)
+			held.Release(gp.group.ID)
+			errs <- err
 		}()
 	}
 	var all []error

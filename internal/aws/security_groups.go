@@ -23,15 +23,27 @@ type SecurityGroup struct {
 	Tags    map[string]string
 }
 
-// LockGroups serialises this process's writes to the given security groups.
-func (c *Client) LockGroups(ctx context.Context, ids ...string) (unlock func()) {
-	return c.locks.Lock(ctx, ids...)
+// SecurityGroups reads the given groups, once per provider process: the
+// groups nobody read yet in two calls whatever their number. A group that
+// does not exist is absent from the result, and so is a grant's group.
+// Callers may change what they get; a write to a group makes the process
+// forget it (see ApplySGPlan).
+func (c *Client) SecurityGroups(ctx context.Context, ids []string) (map[string]*SecurityGroup, error) {
+	got, err := c.groups.GetMany(ctx, ids, c.readSecurityGroups)
+	if err != nil {
+		return nil, err
+	}
+	groups := map[string]*SecurityGroup{}
+	for id, g := range got {
+		if g != nil {
+			groups[id] = g
+		}
+	}
+	return groups, nil
 }
 
-// SecurityGroups reads the given groups, two calls whatever their number. A
-// group that does not exist is absent from the result, and so is a grant's
-// group.
-func (c *Client) SecurityGroups(ctx context.Context, ids []string) (map[string]*SecurityGroup, error) {
+// readSecurityGroups reads groups from EC2: two calls whatever their number.
+func (c *Client) readSecurityGroups(ctx context.Context, ids []string) (map[string]*SecurityGroup, error) {
 	groups := map[string]*SecurityGroup{}
 	if len(ids) == 0 {
 		return groups, nil
@@ -144,8 +156,10 @@ func (c *Client) GroupAttachments(ctx context.Context, ids []string) (map[string
 // record together, then the revokes, then the authorisations, then the
 // planned record alone. recordedBackup and recordedRemainders are what the
 // plan was computed from. The caller holds the group's lock; g.Tags is
-// updated as the tags are written.
+// updated as the tags are written, and the process reads the group again
+// next time.
 func (c *Client) ApplySGPlan(ctx context.Context, g *SecurityGroup, policy string, recordedBackup, recordedRemainders []jit.SGRule, plan jit.SGPlan) error {
+	defer c.groups.Forget(g.ID)
 	if len(plan.Revoke) > 0 || len(plan.Authorize) > 0 {
 		during, err := jit.SGBackupTags(policy, slices.Concat(recordedBackup, plan.Backup), slices.Concat(recordedRemainders, plan.Remainders))
 		if err != nil {

@@ -3,6 +3,7 @@ package aws
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 
 	awssdk "github.com/aws/aws-sdk-go-v2/aws"
@@ -35,15 +36,21 @@ func (c *Client) UpdateInstanceTags(ctx context.Context, m *jit.Machine, set map
 	if err := c.writeTags(ctx, m.ID, create, del); err != nil {
 		return fmt.Errorf("tagging EC2 instance %s: %w", m.ID, notFound(err))
 	}
-	if m.Tags == nil {
-		m.Tags = map[string]string{}
+	apply := func(m *jit.Machine) *jit.Machine {
+		if m == nil {
+			return nil
+		}
+		if m.Tags == nil {
+			m.Tags = map[string]string{}
+		}
+		maps.Copy(m.Tags, set)
+		for _, t := range del {
+			delete(m.Tags, *t.Key)
+		}
+		return m
 	}
-	for k, v := range set {
-		m.Tags[k] = v
-	}
-	for _, t := range del {
-		delete(m.Tags, *t.Key)
-	}
+	apply(m)
+	c.instances.Update(m.ID, apply)
 	return nil
 }
 

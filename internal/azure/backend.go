@@ -37,6 +37,12 @@ func (b *Backend) Machine(ctx context.Context, id string) (*jit.Machine, error) 
 	return b.client.Machine(ctx, id)
 }
 
+// PrefetchMachines lists the VMs and NICs of resource groups a policy
+// names many machines of.
+func (b *Backend) PrefetchMachines(ctx context.Context, ids []string) {
+	b.client.PrefetchMachines(ctx, ids)
+}
+
 func (b *Backend) Requestor(ctx context.Context) (string, error) { return b.client.Requestor(ctx) }
 
 func (b *Backend) SetMachineTags(ctx context.Context, m *jit.Machine, set map[string]string, remove func(string) bool) error {

@@ -18,7 +18,9 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/network/armnetwork/v9"
 
 	"github.com/jitaccess/terraform-provider-jit/internal/endpoint"
+	"github.com/jitaccess/terraform-provider-jit/internal/jit"
 	"github.com/jitaccess/terraform-provider-jit/internal/locks"
+	"github.com/jitaccess/terraform-provider-jit/internal/readcache"
 )
 
 // Environments maps the provider's environment names to Azure clouds.
@@ -46,8 +48,16 @@ type Client struct {
 	// scope is Resource Manager's token scope, for Requestor.
 	scope string
 
-	// locks serialise this process's writes per NSG and firewall.
+	// locks serialise this process's writes per NSG, firewall and VM.
 	locks locks.Keyed
+	// The process's reads, shared by every resource, data source and
+	// sweep of the operation (see internal/readcache).
+	vms       *readcache.Cache[vmRecord]
+	nics      *readcache.Cache[jit.NetworkInterface]
+	subnets   *readcache.Cache[subnetRecord]
+	nsgs      *readcache.Cache[[]jit.NSGRule]
+	firewalls *readcache.Cache[Firewall]
+	publicIPs *readcache.Cache[string]
 
 	mu      sync.Mutex
 	network map[string]*armnetwork.ClientFactory
@@ -103,8 +113,14 @@ func New(cfg Config) (*Client, error) {
 			// Microsoft.Compute are registered wherever VMs exist.
 			DisableRPRegistration: true,
 		},
-		network: map[string]*armnetwork.ClientFactory{},
-		compute: map[string]*armcompute.ClientFactory{},
+		network:   map[string]*armnetwork.ClientFactory{},
+		compute:   map[string]*armcompute.ClientFactory{},
+		vms:       readcache.New(vmRecord.clone),
+		nics:      readcache.New(cloneInterface),
+		subnets:   readcache.New[subnetRecord](nil),
+		nsgs:      readcache.New(cloneRules),
+		firewalls: readcache.New(Firewall.clone),
+		publicIPs: readcache.New[string](nil),
 	}, nil
 }
 

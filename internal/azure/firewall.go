@@ -4,9 +4,11 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"net/http"
 	"slices"
 	"strings"
 
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/network/armnetwork/v9"
 	"github.com/hashicorp/terraform-plugin-log/tflog"
@@ -45,13 +47,24 @@ type FirewallChange struct {
 	NAT     map[string]*jit.FirewallNATCollection
 }
 
-// Firewall reads a firewall's classic network rule collections.
+// Firewall reads a firewall's classic rule collections, once per provider
+// process; this process's writes to it are in what it returns.
 func (c *Client) Firewall(ctx context.Context, firewallID string) (*Firewall, error) {
-	fw, err := c.getFirewall(ctx, firewallID)
+	fw, err := c.firewalls.Get(ctx, firewallID, func(ctx context.Context) (Firewall, error) {
+		fw, err := c.getFirewall(ctx, firewallID)
+		if err != nil {
+			return Firewall{}, err
+		}
+		return firewallOf(firewallID, &fw), nil
+	})
 	if err != nil {
 		return nil, err
 	}
-	out := &Firewall{ID: firewallID}
+	return &fw, nil
+}
+
+func firewallOf(firewallID string, fw *armnetwork.AzureFirewall) Firewall {
+	out := Firewall{ID: firewallID}
 	if p := fw.Properties; p != nil {
 		if p.FirewallPolicy != nil {
 			out.PolicyID = deref(p.FirewallPolicy.ID)
@@ -73,7 +86,32 @@ func (c *Client) Firewall(ctx context.Context, firewallID string) (*Firewall, er
 			}
 		}
 	}
-	return out, nil
+	return out
+}
+
+// clone copies the collections and their rules, which callers edit.
+func (f Firewall) clone() Firewall {
+	f.NetworkCollections = slices.Clone(f.NetworkCollections)
+	for i := range f.NetworkCollections {
+		col := &f.NetworkCollections[i]
+		col.Rules = slices.Clone(col.Rules)
+		for j := range col.Rules {
+			r := &col.Rules[j]
+			r.Protocols, r.SourceAddresses = slices.Clone(r.Protocols), slices.Clone(r.SourceAddresses)
+			r.DestinationAddresses, r.DestinationPorts = slices.Clone(r.DestinationAddresses), slices.Clone(r.DestinationPorts)
+		}
+	}
+	f.NATCollections = slices.Clone(f.NATCollections)
+	for i := range f.NATCollections {
+		col := &f.NATCollections[i]
+		col.Rules = slices.Clone(col.Rules)
+		for j := range col.Rules {
+			r := &col.Rules[j]
+			r.Protocols, r.SourceAddresses = slices.Clone(r.Protocols), slices.Clone(r.SourceAddresses)
+			r.DestinationAddresses, r.DestinationPorts = slices.Clone(r.DestinationAddresses), slices.Clone(r.DestinationPorts)
+		}
+	}
+	return f
 }
 
 // Addresses reads the firewall's public address and the prefix its
@@ -90,30 +128,32 @@ func (c *Client) Addresses(ctx context.Context, fw *Firewall) (FirewallAddresses
 	}
 	addrs := FirewallAddresses{PublicIP: publicIP, SNATSource: *ipc.PrivateIPAddress}
 	if ipc.Subnet != nil {
-		if subnet, err := c.subnet(ctx, deref(ipc.Subnet.ID)); err == nil && subnet.Properties != nil && deref(subnet.Properties.AddressPrefix) != "" {
-			addrs.SNATSource = *subnet.Properties.AddressPrefix
+		if subnet, err := c.subnet(ctx, deref(ipc.Subnet.ID)); err == nil && subnet.AddressPrefix != "" {
+			addrs.SNATSource = subnet.AddressPrefix
 		}
 	}
 	return addrs, nil
 }
 
 func (c *Client) publicIPAddress(ctx context.Context, publicIPID string) (string, error) {
-	id, network, err := c.parseNetworkID(publicIPID)
-	if err != nil {
-		return "", err
-	}
-	var resp armnetwork.PublicIPAddressesClientGetResponse
-	err = withRetry(ctx, func(ctx context.Context) (err error) {
-		resp, err = network.NewPublicIPAddressesClient().Get(ctx, id.ResourceGroupName, id.Name, nil)
-		return err
+	return c.publicIPs.Get(ctx, publicIPID, func(ctx context.Context) (string, error) {
+		id, network, err := c.parseNetworkID(publicIPID)
+		if err != nil {
+			return "", err
+		}
+		var resp armnetwork.PublicIPAddressesClientGetResponse
+		err = withRetry(ctx, func(ctx context.Context) (err error) {
+			resp, err = network.NewPublicIPAddressesClient().Get(ctx, id.ResourceGroupName, id.Name, nil)
+			return err
+		})
+		if err != nil {
+			return "", fmt.Errorf("reading public IP address %s: %w", publicIPID, notFound(err))
+		}
+		if resp.Properties == nil || deref(resp.Properties.IPAddress) == "" {
+			return "", fmt.Errorf("public IP address %s has no address allocated", publicIPID)
+		}
+		return *resp.Properties.IPAddress, nil
 	})
-	if err != nil {
-		return "", fmt.Errorf("reading public IP address %s: %w", publicIPID, notFound(err))
-	}
-	if resp.Properties == nil || deref(resp.Properties.IPAddress) == "" {
-		return "", fmt.Errorf("public IP address %s has no address allocated", publicIPID)
-	}
-	return *resp.Properties.IPAddress, nil
 }
 
 // UpdateFirewall applies change to a firewall's classic rule collections.
@@ -140,16 +180,19 @@ func (c *Client) UpdateFirewall(ctx context.Context, firewallID string, change F
 
 // editFirewall is the one read-modify-write of a firewall: a firewall is
 // written whole, so each attempt reads it right before edit changes what it
-// means to and the whole is written back, keeping what others wrote
-// meanwhile. edit deciding on the fresh read, and returning false, writes
-// nothing. Conflicts and throttling are retried.
+// means to (never from the read cache) and the whole is written back,
+// keeping what others wrote meanwhile. edit deciding on the fresh read, and
+// returning false, writes nothing. Conflicts and throttling are retried.
+// The process's read of the firewall becomes what was written, or is
+// forgotten when the write failed.
 func (c *Client) editFirewall(ctx context.Context, firewallID string, edit func(*armnetwork.AzureFirewall) (bool, error)) error {
 	id, network, err := c.parseNetworkID(firewallID)
 	if err != nil {
 		return err
 	}
 	client := network.NewAzureFirewallsClient()
-	return withRetry(ctx, func(ctx context.Context) error {
+	var now armnetwork.AzureFirewall // the firewall as this process last saw it
+	err = withRetry(ctx, func(ctx context.Context) error {
 		fw, err := c.getFirewall(ctx, firewallID)
 		if err != nil {
 			return err
@@ -157,17 +200,29 @@ func (c *Client) editFirewall(ctx context.Context, firewallID string, edit func(
 		if fw.Properties == nil {
 			fw.Properties = &armnetwork.AzureFirewallPropertiesFormat{}
 		}
+		now = fw
 		if write, err := edit(&fw); err != nil || !write {
 			return err
 		}
 		tflog.Info(ctx, "writing Azure Firewall rule collections (the whole firewall)", map[string]any{"firewall": firewallID})
-		poller, err := client.BeginCreateOrUpdate(ctx, id.ResourceGroupName, id.Name, fw, nil)
+		var initial *http.Response
+		poller, err := client.BeginCreateOrUpdate(policy.WithCaptureResponse(ctx, &initial), id.ResourceGroupName, id.Name, fw, nil)
 		if err != nil {
 			return err
 		}
-		_, err = await(ctx, poller)
-		return err
+		written, ok := answer[armnetwork.AzureFirewall](initial)
+		if !ok {
+			written = fw
+		}
+		now = written
+		return await(ctx, poller, initial)
 	})
+	if err != nil {
+		c.firewalls.Forget(firewallID)
+		return err
+	}
+	c.firewalls.Put(firewallID, firewallOf(firewallID, &now))
+	return nil
 }
 
 func (ch FirewallChange) names() string {

@@ -180,19 +180,11 @@ func (b *Backend) Inspect(ctx context.Context, id, front string) (*engine.Machin
 	if !strings.EqualFold(rid.ResourceType.String(), "Microsoft.Compute/virtualMachines") {
 		return nil, fmt.Errorf("%q is a %s, not a virtual machine (Microsoft.Compute/virtualMachines)", id, rid.ResourceType)
 	}
-	compute, err := c.computeClients(rid.SubscriptionID)
+	vm, err := c.virtualMachine(ctx, id)
 	if err != nil {
 		return nil, err
 	}
-	var vm armcompute.VirtualMachinesClientGetResponse
-	err = withRetry(ctx, func(ctx context.Context) (err error) {
-		vm, err = compute.NewVirtualMachinesClient().Get(ctx, rid.ResourceGroupName, rid.Name, nil)
-		return err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("reading virtual machine %s: %w", id, notFound(err))
-	}
-	m, nicIDs := machineFromARM(vm.VirtualMachine)
+	m, nicIDs := vm.machine()
 	return newFleetReads(c).view(ctx, m, nicIDs, front)
 }
 
@@ -264,7 +256,7 @@ func (r *fleetReads) nic(ctx context.Context, id string) (jit.NetworkInterface, 
 	nic, ok := r.nics[key]
 	if !ok {
 		var err error
-		if nic, err = r.c.networkInterfaceOnly(ctx, id); err != nil {
+		if nic, err = r.c.networkInterface(ctx, id); err != nil {
 			return nic, err
 		}
 		r.nics[key] = nic
@@ -313,23 +305,6 @@ func (r *fleetReads) firewall(ctx context.Context, id string) (*Firewall, error)
 	}
 	r.firewalls[key] = fw
 	return fw, nil
-}
-
-// networkInterfaceOnly reads a NIC without its subnet.
-func (c *Client) networkInterfaceOnly(ctx context.Context, nicID string) (jit.NetworkInterface, error) {
-	id, network, err := c.parseNetworkID(nicID)
-	if err != nil {
-		return jit.NetworkInterface{ID: nicID}, err
-	}
-	var nic armnetwork.InterfacesClientGetResponse
-	err = withRetry(ctx, func(ctx context.Context) (err error) {
-		nic, err = network.NewInterfacesClient().Get(ctx, id.ResourceGroupName, id.Name, nil)
-		return err
-	})
-	if err != nil {
-		return jit.NetworkInterface{ID: nicID}, fmt.Errorf("reading network interface %s: %w", nicID, notFound(err))
-	}
-	return interfaceFromARM(nicID, nic.Interface), nil
 }
 
 func isCode(err error, code string) bool {

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/hashicorp/terraform-plugin-log/tflog"
 
@@ -69,27 +70,27 @@ func (b *Backend) nsgGrant(nsg string, rules []jit.NSGRule, m *jit.Machine, g en
 	}
 }
 
-// OpenGrant writes the request's grants and removes the grants of older
-// requests for the same machine and port, which it supersedes. It is
-// idempotent: a grant already in place is left alone. The NSGs and the
-// firewall stay locked from their read to their last write, so concurrent
-// requests in this process never pick the same priority or mapped port.
+// OpenGrant writes the request's grants and removes the same requester's
+// grants of older requests for the same machine and port, which it
+// supersedes. It is
+// idempotent: a grant already in place is left alone. Each NSG and the
+// firewall is locked only for its own read-place-write, so concurrent
+// requests in this process never pick the same priority or mapped port,
+// and never wait for each other's other objects: the firewall first (the
+// NSGs allow what it forwards), then the NSGs in parallel.
 func (b *Backend) OpenGrant(ctx context.Context, m *jit.Machine, g engine.Grant) (engine.OpenedGrant, error) {
 	opened := engine.OpenedGrant{Connect: map[jit.PortProtocol]string{}}
 	nsgs := m.FilterIDs()
 	firewall := m.Tags[jit.TagFirewall]
-	locked := slices.Clone(nsgs)
-	if firewall != "" {
-		locked = append(locked, firewall)
-	}
-	defer b.client.Lock(ctx, locked...)()
 	// The record first: no rule of this provider is ever without one.
 	if err := b.client.writeRecord(ctx, m, g); err != nil {
 		return opened, err
 	}
 	source := func(gp engine.GrantPort) string { return gp.Source }
 	if firewall != "" {
+		unlock := b.client.Lock(ctx, firewall)
 		addrs, err := b.openFirewallGrant(ctx, m, firewall, g, &opened)
+		unlock()
 		if err != nil {
 			return opened, err
 		}
@@ -100,37 +101,50 @@ func (b *Backend) OpenGrant(ctx context.Context, m *jit.Machine, g engine.Grant)
 			opened.Connect[gp.Port] = engine.ConnectionDetails(m, gp.Port)
 		}
 	}
-	for _, nsg := range nsgs {
-		// Another process (a parallel pipeline) may take the priority chosen
-		// between the read and the write: ARM refuses the write with
-		// SecurityRuleConflict, and the NSG is read and placed again.
-		var rules []engine.GrantRule
-		err := placeAgainOnConflict(ctx, nsg, func(ctx context.Context) error {
-			var err error
-			rules, err = b.grantInNSG(ctx, m, nsg, g, source)
-			return err
+	placed := make([][]engine.GrantRule, len(nsgs))
+	errs := make([]error, len(nsgs))
+	var wg sync.WaitGroup
+	for i, nsg := range nsgs {
+		wg.Go(func() {
+			defer b.client.Lock(ctx, nsg)()
+			// Another process (a parallel pipeline) may take the priority
+			// chosen between the read and the write: ARM refuses the write
+			// with SecurityRuleConflict, and the NSG is read and placed again.
+			errs[i] = placeAgainOnConflict(ctx, nsg, func(ctx context.Context) error {
+				var err error
+				placed[i], err = b.grantInNSG(ctx, m, nsg, g, source)
+				return err
+			})
 		})
-		opened.Rules = append(opened.Rules, rules...)
-		if err != nil {
-			return opened, err
-		}
 	}
-	return opened, nil
+	wg.Wait()
+	for _, rules := range placed {
+		opened.Rules = append(opened.Rules, rules...)
+	}
+	return opened, errors.Join(errs...)
 }
 
-// grantInNSG places the request's grants in one NSG, superseding older
-// requests' grants for the same machine and ports, and writes them.
+// grantInNSG places the request's grants in one NSG, superseding the
+// older grants of the same requester for the same machine and ports, and
+// writes them. Other people's grants stay beside it.
 func (b *Backend) grantInNSG(ctx context.Context, m *jit.Machine, nsg string, g engine.Grant, source func(engine.GrantPort) string) ([]engine.GrantRule, error) {
 	rules, err := b.client.SecurityRules(ctx, nsg)
 	if err != nil {
 		return nil, err
+	}
+	// Who other grants are for is in the VM's records, which requests
+	// opened since m was read may have added: the VM is read again (the
+	// process forgets it on each of its tag writes).
+	recorded := m
+	if vm, err := b.client.virtualMachine(ctx, m.ID); err == nil {
+		recorded, _ = vm.machine()
 	}
 	var plan jit.NSGPlan
 	var owned []engine.GrantRule
 	for _, gp := range g.Ports {
 		name := jit.GrantRuleName(g.ID, m.ID, gp.Port)
 		rules = slices.DeleteFunc(rules, func(r jit.NSGRule) bool {
-			if r.Name != name && grantsSame(r, m, gp.Port) && sameRequester(r.Name, r.Description, m, g) {
+			if r.Name != name && grantsSame(r, m, gp.Port) && sameRequester(r.Name, r.Description, recorded, g) {
 				plan.Remove = append(plan.Remove, r)
 				return true
 			}
@@ -179,8 +193,9 @@ func placeAgainOnConflict(ctx context.Context, nsg string, place func(context.Co
 }
 
 // openFirewallGrant writes the request's DNAT and network Allow collections
-// on the policy's firewall, removing older requests' collections for the
-// same machine and ports. The caller holds the firewall's lock.
+// on the policy's firewall, removing the same requester's older
+// collections for the same machine and ports. The caller holds the
+// firewall's lock.
 func (b *Backend) openFirewallGrant(ctx context.Context, m *jit.Machine, firewall string, g engine.Grant, opened *engine.OpenedGrant) (FirewallAddresses, error) {
 	fw, err := b.client.Firewall(ctx, firewall)
 	if err != nil {
@@ -350,31 +365,38 @@ func (b *Backend) ObserveGrant(ctx context.Context, ref engine.GrantRef) (engine
 
 // CloseGrant removes the request's rules for ref.Ports from each NSG on the
 // machine's path and from its policy's firewall, and from the NSGs and
-// firewall it held rules in.
+// firewall it held rules in: each locked for its own write only, all in
+// parallel.
 func (b *Backend) CloseGrant(ctx context.Context, ref engine.GrantRef) error {
 	all := grantTargets(ref.Machine, ref.Targets)
 	if len(all) == 0 || len(ref.Ports) == 0 {
 		return nil
 	}
-	defer b.client.Lock(ctx, all...)()
 	names := map[string]bool{}
 	for _, port := range ref.Ports {
 		names[jit.GrantRuleName(ref.RequestID, ref.MachineID, port)] = true
 	}
-	for _, target := range all {
-		if isFirewallID(target) {
-			if err := b.closeFirewallGrant(ctx, target, jit.FirewallGrantCollectionName(ref.RequestID, ref.MachineID), names); err != nil {
-				return err
+	errs := make([]error, len(all))
+	var wg sync.WaitGroup
+	for i, target := range all {
+		wg.Go(func() {
+			defer b.client.Lock(ctx, target)()
+			if isFirewallID(target) {
+				errs[i] = b.closeFirewallGrant(ctx, target, jit.FirewallGrantCollectionName(ref.RequestID, ref.MachineID), names)
+				return
 			}
-			continue
-		}
-		var plan jit.NSGPlan
-		for _, name := range slices.Sorted(maps.Keys(names)) {
-			plan.Remove = append(plan.Remove, jit.NSGRule{Name: name})
-		}
-		if err := b.client.ApplyNSGPlan(ctx, target, plan); err != nil && !errors.Is(err, ErrNotFound) {
-			return err
-		}
+			var plan jit.NSGPlan
+			for _, name := range slices.Sorted(maps.Keys(names)) {
+				plan.Remove = append(plan.Remove, jit.NSGRule{Name: name})
+			}
+			if err := b.client.ApplyNSGPlan(ctx, target, plan); err != nil && !errors.Is(err, ErrNotFound) {
+				errs[i] = err
+			}
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return err
 	}
 	// The record goes last, with the last rule: no rule is left without it.
 	if ref.Final && ref.Machine != nil {

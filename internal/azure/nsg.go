@@ -4,30 +4,53 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
+	"slices"
+	"strings"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/arm"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/network/armnetwork/v9"
 	"github.com/hashicorp/terraform-plugin-log/tflog"
 
 	"github.com/jitaccess/terraform-provider-jit/internal/jit"
+	"github.com/jitaccess/terraform-provider-jit/internal/locks"
 )
 
 // SecurityRules reads an NSG's security rules (not its default rules,
-// which sit at 65000+ and never decide before a JIT rule).
+// which sit at 65000+ and never decide before a JIT rule), once per
+// provider process: the rules written since by this process are in what
+// it returns, those of other writers are not (see ApplyNSGPlan).
 func (c *Client) SecurityRules(ctx context.Context, nsgID string) ([]jit.NSGRule, error) {
-	id, network, err := c.parseNetworkID(nsgID)
-	if err != nil {
-		return nil, err
-	}
-	var nsg armnetwork.SecurityGroupsClientGetResponse
-	err = withRetry(ctx, func(ctx context.Context) (err error) {
-		nsg, err = network.NewSecurityGroupsClient().Get(ctx, id.ResourceGroupName, id.Name, nil)
+	return c.nsgs.Get(ctx, nsgID, func(ctx context.Context) ([]jit.NSGRule, error) {
+		id, network, err := c.parseNetworkID(nsgID)
+		if err != nil {
+			return nil, err
+		}
+		var nsg armnetwork.SecurityGroupsClientGetResponse
+		err = withRetry(ctx, func(ctx context.Context) (err error) {
+			nsg, err = network.NewSecurityGroupsClient().Get(ctx, id.ResourceGroupName, id.Name, nil)
+			return err
+		})
+		if err != nil {
+			return nil, fmt.Errorf("reading network security group %s: %w", nsgID, notFound(err))
+		}
+		return rulesOf(&nsg.SecurityGroup), nil
+	})
+}
+
+// ReadNSGs reads the NSGs not read yet, at most readParallelism at a time,
+// so that planning many NSGs waits for one read, not one per NSG. Errors
+// are left for the reads that follow to report.
+func (c *Client) ReadNSGs(ctx context.Context, ids []string) {
+	_ = parallel(ids, func(id string) error {
+		_, err := c.SecurityRules(ctx, id)
 		return err
 	})
-	if err != nil {
-		return nil, fmt.Errorf("reading network security group %s: %w", nsgID, notFound(err))
-	}
+}
+
+func rulesOf(nsg *armnetwork.SecurityGroup) []jit.NSGRule {
 	var rules []jit.NSGRule
 	if nsg.Properties != nil {
 		for _, r := range nsg.Properties.SecurityRules {
@@ -36,13 +59,26 @@ func (c *Client) SecurityRules(ctx context.Context, nsgID string) ([]jit.NSGRule
 			}
 		}
 	}
-	return rules, nil
+	return rules
+}
+
+func cloneRules(rules []jit.NSGRule) []jit.NSGRule {
+	out := slices.Clone(rules)
+	for i := range out {
+		r := &out[i]
+		r.SourcePrefixes, r.DestinationPrefixes = slices.Clone(r.SourcePrefixes), slices.Clone(r.DestinationPrefixes)
+		r.SourcePortRanges, r.DestinationPortRanges = slices.Clone(r.SourcePortRanges), slices.Clone(r.DestinationPortRanges)
+	}
+	return out
 }
 
 // ApplyNSGPlan writes one NSG's plan rule by rule through the security-rules
 // API — never a whole-NSG PUT, which ignores ETags and would drop rules
 // others wrote meanwhile. Removals go first so a moved deny's old priority
-// is free; the caller holds the NSG's lock.
+// is free; the caller holds the NSG's lock. Each write that ends is applied
+// to the process's read of the NSG, from ARM's answer to it; a write that
+// fails (a priority another writer took: SecurityRuleConflict) makes the
+// NSG be read again next time.
 func (c *Client) ApplyNSGPlan(ctx context.Context, nsgID string, plan jit.NSGPlan) error {
 	id, network, err := c.parseNetworkID(nsgID)
 	if err != nil {
@@ -52,40 +88,62 @@ func (c *Client) ApplyNSGPlan(ctx context.Context, nsgID string, plan jit.NSGPla
 	for _, r := range plan.Remove {
 		tflog.Info(ctx, "deleting NSG security rule", map[string]any{"nsg": nsgID, "rule": r.Name})
 		err := withRetry(ctx, func(ctx context.Context) error {
-			poller, err := rules.BeginDelete(ctx, id.ResourceGroupName, id.Name, r.Name, nil)
+			var initial *http.Response
+			poller, err := rules.BeginDelete(policy.WithCaptureResponse(ctx, &initial), id.ResourceGroupName, id.Name, r.Name, nil)
 			if err != nil {
 				return err
 			}
-			_, err = await(ctx, poller)
-			return err
+			return await(ctx, poller, initial)
 		})
 		if err != nil && !isNotFound(err) {
+			c.nsgs.Forget(nsgID)
 			return fmt.Errorf("deleting rule %s from network security group %s: %w", r.Name, nsgID, err)
 		}
+		c.nsgs.Update(nsgID, func(have []jit.NSGRule) []jit.NSGRule { return withoutRule(have, r.Name) })
 	}
 	for _, r := range plan.Add {
 		tflog.Info(ctx, "writing NSG security rule", map[string]any{
 			"nsg": nsgID, "rule": r.Name, "priority": r.Priority, "access": string(r.Access),
 			"ports": r.DestinationPortRanges, "sources": r.SourcePrefixes, "destinations": r.DestinationPrefixes,
 		})
+		var initial *http.Response
 		err := withRetry(ctx, func(ctx context.Context) error {
-			poller, err := rules.BeginCreateOrUpdate(ctx, id.ResourceGroupName, id.Name, r.Name, toSecurityRule(r), nil)
+			poller, err := rules.BeginCreateOrUpdate(policy.WithCaptureResponse(ctx, &initial), id.ResourceGroupName, id.Name, r.Name, toSecurityRule(r), nil)
 			if err != nil {
 				return err
 			}
-			_, err = await(ctx, poller)
-			return err
+			return await(ctx, poller, initial)
 		})
 		if err != nil {
+			c.nsgs.Forget(nsgID)
 			return fmt.Errorf("writing rule %s (priority %d) to network security group %s: %w", r.Name, r.Priority, nsgID, err)
 		}
+		written, ok := answer[armnetwork.SecurityRule](initial)
+		if !ok {
+			c.nsgs.Forget(nsgID)
+			continue
+		}
+		c.nsgs.Update(nsgID, func(have []jit.NSGRule) []jit.NSGRule {
+			return append(withoutRule(have, r.Name), fromSecurityRule(&written))
+		})
 	}
 	return nil
+}
+
+// withoutRule drops the rule named name (ARM compares names without case).
+func withoutRule(rules []jit.NSGRule, name string) []jit.NSGRule {
+	return slices.DeleteFunc(rules, func(r jit.NSGRule) bool { return strings.EqualFold(r.Name, name) })
 }
 
 // Lock serialises this process's writes to the given NSGs and firewalls.
 func (c *Client) Lock(ctx context.Context, ids ...string) (unlock func()) {
 	return c.locks.Lock(ctx, ids...)
+}
+
+// LockAll locks the given NSGs and firewalls, to be released one by one
+// as the writes to each end.
+func (c *Client) LockAll(ctx context.Context, ids ...string) *locks.Held {
+	return c.locks.LockAll(ctx, ids...)
 }
 
 func (c *Client) parseNetworkID(resourceID string) (*arm.ResourceID, *armnetwork.ClientFactory, error) {

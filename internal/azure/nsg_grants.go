@@ -3,7 +3,9 @@ package azure
 import (
 	"context"
 	"fmt"
+	"net/http"
 
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/runtime"
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/network/armnetwork/v9"
 	"github.com/hashicorp/terraform-plugin-log/tflog"
@@ -37,14 +39,8 @@ func (c *Client) NetworkSecurityGroups(ctx context.Context, resourceGroup string
 			if nsg == nil || nsg.ID == nil {
 				continue
 			}
-			n := NSG{ID: *nsg.ID}
-			if nsg.Properties != nil {
-				for _, r := range nsg.Properties.SecurityRules {
-					if r != nil {
-						n.Rules = append(n.Rules, fromSecurityRule(r))
-					}
-				}
-			}
+			n := NSG{ID: *nsg.ID, Rules: rulesOf(nsg)}
+			c.nsgs.Put(n.ID, n.Rules)
 			out = append(out, n)
 		}
 	}
@@ -96,16 +92,18 @@ func (c *Client) RevokeSecurityRule(ctx context.Context, nsgID, name string, rev
 	}
 	tflog.Info(ctx, "deleting expired grant rule", map[string]any{"nsg": nsgID, "rule": name})
 	err = withRetry(ctx, func(ctx context.Context) error {
-		poller, err := rules.BeginDelete(ctx, id.ResourceGroupName, id.Name, name, nil)
+		var initial *http.Response
+		poller, err := rules.BeginDelete(policy.WithCaptureResponse(ctx, &initial), id.ResourceGroupName, id.Name, name, nil)
 		if err != nil {
 			return err
 		}
-		_, err = await(ctx, poller)
-		return err
+		return await(ctx, poller, initial)
 	})
 	if err != nil && !isNotFound(err) {
+		c.nsgs.Forget(nsgID)
 		return false, fmt.Errorf("deleting rule %s from network security group %s: %w", name, nsgID, err)
 	}
+	c.nsgs.Update(nsgID, func(have []jit.NSGRule) []jit.NSGRule { return withoutRule(have, name) })
 	return true, nil
 }
 

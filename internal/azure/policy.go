@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/terraform-plugin-log/tflog"
 
 	"github.com/jitaccess/terraform-provider-jit/internal/engine"
 	"github.com/jitaccess/terraform-provider-jit/internal/jit"
+	"github.com/jitaccess/terraform-provider-jit/internal/locks"
 )
 
 // The Azure side of a policy: one inbound Deny per locked port in every NSG
@@ -112,9 +114,12 @@ func (t policyTargets) rule(target string, name string, priority int) engine.Own
 func (b *Backend) PlanPolicy(ctx context.Context, in engine.PolicyInput) (*engine.PolicyChange, error) {
 	t := targetsOf(in)
 	change := &engine.PolicyChange{}
+	var held *locks.Held
 	if in.Lock && len(t.nsgs)+len(t.firewalls) > 0 {
-		change.Unlock = b.client.Lock(ctx, slices.Concat(t.nsgs, t.firewalls)...)
+		held = b.client.LockAll(ctx, slices.Concat(t.nsgs, t.firewalls)...)
+		change.Unlock = held.ReleaseAll
 	}
+	b.client.ReadNSGs(ctx, t.nsgs)
 	nsgPlans := map[string]jit.NSGPlan{}
 	firewallPlans := map[string]jit.FirewallDenyPlan{}
 	expiredCollections := map[string][]string{}
@@ -180,28 +185,42 @@ func (b *Backend) PlanPolicy(ctx context.Context, in engine.PolicyInput) (*engin
 	}
 	if writes > 0 {
 		change.Write = func(ctx context.Context) error {
-			return b.writePolicy(ctx, in.Name, nsgPlans, firewallPlans, expiredCollections)
+			return b.writePolicy(ctx, in.Name, nsgPlans, firewallPlans, expiredCollections, held)
 		}
 	}
 	return change, nil
 }
 
-// writePolicy writes each NSG's plan, NSGs in parallel and one write at a
-// time within each, then each firewall's collections.
-func (b *Backend) writePolicy(ctx context.Context, policy string, nsgs map[string]jit.NSGPlan, firewalls map[string]jit.FirewallDenyPlan, expired map[string][]string) error {
+// writePolicy writes each NSG's plan and each firewall's collections, all
+// in parallel, one write at a time within each; each object's lock is
+// released as soon as its own writes end.
+func (b *Backend) writePolicy(ctx context.Context, policy string, nsgs map[string]jit.NSGPlan, firewalls map[string]jit.FirewallDenyPlan, expired map[string][]string, held *locks.Held) error {
+	var mu sync.Mutex
 	var errs []error
-	done := make(chan error, len(nsgs))
+	var wg sync.WaitGroup
+	write := func(target string, w func() error) {
+		wg.Go(func() {
+			err := w()
+			held.Release(target)
+			if err != nil {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			}
+		})
+	}
 	for nsg, np := range nsgs {
 		if len(np.Add) == 0 && len(np.Remove) == 0 {
-			done <- nil
+			held.Release(nsg) // nothing to write there: free for others now
 			continue
 		}
-		go func() { done <- engine.Fail("Cannot write JIT deny rules", b.client.ApplyNSGPlan(ctx, nsg, np)) }()
-	}
-	for range nsgs {
-		if err := <-done; err != nil {
-			errs = append(errs, err)
-		}
+		write(nsg, func() error {
+			err := b.client.ApplyNSGPlan(ctx, nsg, np)
+			if IsPriorityConflict(err) {
+				err = fmt.Errorf("%w. Another writer took a priority the plan chose since the plan was made; nothing of theirs was changed. Run plan again to place the denies anew", err)
+			}
+			return engine.Fail("Cannot write JIT deny rules", err)
+		})
 	}
 	for fw, fp := range firewalls {
 		change := FirewallChange{Network: map[string]*jit.FirewallNetworkCollection{}, NAT: map[string]*jit.FirewallNATCollection{}}
@@ -212,12 +231,14 @@ func (b *Backend) writePolicy(ctx context.Context, policy string, nsgs map[strin
 			change.Network[name], change.NAT[name] = nil, nil
 		}
 		if len(change.Network) == 0 {
+			held.Release(fw)
 			continue
 		}
-		if err := b.client.UpdateFirewall(ctx, fw, change); err != nil {
-			errs = append(errs, engine.Fail("Cannot write the JIT deny collection", err))
-		}
+		write(fw, func() error {
+			return engine.Fail("Cannot write the JIT deny collection", b.client.UpdateFirewall(ctx, fw, change))
+		})
 	}
+	wg.Wait()
 	return errors.Join(errs...)
 }
 
@@ -275,6 +296,7 @@ func expiredGrantCollections(fw *Firewall, policy string, clock jit.Clock) []str
 func (b *Backend) ObservePolicy(ctx context.Context, in engine.PolicyInput) (*engine.PolicyObservation, error) {
 	t := targetsOf(in)
 	o := &engine.PolicyObservation{}
+	b.client.ReadNSGs(ctx, t.nsgs)
 	for _, fwID := range t.firewalls {
 		fw, err := b.client.Firewall(ctx, fwID)
 		if errors.Is(err, ErrNotFound) {

@@ -99,6 +99,9 @@ func (c *Client) patchTags(ctx context.Context, resourceID, operation string, ta
 		}
 		return nil
 	})
+	// The resource's tags and ETag moved (or may have): what this process
+	// read of it is read again.
+	c.vms.Forget(resourceID)
 	if err != nil {
 		return fmt.Errorf("writing tags of %s: %w", resourceID, notFound(err))
 	}

@@ -127,14 +127,15 @@ func (b *Backend) RevokeGrant(ctx context.Context, g engine.FoundGrant, still fu
 			return v.IsGrant && still(v.Marker)
 		})
 	case engine.KindGrantRecord:
-		m, err := b.client.Machine(ctx, g.Target)
+		// The VM alone: its tags hold the record, its path does not matter.
+		vm, err := b.client.virtualMachine(ctx, g.Target)
 		if errors.Is(err, ErrNotFound) {
 			return true, nil
 		}
 		if err != nil || !still(g.Marker) {
 			return false, err
 		}
-		if err := b.client.removeRecord(ctx, g.Target, m.Tags, g.Request); err != nil && !errors.Is(err, ErrNotFound) {
+		if err := b.client.removeRecord(ctx, g.Target, vm.Tags, g.Request); err != nil && !errors.Is(err, ErrNotFound) {
 			return false, err
 		}
 		return true, nil

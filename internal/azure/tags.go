@@ -16,12 +16,12 @@ import (
 )
 
 // UpdateMachineTags sets and removes tags on a VM, keeping every other tag.
-// A VM PATCH replaces the whole tag map, so the tags are read and merged
-// right before the write, and the write carries the read's ETag in
+// A VM PATCH replaces the whole tag map, so the tags are merged into the VM
+// as this process last read it, and the write carries that read's ETag in
 // If-Match: another process (another configuration's policy, a person)
-// that wrote the VM in between makes ARM refuse with 412, and the tags are
-// read and merged again instead of that write being lost. This process's
-// own writers queue on the VM's lock.
+// that wrote the VM since makes ARM refuse with 412, and the VM is read
+// again and merged again instead of that write being lost. This process's
+// own writers queue on the VM's lock. Tags already as wanted make no call.
 func (c *Client) UpdateMachineTags(ctx context.Context, vmID string, set map[string]string, remove func(name string) bool) error {
 	unlock := c.locks.Lock(ctx, vmID)
 	defer unlock()
@@ -34,43 +34,69 @@ func (c *Client) UpdateMachineTags(ctx context.Context, vmID string, set map[str
 		return err
 	}
 	vms := compute.NewVirtualMachinesClient()
-	return withRetry(ctx, func(ctx context.Context) error {
-		vm, err := vms.Get(ctx, id.ResourceGroupName, id.Name, nil)
-		if err != nil {
-			return fmt.Errorf("reading virtual machine %s: %w", vmID, notFound(err))
-		}
-		tags := map[string]*string{}
-		changed := false
-		for k, v := range vm.Tags {
-			if remove != nil && remove(k) {
-				if _, keep := set[k]; !keep {
-					changed = true
-					continue
-				}
-			}
-			tags[k] = v
-		}
-		for k, v := range set {
-			if cur, ok := tags[k]; !ok || deref(cur) != v {
-				changed = true
-			}
-			tags[k] = to.Ptr(v)
-		}
-		if !changed {
-			return nil
-		}
-		tflog.Info(ctx, "writing virtual machine tags", map[string]any{"vm": vmID, "set": set, "if_match": deref(vm.Etag)})
-		writeCtx := ctx
-		if vm.Etag != nil {
-			writeCtx = policy.WithHTTPHeader(ctx, http.Header{"If-Match": {*vm.Etag}})
-		}
-		poller, err := vms.BeginUpdate(writeCtx, id.ResourceGroupName, id.Name, armcompute.VirtualMachineUpdate{Tags: tags}, nil)
+	var written *armcompute.VirtualMachine
+	err = withRetry(ctx, func(ctx context.Context) error {
+		written = nil
+		vm, err := c.virtualMachine(ctx, vmID)
 		if err != nil {
 			return err
 		}
-		_, err = await(ctx, poller)
-		return err
+		tags, changed := mergeTags(vm.Tags, set, remove)
+		if !changed {
+			return nil
+		}
+		tflog.Info(ctx, "writing virtual machine tags", map[string]any{"vm": vmID, "set": set, "if_match": vm.ETag})
+		var opts *armcompute.VirtualMachinesClientBeginUpdateOptions
+		if vm.ETag != "" {
+			opts = &armcompute.VirtualMachinesClientBeginUpdateOptions{IfMatch: to.Ptr(vm.ETag)}
+		}
+		var initial *http.Response
+		poller, err := vms.BeginUpdate(policy.WithCaptureResponse(ctx, &initial), id.ResourceGroupName, id.Name, armcompute.VirtualMachineUpdate{Tags: tags}, opts)
+		if err == nil {
+			err = await(ctx, poller, initial)
+		}
+		if err != nil {
+			// Changed by another writer (412), or what the write did is
+			// not known: the next attempt reads the VM again.
+			c.vms.Forget(vmID)
+			return err
+		}
+		if vm, ok := answer[armcompute.VirtualMachine](initial); ok {
+			written = &vm
+		}
+		return nil
 	})
+	switch {
+	case err != nil:
+		c.vms.Forget(vmID)
+		return fmt.Errorf("writing the tags of virtual machine %s: %w", vmID, notFound(err))
+	case written != nil:
+		c.vms.Put(vmID, recordOf(*written))
+	}
+	return nil
+}
+
+// mergeTags sets and removes tags, keeping the others, and tells whether
+// that changes anything.
+func mergeTags(have map[string]string, set map[string]string, remove func(string) bool) (map[string]*string, bool) {
+	tags := map[string]*string{}
+	changed := false
+	for k, v := range have {
+		if remove != nil && remove(k) {
+			if _, keep := set[k]; !keep {
+				changed = true
+				continue
+			}
+		}
+		tags[k] = to.Ptr(v)
+	}
+	for k, v := range set {
+		if cur, ok := tags[k]; !ok || deref(cur) != v {
+			changed = true
+		}
+		tags[k] = to.Ptr(v)
+	}
+	return tags, changed
 }
 
 // TaggedMachines lists the VMs of the configured subscription carrying tag=value.
@@ -87,7 +113,11 @@ func (c *Client) TaggedMachines(ctx context.Context, tag, value string) ([]strin
 		return compute.NewVirtualMachinesClient().NewListAllPager(nil)
 	}, func(page armcompute.VirtualMachinesClientListAllResponse) {
 		for _, vm := range page.Value {
-			if vm != nil && vm.ID != nil && deref(vm.Tags[tag]) == value {
+			if vm == nil || vm.ID == nil {
+				continue
+			}
+			c.vms.Put(*vm.ID, recordOf(*vm))
+			if deref(vm.Tags[tag]) == value {
 				ids = append(ids, *vm.ID)
 			}
 		}

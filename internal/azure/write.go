@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
@@ -22,53 +23,81 @@ import (
 // sends no Retry-After.
 const pollFrequency = time.Second
 
-// await polls a long-running operation until it ends and returns its
-// result. A poll that fails for a reason worth another attempt (a
-// throttled GET, a dropped connection) is repeated on its own, never the
-// write that started the operation; an operation that ended Failed is the
-// error, for the write's own retry to judge.
-func await[T any](ctx context.Context, poller *runtime.Poller[T]) (T, error) {
+// await waits for a write's long-running operation to end. The first poll
+// waits for the Retry-After the write's own answer (initial) announced. A
+// poll that fails for a reason worth another attempt (a throttled GET, a
+// dropped connection) is repeated on its own, never the write that started
+// the operation. An operation that ended Succeeded needs no final GET: the
+// write's answer already was the resource as the operation leaves it,
+// which callers keep in the read cache. An operation that ended Failed is
+// the error, for the write's own retry to judge.
+func await[T any](ctx context.Context, poller *runtime.Poller[T], initial *http.Response) error {
+	last, wait := initial, retryAfter(initial)
 	for !poller.Done() {
+		if wait > 0 {
+			timer := time.NewTimer(wait)
+			select {
+			case <-ctx.Done():
+				timer.Stop()
+				return ctx.Err()
+			case <-timer.C:
+			}
+		}
 		var resp *http.Response
 		if err := withRetry(ctx, func(ctx context.Context) (err error) {
 			resp, err = poller.Poll(ctx)
 			return err
 		}); err != nil {
-			var zero T
-			return zero, err
+			return err
 		}
-		if poller.Done() {
-			break
-		}
-		wait := pollFrequency
+		last, wait = resp, pollFrequency
 		if after := retryAfter(resp); after > 0 {
 			wait = after
 		}
-		timer := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			timer.Stop()
-			var zero T
-			return zero, ctx.Err()
-		case <-timer.C:
-		}
 	}
-	// The result of a finished operation may need one more GET, which is
-	// retried on its own when it fails as a call (throttled, dropped). An
-	// operation that ended Failed comes back in a 200 poll response: that
-	// is returned at once, for the write's own retry to judge.
-	var out T
-	err := retry.Do(ctx, retry.DefaultBackoff, func(err error) (bool, time.Duration) {
+	if succeeded(last) {
+		return nil
+	}
+	// The end is Failed (the result is its error, with no call), or not
+	// known from the answers: then the result is one more GET, retried on
+	// its own when it fails as a call (throttled, dropped).
+	return retry.Do(ctx, retry.DefaultBackoff, func(err error) (bool, time.Duration) {
 		var re *azcore.ResponseError
 		if errors.As(err, &re) && re.StatusCode < http.StatusTooManyRequests {
 			return false, 0
 		}
 		return classify(err)
-	}, func(ctx context.Context) (err error) {
-		out, err = poller.Result(ctx)
+	}, func(ctx context.Context) error {
+		_, err := poller.Result(ctx)
 		return err
 	})
-	return out, err
+}
+
+// succeeded tells whether an operation's last answer says it succeeded: a
+// poll's status, or the provisioning state of a write answered at once.
+func succeeded(resp *http.Response) bool {
+	if resp == nil {
+		return false
+	}
+	var body struct {
+		Status     string `json:"status"`
+		Properties struct {
+			ProvisioningState string `json:"provisioningState"`
+		} `json:"properties"`
+	}
+	if err := runtime.UnmarshalAsJSON(resp, &body); err != nil {
+		return false
+	}
+	return strings.EqualFold(cmp.Or(body.Status, body.Properties.ProvisioningState), "Succeeded")
+}
+
+// answer decodes a write's answer: the resource as the write left it.
+func answer[T any](resp *http.Response) (T, bool) {
+	var v T
+	if resp == nil || resp.StatusCode == http.StatusNoContent {
+		return v, false
+	}
+	return v, runtime.UnmarshalAsJSON(resp, &v) == nil
 }
 
 // retryableCodes are ARM error codes that mean "try again later": an NSG or
@@ -203,4 +232,28 @@ func list[T any](ctx context.Context, newPager func() *runtime.Pager[T], add fun
 		add(page)
 	}
 	return nil
+}
+
+// readParallelism bounds how many NSGs one operation reads at once:
+// enough that a policy's are read side by side in one round trip, few
+// enough that a policy of hundreds opens tens of connections, not
+// hundreds. (ARM's throttling counts requests, not how many are in
+// flight: the reads a policy needs cost the same either way.)
+const readParallelism = 32
+
+// parallel runs fn for each item, at most readParallelism at once, and
+// joins the errors.
+func parallel[T any](items []T, fn func(T) error) error {
+	errs := make([]error, len(items))
+	sem := make(chan struct{}, readParallelism)
+	var wg sync.WaitGroup
+	for i, item := range items {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			errs[i] = fn(item)
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }

@@ -12,7 +12,8 @@ import (
 //	GET    /_admin/calls/by-flow  {"flow": {"operation": count}}; the flow is
 //	                       the jit-flow/<flow> token of the caller's User-Agent,
 //	                       "" for calls without one
-//	DELETE /_admin/calls   reset the counters (both views)
+//	GET    /_admin/reads   {"object": reads of it alone} (see ObjectReads)
+//	DELETE /_admin/calls   reset the counters (every view)
 //	GET    /_admin/operations  every operation name faults can target
 //	POST   /_admin/faults  install a Fault (JSON body, the fields of Fault;
 //	                       unknown fields and values are refused with 400)
@@ -25,6 +26,8 @@ func (s *Sim) serveAdmin(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, s.Calls())
 	case "GET /_admin/calls/by-flow":
 		writeJSON(w, http.StatusOK, s.CallsByFlow())
+	case "GET /_admin/reads":
+		writeJSON(w, http.StatusOK, s.ObjectReads())
 	case "DELETE /_admin/calls":
 		s.ResetCalls()
 		w.WriteHeader(http.StatusNoContent)

@@ -91,6 +91,7 @@ func (s *Sim) serveAWSQuery(w http.ResponseWriter, r *http.Request) {
 		s.writeEC2Error(w, http.StatusBadRequest, "MissingAction", "The request must contain the parameter Action")
 		return
 	}
+	s.countRead(p.describedIDs(action)...)
 	s.handle(w, r, action, s.writeEC2Error, func(w http.ResponseWriter) {
 		h, ok := ec2Handlers[action]
 		switch {
@@ -169,6 +170,40 @@ type awsParams url.Values
 func (p awsParams) get(key string) string { return url.Values(p).Get(key) }
 
 func (p awsParams) has(key string) bool { _, ok := p[key]; return ok }
+
+// describedKinds are, per Describe action, the list parameter and the
+// filter that name the objects it reads by their IDs.
+var describedKinds = map[string]struct{ list, filter string }{
+	"DescribeInstances":          {"InstanceId", "instance-id"},
+	"DescribeNetworkInterfaces":  {"NetworkInterfaceId", "network-interface-id"},
+	"DescribeSecurityGroups":     {"GroupId", "group-id"},
+	"DescribeSecurityGroupRules": {"", "group-id"},
+}
+
+// describedIDs are the objects a Describe call reads: the instances,
+// network interfaces or security groups (rules: of the groups) it names,
+// as IDs or in the filter on their own IDs. A filter on other fields is a
+// search, not a read of a named object.
+func (p awsParams) describedIDs(action string) []string {
+	kind, ok := describedKinds[action]
+	if !ok {
+		return nil
+	}
+	var ids []string
+	if kind.list != "" {
+		for _, m := range p.members(kind.list) {
+			ids = append(ids, p.get(m))
+		}
+	}
+	for _, f := range p.members("Filter") {
+		if p.get(f+".Name") == kind.filter {
+			for _, v := range p.members(f + ".Value") {
+				ids = append(ids, p.get(v))
+			}
+		}
+	}
+	return ids
+}
 
 // members returns "prefix.N" for every index N present, in index order.
 func (p awsParams) members(prefix string) []string {

@@ -42,8 +42,9 @@ func (s *Sim) serveManagedIdentityToken(w http.ResponseWriter, r *http.Request) 
 			return
 		}
 		now := time.Now()
-		token, expires := issueToken(resource, s.azure.tenant, s.opts.Identity, now)
-		clientID := firstNonEmpty(q.Get("client_id"), derivedUUID("client/"+s.opts.Identity.ObjectID))
+		identity := s.tokenIdentity()
+		token, expires := issueToken(resource, s.azure.tenant, identity, now)
+		clientID := firstNonEmpty(q.Get("client_id"), derivedUUID("client/"+identity.ObjectID))
 		writeJSON(w, http.StatusOK, obj{
 			"access_token": token, "expires_on": strconv.FormatInt(expires.Unix(), 10),
 			"resource": resource, "token_type": "Bearer", "client_id": clientID,

@@ -245,6 +245,9 @@ func (s *Sim) serveARM(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		return
 	}
+	if r.Method == http.MethodGet && strings.HasSuffix(route.op, ".Get") && !strings.Contains(route.op, "Operation") {
+		s.countRead(strings.ToLower(path))
+	}
 	s.handle(w, r, route.op, writeARMError, func(w http.ResponseWriter) {
 		c := &armCall{sim: s, r: r, op: route.op, path: path, sub: segs[1], args: args, body: body}
 		if strings.HasPrefix(route.pattern, "resourceGroups/") {

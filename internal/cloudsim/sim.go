@@ -31,6 +31,12 @@ type Options struct {
 	// Identity is the caller identity returned by the Azure managed-identity
 	// token endpoint and by sts:GetCallerIdentity.
 	Identity Identity
+	// Identities, when set, are handed out in turn by the managed-identity
+	// endpoint: the n-th token it issues carries Identities[n mod len]. A
+	// provider process asks for one token and keeps it, so each process
+	// (each provider configuration of a run) acts as a person of its own:
+	// how a benchmark has many requesters in one run.
+	Identities []Identity
 	// ListPageSize is how many resources one page of an ARM List or
 	// ListAll holds before a nextLink leads to the next. Zero means
 	// defaultListPageSize; tests set it low to exercise paging.
@@ -68,8 +74,12 @@ type Sim struct {
 	aws    *awsState
 	calls  map[string]int
 	flows  map[string]map[string]int // flow → operation → calls
-	faults map[string]*Fault
-	rand   func() float64
+	reads  map[string]int            // object → reads of it alone
+	tokens int                       // tokens issued, for Identities
+	// unthrottled turns ARM's throttling off (see SetThrottling).
+	unthrottled bool
+	faults      map[string]*Fault
+	rand        func() float64
 }
 
 // New builds an emulator seeded from fx (which may be nil for an empty world).
@@ -89,6 +99,7 @@ func New(fx *Fixture, opts Options) (*Sim, error) {
 		opts:   opts,
 		calls:  map[string]int{},
 		flows:  map[string]map[string]int{},
+		reads:  map[string]int{},
 		faults: map[string]*Fault{},
 		rand:   newRand(),
 	}
@@ -209,12 +220,56 @@ func (s *Sim) CallsByFlow() map[string]map[string]int {
 	return out
 }
 
-// ResetCalls zeroes the call counters, per operation and per flow.
+// countRead records one read of a single object: an ARM resource GET
+// (key: the lower-cased resource ID) or an EC2 Describe call naming the
+// object (key: its ID). Callers hold no lock.
+func (s *Sim) countRead(objects ...string) {
+	s.mu.Lock()
+	for _, o := range objects {
+		s.reads[o]++
+	}
+	s.mu.Unlock()
+}
+
+// ObjectReads returns how many times each object was read: ARM GETs of one
+// resource by its lower-cased ID (lists and polls of long-running
+// operations are not reads of an object), and EC2 Describe calls by each
+// instance, network interface or security group ID they name. A
+// configuration read once per operation reads each object once.
+func (s *Sim) ObjectReads() map[string]int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return maps.Clone(s.reads)
+}
+
+// ResetCalls zeroes the call counters, per operation, per flow and per object.
 func (s *Sim) ResetCalls() {
 	s.mu.Lock()
 	s.calls = map[string]int{}
 	s.flows = map[string]map[string]int{}
+	s.reads = map[string]int{}
 	s.mu.Unlock()
+}
+
+// SetPollInterval changes Options.PollInterval for the operations that
+// start from now on: a benchmark seeds a world quickly, then measures at
+// the latency it emulates.
+func (s *Sim) SetPollInterval(d time.Duration) {
+	s.mu.Lock()
+	s.opts.PollInterval = d
+	s.mu.Unlock()
+}
+
+// tokenIdentity is the identity the next issued token carries.
+func (s *Sim) tokenIdentity() Identity {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.opts.Identities) == 0 {
+		return s.opts.Identity
+	}
+	id := s.opts.Identities[s.tokens%len(s.opts.Identities)]
+	s.tokens++
+	return id
 }
 
 // Operations lists every operation name the emulator serves, sorted.

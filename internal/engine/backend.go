@@ -77,6 +77,14 @@ type Backend interface {
 	RevokeGrant(ctx context.Context, g FoundGrant, still func(jit.Marker) bool) (revoked bool, err error)
 }
 
+// MachinePrefetcher is a Backend that reads many machines in fewer calls
+// than one each (list calls, batches): a policy's machines are handed to
+// it together before they are resolved one by one, which then finds them
+// read.
+type MachinePrefetcher interface {
+	PrefetchMachines(ctx context.Context, ids []string)
+}
+
 // PolicyInput is a policy as one backend plans or observes it.
 type PolicyInput struct {
 	Name string
@@ -235,7 +243,8 @@ type GrantRef struct {
 // ObservedGrant is a request's grant as the cloud shows it.
 type ObservedGrant struct {
 	Rules []GrantRule
-	// Superseded ports lost their grants to a newer request's.
+	// Superseded ports lost their grants to a newer request of the same
+	// requester.
 	Superseded map[jit.PortProtocol]bool
 	// Record is who asked and why as the cloud records the request; nil
 	// when it keeps no record (nothing left, or a grant older than

@@ -165,12 +165,29 @@ func (e *Engine) machineIfAny(ctx context.Context, id string) (*jit.Machine, err
 	return m, err
 }
 
-// parallel runs fn for each item at once and returns the first error.
+// parallel runs fn for each item at once and joins the errors.
 func parallel[T any](items []T, fn func(T) error) error {
+	return parallelN(items, len(items), fn)
+}
+
+// readParallelism bounds how many machines one operation reads at once:
+// enough that a policy's are read side by side in one round trip, few
+// enough that a policy of hundreds opens tens of connections, not
+// hundreds. (ARM's throttling counts requests, not how many are in
+// flight: the reads a policy needs cost the same either way.)
+const readParallelism = 32
+
+// parallelN runs fn for each item, at most n at once, and joins the errors.
+func parallelN[T any](items []T, n int, fn func(T) error) error {
 	errs := make([]error, len(items))
+	sem := make(chan struct{}, max(n, 1))
 	var wg sync.WaitGroup
 	for i, item := range items {
-		wg.Go(func() { errs[i] = fn(item) })
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			errs[i] = fn(item)
+		})
 	}
 	wg.Wait()
 	return errors.Join(errs...)

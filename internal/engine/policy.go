@@ -7,6 +7,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/jitaccess/terraform-provider-jit/internal/jit"
 )
@@ -151,12 +152,28 @@ type Expect struct {
 	RevokedKnown bool
 }
 
-// ApplyPolicy plans spec again under the filters' locks against what the
-// cloud holds now, and writes the difference. The planned rules are what
-// the reviewer approved: if the cloud moved under them (say a foreign rule
-// took a chosen priority), the apply stops before writing anything and the
-// next plan shows the new placement. The state returned is what the policy
-// holds after the writes.
+// ApplyPolicy plans spec again under the filters' locks and writes the
+// difference. The state returned is what the policy holds after the writes.
+//
+// It plans from what this provider process has already read rather than
+// reading the clouds again. In an apply Terraform plans each resource once
+// more (its final plan), in the same process, right before applying it:
+// every read this plan needs was just made, and the backends' read caches
+// hold it, with this process's own writes since applied to it. Reading
+// again would not make the apply safer: another writer can change an NSG
+// or a group after any read, the last one included, and only the clouds'
+// answers to the writes can tell. They do: ARM refuses a priority taken
+// meanwhile (SecurityRuleConflict) and a tag write on a VM changed since
+// its read (412 on its ETag), EC2 a permission already there or already
+// gone; the backend then forgets the object, so the next read sees the
+// change. A grant is then placed again at once; a policy's deny, whose
+// priority the reviewer approved, fails with the reason and the next plan
+// places it anew.
+//
+// The planned rules are what the reviewer approved: when what this
+// process knows moved them since the plan (another resource of the same
+// apply wrote the same NSG), the apply stops before writing anything and
+// the next plan shows the new placement.
 func (e *Engine) ApplyPolicy(ctx context.Context, spec PolicySpec, prior *PolicyState, expect Expect) (PolicyState, []jit.Finding) {
 	p := e.planPolicy(ctx, spec, prior, true)
 	defer p.Release()
@@ -200,39 +217,56 @@ func (e *Engine) DestroyPolicy(ctx context.Context, prior *PolicyState) []jit.Fi
 	return append(p.Findings, p.write(ctx)...)
 }
 
-// write applies the plan: the policy's settings go onto the machines first,
-// so a request never finds rules without the policy that explains them;
-// then every backend's part, backends in parallel; then the settings leave
-// the machines that left the policy.
+// write applies the plan: the policy's settings go onto the machines
+// while every backend writes its part, all in parallel, so that tagging
+// is never on the rules' critical path; then the settings leave the
+// machines that left the policy. A request racing this apply may find the
+// rules a moment before the settings that explain them and be refused
+// ("no JIT policy"), or the settings a moment before the rules (its grant
+// is then placed before denies still to come, which is where a grant goes
+// anyway); either way a retry after the apply works. A machine whose tags
+// could not be written keeps its rules: the next refresh leaves it out of
+// the policy's machines (its settings differ) and the next apply tags it.
 func (p *PolicyPlan) write(ctx context.Context) []jit.Finding {
+	var tagErr, writeErr error
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		tagErr = parallel(p.machines, func(m *jit.Machine) error {
+			b, err := p.engine.backendFor(m.ID)
+			if err != nil {
+				return err
+			}
+			tags := p.tags
+			if fw := p.State.FirewallID; fw != "" && !b.Owns(fw) {
+				tags = maps.Clone(tags)
+				delete(tags, jit.TagFirewall)
+			}
+			return b.SetMachineTags(ctx, m, tags, jit.IsPolicyTag)
+		})
+	})
+	wg.Go(func() {
+		writeErr = parallel(p.changes, func(c *PolicyChange) error {
+			if c == nil || c.Write == nil {
+				return nil
+			}
+			return c.Write(ctx)
+		})
+	})
+	wg.Wait()
 	var findings []jit.Finding
-	err := parallel(p.machines, func(m *jit.Machine) error {
-		b, err := p.engine.backendFor(m.ID)
-		if err != nil {
-			return err
-		}
-		tags := p.tags
-		if fw := p.State.FirewallID; fw != "" && !b.Owns(fw) {
-			tags = maps.Clone(tags)
-			delete(tags, jit.TagFirewall)
-		}
-		return b.SetMachineTags(ctx, m, tags, jit.IsPolicyTag)
-	})
-	if err != nil {
-		return append(findings, jit.Error("Cannot tag virtual machine with the policy", err.Error()))
+	if tagErr != nil {
+		findings = append(findings, jit.Error("Cannot tag virtual machine with the policy", tagErr.Error()))
 	}
-	err = parallel(p.changes, func(c *PolicyChange) error {
-		if c == nil || c.Write == nil {
-			return nil
-		}
-		return c.Write(ctx)
-	})
-	findings = append(findings, failureFindings("Cannot write the policy's rules", err)...)
-	for _, id := range p.dropped {
+	findings = append(findings, failureFindings("Cannot write the policy's rules", writeErr)...)
+	var mu sync.Mutex
+	_ = parallel(p.dropped, func(id string) error {
 		if err := p.engine.untagMachine(ctx, id, p.State.Name); err != nil && !IsNotFound(err) {
+			mu.Lock()
 			findings = append(findings, jit.Error("Cannot remove the policy's tags", err.Error()))
+			mu.Unlock()
 		}
-	}
+		return nil
+	})
 	return findings
 }
 

@@ -13,6 +13,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-log/tflog"
 
 	"github.com/jitaccess/terraform-provider-jit/internal/jit"
+	"github.com/jitaccess/terraform-provider-jit/internal/readcache"
 )
 
 // Request is an access request as configured: jit_access_request, or the
@@ -108,11 +109,17 @@ func (e *Engine) requestTarget(ctx context.Context, id string) (Backend, *jit.Ma
 		f := machineError(err)
 		return nil, nil, "", nil, &f
 	}
-	if s, ok := e.remembered(m.ID); ok {
-		// The policy of this configuration says, not the machine's tags.
-		return b, m, s.name, s.ports, nil
-	}
 	policy, ports, ok, err := machinePolicy(m)
+	if _, tagged := m.Tags[jit.TagPolicy]; tagged {
+		if s, known := e.remembered(m.ID); known {
+			// The machine is in its policy: the policy of this
+			// configuration says with which settings, not its tags. (A
+			// policy not applied yet is not taken from memory: the
+			// apply's own plan may run before it is, and must not find
+			// less than this plan did.)
+			return b, m, s.name, s.ports, nil
+		}
+	}
 	switch {
 	case err != nil:
 		f := jit.Error("Unreadable JIT policy", err.Error(), pathMachine...)
@@ -387,6 +394,8 @@ func (e *Engine) OpenEphemeral(ctx context.Context, req Request) (*OpenedRequest
 // final is true once every port has reached it, so nothing is left to
 // renew.
 func (e *Engine) Renew(ctx context.Context, r *Renewal) (final bool, findings []jit.Finding) {
+	// Minutes into a run, what the process read at Open is stale.
+	ctx = readcache.Fresh(ctx)
 	b, m, _, policyPorts, f := e.requestTarget(ctx, r.MachineID)
 	now := e.clock.Now().UTC().Truncate(time.Second)
 	d, err := jit.ParseDuration(r.Duration)

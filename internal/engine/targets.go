@@ -51,8 +51,18 @@ func (e *Engine) discover(ctx context.Context, name string, ids []string, firewa
 		}
 		return t.inputs[i]
 	}
-	for _, id := range ids {
-		m, err := e.policyMachine(ctx, id)
+	// Every machine is read at once (at most readParallelism at a time),
+	// after the backends that can read many together did, then judged in
+	// the order configured.
+	e.prefetch(ctx, ids)
+	machines := make([]*jit.Machine, len(ids))
+	errs := make([]error, len(ids))
+	_ = parallelN(indexes(ids), readParallelism, func(i int) error {
+		machines[i], errs[i] = e.policyMachine(ctx, ids[i])
+		return nil
+	})
+	for i, id := range ids {
+		m, err := machines[i], errs[i]
 		switch {
 		case IsNotFound(err) && how.planning && !prior.hasMachine(id):
 			t.findings = append(t.findings, jit.Error("Virtual machine not found",
@@ -134,6 +144,26 @@ func (e *Engine) discover(ctx context.Context, name string, ids []string, firewa
 		}
 	}
 	return t, nil
+}
+
+// prefetch hands each backend that reads many machines together its share
+// of ids.
+func (e *Engine) prefetch(ctx context.Context, ids []string) {
+	for _, b := range e.backends {
+		p, ok := b.(MachinePrefetcher)
+		if !ok {
+			continue
+		}
+		var mine []string
+		for _, id := range ids {
+			if b.Owns(id) {
+				mine = append(mine, id)
+			}
+		}
+		if len(mine) > 0 {
+			p.PrefetchMachines(ctx, mine)
+		}
+	}
 }
 
 // priorPart is the backend's part of the prior state, made on first use.

@@ -1,6 +1,8 @@
 package jit
 
-import "strings"
+import (
+	"strings"
+)
 
 // GrantVerdict is the one answer, for every caller (the policy's plan and
 // refresh, the request's refresh, revoke-expired), to "is this a grant,

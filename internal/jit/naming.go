@@ -236,7 +236,7 @@ func (m Marker) String() string {
 		body = head + truncateBytes(cleanText(m.PolicyName), markerMaxLen-len(head)-len(markerChecksumSep)-markerChecksumLen)
 	case MarkerGrant:
 		head := "jit:grant pid=" + m.PolicyHash + " end=" + m.End.UTC().Format(time.RFC3339) + " by="
-		room := markerMaxLen - len(head) - len(" why=") - len(markerChecksumSep) - markerChecksumLen
+		room := grantMarkerRoom()
 		why := cleanText(m.Justification)
 		by := escapeRequestor(cleanText(m.Requestor), max(markerRequestorMin, room-len(why)))
 		body = head + by + " why=" + cutBytes(why, room-len(by))
@@ -244,6 +244,14 @@ func (m Marker) String() string {
 		return ""
 	}
 	return body + markerChecksumSep + markerChecksum(body)
+}
+
+// grantMarkerRoom is the room a grant marker leaves for its requestor and
+// justification together: the rest has a fixed length (the policy hash,
+// an RFC 3339 end in UTC, the field names, the checksum).
+func grantMarkerRoom() int {
+	const head = len("jit:grant pid=") + 12 + len(" end=") + len("2006-01-02T15:04:05Z") + len(" by=")
+	return markerMaxLen - head - len(" why=") - len(markerChecksumSep) - markerChecksumLen
 }
 
 // ParseMarker reads a rule description written by Marker.String. Anything

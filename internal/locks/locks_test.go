@@ -52,3 +52,26 @@ func TestKeyedOverlappingSetsDoNotDeadlock(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// Locks taken together are released one by one: another caller gets an
+// object as soon as the work on it ends, not when the whole change does.
+func TestHeldReleasesObjectsOneByOne(t *testing.T) {
+	var k Keyed
+	held := k.LockAll(t.Context(), "A", "b")
+	got := make(chan struct{})
+	go func() {
+		k.Lock(t.Context(), "a")()
+		close(got)
+	}()
+	held.Release("a")
+	<-got
+	if k.get("b").TryLock() {
+		t.Fatal("b was released with a")
+	}
+	held.ReleaseAll()
+	held.ReleaseAll()
+	held.Release("b")
+	if !k.get("b").TryLock() {
+		t.Fatal("b still held after ReleaseAll")
+	}
+}

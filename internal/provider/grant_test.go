@@ -69,6 +69,44 @@ func TestOpenGrant_twoProcessesOnOneNSGNeverCollide(t *testing.T) {
 	t.Logf("%d grants in 2 NSGs took %d rule writes: %d lost their priority to the other process and were placed again", 4*perProcess, writes, writes-4*perProcess)
 }
 
+// The provider writes a VM's tags on the VM as it read it, guarded by its
+// ETag: tags another writer added since the read are kept, not overwritten
+// from the stale read (ARM refuses the write, 412, and the VM is read
+// again).
+func TestSetMachineTags_keepsTagsWrittenSinceTheRead(t *testing.T) {
+	cloud := newTestCloud(t, "world")
+	ours := azure.NewBackend(cloud.azureClient(t), "")
+	m, err := ours.Machine(t.Context(), testVM+"web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cloud.azureClient(t).UpdateMachineTags(t.Context(), testVM+"web", map[string]string{"owner": "someone else"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	cloud.ResetCalls()
+	if err := ours.SetMachineTags(t.Context(), m, map[string]string{"jit-policy": "web"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	after, err := azure.NewBackend(cloud.azureClient(t), "").Machine(t.Context(), testVM+"web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.Tags["owner"] != "someone else" || after.Tags["jit-policy"] != "web" || after.Tags["team"] != "web" {
+		t.Fatalf("tags after the write: %v", after.Tags)
+	}
+	if n := cloud.Calls()["VirtualMachines.Update"]; n != 2 {
+		t.Errorf("%d VM updates, want 2: one refused on its stale ETag, one on the VM read again", n)
+	}
+	// What this process wrote is what it knows now: no read to tag again.
+	cloud.ResetCalls()
+	if err := ours.SetMachineTags(t.Context(), m, map[string]string{"jit-policy": "web"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if calls := cloud.Calls(); len(calls) != 0 {
+		t.Errorf("tagging again with the same tags called %v", calls)
+	}
+}
+
 // Two processes writing one VM's tags at once (two configurations' policies,
 // or a person) never lose each other's change: each write carries the ETag
 // it merged from, and a 412 reads and merges again.
@@ -92,7 +130,9 @@ func TestUpdateMachineTags_twoProcessesLoseNothing(t *testing.T) {
 		}
 	}
 	wg.Wait()
-	m, err := processes[0].Machine(t.Context(), testVM+"web")
+	// Read back by a third client: each process's own reads are its
+	// cache, where the other's writes are not.
+	m, err := cloud.azureClient(t).Machine(t.Context(), testVM+"web")
 	if err != nil {
 		t.Fatal(err)
 	}

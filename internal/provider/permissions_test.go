@@ -295,6 +295,37 @@ removed {
 		}
 	}
 
+	// Each flow runs in a configuration of its own, as each identity would
+	// (the platform team's, CI's for requests, an auditor's): a provider
+	// process reads each object once and shares it with every resource, so
+	// in one configuration the first flow to read an object would be the
+	// only one seen needing it. The policies are forgotten (left in the
+	// cloud) while the requests run, and the requests while the data
+	// sources read.
+	literal := strings.NewReplacer("one(jit_policy.web.virtual_machine_ids)", `"`+testVM+`web"`,
+		"one(jit_policy.db.virtual_machine_ids)", `"`+testEC2+`"`)
+	alone := func(hcl string) string { return literal.Replace(hcl) }
+	forgetPolicies := `
+removed {
+  from = jit_policy.web
+  lifecycle { destroy = false }
+}
+removed {
+  from = jit_policy.db
+  lifecycle { destroy = false }
+}
+`
+	forgetTwoPorts := `
+removed {
+  from = jit_access_request.carol_db
+  lifecycle { destroy = false }
+}
+removed {
+  from = jit_access_request.dave
+  lifecycle { destroy = false }
+}
+`
+
 	// Configure, request and audit: requests opened, superseded, revoked
 	// early (one) and left to expire (the other), whose grants the
 	// policies' plan removes once the requests' configuration is gone.
@@ -306,27 +337,29 @@ removed {
 			TerraformVersionChecks:   []tfversion.TerraformVersionCheck{tfversion.SkipBelow(tfversion.Version1_10_0)},
 			ProtoV6ProviderFactories: factoriesAt(clock),
 			Steps: []resource.TestStep{
-				{Config: cloud.config(policies + requests + reads)},
+				{Config: cloud.config(policies)},
+				{Config: cloud.config(forgetPolicies)},
+				{Config: cloud.config(alone(requests))},
 				{
 					// The ephemeral grants, of the same requestor, supersede the requests'.
-					Config:             cloud.config(policies + requests + reads + ephemerals),
+					Config:             cloud.config(alone(requests + ephemerals)),
 					ExpectNonEmptyPlan: true,
 				},
 				{
 					// A newer request of the same requestor supersedes alice's.
 					PreConfig: func() { clock.Advance(time.Minute) },
-					Config: cloud.config(policies + requests + reads + strings.NewReplacer(`"jit_access_request" "alice"`, `"jit_access_request" "bob"`,
-						"203.0.113.7/32", "203.0.113.9/32").Replace(sshRequest("alice", "203.0.113.7/32", `duration = "PT1H"`))),
+					Config: cloud.config(alone(requests) + literal.Replace(strings.NewReplacer(`"jit_access_request" "alice"`, `"jit_access_request" "bob"`,
+						"203.0.113.7/32", "203.0.113.9/32").Replace(sshRequest("alice", "203.0.113.7/32", `duration = "PT1H"`)))),
 				},
 				// alice_db is destroyed before its end: revoked.
-				{Config: cloud.config(policies + sshRequest("alice", "203.0.113.7/32", `duration = "PT1H"`) + reads)},
-				{Config: cloud.config(policies + requests + reads)},
+				{Config: cloud.config(literal.Replace(sshRequest("alice", "203.0.113.7/32", `duration = "PT1H"`)))},
+				{Config: cloud.config(alone(requests))},
 				// A request whose ports end apart: the first to end is
 				// revoked from its group alone.
-				{Config: cloud.config(policies + requests + reads + twoPorts)},
+				{Config: cloud.config(alone(requests + twoPorts))},
 				{
 					PreConfig: func() { clock.Advance(45 * time.Minute) },
-					Config:    cloud.config(policies + requests + reads + twoPorts),
+					Config:    cloud.config(alone(requests + twoPorts)),
 					// The EC2 backend's refresh still lists the revoked port's
 					// rule while the group is attached (ObserveGrant does not
 					// read the group's rules): a known defect, left to its owner.
@@ -338,18 +371,14 @@ removed {
 						return nil
 					},
 				},
-				{Config: cloud.config(policies + reads + forget + `
-removed {
-  from = jit_access_request.carol_db
-  lifecycle { destroy = false }
-}
-`)},
+				{Config: cloud.config(forget + forgetTwoPorts)},
+				{Config: cloud.config(alone(reads))},
 				{
-					// The Azure policy's plan removes its expired grants; the
-					// EC2 backend's does not (yet), so the grant group stays
-					// for revoke-expired.
+					// The policies, applied again, remove their expired grants
+					// (the Azure one; the EC2 backend's does not yet, so the
+					// grant group stays for revoke-expired).
 					PreConfig: func() { clock.Advance(2 * time.Hour) },
-					Config:    cloud.config(policies + reads + forget),
+					Config:    cloud.config(policies),
 					Check:     expectGrants(t, cloud, 0),
 				},
 			},

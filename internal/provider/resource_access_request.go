@@ -53,7 +53,8 @@ func (r *accessRequestResource) Schema(ctx context.Context, _ resource.SchemaReq
 			"cloud records it (so it works from a configuration without the policy). Once a port's end time passes, the next " +
 			"refresh marks it `Expired` and the plan shows its rules' removal; `terraform-provider-jit revoke-expired` removes " +
 			"expired grants without any state. Destroying the request before its end revokes it. A newer request for the same " +
-			"VM and port by the same requester (same `requestor` and `on_behalf_of`) supersedes this one; other people's grants coexist.",
+			"VM and port by the same requester (same `requestor` and `on_behalf_of`) supersedes this one (the port becomes `Revoked`, " +
+			"reason `NewerRequestInitiated`); other people's grants stand side by side, each with its own rule and end.",
 		Attributes: map[string]schema.Attribute{
 			"id": schema.StringAttribute{
 				Computed: true,
@@ -124,7 +125,7 @@ func (r *accessRequestResource) Schema(ctx context.Context, _ resource.SchemaReq
 						Computed: true, MarkdownDescription: "`Initiated`, `Expired` or `Revoked`.",
 					},
 					"status_reason": schema.StringAttribute{
-						Computed: true, MarkdownDescription: "`Expired` or `NewerRequestInitiated` once the port is no longer open; empty while it is.",
+						Computed: true, MarkdownDescription: "`Expired` once the port's end time passed, or `NewerRequestInitiated` once a newer request by the same requestor for the same VM and port took it over; empty while the port is open.",
 					},
 					"connection_details": schema.StringAttribute{
 						Computed: true, MarkdownDescription: "Where to connect: the VM's private IP and the port; through the policy's Azure Firewall, the firewall's public IP and the mapped port its DNAT rule listens on.",

@@ -20,6 +20,7 @@ import (
 
 	"github.com/jitaccess/terraform-provider-jit/internal/aws"
 	"github.com/jitaccess/terraform-provider-jit/internal/clocktest"
+	"github.com/jitaccess/terraform-provider-jit/internal/engine"
 	"github.com/jitaccess/terraform-provider-jit/internal/jit"
 )
 
@@ -171,6 +172,67 @@ func TestAccAccessRequestAWS_fullInterfaceIsAnErrorAndWritesNothing(t *testing.T
 						return fmt.Errorf("%d writes for a refused grant", n)
 					}
 					return nil
+				},
+			},
+		},
+	})
+}
+
+// On EC2 too, a grant group of someone else stays beside a request's; the
+// same requester's newer request supersedes theirs.
+func TestAccAccessRequestAWS_grantsOfDifferentRequestersCoexist(t *testing.T) {
+	cloud := newTestCloud(t, "world")
+	clock := clocktest.New(requestEpoch)
+	second := strings.NewReplacer(`"alice"`, `"second"`, "203.0.113.7/32", "203.0.113.8/32").Replace(ec2Request)
+	sources := func(want ...string) resource.TestCheckFunc {
+		return func(*terraform.State) error {
+			var got []string
+			for _, g := range cloud.grantGroups(t) {
+				got = append(got, g[strings.LastIndex(g, "<-")+2:])
+			}
+			slices.Sort(got)
+			if !slices.Equal(got, want) {
+				return fmt.Errorf("grant groups %v, want sources %v", cloud.grantGroups(t), want)
+			}
+			return nil
+		}
+	}
+	bobsGrant := func() {
+		b := aws.NewBackend(cloud.awsClient(t))
+		m, err := b.Machine(t.Context(), testEC2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := b.OpenGrant(t.Context(), m, engine.Grant{
+			ID: "20261123T090030Z-b0b0b0b0", Policy: "db", Requestor: "arn:aws:iam::123456789012:user/bob", Justification: "INC-78",
+			Ports: []engine.GrantPort{{Port: jit.PortProtocol{Number: 22, Protocol: jit.ProtocolTCP}, Source: "203.0.113.9/32", End: requestEpoch.Add(time.Hour)}},
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	first := ec2Policy(testEC2) + ec2Request
+	resource.ParallelTest(t, resource.TestCase{
+		ProtoV6ProviderFactories: factoriesAt(clock),
+		CheckDestroy:             sources("203.0.113.9/32"),
+		Steps: []resource.TestStep{
+			{Config: cloud.config(first), Check: sources("203.0.113.7/32")},
+			{
+				PreConfig:        bobsGrant,
+				Config:           cloud.config(first),
+				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{plancheck.ExpectEmptyPlan()}},
+				Check:            sources("203.0.113.7/32", "203.0.113.9/32"),
+			},
+			{
+				PreConfig: func() { clock.Advance(time.Minute) },
+				Config:    cloud.config(first + second),
+				Check:     sources("203.0.113.8/32", "203.0.113.9/32"),
+			},
+			{
+				Config:           cloud.config(first + second),
+				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{plancheck.ExpectEmptyPlan()}},
+				ConfigStateChecks: []statecheck.StateCheck{
+					statecheck.ExpectKnownValue("jit_access_request.alice", tfjsonpath.New("port").AtSliceIndex(0).AtMapKey("status_reason"), knownvalue.StringExact("NewerRequestInitiated")),
+					statecheck.ExpectKnownValue("jit_access_request.second", tfjsonpath.New("port").AtSliceIndex(0).AtMapKey("status"), knownvalue.StringExact("Initiated")),
 				},
 			},
 		},

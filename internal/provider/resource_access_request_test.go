@@ -3,6 +3,7 @@ package provider
 import (
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -531,6 +532,83 @@ func TestAccAccessRequest_shadowedGrantIsAPlanTimeError(t *testing.T) {
 						return fmt.Errorf("%d writes for a grant that could not work", n)
 					}
 					return nil
+				},
+			},
+		},
+	})
+}
+
+// bobsGrant opens port 22 on web for bob, as bob's own pipeline (another
+// provider process, another identity) would.
+func (c *testCloud) bobsGrant(t *testing.T) {
+	t.Helper()
+	b := azure.NewBackend(c.azureClient(t), "")
+	m, err := b.Machine(t.Context(), testVM+"web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.OpenGrant(t.Context(), m, engine.Grant{
+		ID: "20261123T090030Z-b0b0b0b0", Policy: "web", Requestor: "bob@example.com", Justification: "INC-4212",
+		Ports: []engine.GrantPort{{Port: jit.PortProtocol{Number: 22, Protocol: jit.ProtocolTCP}, Source: "203.0.113.9/32", End: requestEpoch.Add(time.Hour)}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// expectGrantSources checks, in both NSGs on web's path, the sources of the
+// grants, in priority order.
+func expectGrantSources(t *testing.T, cloud *testCloud, want ...string) resource.TestCheckFunc {
+	return func(*terraform.State) error {
+		for _, nsg := range []string{"web-nic-nsg", "web-subnet-nsg"} {
+			var got []string
+			for _, g := range cloud.grants(t, nsg) {
+				got = append(got, g[strings.LastIndex(g, ":")+1:])
+			}
+			slices.Sort(got)
+			if !slices.Equal(got, want) {
+				return fmt.Errorf("%s grants %v, want sources %v", nsg, cloud.grants(t, nsg), want)
+			}
+		}
+		return nil
+	}
+}
+
+// During an incident several responders need the same VM: a request by
+// someone else leaves a grant standing, each with its own rule and end;
+// only the same requester's newer request supersedes theirs.
+func TestAccAccessRequest_grantsOfDifferentRequestersCoexist(t *testing.T) {
+	cloud := newTestCloud(t, "world")
+	clock := clocktest.New(requestEpoch)
+	first := sshPolicy + sshRequest("first", "203.0.113.7/32", `duration = "PT1H"`)
+	both := first + sshRequest("second", "203.0.113.8/32", `duration = "PT1H"`)
+	resource.ParallelTest(t, resource.TestCase{
+		ProtoV6ProviderFactories: factoriesAt(clock),
+		// Bob's grant is his pipeline's, not this configuration's: it stays.
+		CheckDestroy: expectGrantSources(t, cloud, "203.0.113.9/32"),
+		Steps: []resource.TestStep{
+			{Config: cloud.config(first), Check: expectGrantSources(t, cloud, "203.0.113.7/32")},
+			{
+				PreConfig:        func() { cloud.bobsGrant(t) },
+				Config:           cloud.config(first),
+				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{plancheck.ExpectEmptyPlan()}},
+				ConfigStateChecks: []statecheck.StateCheck{
+					statecheck.ExpectKnownValue("jit_access_request.first", tfjsonpath.New("port").AtSliceIndex(0).AtMapKey("status"), knownvalue.StringExact("Initiated")),
+					statecheck.ExpectKnownValue("jit_access_request.first", tfjsonpath.New("rules"), knownvalue.ListSizeExact(2)),
+				},
+				Check: expectGrantSources(t, cloud, "203.0.113.7/32", "203.0.113.9/32"),
+			},
+			{
+				PreConfig: func() { clock.Advance(time.Minute) },
+				Config:    cloud.config(both),
+				Check:     expectGrantSources(t, cloud, "203.0.113.8/32", "203.0.113.9/32"),
+			},
+			{
+				Config:           cloud.config(both),
+				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{plancheck.ExpectEmptyPlan()}},
+				ConfigStateChecks: []statecheck.StateCheck{
+					statecheck.ExpectKnownValue("jit_access_request.first", tfjsonpath.New("port").AtSliceIndex(0).AtMapKey("status"), knownvalue.StringExact("Revoked")),
+					statecheck.ExpectKnownValue("jit_access_request.first", tfjsonpath.New("port").AtSliceIndex(0).AtMapKey("status_reason"), knownvalue.StringExact("NewerRequestInitiated")),
+					statecheck.ExpectKnownValue("jit_access_request.second", tfjsonpath.New("port").AtSliceIndex(0).AtMapKey("status"), knownvalue.StringExact("Initiated")),
 				},
 			},
 		},
