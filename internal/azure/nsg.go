@@ -74,60 +74,100 @@ func cloneRules(rules []jit.NSGRule) []jit.NSGRule {
 
 // ApplyNSGPlan writes one NSG's plan rule by rule through the security-rules
 // API — never a whole-NSG PUT, which ignores ETags and would drop rules
-// others wrote meanwhile. Removals go first so a moved deny's old priority
-// is free; the caller holds the NSG's lock. Each write that ends is applied
-// to the process's read of the NSG, from ARM's answer to it; a write that
-// fails (a priority another writer took: SecurityRuleConflict) makes the
-// NSG be read again next time.
+// others wrote meanwhile. The new rules go first, so that old denies being
+// replaced (per-machine denies of earlier versions, a superseded grant)
+// keep their ports closed until the new ones stand; removals go first only
+// when a new rule takes the priority of one removed, or adding first would
+// pass the NSG's limits. The caller holds the NSG's lock. Each write that
+// ends is applied to the process's read of the NSG, from ARM's answer to
+// it; a write that fails (a priority another writer took:
+// SecurityRuleConflict) makes the NSG be read again next time.
 func (c *Client) ApplyNSGPlan(ctx context.Context, nsgID string, plan jit.NSGPlan) error {
 	id, network, err := c.parseNetworkID(nsgID)
 	if err != nil {
 		return err
 	}
 	rules := network.NewSecurityRulesClient()
-	for _, r := range plan.Remove {
-		tflog.Info(ctx, "deleting NSG security rule", map[string]any{"nsg": nsgID, "rule": r.Name})
-		err := withRetry(ctx, func(ctx context.Context) error {
+	remove := func() error {
+		for _, r := range plan.Remove {
+			tflog.Info(ctx, "deleting NSG security rule", map[string]any{"nsg": nsgID, "rule": r.Name})
+			err := withRetry(ctx, func(ctx context.Context) error {
+				var initial *http.Response
+				poller, err := rules.BeginDelete(policy.WithCaptureResponse(ctx, &initial), id.ResourceGroupName, id.Name, r.Name, nil)
+				if err != nil {
+					return err
+				}
+				return await(ctx, poller, initial)
+			})
+			if err != nil && !isNotFound(err) {
+				c.nsgs.Forget(nsgID)
+				return fmt.Errorf("deleting rule %s from network security group %s: %w", r.Name, nsgID, err)
+			}
+			c.nsgs.Update(nsgID, func(have []jit.NSGRule) []jit.NSGRule { return withoutRule(have, r.Name) })
+		}
+		return nil
+	}
+	add := func() error {
+		for _, r := range plan.Add {
+			tflog.Info(ctx, "writing NSG security rule", map[string]any{
+				"nsg": nsgID, "rule": r.Name, "priority": r.Priority, "access": string(r.Access),
+				"ports": r.DestinationPortRanges, "sources": r.SourcePrefixes, "destinations": r.DestinationPrefixes,
+			})
 			var initial *http.Response
-			poller, err := rules.BeginDelete(policy.WithCaptureResponse(ctx, &initial), id.ResourceGroupName, id.Name, r.Name, nil)
+			err := withRetry(ctx, func(ctx context.Context) error {
+				poller, err := rules.BeginCreateOrUpdate(policy.WithCaptureResponse(ctx, &initial), id.ResourceGroupName, id.Name, r.Name, toSecurityRule(r), nil)
+				if err != nil {
+					return err
+				}
+				return await(ctx, poller, initial)
+			})
 			if err != nil {
-				return err
+				c.nsgs.Forget(nsgID)
+				return fmt.Errorf("writing rule %s (priority %d) to network security group %s: %w", r.Name, r.Priority, nsgID, err)
 			}
-			return await(ctx, poller, initial)
-		})
-		if err != nil && !isNotFound(err) {
-			c.nsgs.Forget(nsgID)
-			return fmt.Errorf("deleting rule %s from network security group %s: %w", r.Name, nsgID, err)
-		}
-		c.nsgs.Update(nsgID, func(have []jit.NSGRule) []jit.NSGRule { return withoutRule(have, r.Name) })
-	}
-	for _, r := range plan.Add {
-		tflog.Info(ctx, "writing NSG security rule", map[string]any{
-			"nsg": nsgID, "rule": r.Name, "priority": r.Priority, "access": string(r.Access),
-			"ports": r.DestinationPortRanges, "sources": r.SourcePrefixes, "destinations": r.DestinationPrefixes,
-		})
-		var initial *http.Response
-		err := withRetry(ctx, func(ctx context.Context) error {
-			poller, err := rules.BeginCreateOrUpdate(policy.WithCaptureResponse(ctx, &initial), id.ResourceGroupName, id.Name, r.Name, toSecurityRule(r), nil)
-			if err != nil {
-				return err
+			written, ok := answer[armnetwork.SecurityRule](initial)
+			if !ok {
+				c.nsgs.Forget(nsgID)
+				continue
 			}
-			return await(ctx, poller, initial)
-		})
-		if err != nil {
-			c.nsgs.Forget(nsgID)
-			return fmt.Errorf("writing rule %s (priority %d) to network security group %s: %w", r.Name, r.Priority, nsgID, err)
+			c.nsgs.Update(nsgID, func(have []jit.NSGRule) []jit.NSGRule {
+				return append(withoutRule(have, r.Name), fromSecurityRule(&written))
+			})
 		}
-		written, ok := answer[armnetwork.SecurityRule](initial)
-		if !ok {
-			c.nsgs.Forget(nsgID)
-			continue
-		}
-		c.nsgs.Update(nsgID, func(have []jit.NSGRule) []jit.NSGRule {
-			return append(withoutRule(have, r.Name), fromSecurityRule(&written))
-		})
+		return nil
 	}
-	return nil
+	if len(plan.Add) > 0 && len(plan.Remove) > 0 && !c.roomToAddFirst(ctx, nsgID, plan) {
+		if err := remove(); err != nil {
+			return err
+		}
+		return add()
+	}
+	if err := add(); err != nil {
+		return err
+	}
+	return remove()
+}
+
+// roomToAddFirst tells whether a plan's new rules can be written before
+// its removals: none takes the priority of a rule removed, and the NSG
+// holding both stays within ARM's limits.
+func (c *Client) roomToAddFirst(ctx context.Context, nsgID string, plan jit.NSGPlan) bool {
+	for _, a := range plan.Add {
+		if slices.ContainsFunc(plan.Remove, func(r jit.NSGRule) bool {
+			return r.Priority == a.Priority && strings.EqualFold(string(r.Direction), string(a.Direction))
+		}) {
+			return false
+		}
+	}
+	have, err := c.SecurityRules(ctx, nsgID)
+	if err != nil {
+		return false
+	}
+	both := slices.Clone(have)
+	for _, a := range plan.Add {
+		both = append(withoutRule(both, a.Name), a)
+	}
+	return len(both) <= jit.NSGMaxRules && jit.NSGAddressCount(both) <= jit.NSGMaxAddresses
 }
 
 // withoutRule drops the rule named name (ARM compares names without case).

@@ -2,9 +2,11 @@ package azure
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/arm"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/runtime"
@@ -52,7 +54,11 @@ func (c *Client) UpdateMachineTags(ctx context.Context, vmID string, set map[str
 		}
 		var initial *http.Response
 		poller, err := vms.BeginUpdate(policy.WithCaptureResponse(ctx, &initial), id.ResourceGroupName, id.Name, armcompute.VirtualMachineUpdate{Tags: tags}, opts)
-		if err == nil {
+		var refused *azcore.ResponseError
+		switch {
+		case errors.As(err, &refused) && refused.StatusCode != http.StatusPreconditionFailed:
+			return err // refused as it came (throttled, busy): the VM is as read
+		case err == nil:
 			err = await(ctx, poller, initial)
 		}
 		if err != nil {

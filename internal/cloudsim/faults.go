@@ -98,6 +98,37 @@ func (s *Sim) InjectFault(f Fault) {
 	s.faults[f.Operation] = &c
 }
 
+// OnCall runs fn right before calls of op are handled, until it returns
+// true: another writer acting between a client's read and its write, or a
+// look at what the cloud holds at that moment. fn sees the call's request
+// (to act on one object only) and may call the emulator; calls handled at
+// once run it at once.
+func (s *Sim) OnCall(op string, fn func(r *http.Request) (done bool)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.hookSeq++
+	s.hooks[op] = append(s.hooks[op], callHook{id: s.hookSeq, fn: fn})
+}
+
+type callHook struct {
+	id int
+	fn func(*http.Request) bool
+}
+
+// runHooks runs the hooks of op, in order, and drops those that are done.
+func (s *Sim) runHooks(op string, r *http.Request) {
+	s.mu.Lock()
+	hooks := slices.Clone(s.hooks[op])
+	s.mu.Unlock()
+	for _, h := range hooks {
+		if h.fn(r) {
+			s.mu.Lock()
+			s.hooks[op] = slices.DeleteFunc(s.hooks[op], func(o callHook) bool { return o.id == h.id })
+			s.mu.Unlock()
+		}
+	}
+}
+
 // ClearFaults removes every injected fault.
 func (s *Sim) ClearFaults() {
 	s.mu.Lock()
@@ -199,6 +230,7 @@ func (s *Sim) handle(w http.ResponseWriter, r *http.Request, op string, writeErr
 		writeErr(w, status, code, "cloudsim: injected fault on "+op)
 		return
 	}
+	s.runHooks(op, r)
 	if !d.drop {
 		h(w)
 		return

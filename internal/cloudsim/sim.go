@@ -79,6 +79,8 @@ type Sim struct {
 	// unthrottled turns ARM's throttling off (see SetThrottling).
 	unthrottled bool
 	faults      map[string]*Fault
+	hooks       map[string][]callHook
+	hookSeq     int
 	rand        func() float64
 }
 
@@ -101,6 +103,7 @@ func New(fx *Fixture, opts Options) (*Sim, error) {
 		flows:  map[string]map[string]int{},
 		reads:  map[string]int{},
 		faults: map[string]*Fault{},
+		hooks:  map[string][]callHook{},
 		rand:   newRand(),
 	}
 	var err error

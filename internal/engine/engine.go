@@ -177,6 +177,12 @@ func parallel[T any](items []T, fn func(T) error) error {
 // flight: the reads a policy needs cost the same either way.)
 const readParallelism = 32
 
+// tagParallelism bounds how many machines' tags one policy writes at
+// once. ARM admits a burst of writes per subscription and then about ten
+// a second (aka.ms/arm-throttling): past the burst, more in flight only
+// makes more refused calls, each answered with a wait.
+const tagParallelism = 64
+
 // parallelN runs fn for each item, at most n at once, and joins the errors.
 func parallelN[T any](items []T, n int, fn func(T) error) error {
 	errs := make([]error, len(items))

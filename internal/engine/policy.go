@@ -231,7 +231,7 @@ func (p *PolicyPlan) write(ctx context.Context) []jit.Finding {
 	var tagErr, writeErr error
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		tagErr = parallel(p.machines, func(m *jit.Machine) error {
+		tagErr = parallelN(p.machines, tagParallelism, func(m *jit.Machine) error {
 			b, err := p.engine.backendFor(m.ID)
 			if err != nil {
 				return err
@@ -267,7 +267,8 @@ func (p *PolicyPlan) write(ctx context.Context) []jit.Finding {
 	}
 	SortRules(p.State.Rules)
 	var mu sync.Mutex
-	_ = parallel(p.dropped, func(id string) error {
+	p.engine.prefetch(ctx, p.dropped)
+	_ = parallelN(p.dropped, tagParallelism, func(id string) error {
 		if err := p.engine.untagMachine(ctx, id, p.State.Name); err != nil && !IsNotFound(err) {
 			mu.Lock()
 			findings = append(findings, jit.Error("Cannot remove the policy's tags", err.Error()))
