@@ -64,6 +64,10 @@ var policyStatements = map[engine.Flow][]Statement{
 			Condition: map[string]map[string]any{"Null": {grantTagRequired: "false"}}},
 		{Sid: "TagGrantGroupsWhenCreated", Action: []string{"ec2:CreateTags"}, Resource: []string{anyGroup},
 			Condition: map[string]map[string]any{"StringEquals": {"ec2:CreateAction": "CreateSecurityGroup"}}},
+		// A renewal moves the ends an existing grant group records (its
+		// marker and jit-end-… tags).
+		{Sid: "RecordRenewedEndsOnGrantGroups", Action: []string{"ec2:CreateTags"}, Resource: []string{anyGroup},
+			Condition: map[string]map[string]any{"Null": {grantTagPresent: "false"}, "ForAllValues:StringLike": {"aws:TagKeys": []string{"jit-*"}}}},
 		{Sid: "ChangeOnlyGrantGroups", Action: []string{"ec2:AuthorizeSecurityGroupIngress", "ec2:DeleteSecurityGroup", "ec2:RevokeSecurityGroupIngress"}, Resource: []string{anyGroup},
 			Condition: onlyGrantGroups},
 		// The ENI's whole group list is replaced: EC2 authorises every
@@ -76,7 +80,9 @@ var policyStatements = map[engine.Flow][]Statement{
 	engine.FlowRevoke: {
 		{Sid: "FindGrantGroups", Action: []string{"ec2:DescribeNetworkInterfaces", "ec2:DescribeSecurityGroups"}, Resource: []string{"*"}},
 		{Sid: "DetachGrantGroups", Action: []string{"ec2:ModifyNetworkInterfaceAttribute"}, Resource: []string{anyInterface, anyGroup}},
-		{Sid: "DeleteOnlyGrantGroups", Action: []string{"ec2:DeleteSecurityGroup"}, Resource: []string{anyGroup}, Condition: onlyGrantGroups},
+		// A group whose ports end apart loses the rules of each port as
+		// it ends, and goes with the last.
+		{Sid: "EndOnlyGrantGroups", Action: []string{"ec2:DeleteSecurityGroup", "ec2:RevokeSecurityGroupIngress"}, Resource: []string{anyGroup}, Condition: onlyGrantGroups},
 	},
 }
 
