@@ -56,6 +56,10 @@ var policyStatements = map[engine.Flow][]Statement{
 		{Sid: "KeepPolicySettingsAndBackupsInTags", Action: []string{"ec2:CreateTags", "ec2:DeleteTags"}, Resource: []string{anyInstance, anyGroup},
 			// The policy's tags (jit-policy, jit-port-…) and backups (jit:backup:…) only.
 			Condition: map[string]map[string]any{"ForAllValues:StringLike": {"aws:TagKeys": []string{"jit-*", "jit:*"}}}},
+		// The policy's sweep: its grants that ended, or claim to be its
+		// own without fitting it, are detached and deleted.
+		{Sid: "DetachGrantGroups", Action: []string{"ec2:ModifyNetworkInterfaceAttribute"}, Resource: []string{anyInterface, anyGroup}},
+		{Sid: "DeleteOnlyGrantGroups", Action: []string{"ec2:DeleteSecurityGroup"}, Resource: []string{anyGroup}, Condition: onlyGrantGroups},
 	},
 	engine.FlowRequest: {
 		{Sid: "ReadInstancesAndGroups", Action: []string{"ec2:DescribeInstances", "ec2:DescribeNetworkInterfaces", "ec2:DescribeSecurityGroups"}, Resource: []string{"*"}},

@@ -2,6 +2,7 @@ package provider
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"maps"
@@ -221,6 +222,55 @@ func openGrantAsRequest(t *testing.T, cloud *testCloud, request, source string, 
 	return opened.Rules[0].TargetID
 }
 
+// expectListBefore checks the value an attribute (a list of strings) had
+// before the planned change, that is as the refresh read it.
+func expectListBefore(address, attribute string, check func([]string) error) plancheck.PlanCheck {
+	return planCheckFunc(func(_ context.Context, req plancheck.CheckPlanRequest, resp *plancheck.CheckPlanResponse) {
+		for _, rc := range req.Plan.ResourceChanges {
+			if rc.Address != address {
+				continue
+			}
+			before, _ := rc.Change.Before.(map[string]any)
+			var got []string
+			list, _ := before[attribute].([]any)
+			for _, v := range list {
+				s, _ := v.(string)
+				got = append(got, s)
+			}
+			if err := check(got); err != nil {
+				resp.Error = fmt.Errorf("%s.%s before the change: %w", address, attribute, err)
+			}
+			return
+		}
+		resp.Error = fmt.Errorf("no planned change of %s", address)
+	})
+}
+
+type planCheckFunc func(context.Context, plancheck.CheckPlanRequest, *plancheck.CheckPlanResponse)
+
+func (f planCheckFunc) CheckPlan(ctx context.Context, req plancheck.CheckPlanRequest, resp *plancheck.CheckPlanResponse) {
+	f(ctx, req, resp)
+}
+
+// policyWarnings plans policy "db" (22 from 203.0.113.0/24 for at most
+// PT2H on testEC2) through the engine, as ModifyPlan does for the CLI,
+// and returns its warnings: the CLI does not hand them to the test.
+func policyWarnings(t *testing.T, cloud *testCloud, clock jit.Clock) []string {
+	t.Helper()
+	e := engine.New(clock, []engine.Backend{aws.NewBackend(cloud.awsClient(t))})
+	p := e.PlanPolicy(t.Context(), engine.PolicySpec{Name: "db", MachineIDs: []string{testEC2}, Ports: []jit.Port{
+		{Number: 22, Protocol: jit.ProtocolTCP, AllowedSourcePrefixes: []string{"203.0.113.0/24"}, MaxRequestAccessDuration: jit.Duration(2 * time.Hour)},
+	}}, nil)
+	var out []string
+	for _, f := range p.Findings {
+		if f.Severity == jit.SeverityError {
+			t.Fatalf("the policy's plan failed: %s: %s", f.Summary, f.Detail)
+		}
+		out = append(out, f.Summary+": "+f.Detail)
+	}
+	return out
+}
+
 // sweepSummary is what these tests read of revoke-expired's JSON summary.
 type sweepSummary struct {
 	Revoked []struct {
@@ -246,6 +296,114 @@ func revokeExpired(t *testing.T, cloud *testCloud, clock jit.Clock) sweepSummary
 		t.Fatalf("revoke-expired's summary: %v\n%s", err, stdout.String())
 	}
 	return s
+}
+
+// (11.2) A group tagged as a grant is exempt from the policy only when it
+// is a grant of the policy that fits it. One that claims to be the
+// policy's grant but does not fit (a source outside the allowed prefixes,
+// an end beyond the maximum from its start) is detached and deleted by
+// the policy's apply, which the plan shows (expired_grants); any other
+// group tagged as a grant is an ordinary group, whose rules opening a
+// locked port are revoked, backed up and restored on destroy; each with a
+// warning naming it. A fitting grant keeps its rule.
+func TestAccPolicyAWS_groupTaggedAsAGrantIsHonouredOnlyIfItFits(t *testing.T) {
+	cloud := newTestCloud(t, "world")
+	clock := clocktest.New(requestEpoch)
+	config := cloud.config(ec2Policy(testEC2))
+	request := "20261123T090000Z-0badf00d"
+	var foreign, outside, tooLong, fitting string
+	resource.ParallelTest(t, resource.TestCase{
+		ProtoV6ProviderFactories: factoriesAt(clock),
+		CheckDestroy: func(*terraform.State) error {
+			// The ordinary group's rule, revoked by the policy, is back.
+			if got := rawGroupRules(t, cloud, foreign); !slices.Equal(got, []string{"tcp 22-22 0.0.0.0/0"}) {
+				return fmt.Errorf("the group tagged as a grant holds %q after destroy, want its rule restored", got)
+			}
+			return nil
+		},
+		Steps: []resource.TestStep{
+			{Config: config},
+			{
+				PreConfig: func() {
+					foreign = outOfBandGroup(t, cloud, primaryENI, "looks-like-a-grant", map[string]string{jit.TagGrant: "granted by hand"}, "tcp 22 0.0.0.0/0")
+					claim := func(end time.Time) map[string]string {
+						return map[string]string{
+							jit.TagGrant:   jit.GrantMarker("db", end, "mallory", "forged").String(),
+							jit.TagRequest: request,
+						}
+					}
+					outside = outOfBandGroup(t, cloud, primaryENI, "jit-grant-"+request+"-"+testEC2, claim(requestEpoch.Add(time.Hour)), "tcp 22 198.51.100.0/24")
+					tooLong = outOfBandGroup(t, cloud, primaryENI, "jit-grant-"+request+"-other", claim(requestEpoch.Add(5*time.Hour)), "tcp 22 203.0.113.50/32")
+					fitting = openGrantAsRequest(t, cloud, "20261123T090000Z-b0b0b0b0", "203.0.113.9/32", requestEpoch.Add(time.Hour))
+
+					warnings := strings.Join(policyWarnings(t, cloud, clock), "\n")
+					for _, want := range []string{
+						"Security group tagged as a grant is not one of the policy's: Security group " + foreign + " (looks-like-a-grant)",
+						"Security group claims to be a grant of the policy but does not fit it: Security group " + outside,
+						"Security group claims to be a grant of the policy but does not fit it: Security group " + tooLong,
+						"source 198.51.100.0/24 lies outside the prefixes the policy allows",
+						"beyond the policy's maximum of PT2H",
+					} {
+						if !strings.Contains(warnings, want) {
+							t.Errorf("the plan's warnings do not say %q:\n%s", want, warnings)
+						}
+					}
+					if strings.Contains(warnings, fitting) {
+						t.Errorf("the plan warns about the fitting grant %s:\n%s", fitting, warnings)
+					}
+				},
+				Config: config,
+				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
+					plancheck.ExpectResourceAction("jit_policy.db", plancheck.ResourceActionUpdate),
+					expectListBefore("jit_policy.db", "expired_grants", func(got []string) error {
+						if want := slices.Sorted(slices.Values([]string{outside, tooLong})); !slices.Equal(got, want) {
+							return fmt.Errorf("%q, want the groups that claim the policy and do not fit it, %q", got, want)
+						}
+						return nil
+					}),
+					planCheckFunc(func(_ context.Context, req plancheck.CheckPlanRequest, resp *plancheck.CheckPlanResponse) {
+						// The group is made in PreConfig: its ID is read when the check runs.
+						for _, rc := range req.Plan.ResourceChanges {
+							after, _ := rc.Change.After.(map[string]any)
+							if rc.Address != "jit_policy.db" || after == nil {
+								continue
+							}
+							rules, _ := after["revoked_ingress_rules"].([]any)
+							for _, r := range rules {
+								if r, _ := r.(map[string]any); r["security_group_id"] == foreign && r["action"] == "revoke" && r["rule"] == "TCP 22 from 0.0.0.0/0" {
+									return
+								}
+							}
+							resp.Error = fmt.Errorf("the plan does not revoke TCP 22 from 0.0.0.0/0 in %s: %v", foreign, rules)
+							return
+						}
+						resp.Error = fmt.Errorf("no planned change of jit_policy.db")
+					}),
+				}},
+				Check: func(*terraform.State) error {
+					if got := rawGroupRules(t, cloud, foreign); len(got) != 0 {
+						return fmt.Errorf("the group tagged as a grant without a marker still opens %q", got)
+					}
+					if backup, _, err := jit.ParseSGBackupTags("db", rawGroupTags(t, cloud, foreign)); err != nil || len(backup) != 1 {
+						return fmt.Errorf("the revoked rule is not backed up on the group: %v: %w", backup, err)
+					}
+					for _, id := range []string{outside, tooLong} {
+						if rawGroupExists(t, cloud, id) || slices.Contains(cloud.eniGroups(t, primaryENI), id) {
+							return fmt.Errorf("group %s, claiming to be the policy's grant without fitting it, is still there", id)
+						}
+					}
+					if got := rawGroupRules(t, cloud, fitting); !slices.Equal(got, []string{"tcp 22-22 203.0.113.9/32"}) {
+						return fmt.Errorf("the fitting grant holds %q", got)
+					}
+					if !slices.Contains(cloud.eniGroups(t, primaryENI), fitting) {
+						return fmt.Errorf("the fitting grant was detached")
+					}
+					return nil
+				},
+			},
+			{Config: config, ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{plancheck.ExpectEmptyPlan()}}},
+		},
+	})
 }
 
 // (11.2) revoke-expired removes, before their end, the groups that cannot
@@ -427,6 +585,80 @@ func TestAccRevokeExpiredAWS_eachPortEndsAtItsOwnTime(t *testing.T) {
 				},
 				Config: forgotten,
 			},
+		},
+	})
+}
+
+// (11.14) The policy's sweep covers EC2 grant groups as it covers Azure
+// rules: a refresh reports the grants of the policy that ended
+// (expired_grants: the rules of a port that ended first, then the group),
+// and the policy's apply removes them.
+func TestAccPolicyAWS_sweepRemovesEndedGrantGroups(t *testing.T) {
+	cloud := newTestCloud(t, "world")
+	clock := clocktest.New(requestEpoch)
+	before := cloud.eniGroups(t, primaryENI)
+	forgotten := cloud.config(ec2TwoPortPolicy(testEC2) + forgetResource("jit_access_request.carol"))
+	var group string
+	resource.ParallelTest(t, resource.TestCase{
+		ProtoV6ProviderFactories: factoriesAt(clock),
+		Steps: []resource.TestStep{
+			{
+				Config: cloud.config(ec2TwoPortPolicy(testEC2) + ec2TwoPortRequest),
+				Check: func(*terraform.State) error {
+					ids := grantGroupIDs(t, cloud)
+					if len(ids) != 1 {
+						return fmt.Errorf("grant groups %v", ids)
+					}
+					group = ids[0]
+					return nil
+				},
+			},
+			{
+				Config:            forgotten,
+				ConfigStateChecks: []statecheck.StateCheck{statecheck.ExpectKnownValue("jit_policy.db", tfjsonpath.New("expired_grants"), knownvalue.ListSizeExact(0))},
+			},
+			{
+				PreConfig: func() { clock.Advance(45 * time.Minute) },
+				Config:    forgotten,
+				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
+					plancheck.ExpectResourceAction("jit_policy.db", plancheck.ResourceActionUpdate),
+					expectListBefore("jit_policy.db", "expired_grants", func(got []string) error {
+						if len(got) != 1 || !strings.HasPrefix(got[0], group+"/securityGroupRules/sgr-") {
+							return fmt.Errorf("%q, want the rule of port 3389 in %s", got, group)
+						}
+						return nil
+					}),
+				}},
+				Check: func(*terraform.State) error {
+					if got := rawGroupRules(t, cloud, group); !slices.Equal(got, []string{"tcp 22-22 203.0.113.10/32"}) {
+						return fmt.Errorf("after the first end the group holds %q, want port 22 alone", got)
+					}
+					if !slices.Contains(cloud.eniGroups(t, primaryENI), group) {
+						return fmt.Errorf("the group was detached while port 22 is open")
+					}
+					return nil
+				},
+			},
+			{
+				PreConfig: func() { clock.Advance(25 * time.Minute) },
+				Config:    forgotten,
+				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
+					plancheck.ExpectResourceAction("jit_policy.db", plancheck.ResourceActionUpdate),
+					expectListBefore("jit_policy.db", "expired_grants", func(got []string) error {
+						if !slices.Equal(got, []string{group}) {
+							return fmt.Errorf("%q, want the group %s", got, group)
+						}
+						return nil
+					}),
+				}},
+				Check: func(*terraform.State) error {
+					if rawGroupExists(t, cloud, group) || !slices.Equal(cloud.eniGroups(t, primaryENI), before) {
+						return fmt.Errorf("the ended grant group is still there, or the ENI holds %v", cloud.eniGroups(t, primaryENI))
+					}
+					return nil
+				},
+			},
+			{Config: forgotten, ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{plancheck.ExpectEmptyPlan()}}},
 		},
 	})
 }
