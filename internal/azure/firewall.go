@@ -126,13 +126,23 @@ func (c *Client) Addresses(ctx context.Context, fw *Firewall) (FirewallAddresses
 	if err != nil {
 		return FirewallAddresses{}, err
 	}
-	addrs := FirewallAddresses{PublicIP: publicIP, SNATSource: *ipc.PrivateIPAddress}
+	return FirewallAddresses{PublicIP: publicIP, SNATSource: c.SNATSource(ctx, fw)}, nil
+}
+
+// SNATSource is where traffic the firewall forwards arrives from (see
+// FirewallAddresses), read without the public address: what a policy
+// needs to tell the grants through the firewall. "" when unknown.
+func (c *Client) SNATSource(ctx context.Context, fw *Firewall) string {
+	ipc := fw.ipConfig
+	if ipc == nil {
+		return ""
+	}
 	if ipc.Subnet != nil {
 		if subnet, err := c.subnet(ctx, deref(ipc.Subnet.ID)); err == nil && subnet.AddressPrefix != "" {
-			addrs.SNATSource = subnet.AddressPrefix
+			return subnet.AddressPrefix
 		}
 	}
-	return addrs, nil
+	return deref(ipc.PrivateIPAddress)
 }
 
 func (c *Client) publicIPAddress(ctx context.Context, publicIPID string) (string, error) {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net/netip"
 	"reflect"
 	"slices"
 	"strconv"
@@ -31,10 +32,10 @@ func (b *Backend) GrantTargets(m *jit.Machine) int {
 }
 
 // CheckGrant places the grants in each NSG on the path as they are now,
-// without writing, so that a grant that could not work (a rule that is
-// not the JIT deny shadows it with no free priority before it) fails the
-// plan, naming that rule. Through a firewall the source the VM sees is the
-// firewall's, which apply reads.
+// without writing, so that a grant that could not work (a rule of others
+// denies the requester, or no priority is free before the JIT deny) fails
+// the plan, naming that rule. Through a firewall the source the VM sees is
+// the firewall's, which apply reads.
 func (b *Backend) CheckGrant(ctx context.Context, m *jit.Machine, g engine.Grant) []jit.Finding {
 	var findings []jit.Finding
 	// The record may take up to three more of the VM's tags (the
@@ -54,8 +55,7 @@ func (b *Backend) CheckGrant(ctx context.Context, m *jit.Machine, g engine.Grant
 			return append(findings, jit.Error("Cannot read network security group", err.Error(), "virtual_machine_id"))
 		}
 		for i, gp := range g.Ports {
-			_, err := jit.PlanNSGGrant(b.nsgGrant(nsg, rules, m, g, gp, gp.Source))
-			if err != nil {
+			if _, err := jit.PlanNSGGrants(nsgGrant(nsg, rules, m, g, gp, gp.Source)); err != nil {
 				findings = append(findings, jit.Error("The grant could not be placed", err.Error(), "port", i))
 			}
 		}
@@ -63,10 +63,28 @@ func (b *Backend) CheckGrant(ctx context.Context, m *jit.Machine, g engine.Grant
 	return findings
 }
 
-func (b *Backend) nsgGrant(nsg string, rules []jit.NSGRule, m *jit.Machine, g engine.Grant, gp engine.GrantPort, source string) jit.NSGGrant {
+func nsgGrant(nsg string, rules []jit.NSGRule, m *jit.Machine, g engine.Grant, gp engine.GrantPort, source string) jit.NSGGrant {
 	return jit.NSGGrant{
 		NSG: nsg, Rules: rules, Policy: g.Policy, Request: g.ID, Machine: m.ID, PrivateIPs: m.PrivateIPs(),
 		Port: gp.Port, Source: source, End: gp.End, Requestor: g.Requestor, Justification: g.Justification,
+		// The source is the requester's, which the policy allows, or the
+		// firewall's, which every grant through it has.
+		HonouredGrant: honouredGrants(m, g.Policy, source),
+	}
+}
+
+// honouredGrants tells the grants of the machine's policy that fit its
+// settings: those a new grant may sit beside. Any other rule, whatever
+// its description claims, is someone else's.
+func honouredGrants(m *jit.Machine, policy string, extraSources ...string) func(jit.NSGRule) bool {
+	_, ports, _, _ := jit.PolicyFromTags(m.Tags)
+	return func(r jit.NSGRule) bool {
+		v := jit.JudgeNSGGrant(r, policy, nil)
+		if !v.OfPolicy {
+			return false
+		}
+		fits, _ := jit.NSGGrantClaim(r, v.Marker).FitsPolicy(policy, ports, extraSources...)
+		return fits
 	}
 }
 
@@ -142,28 +160,30 @@ func (b *Backend) grantInNSG(ctx context.Context, m *jit.Machine, nsg string, g 
 	var plan jit.NSGPlan
 	var owned []engine.GrantRule
 	for _, gp := range g.Ports {
-		name := jit.GrantRuleName(g.ID, m.ID, gp.Port)
+		names := grantRuleNames(g.ID, m.ID, m, gp.Port)
 		rules = slices.DeleteFunc(rules, func(r jit.NSGRule) bool {
-			if r.Name != name && grantsSame(r, m, gp.Port) && sameRequester(r.Name, r.Description, recorded, g) {
+			if !slices.Contains(names, r.Name) && grantsSame(r, m, gp.Port) && sameRequester(r.Name, r.Description, recorded, g) {
 				plan.Remove = append(plan.Remove, r)
 				return true
 			}
 			return false
 		})
-		rule, err := jit.PlanNSGGrant(b.nsgGrant(nsg, rules, m, g, gp, source(gp)))
+		placed, err := jit.PlanNSGGrants(nsgGrant(nsg, rules, m, g, gp, source(gp)))
 		if err != nil {
 			return nil, err
 		}
-		i := slices.IndexFunc(rules, func(r jit.NSGRule) bool { return r.Name == name })
-		switch {
-		case i < 0:
-			rules = append(rules, rule)
-			plan.Add = append(plan.Add, rule)
-		case rules[i].Priority != rule.Priority || !rules[i].Equivalent(rule):
-			rules[i] = rule
-			plan.Add = append(plan.Add, rule)
+		for _, rule := range placed {
+			i := slices.IndexFunc(rules, func(r jit.NSGRule) bool { return r.Name == rule.Name })
+			switch {
+			case i < 0:
+				rules = append(rules, rule)
+				plan.Add = append(plan.Add, rule)
+			case !rules[i].Equivalent(rule):
+				rules[i] = rule
+				plan.Add = append(plan.Add, rule)
+			}
+			owned = append(owned, engine.GrantRule{TargetID: nsg, Name: rule.Name, Priority: rule.Priority, Port: gp.Port})
 		}
-		owned = append(owned, engine.GrantRule{TargetID: nsg, Name: rule.Name, Priority: rule.Priority, Port: gp.Port})
 	}
 	for _, r := range plan.Remove {
 		tflog.Info(ctx, "superseding an older grant", map[string]any{"nsg": nsg, "rule": r.Name})
@@ -237,7 +257,7 @@ func (b *Backend) openFirewallGrant(ctx context.Context, m *jit.Machine, firewal
 			fg.Network = append(fg.Network, col)
 		}
 	}
-	plan, err := jit.PlanFirewallGrant(fg)
+	plan, err := jit.PlanFirewallGrants(fg)
 	if err != nil {
 		return addrs, err
 	}
@@ -293,7 +313,8 @@ func sameRequester(name, description string, m *jit.Machine, g engine.Grant) boo
 }
 
 // grantsSame tells whether r is a JIT grant of port to machine m: the kind
-// of rule a newer request for that port supersedes.
+// of rule a newer request for that port supersedes. A grant is one rule
+// per address family, to the machine's addresses of that family.
 func grantsSame(r jit.NSGRule, m *jit.Machine, port jit.PortProtocol) bool {
 	if !jit.JudgeNSGGrant(r, "", nil).IsGrant {
 		return false
@@ -301,10 +322,38 @@ func grantsSame(r jit.NSGRule, m *jit.Machine, port jit.PortProtocol) bool {
 	if !slices.Equal(r.DestinationPortRanges, []string{strconv.Itoa(port.Number)}) || !strings.EqualFold(string(r.Protocol), string(jit.NSGProtocolOf(port.Protocol))) {
 		return false
 	}
-	got, want := slices.Clone(r.DestinationPrefixes), m.PrivateIPs()
+	got := slices.Clone(r.DestinationPrefixes)
 	slices.Sort(got)
-	slices.Sort(want)
-	return slices.Equal(got, want)
+	for _, fam := range []jit.AddressFamily{jit.IPv4, jit.IPv6} {
+		if want := familyIPs(m, fam); len(want) > 0 && slices.Equal(got, want) {
+			return true
+		}
+	}
+	return false
+}
+
+// familyIPs are the machine's private addresses of one family, sorted.
+func familyIPs(m *jit.Machine, fam jit.AddressFamily) []string {
+	var out []string
+	for _, ip := range m.PrivateIPs() {
+		if a, err := netip.ParseAddr(ip); err == nil && jit.FamilyOf(a) == fam {
+			out = append(out, ip)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// grantRuleNames are the names a request's grant of port to m may have in
+// an NSG: one per address family of the machine (both when it is gone).
+func grantRuleNames(request, machineID string, m *jit.Machine, port jit.PortProtocol) []string {
+	var names []string
+	for _, fam := range []jit.AddressFamily{jit.IPv4, jit.IPv6} {
+		if m == nil || len(familyIPs(m, fam)) > 0 {
+			names = append(names, jit.GrantRuleNameFamily(request, machineID, port, fam))
+		}
+	}
+	return names
 }
 
 // ObserveGrant finds the request's rules in each NSG on the machine's path
@@ -344,13 +393,17 @@ func (b *Backend) ObserveGrant(ctx context.Context, ref engine.GrantRef) (engine
 			return o, err
 		}
 		for _, port := range ref.Ports {
-			name := jit.GrantRuleName(ref.RequestID, ref.MachineID, port)
-			i := slices.IndexFunc(rules, func(r jit.NSGRule) bool { return r.Name == name })
-			if i >= 0 {
-				o.Rules = append(o.Rules, engine.GrantRule{TargetID: target, Name: name, Priority: rules[i].Priority, Port: port})
-				if o.Record == nil {
-					o.Record = wholeRecord(m, ref.RequestID, rules[i].Description)
+			found := false
+			for _, name := range grantRuleNames(ref.RequestID, ref.MachineID, m, port) {
+				if i := slices.IndexFunc(rules, func(r jit.NSGRule) bool { return r.Name == name }); i >= 0 {
+					found = true
+					o.Rules = append(o.Rules, engine.GrantRule{TargetID: target, Name: name, Priority: rules[i].Priority, Port: port})
+					if o.Record == nil {
+						o.Record = wholeRecord(m, ref.RequestID, rules[i].Description)
+					}
 				}
+			}
+			if found {
 				continue
 			}
 			if m != nil && slices.ContainsFunc(rules, func(r jit.NSGRule) bool {
@@ -374,7 +427,9 @@ func (b *Backend) CloseGrant(ctx context.Context, ref engine.GrantRef) error {
 	}
 	names := map[string]bool{}
 	for _, port := range ref.Ports {
-		names[jit.GrantRuleName(ref.RequestID, ref.MachineID, port)] = true
+		for _, name := range grantRuleNames(ref.RequestID, ref.MachineID, ref.Machine, port) {
+			names[name] = true
+		}
 	}
 	errs := make([]error, len(all))
 	var wg sync.WaitGroup

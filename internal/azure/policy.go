@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"slices"
 	"strings"
 	"sync"
@@ -16,8 +17,12 @@ import (
 	"github.com/jitaccess/terraform-provider-jit/internal/locks"
 )
 
-// The Azure side of a policy: one inbound Deny per locked port in every NSG
-// on each VM's path, and with a firewall a network rule collection there.
+// The Azure side of a policy: in every NSG on its VMs' paths, one inbound
+// Deny per locked port and address family covering every VM of the policy
+// behind that NSG, and with a firewall a network rule collection there.
+// The core's PlanPolicyPaths places them on the whole path; this file
+// reads what it needs, writes what it plans, and places again when
+// another writer takes a chosen priority first.
 
 var (
 	pathMachines = []any{"virtual_machine_ids"}
@@ -29,35 +34,20 @@ var (
 type policyTargets struct {
 	nsgs      []string // sorted case-insensitively, caller's spelling
 	firewalls []string
-	// behind are the policy's VMs behind each NSG, by lowercased ID.
-	behind map[string][]jit.LockedMachine
-	locked []jit.LockedMachine // every VM, for the firewall in front
-	// owner maps a deny rule's name to its VM and port.
-	owner map[string]engine.OwnedRule
 }
 
 // targetsOf is the one way plan and observe find a policy's NSGs and
 // firewalls.
 func targetsOf(in engine.PolicyInput) policyTargets {
-	t := policyTargets{behind: map[string][]jit.LockedMachine{}, owner: map[string]engine.OwnedRule{}}
 	nsgs, firewalls := map[string]string{}, map[string]string{}
-	add := func(set map[string]string, id string) string {
-		key := strings.ToLower(id)
-		if _, ok := set[key]; !ok {
+	add := func(set map[string]string, id string) {
+		if key := strings.ToLower(id); set[key] == "" {
 			set[key] = id
 		}
-		return key
 	}
-	locked := portProtocols(in.Ports)
 	for _, m := range in.Machines {
-		lm := jit.LockedMachine{Key: m.ID, PrivateIPs: m.PrivateIPs(), Ports: locked}
-		t.locked = append(t.locked, lm)
 		for _, nsg := range m.FilterIDs() {
-			key := add(nsgs, nsg)
-			t.behind[key] = append(t.behind[key], lm)
-		}
-		for _, port := range locked {
-			t.owner[jit.DenyRuleName(in.Name, m.ID, port)] = engine.OwnedRule{MachineIDs: []string{m.ID}, Port: port}
+			add(nsgs, nsg)
 		}
 	}
 	if in.FirewallID != "" {
@@ -75,9 +65,7 @@ func targetsOf(in engine.PolicyInput) policyTargets {
 			add(firewalls, in.Prior.FirewallID)
 		}
 	}
-	t.nsgs = sortedValues(nsgs)
-	t.firewalls = sortedValues(firewalls)
-	return t
+	return policyTargets{nsgs: sortedValues(nsgs), firewalls: sortedValues(firewalls)}
 }
 
 func sortedValues(set map[string]string) []string {
@@ -101,16 +89,213 @@ func portProtocols(ports []jit.Port) []jit.PortProtocol {
 	return out
 }
 
-// rule records a rule the policy owns in a target.
-func (t policyTargets) rule(target string, name string, priority int) engine.OwnedRule {
-	r := t.owner[name]
-	r.TargetID, r.Name, r.Priority = target, name, priority
-	return r
+// pathsPlan is a policy planned on its machines' paths from what the cloud
+// holds now: what PlanPolicy writes and ObservePolicy compares with.
+type pathsPlan struct {
+	jit.PolicyPathPlan
+	// read are the rules of each NSG that exists, as read.
+	read map[string][]jit.NSGRule
+	// dropped are the policy's grants the plan removes before placing its
+	// denies, by NSG: those that ended and those that no longer fit it.
+	dropped map[string][]jit.NSGRule
+	// left plans the removal of the policy's collection from each firewall
+	// it no longer denies through.
+	left map[string]jit.FirewallDenyPlan
+	// expired names, by firewall, the grant collections that ended.
+	expired map[string][]string
 }
 
-// PlanPolicy plans the policy's denies in each NSG and firewall, the
-// removal of its expired grants there, and of its denies where no VM of it
-// is behind any more.
+// planPaths reads the policy's NSGs and firewalls and plans it on its
+// machines' paths. Errors that are the configuration's are findings.
+func (b *Backend) planPaths(ctx context.Context, in engine.PolicyInput, t policyTargets) (*pathsPlan, error) {
+	pp := &pathsPlan{read: map[string][]jit.NSGRule{}, dropped: map[string][]jit.NSGRule{}, left: map[string]jit.FirewallDenyPlan{}, expired: map[string][]string{}}
+	input := jit.PolicyPathInput{Policy: in.Name, NSGs: map[string][]jit.NSGRule{}}
+	var fw *Firewall
+	var grantSources []string // where grants through the firewall come from
+	if in.FirewallID != "" {
+		var f jit.Finding
+		if fw, f = b.configuredFirewall(ctx, in.FirewallID); fw == nil {
+			pp.Findings = append(pp.Findings, f)
+			return pp, nil
+		}
+		if snat := b.client.SNATSource(ctx, fw); snat != "" {
+			grantSources = append(grantSources, snat)
+		}
+	}
+	honoured := map[string]bool{}
+	for _, nsg := range t.nsgs {
+		rules, err := b.client.SecurityRules(ctx, nsg)
+		if errors.Is(err, ErrNotFound) {
+			continue // gone with whatever rules it held
+		}
+		if err != nil {
+			return nil, err
+		}
+		pp.read[strings.ToLower(nsg)] = rules
+		kept := make([]jit.NSGRule, 0, len(rules))
+		for _, r := range rules {
+			switch keep, why := judgeGrant(r, in, grantSources); {
+			case why != "":
+				tflog.Info(ctx, "the policy removes a grant of its own", map[string]any{"nsg": nsg, "rule": r.Name, "reason": why})
+				pp.dropped[nsg] = append(pp.dropped[nsg], r)
+				if !strings.HasPrefix(why, "it ended") {
+					pp.Findings = append(pp.Findings, jit.Warning("A grant that does not fit the policy is removed",
+						fmt.Sprintf("Rule %s of network security group %s is marked as a grant of policy %q, but %s. The policy does not honour it: the apply removes it.", r.Name, nsg, in.Name, why),
+						pathMachines...))
+				}
+				continue
+			case keep:
+				honoured[strings.ToLower(nsg)+"|"+r.Name] = true
+			}
+			kept = append(kept, r)
+		}
+		input.NSGs[nsg] = kept
+	}
+	input.HonouredGrant = func(nsg string, r jit.NSGRule) bool { return honoured[strings.ToLower(nsg)+"|"+r.Name] }
+	locked := portProtocols(in.Ports)
+	for _, m := range in.Machines {
+		pm := jit.PathMachine{Key: m.ID, Ports: locked}
+		for _, nic := range m.Interfaces {
+			pi := jit.PathInterface{IPs: nic.PrivateIPs}
+			if _, ok := pp.read[strings.ToLower(nic.SubnetNetworkSecurityGroupID)]; ok {
+				pi.SubnetNSG = nic.SubnetNetworkSecurityGroupID
+			}
+			if _, ok := pp.read[strings.ToLower(nic.NetworkSecurityGroupID)]; ok {
+				pi.NICNSG = nic.NetworkSecurityGroupID
+			}
+			pm.Interfaces = append(pm.Interfaces, pi)
+		}
+		input.Machines = append(input.Machines, pm)
+	}
+	if fw != nil {
+		expired := expiredGrantCollections(fw, in.Name, in.Clock)
+		pp.expired[fw.ID] = expired
+		input.Firewall = &jit.FirewallPathInput{
+			ID: in.FirewallID,
+			Collections: slices.DeleteFunc(slices.Clone(fw.NetworkCollections), func(c jit.FirewallNetworkCollection) bool {
+				return slices.Contains(expired, c.Name)
+			}),
+			HonouredGrant: func(c jit.FirewallNetworkCollection) bool {
+				return jit.IsFirewallGrantCollection(c.Name) && len(c.Rules) > 0 && !slices.ContainsFunc(c.Rules, func(r jit.FirewallNetworkRule) bool {
+					v := jit.JudgeGrant(r.Description, true, in.Name, in.Clock)
+					return !v.OfPolicy || v.Expired
+				})
+			},
+		}
+	}
+	for _, id := range t.firewalls {
+		if strings.EqualFold(id, in.FirewallID) {
+			continue
+		}
+		plan, expired, err := b.leaveFirewall(ctx, in, id)
+		if err != nil {
+			return nil, err
+		}
+		if plan != nil {
+			pp.left[id], pp.expired[id] = *plan, expired
+		}
+	}
+	plan := jit.PlanPolicyPaths(input)
+	plan.Findings = append(pp.Findings, plan.Findings...)
+	pp.PolicyPathPlan = plan
+	return pp, nil
+}
+
+// judgeGrant tells whether the policy honours a rule as one of its grants
+// (keep), or removes it, and why: it ended, or it does not fit the policy
+// (anyone who can write a rule can write a grant's marker). Other rules
+// are neither.
+func judgeGrant(r jit.NSGRule, in engine.PolicyInput, extraSources []string) (keep bool, why string) {
+	v := jit.JudgeNSGGrant(r, in.Name, in.Clock)
+	switch {
+	case !v.OfPolicy:
+		return false, ""
+	case v.Expired:
+		return false, "it ended at " + v.Marker.End.Format(time.RFC3339)
+	case in.Ports == nil:
+		return true, "" // the policy goes: its live grants go with their requests
+	}
+	if fits, why := jit.NSGGrantClaim(r, v.Marker).FitsPolicy(in.Name, in.Ports, extraSources...); !fits {
+		return false, why
+	}
+	return true, ""
+}
+
+// configuredFirewall reads the firewall the policy denies through, or
+// says why it cannot.
+func (b *Backend) configuredFirewall(ctx context.Context, id string) (*Firewall, jit.Finding) {
+	fw, err := b.client.Firewall(ctx, id)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return nil, jit.Error("Azure Firewall not found", err.Error(), pathFirewall...)
+	case err != nil:
+		return nil, jit.Error("Cannot read Azure Firewall", err.Error(), pathFirewall...)
+	case fw.PolicyID != "":
+		return nil, jit.Error("Azure Firewall is managed by a Firewall Policy",
+			fmt.Sprintf("%s takes its rules from Firewall Policy %s; jit_policy writes classic network rule collections only. "+
+				"Use a firewall with classic rules, or leave azure_firewall_id unset and rely on the NSG denies.", id, fw.PolicyID), pathFirewall...)
+	}
+	return fw, jit.Finding{}
+}
+
+// leaveFirewall plans the removal of the policy's collection from a
+// firewall it no longer denies through; nil when there is nothing there.
+func (b *Backend) leaveFirewall(ctx context.Context, in engine.PolicyInput, id string) (*jit.FirewallDenyPlan, []string, error) {
+	fw, err := b.client.Firewall(ctx, id)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return nil, nil, nil // gone, with the collection
+	case err != nil:
+		return nil, nil, err
+	case fw.PolicyID != "":
+		return nil, nil, nil // no classic collections to remove
+	}
+	plan, err := jit.PlanFirewallDeny(id, fw.NetworkCollections, in.Name, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	return &plan, expiredGrantCollections(fw, in.Name, in.Clock), nil
+}
+
+// ownedRules are the denies the plan leaves the policy owning. A priority
+// is known (non-zero) only where the rule already sits there: a new or
+// moved deny is placed at apply, against the NSG as it is then, so that
+// other writers (other policies of the same apply among them) never make
+// the apply differ from what the plan showed.
+func (pp *pathsPlan) ownedRules(known bool) []engine.OwnedRule {
+	var out []engine.OwnedRule
+	for _, d := range pp.Denies {
+		r := engine.OwnedRule{MachineIDs: d.MachineKeys, TargetID: d.Target, Name: d.Name, Priority: d.Priority, Port: d.Port}
+		if !known && !pp.sitsThere(d) {
+			r.Priority = 0
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+// sitsThere tells whether a planned deny is already in the cloud at its
+// planned priority.
+func (pp *pathsPlan) sitsThere(d jit.PlannedDeny) bool {
+	if isFirewallID(d.Target) {
+		return pp.Firewall != nil && pp.Firewall.Have != nil && pp.Firewall.Have.Priority == d.Priority
+	}
+	return slices.ContainsFunc(pp.read[strings.ToLower(d.Target)], func(r jit.NSGRule) bool {
+		return r.Name == d.Name && r.Priority == d.Priority
+	})
+}
+
+// nsgPlan is what the apply writes in one NSG: the planner's plan and the
+// removal of the grants dropped there.
+func (pp *pathsPlan) nsgPlan(nsg string) jit.NSGPlan {
+	np := pp.NSGs[nsg]
+	np.Remove = append(slices.Clone(np.Remove), pp.dropped[nsg]...)
+	return np
+}
+
+// PlanPolicy plans the policy's denies on its machines' paths, the removal
+// of its grants that ended or no longer fit it, and of its denies where no
+// machine of it is behind any more.
 func (b *Backend) PlanPolicy(ctx context.Context, in engine.PolicyInput) (*engine.PolicyChange, error) {
 	t := targetsOf(in)
 	change := &engine.PolicyChange{}
@@ -120,72 +305,33 @@ func (b *Backend) PlanPolicy(ctx context.Context, in engine.PolicyInput) (*engin
 		change.Unlock = held.ReleaseAll
 	}
 	b.client.ReadNSGs(ctx, t.nsgs)
-	nsgPlans := map[string]jit.NSGPlan{}
-	firewallPlans := map[string]jit.FirewallDenyPlan{}
-	expiredCollections := map[string][]string{}
-	writes := 0
-	for _, fw := range t.firewalls {
-		machines := t.locked
-		if !strings.EqualFold(fw, in.FirewallID) {
-			machines = nil // the policy left this firewall: remove its collection
-		}
-		plan, expired, findings := b.planFirewall(ctx, in, fw, machines)
-		change.Findings = append(change.Findings, findings...)
-		if jit.HasError(findings) {
-			return change, nil
-		}
-		if plan == nil {
-			continue
-		}
-		firewallPlans[fw], expiredCollections[fw] = *plan, expired
-		if plan.Want != nil {
-			for _, rule := range plan.Want.Rules {
-				change.Rules = append(change.Rules, t.rule(fw, rule.Name, plan.Want.Priority))
-			}
-		}
-		if plan.Changed || len(expired) > 0 {
-			writes++
-		}
+	pp, err := b.planPaths(ctx, in, t)
+	if err != nil {
+		return change, err
 	}
+	change.Findings = pp.Findings
+	if jit.HasError(pp.Findings) {
+		return change, nil
+	}
+	change.Rules = pp.ownedRules(false)
+	writes := 0
 	for _, nsg := range t.nsgs {
-		current, err := b.client.SecurityRules(ctx, nsg)
-		if errors.Is(err, ErrNotFound) {
-			continue // gone with whatever rules it held
-		}
-		if err != nil {
-			return change, err
-		}
-		if f := defenderFinding(nsg, current, t.behind[strings.ToLower(nsg)]); f != nil {
-			change.Findings = append(change.Findings, *f)
-			return change, nil
-		}
-		var expired []jit.NSGRule
-		current = slices.DeleteFunc(current, func(rule jit.NSGRule) bool {
-			if v := jit.JudgeNSGGrant(rule, in.Name, in.Clock); v.OfPolicy && v.Expired {
-				tflog.Info(ctx, "the policy removes an expired grant", map[string]any{"nsg": nsg, "rule": rule.Name, "end": v.Marker.End.Format(time.RFC3339)})
-				expired = append(expired, rule)
-				return true
-			}
-			return false
-		})
-		np, err := jit.PlanNSG(nsg, current, in.Name, t.behind[strings.ToLower(nsg)])
-		if err != nil {
-			change.Findings = append(change.Findings, jit.Error("No room for the JIT deny rules", err.Error(), pathMachines...))
-			return change, nil
-		}
-		np.Remove = append(np.Remove, expired...)
-		for _, w := range np.Warnings {
-			change.Findings = append(change.Findings, jit.Warning("An existing rule keeps a locked port open", w, pathMachines...))
-		}
-		nsgPlans[nsg] = np
+		np := pp.nsgPlan(nsg)
 		writes += len(np.Add) + len(np.Remove)
-		for _, rule := range slices.Concat(np.Keep, np.Add) {
-			change.Rules = append(change.Rules, t.rule(nsg, rule.Name, rule.Priority))
+	}
+	if pp.Firewall != nil && (pp.Firewall.Changed || len(pp.expired[in.FirewallID]) > 0) {
+		writes++
+	}
+	for id, plan := range pp.left {
+		if plan.Changed || len(pp.expired[id]) > 0 {
+			writes++
 		}
 	}
 	if writes > 0 {
 		change.Write = func(ctx context.Context) error {
-			return b.writePolicy(ctx, in.Name, nsgPlans, firewallPlans, expiredCollections, held)
+			err := b.writePolicy(ctx, in, t, pp, held)
+			change.Rules = pp.ownedRules(true)
+			return err
 		}
 	}
 	return change, nil
@@ -193,8 +339,9 @@ func (b *Backend) PlanPolicy(ctx context.Context, in engine.PolicyInput) (*engin
 
 // writePolicy writes each NSG's plan and each firewall's collections, all
 // in parallel, one write at a time within each; each object's lock is
-// released as soon as its own writes end.
-func (b *Backend) writePolicy(ctx context.Context, policy string, nsgs map[string]jit.NSGPlan, firewalls map[string]jit.FirewallDenyPlan, expired map[string][]string, held *locks.Held) error {
+// released as soon as its own writes end. A deny whose priority another
+// writer took since the read is placed again in that NSG, read anew.
+func (b *Backend) writePolicy(ctx context.Context, in engine.PolicyInput, t policyTargets, pp *pathsPlan, held *locks.Held) error {
 	var mu sync.Mutex
 	var errs []error
 	var wg sync.WaitGroup
@@ -209,25 +356,42 @@ func (b *Backend) writePolicy(ctx context.Context, policy string, nsgs map[strin
 			}
 		})
 	}
-	for nsg, np := range nsgs {
+	for _, nsg := range t.nsgs {
+		np := pp.nsgPlan(nsg)
 		if len(np.Add) == 0 && len(np.Remove) == 0 {
 			held.Release(nsg) // nothing to write there: free for others now
 			continue
 		}
 		write(nsg, func() error {
-			err := b.client.ApplyNSGPlan(ctx, nsg, np)
-			if IsPriorityConflict(err) {
-				err = fmt.Errorf("%w. Another writer took a priority the plan chose since the plan was made; nothing of theirs was changed. Run plan again to place the denies anew", err)
+			for attempt := 1; ; attempt++ {
+				err := b.client.ApplyNSGPlan(ctx, nsg, np)
+				if !IsPriorityConflict(err) || attempt == maxPlacements {
+					if IsPriorityConflict(err) {
+						err = fmt.Errorf("%w. Other writers kept taking the priorities chosen for the denies; nothing of theirs was changed. Run the apply again", err)
+					}
+					return engine.Fail("Cannot write JIT deny rules", err)
+				}
+				tflog.Warn(ctx, "another writer took a priority chosen for a deny; reading the NSG and placing again",
+					map[string]any{"nsg": nsg, "attempt": attempt, "error": err.Error()})
+				if np, err = b.placeAgain(ctx, in, t, pp, nsg, &mu); err != nil {
+					return engine.Fail("Cannot write JIT deny rules", err)
+				}
 			}
-			return engine.Fail("Cannot write JIT deny rules", err)
 		})
+	}
+	firewalls := map[string]*jit.FirewallDenyPlan{}
+	if pp.Firewall != nil {
+		firewalls[in.FirewallID] = pp.Firewall
+	}
+	for id, plan := range pp.left {
+		firewalls[id] = &plan
 	}
 	for fw, fp := range firewalls {
 		change := FirewallChange{Network: map[string]*jit.FirewallNetworkCollection{}, NAT: map[string]*jit.FirewallNATCollection{}}
 		if fp.Changed {
-			change.Network[jit.FirewallDenyCollectionName(policy)] = fp.Want
+			change.Network[jit.FirewallDenyCollectionName(in.Name)] = fp.Want
 		}
-		for _, name := range expired[fw] {
+		for _, name := range pp.expired[fw] {
 			change.Network[name], change.NAT[name] = nil, nil
 		}
 		if len(change.Network) == 0 {
@@ -242,33 +406,35 @@ func (b *Backend) writePolicy(ctx context.Context, policy string, nsgs map[strin
 	return errors.Join(errs...)
 }
 
-// planFirewall plans the policy's deny collection on one firewall; with
-// no machines, its removal. A nil plan means nothing to do there.
-func (b *Backend) planFirewall(ctx context.Context, in engine.PolicyInput, firewall string, machines []jit.LockedMachine) (*jit.FirewallDenyPlan, []string, []jit.Finding) {
-	fw, err := b.client.Firewall(ctx, firewall)
-	switch {
-	case errors.Is(err, ErrNotFound) && machines == nil:
-		return nil, nil, nil // gone, with the collection
-	case errors.Is(err, ErrNotFound):
-		return nil, nil, []jit.Finding{jit.Error("Azure Firewall not found", err.Error(), pathFirewall...)}
-	case err != nil:
-		return nil, nil, []jit.Finding{jit.Error("Cannot read Azure Firewall", err.Error(), pathFirewall...)}
-	case fw.PolicyID != "" && machines != nil:
-		return nil, nil, []jit.Finding{jit.Error("Azure Firewall is managed by a Firewall Policy",
-			fmt.Sprintf("%s takes its rules from Firewall Policy %s; jit_policy writes classic network rule collections only. "+
-				"Use a firewall with classic rules, or leave azure_firewall_id unset and rely on the NSG denies.", firewall, fw.PolicyID), pathFirewall...)}
-	case fw.PolicyID != "":
-		return nil, nil, nil // no classic collections to remove
-	}
-	plan, err := jit.PlanFirewallDeny(firewall, fw.NetworkCollections, in.Name, machines)
+// placeAgain plans the policy again after another writer took a priority
+// in nsg: that NSG is read anew (the others are as this process last saw
+// them), and its new plan replaces the old one in pp. The denies there
+// must cover the same machines as reviewed; otherwise the apply stops.
+func (b *Backend) placeAgain(ctx context.Context, in engine.PolicyInput, t policyTargets, pp *pathsPlan, nsg string, mu *sync.Mutex) (jit.NSGPlan, error) {
+	b.client.nsgs.Forget(nsg)
+	again, err := b.planPaths(ctx, in, t)
 	if err != nil {
-		return nil, nil, []jit.Finding{jit.Error("No room for the JIT deny collection", err.Error(), pathFirewall...)}
+		return jit.NSGPlan{}, err
 	}
-	var findings []jit.Finding
-	for _, w := range plan.Warnings {
-		findings = append(findings, jit.Warning("An existing rule keeps a locked port open", w, pathFirewall...))
+	if jit.HasError(again.Findings) {
+		return jit.NSGPlan{}, fmt.Errorf("placing the denies again in network security group %s after another writer changed it: %s", nsg, firstError(again.Findings))
 	}
-	return &plan, expiredGrantCollections(fw, in.Name, in.Clock), findings
+	mu.Lock()
+	defer mu.Unlock()
+	mine := func(d jit.PlannedDeny) bool { return strings.EqualFold(d.Target, nsg) }
+	before, after := slices.Clone(pp.Denies), slices.Clone(again.Denies)
+	before, after = slices.DeleteFunc(before, func(d jit.PlannedDeny) bool { return !mine(d) }), slices.DeleteFunc(after, func(d jit.PlannedDeny) bool { return !mine(d) })
+	same := slices.EqualFunc(before, after, func(a, b jit.PlannedDeny) bool {
+		return a.Name == b.Name && a.Port == b.Port && a.Family == b.Family && slices.Equal(a.MachineKeys, b.MachineKeys)
+	})
+	if !same {
+		return jit.NSGPlan{}, fmt.Errorf("another writer changed network security group %s since the plan, so the denies there would no longer cover the machines the plan showed; nothing of theirs was changed. Run plan again", nsg)
+	}
+	pp.Denies = append(slices.DeleteFunc(pp.Denies, mine), after...)
+	pp.NSGs[nsg] = again.NSGs[nsg]
+	pp.read[strings.ToLower(nsg)] = again.read[strings.ToLower(nsg)]
+	pp.dropped[nsg] = again.dropped[nsg]
+	return pp.nsgPlan(nsg), nil
 }
 
 // expiredGrantCollections names the NAT collections on a firewall holding
@@ -291,52 +457,101 @@ func expiredGrantCollections(fw *Firewall, policy string, clock jit.Clock) []str
 	return names
 }
 
-// ObservePolicy reads the policy's denies and its expired grants in the
-// NSGs on its VMs' paths, those its state names, and its firewall.
+// ObservePolicy reads what the policy holds on its machines' paths: its
+// denies that are as the policy wants them, so that a deny someone edited,
+// moved out of place or deleted shows in the next plan as written again;
+// its rules no longer wanted, so their removal shows; and its grants that
+// ended or no longer fit it.
 func (b *Backend) ObservePolicy(ctx context.Context, in engine.PolicyInput) (*engine.PolicyObservation, error) {
 	t := targetsOf(in)
 	o := &engine.PolicyObservation{}
 	b.client.ReadNSGs(ctx, t.nsgs)
-	for _, fwID := range t.firewalls {
-		fw, err := b.client.Firewall(ctx, fwID)
-		if errors.Is(err, ErrNotFound) {
-			continue
+	pp, err := b.planPaths(ctx, in, t)
+	if err != nil {
+		return nil, err
+	}
+	for fw, names := range pp.expired {
+		for _, c := range names {
+			o.Expired = append(o.Expired, fw+"/natRuleCollections/"+c)
 		}
-		if err != nil {
-			return nil, err
+	}
+	for nsg, rules := range pp.dropped {
+		for _, r := range rules {
+			o.Expired = append(o.Expired, nsg+"/securityRules/"+r.Name)
 		}
-		for _, c := range expiredGrantCollections(fw, in.Name, in.Clock) {
-			o.Expired = append(o.Expired, fwID+"/natRuleCollections/"+c)
-		}
-		for _, c := range fw.NetworkCollections {
-			if c.Name != jit.FirewallDenyCollectionName(in.Name) {
-				continue
-			}
-			for _, rule := range c.Rules {
-				if jit.IsDenyOf(rule.Description, in.Name) {
-					o.Rules = append(o.Rules, t.rule(fwID, rule.Name, c.Priority))
+	}
+	if jit.HasError(pp.Findings) {
+		// Nothing can be placed as things are: every rule the policy owns
+		// is reported as it is.
+		for _, nsg := range t.nsgs {
+			for _, r := range pp.read[strings.ToLower(nsg)] {
+				if jit.IsDenyOf(r.Description, in.Name) {
+					o.Rules = append(o.Rules, ownedRuleOf(nsg, r, in.Machines))
 				}
 			}
 		}
+		return o, nil
 	}
-	for _, nsg := range t.nsgs {
-		current, err := b.client.SecurityRules(ctx, nsg)
-		if errors.Is(err, ErrNotFound) {
-			continue
+	for _, d := range pp.Denies {
+		keep := slices.ContainsFunc(pp.NSGs[d.Target].Keep, func(r jit.NSGRule) bool { return r.Name == d.Name })
+		if isFirewallID(d.Target) {
+			keep = pp.Firewall != nil && !pp.Firewall.Changed
 		}
-		if err != nil {
-			return nil, err
+		if keep {
+			o.Rules = append(o.Rules, engine.OwnedRule{MachineIDs: d.MachineKeys, TargetID: d.Target, Name: d.Name, Priority: d.Priority, Port: d.Port})
 		}
-		for _, rule := range current {
-			if v := jit.JudgeNSGGrant(rule, in.Name, in.Clock); v.OfPolicy && v.Expired {
-				o.Expired = append(o.Expired, nsg+"/securityRules/"+rule.Name)
-			}
-			if jit.IsDenyOf(rule.Description, in.Name) {
-				o.Rules = append(o.Rules, t.rule(nsg, rule.Name, rule.Priority))
+	}
+	for nsg, np := range pp.NSGs {
+		for _, r := range np.Remove {
+			o.Rules = append(o.Rules, ownedRuleOf(nsg, r, in.Machines))
+		}
+	}
+	for id, plan := range pp.left {
+		if plan.Have != nil {
+			for _, r := range plan.Have.Rules {
+				o.Rules = append(o.Rules, engine.OwnedRule{MachineIDs: []string{}, TargetID: id, Name: r.Name, Priority: plan.Have.Priority})
 			}
 		}
 	}
 	return o, nil
+}
+
+// ownedRuleOf is a rule of the policy as found in an NSG: its port, and
+// the machines whose addresses it names.
+func ownedRuleOf(nsg string, r jit.NSGRule, machines []*jit.Machine) engine.OwnedRule {
+	o := engine.OwnedRule{MachineIDs: []string{}, TargetID: nsg, Name: r.Name, Priority: r.Priority}
+	o.Port, _ = jit.RulePort(r)
+	for _, m := range machines {
+		if slices.ContainsFunc(m.PrivateIPs(), func(ip string) bool { return namesAddress(r.DestinationPrefixes, ip) }) {
+			o.MachineIDs = append(o.MachineIDs, m.ID)
+		}
+	}
+	return o
+}
+
+// namesAddress tells whether a rule's address list names ip itself.
+func namesAddress(list []string, ip string) bool {
+	a, err := netip.ParseAddr(ip)
+	if err != nil {
+		return false
+	}
+	return slices.ContainsFunc(list, func(s string) bool {
+		if p, err := netip.ParsePrefix(strings.TrimSpace(s)); err == nil {
+			return p.IsSingleIP() && p.Addr().Unmap() == a.Unmap()
+		}
+		b, err := netip.ParseAddr(strings.TrimSpace(s))
+		return err == nil && b.Unmap() == a.Unmap()
+	})
+}
+
+// firstError is the first error finding's summary and detail.
+func firstError(findings []jit.Finding) string {
+	for _, f := range findings {
+		if f.Severity == jit.SeverityError {
+			return f.Summary + ": " + f.Detail
+		}
+	}
+	return ""
 }
 
 func isFirewallID(id string) bool {

@@ -152,7 +152,7 @@ func (w *world) run(clock jit.Clock, args ...string) (Summary, string, int) {
 }
 
 // grantNSG writes a grant of port 22 to a VM into an NSG as a request
-// does: the rule jit.PlanNSGGrant plans, through the security-rules API.
+// does: the rule jit.PlanNSGGrants plans, through the security-rules API.
 func (w *world) grantNSG(nsg, vm, privateIP, request string, end time.Time, requestor string) string {
 	w.t.Helper()
 	ctx := w.t.Context()
@@ -160,7 +160,7 @@ func (w *world) grantNSG(nsg, vm, privateIP, request string, end time.Time, requ
 	if err != nil {
 		w.t.Fatal(err)
 	}
-	rule, err := jit.PlanNSGGrant(jit.NSGGrant{
+	placed, err := jit.PlanNSGGrants(jit.NSGGrant{
 		NSG: nsg, Rules: rules, Policy: "prod-ssh", Request: request, Machine: vm, PrivateIPs: []string{privateIP},
 		Port: jit.PortProtocol{Number: 22, Protocol: jit.ProtocolTCP}, Source: "203.0.113.7/32",
 		End: end, Requestor: requestor, Justification: "INC-" + request,
@@ -168,6 +168,7 @@ func (w *world) grantNSG(nsg, vm, privateIP, request string, end time.Time, requ
 	if err != nil {
 		w.t.Fatal(err)
 	}
+	rule := placed[0]
 	if err := w.az.ApplyNSGPlan(ctx, nsg, jit.NSGPlan{Add: []jit.NSGRule{rule}}); err != nil {
 		w.t.Fatal(err)
 	}
@@ -176,7 +177,7 @@ func (w *world) grantNSG(nsg, vm, privateIP, request string, end time.Time, requ
 
 // grantFirewall writes a grant of port 22 to the web VM through the hub
 // firewall as a request does: the DNAT and network Allow collections
-// jit.PlanFirewallGrant plans, in a read-modify-write of the firewall.
+// jit.PlanFirewallGrants plans, in a read-modify-write of the firewall.
 func (w *world) grantFirewall(request string, end time.Time, requestor string) string {
 	w.t.Helper()
 	ctx := w.t.Context()
@@ -214,7 +215,7 @@ func (w *world) grantFirewall(request string, end time.Time, requestor string) s
 		}
 		g.Network = append(g.Network, c)
 	}
-	plan, err := jit.PlanFirewallGrant(g)
+	plan, err := jit.PlanFirewallGrants(g)
 	if err != nil {
 		w.t.Fatal(err)
 	}

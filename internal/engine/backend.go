@@ -108,7 +108,9 @@ type PolicyInput struct {
 
 // PolicyChange is one backend's part of a policy's plan.
 type PolicyChange struct {
-	// Rules and Revoked are what the policy will hold once written.
+	// Rules and Revoked are what the policy will hold once written. A
+	// rule's priority may be 0 until Write sets it: the backend places it
+	// at the write.
 	Rules    []OwnedRule
 	Revoked  []RevokedRule
 	Findings []jit.Finding

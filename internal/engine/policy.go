@@ -258,6 +258,14 @@ func (p *PolicyPlan) write(ctx context.Context) []jit.Finding {
 		findings = append(findings, jit.Error("Cannot tag virtual machine with the policy", tagErr.Error()))
 	}
 	findings = append(findings, failureFindings("Cannot write the policy's rules", writeErr)...)
+	// The writes know the priorities the plan left to them.
+	p.State.Rules = nil
+	for _, c := range p.changes {
+		if c != nil {
+			p.State.Rules = append(p.State.Rules, c.Rules...)
+		}
+	}
+	SortRules(p.State.Rules)
 	var mu sync.Mutex
 	_ = parallel(p.dropped, func(id string) error {
 		if err := p.engine.untagMachine(ctx, id, p.State.Name); err != nil && !IsNotFound(err) {
@@ -414,10 +422,13 @@ func samePorts(a, b []jit.Port) bool {
 	})
 }
 
-// SortRules orders rules as the plan shows them: by target, priority, name.
+// SortRules orders rules as the plan shows them: by target, port, name.
+// Not by priority, which a plan may not know yet: the order must be the
+// same before and after the apply.
 func SortRules(rules []OwnedRule) {
 	slices.SortFunc(rules, func(a, b OwnedRule) int {
-		return cmp.Or(strings.Compare(strings.ToLower(a.TargetID), strings.ToLower(b.TargetID)), cmp.Compare(a.Priority, b.Priority), strings.Compare(a.Name, b.Name))
+		return cmp.Or(strings.Compare(strings.ToLower(a.TargetID), strings.ToLower(b.TargetID)),
+			cmp.Compare(a.Port.Number, b.Port.Number), strings.Compare(string(a.Port.Protocol), string(b.Port.Protocol)), strings.Compare(a.Name, b.Name))
 	})
 }
 
@@ -435,8 +446,11 @@ func SortRevoked(rules []RevokedRule) {
 	})
 }
 
-func sameOwnedRule(a, b OwnedRule) bool {
-	return slices.Equal(a.MachineIDs, b.MachineIDs) && a.TargetID == b.TargetID && a.Name == b.Name && a.Priority == b.Priority && a.Port == b.Port
+// sameOwnedRule compares a planned rule with the apply's: a priority the
+// plan left to the apply (0) matches any.
+func sameOwnedRule(planned, b OwnedRule) bool {
+	return slices.Equal(planned.MachineIDs, b.MachineIDs) && planned.TargetID == b.TargetID && planned.Name == b.Name &&
+		(planned.Priority == 0 || planned.Priority == b.Priority) && planned.Port == b.Port
 }
 
 func sameRevokedRule(a, b RevokedRule) bool {

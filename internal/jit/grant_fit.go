@@ -41,19 +41,29 @@ func RequestIn(name string) string { return requestIDPattern.FindString(name) }
 // protocol, its sources and the request its name carries.
 func NSGGrantClaim(r NSGRule, marker Marker) GrantClaim {
 	c := GrantClaim{Marker: marker, Request: RequestIn(r.Name), Sources: r.SourcePrefixes}
-	if len(r.DestinationPortRanges) == 1 {
-		if n, err := strconv.Atoi(strings.TrimSpace(r.DestinationPortRanges[0])); err == nil {
-			switch strings.ToLower(string(r.Protocol)) {
-			case "tcp":
-				c.Port, c.PortOK = PortProtocol{n, ProtocolTCP}, true
-			case "udp":
-				c.Port, c.PortOK = PortProtocol{n, ProtocolUDP}, true
-			case "*":
-				c.Port, c.PortOK = PortProtocol{n, ProtocolAny}, true
-			}
-		}
-	}
+	c.Port, c.PortOK = RulePort(r)
 	return c
+}
+
+// RulePort is the one destination port and protocol of an NSG rule; ok
+// false when it names a range, several ports or none.
+func RulePort(r NSGRule) (port PortProtocol, ok bool) {
+	if len(r.DestinationPortRanges) != 1 {
+		return PortProtocol{}, false
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(r.DestinationPortRanges[0]))
+	if err != nil {
+		return PortProtocol{}, false
+	}
+	switch strings.ToLower(string(r.Protocol)) {
+	case "tcp":
+		return PortProtocol{n, ProtocolTCP}, true
+	case "udp":
+		return PortProtocol{n, ProtocolUDP}, true
+	case "*":
+		return PortProtocol{n, ProtocolAny}, true
+	}
+	return PortProtocol{}, false
 }
 
 // FitsPolicy tells whether the claim is a grant the policy could have

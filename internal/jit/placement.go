@@ -31,6 +31,9 @@ import (
 // lower bound its own deciding rules set.
 type placeGroup struct {
 	bounds []int
+	// windows are the members' first priorities after the rules of others
+	// alone (see bound.foreign); 0 when unknown (the bound then serves).
+	windows []int
 	// incumbent marks the members the policy's deny covers now: a plan
 	// never unlocks one of them to lock another machine instead.
 	incumbent []bool
@@ -63,14 +66,17 @@ func placeExcluding(taken, gone *prioritySlots, groups []*placeGroup) {
 	try := func() ([]int, bool) {
 		var slots []denySlot
 		for _, g := range groups {
-			lower := -1
+			lower, window := -1, 0
 			for i, b := range g.bounds {
 				if g.included[i] {
 					lower = max(lower, b)
+					if g.windows != nil {
+						window = max(window, g.windows[i])
+					}
 				}
 			}
 			if lower >= 0 {
-				slots = append(slots, denySlot{lower: lower, current: g.current})
+				slots = append(slots, denySlot{lower: lower, window: window, current: g.current})
 			}
 		}
 		return placeDenies(taken, gone, slots)
@@ -139,6 +145,11 @@ func placeExcluding(taken, gone *prioritySlots, groups []*placeGroup) {
 // denySlot is one deny to place.
 type denySlot struct {
 	lower int // first priority it may take
+	// window is where a deny that stays where it is may find its window
+	// (0: at lower): after the rules of others, not necessarily after the
+	// policy's grants, since a later grant may go before an earlier one.
+	// A deny that moves keeps its window after lower.
+	window int
 	// current is its priority now (0: none). A deny already at or after
 	// its lower bound, with a free priority in its window, stays there.
 	// Either way current stays taken: a deny that moves keeps its old
@@ -186,6 +197,9 @@ func placeDenies(taken, gone *prioritySlots, denies []denySlot) ([]int, bool) {
 			continue
 		}
 		w := -1
+		if d.window > 0 {
+			from = max(min(d.window, from), lo)
+		}
 		for p := from; p < d.current && w < 0; p++ {
 			if window[p-lo] {
 				w = p

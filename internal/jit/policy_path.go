@@ -316,12 +316,18 @@ type bound struct {
 	at      int
 	rule    *Decider
 	byGrant bool
+	// foreign is the first priority after the rules of others alone: where
+	// the window for later grants may start. The policy's grants bound the
+	// deny, not the window: a later grant may go before an earlier one.
+	foreign int
 }
 
 func (b bound) later(o bound) bound {
+	f := max(b.foreign, o.foreign)
 	if o.at > b.at {
-		return o
+		b = o
 	}
+	b.foreign = f
 	return b
 }
 
@@ -365,7 +371,7 @@ func (p *pathPlanner) read() bool {
 			} else if r.inbound() && strings.EqualFold(string(r.Access), string(NSGAllow)) && p.in.HonouredGrant != nil && p.in.HonouredGrant(id, r) {
 				st.class[i] = classGrant
 			}
-			if strings.HasPrefix(strings.ToLower(r.Name), "securitycenter-jitrule") && st.defender == "" {
+			if IsDefenderJITRule(r.Name) && st.defender == "" {
 				st.defender = r.Name
 			}
 		}
@@ -540,9 +546,9 @@ func (p *pathPlanner) planNSG(st *nsgState) {
 			}
 			m.bound.at = max(m.bound.at, NSGMinPriority)
 		}
-		g.place = placeGroup{bounds: make([]int, len(g.members)), incumbent: make([]bool, len(g.members))}
+		g.place = placeGroup{bounds: make([]int, len(g.members)), windows: make([]int, len(g.members)), incumbent: make([]bool, len(g.members))}
 		for i, m := range g.members {
-			g.place.bounds[i] = m.bound.at
+			g.place.bounds[i], g.place.windows[i] = m.bound.at, m.bound.foreign
 		}
 		if i, ok := st.byName[g.name]; ok && st.class[i] == classOwnDeny && st.rules[i].inbound() {
 			for k, m := range g.members {
@@ -762,9 +768,10 @@ func (st *nsgState) boundFor(ip netip.Addr, port int, proto Protocol) bound {
 			}
 		}
 	}
+	b.foreign = b.at
 	for _, d := range st.grants.mayMatch(q) {
 		if d.Rule.Priority+1 > b.at {
-			b = bound{at: d.Rule.Priority + 1, rule: &d, byGrant: true}
+			b = bound{at: d.Rule.Priority + 1, rule: &d, byGrant: true, foreign: b.foreign}
 		}
 	}
 	st.bounds[k] = b
@@ -832,15 +839,15 @@ func (p *pathPlanner) checkLimits(st *nsgState, plan NSGPlan) {
 		p.fail("NSG rule limit exceeded", fmt.Sprintf("NSG %s would hold %d security rules after this plan (%d of them the policy's denies); ARM allows at most %d per NSG. Remove rules from that NSG, lock fewer ports, or split the machines behind it over more NSGs.",
 			st.id, n, len(plan.Add)+len(plan.Keep), NSGMaxRules), pathVirtualMachineIDs)
 	}
-	if n := addressCount(st.after); n > NSGMaxAddresses {
+	if n := NSGAddressCount(st.after); n > NSGMaxAddresses {
 		p.fail("NSG address limit exceeded", fmt.Sprintf("NSG %s would name %d IP addresses and ranges in its rules after this plan (sources and destinations, over all rules); ARM allows at most %d per NSG. Each deny names the addresses of every machine of the policy behind it, once per locked port: lock fewer ports or machines behind that NSG, or remove addresses from its other rules.",
 			st.id, n, NSGMaxAddresses), pathVirtualMachineIDs)
 	}
 }
 
-// addressCount counts the addresses and ranges an NSG's rules name, as
-// ARM's limit does: not "*" and not tags.
-func addressCount(rules []NSGRule) int {
+// NSGAddressCount counts the addresses and ranges an NSG's rules name, as
+// ARM's limit of NSGMaxAddresses does: not "*" and not tags.
+func NSGAddressCount(rules []NSGRule) int {
 	n := 0
 	for _, r := range rules {
 		for _, list := range [][]string{r.SourcePrefixes, r.DestinationPrefixes} {
@@ -939,9 +946,9 @@ func (p *pathPlanner) planFirewall() {
 		use[c.Priority]++
 		slots.take(c.Priority)
 	}
-	f.place = placeGroup{bounds: make([]int, len(f.members)), incumbent: make([]bool, len(f.members))}
+	f.place = placeGroup{bounds: make([]int, len(f.members)), windows: make([]int, len(f.members)), incumbent: make([]bool, len(f.members))}
 	for i, m := range f.members {
-		f.place.bounds[i] = m.bound.at
+		f.place.bounds[i], f.place.windows[i] = m.bound.at, m.bound.foreign
 		if f.have >= 0 {
 			name := AggregateDenyRuleName(p.in.Policy, m.port, m.fam)
 			f.place.incumbent[i] = slices.ContainsFunc(f.cols[f.have].Rules, func(r FirewallNetworkRule) bool {
@@ -1022,9 +1029,10 @@ func (f *fwState) boundFor(ip netip.Addr, port int, proto Protocol) bound {
 			}
 		}
 	}
+	b.foreign = b.at
 	for _, d := range f.grants.mayMatch(q) {
 		if d.Rule.Priority+1 > b.at {
-			b = bound{at: d.Rule.Priority + 1, rule: &d, byGrant: true}
+			b = bound{at: d.Rule.Priority + 1, rule: &d, byGrant: true, foreign: b.foreign}
 		}
 	}
 	return b

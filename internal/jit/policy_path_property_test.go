@@ -709,7 +709,7 @@ func checkPathLayout(t *testing.T, rng *rand.Rand, n int, l pathLayout, stats ma
 				fail("NSG %s: rule %q of others altered", id, r.Name)
 			}
 		}
-		if !HasError(plan.Findings) && (len(after[id]) > NSGMaxRules && len(np.Add) > 0 || addressCount(after[id]) > NSGMaxAddresses && len(np.Add) > 0) {
+		if !HasError(plan.Findings) && (len(after[id]) > NSGMaxRules && len(np.Add) > 0 || NSGAddressCount(after[id]) > NSGMaxAddresses && len(np.Add) > 0) {
 			fail("NSG %s over ARM's limits without an error", id)
 		}
 	}

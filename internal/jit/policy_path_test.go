@@ -193,7 +193,7 @@ func TestPlanPolicyPaths_threeHundredMachinesNeedOneRulePerPortAndFamily(t *test
 				t.Errorf("deny %s names %d addresses", r.Name, len(r.DestinationPrefixes))
 			}
 		}
-		if n := addressCount(np.Add); n > NSGMaxAddresses {
+		if n := NSGAddressCount(np.Add); n > NSGMaxAddresses {
 			t.Errorf("%d addresses", n)
 		}
 		t.Logf("300 machines × 4 ports (dual-stack %v): %d rules, planned in %v", dual, len(np.Add), time.Since(start).Round(time.Millisecond))
@@ -439,5 +439,35 @@ func TestPlanPolicyPaths_neverUnlocksAMachineToLockAnother(t *testing.T) {
 	}
 	if nl := exposuresOf(plan, ExposureNotLocked); len(nl) != 1 || nl[0].Port != any8080 || nl[0].Machine != vmID {
 		t.Errorf("not locked %+v", nl)
+	}
+}
+
+// A grant takes the highest free priority before the deny; the policy's
+// next plan must not move the deny for it (every grant would make the
+// policy's plan dirty), and a later grant still fits, before the first.
+func TestPlanPolicyPaths_aGrantJustBeforeTheDenyLeavesThePlanEmpty(t *testing.T) {
+	in := onePath(nil, nil, []string{"10.0.0.4"}, tcp22)
+	first := PlanPolicyPaths(in)
+	deny, ok := denyIn(first, subnetNSG, tcp22, IPv4)
+	if !ok || HasError(first.Findings) {
+		t.Fatalf("first plan: %+v %v", first.Findings, ok)
+	}
+	rules := []NSGRule{deny}
+	for i, source := range []string{"203.0.113.7/32", "198.51.100.9/32"} {
+		placed, err := PlanNSGGrants(NSGGrant{NSG: subnetNSG, Rules: rules, Policy: "prod-web", Request: fmt.Sprintf("20261128T120000Z-0000000%d", i),
+			Machine: vmID, PrivateIPs: []string{"10.0.0.4"}, Port: tcp22, Source: source, End: testEnd, Requestor: "alice", Justification: "INC-1"})
+		if err != nil {
+			t.Fatalf("grant %d: %v", i, err)
+		}
+		if placed[0].Priority >= deny.Priority {
+			t.Fatalf("grant %d at %d, not before the deny at %d", i, placed[0].Priority, deny.Priority)
+		}
+		rules = append(rules, placed...)
+		in.NSGs[subnetNSG] = rules
+		in.HonouredGrant = func(string, NSGRule) bool { return true }
+		again := PlanPolicyPaths(in)
+		if np := again.NSGs[subnetNSG]; len(np.Add) != 0 || len(np.Remove) != 0 || HasError(again.Findings) {
+			t.Fatalf("after grant %d at %d the plan writes %+v (findings %+v); want nothing", i, placed[0].Priority, np, again.Findings)
+		}
 	}
 }

@@ -60,12 +60,12 @@ type policyPort struct {
 
 // policyRule is one rule the policy owns in the cloud, as the plan shows it.
 type policyRule struct {
-	VirtualMachineID string `tfsdk:"virtual_machine_id"`
-	TargetID         string `tfsdk:"target_id"`
-	Name             string `tfsdk:"name"`
-	Priority         int64  `tfsdk:"priority"`
-	Port             int64  `tfsdk:"port"`
-	Protocol         string `tfsdk:"protocol"`
+	VirtualMachineIDs []string    `tfsdk:"virtual_machine_ids"`
+	TargetID          string      `tfsdk:"target_id"`
+	Name              string      `tfsdk:"name"`
+	Priority          types.Int64 `tfsdk:"priority"`
+	Port              int64       `tfsdk:"port"`
+	Protocol          string      `tfsdk:"protocol"`
 }
 
 // revokedIngressRule is one inbound security group rule the policy holds.
@@ -147,7 +147,7 @@ func (m *policyModel) state(ctx context.Context) (*engine.PolicyState, diag.Diag
 	}
 	for _, r := range rules {
 		s.Rules = append(s.Rules, engine.OwnedRule{
-			MachineIDs: []string{r.VirtualMachineID}, TargetID: r.TargetID, Name: r.Name, Priority: int(r.Priority),
+			MachineIDs: r.VirtualMachineIDs, TargetID: r.TargetID, Name: r.Name, Priority: int(r.Priority.ValueInt64()), // 0 when unknown
 			Port: jit.PortProtocol{Number: int(r.Port), Protocol: jit.Protocol(r.Protocol)},
 		})
 	}
@@ -174,14 +174,21 @@ func (m *policyModel) expect(ctx context.Context) (engine.Expect, diag.Diagnosti
 }
 
 // setComputed writes what the engine found or planned into the model.
-func (m *policyModel) setComputed(ctx context.Context, s engine.PolicyState) diag.Diagnostics {
+func (m *policyModel) setComputed(ctx context.Context, s engine.PolicyState, planning bool) diag.Diagnostics {
 	var diags, d diag.Diagnostics
 	m.ID = types.StringValue(s.Name)
 	rules := make([]policyRule, len(s.Rules))
 	for i, r := range s.Rules {
-		rules[i] = policyRule{TargetID: r.TargetID, Name: r.Name, Priority: int64(r.Priority), Port: int64(r.Port.Number), Protocol: string(r.Port.Protocol)}
-		if len(r.MachineIDs) > 0 {
-			rules[i].VirtualMachineID = r.MachineIDs[0]
+		rules[i] = policyRule{VirtualMachineIDs: r.MachineIDs, TargetID: r.TargetID, Name: r.Name, Priority: types.Int64Value(int64(r.Priority)),
+			Port: int64(r.Port.Number), Protocol: string(r.Port.Protocol)}
+		if rules[i].VirtualMachineIDs == nil {
+			rules[i].VirtualMachineIDs = []string{}
+		}
+		switch {
+		case r.Priority == 0 && planning:
+			rules[i].Priority = types.Int64Unknown() // placed when written
+		case r.Priority == 0:
+			rules[i].Priority = types.Int64Null() // planned, never written
 		}
 	}
 	m.Rules, d = types.ListValueFrom(ctx, policyRulesAttribute.NestedObject.Type(), rules)

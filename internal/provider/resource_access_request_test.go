@@ -379,7 +379,7 @@ func TestAccAccessRequest_twentyRequestsOnOneNSGInOneApply(t *testing.T) {
 	for i, p := range ports {
 		fmt.Fprintf(&config, `
 resource "jit_access_request" "r%d" {
-  virtual_machine_id = jit_policy.web.rules[0].virtual_machine_id
+  virtual_machine_id = jit_policy.web.rules[0].virtual_machine_ids[0]
   justification      = "load test %d"
   port {
     number                        = %d
@@ -523,7 +523,7 @@ func TestAccAccessRequest_shadowedGrantIsAPlanTimeError(t *testing.T) {
 					cloud.ResetCalls()
 				},
 				Config:      cloud.config(sshPolicy + sshRequest("alice", "203.0.113.7/32", `duration = "PT1H"`)),
-				ExpectError: regexp.MustCompile(`The grant could not be placed[\s\S]*"deny-ssh-all"\s+\(priority\s+100\)[\s\S]*could\s+not\s+work`),
+				ExpectError: regexp.MustCompile(`The grant could not be placed[\s\S]*"deny-ssh-all"\s+\(priority\s+100,\s+Deny\)[\s\S]*could\s+not\s+work`),
 			},
 			{
 				Config: cloud.config(sshPolicy),

@@ -45,15 +45,17 @@ type policyResource struct {
 // reviewer reads in the plan.
 var policyRulesAttribute = schema.ListNestedAttribute{
 	Computed: true,
-	MarkdownDescription: "Every deny rule the policy owns, sorted by target and priority: what a reviewer reads in the plan. " +
+	MarkdownDescription: "Every deny rule the policy owns, sorted by target, port and name: what a reviewer reads in the plan. " +
+		"In each NSG one rule per locked port and address family covers every VM of the policy behind that NSG. " +
 		"Rules written by others into the same NSGs are never altered, renumbered or removed.",
 	NestedObject: schema.NestedAttributeObject{Attributes: map[string]schema.Attribute{
-		"virtual_machine_id": schema.StringAttribute{Computed: true, MarkdownDescription: "The VM the rule locks."},
-		"target_id":          schema.StringAttribute{Computed: true, MarkdownDescription: "The network security group, or Azure Firewall, holding the rule."},
-		"name":               schema.StringAttribute{Computed: true, MarkdownDescription: "Rule name."},
-		"priority":           schema.Int64Attribute{Computed: true, MarkdownDescription: "Rule priority, or on a firewall the priority of the policy's rule collection (lower is evaluated first)."},
-		"port":               schema.Int64Attribute{Computed: true, MarkdownDescription: "Locked port."},
-		"protocol":           schema.StringAttribute{Computed: true, MarkdownDescription: "Locked protocol."},
+		"virtual_machine_ids": schema.ListAttribute{Computed: true, ElementType: types.StringType, MarkdownDescription: "The VMs the rule locks (whose private addresses are its destinations)."},
+		"target_id":           schema.StringAttribute{Computed: true, MarkdownDescription: "The network security group, or Azure Firewall, holding the rule."},
+		"name":                schema.StringAttribute{Computed: true, MarkdownDescription: "Rule name."},
+		"priority": schema.Int64Attribute{Computed: true, MarkdownDescription: "Rule priority, or on a firewall the priority of the policy's rule collection (lower is evaluated first). " +
+			"Known in the plan where the rule already sits; a new or moved rule is placed when it is written, against the NSG as it is then, so the plan shows it as known after apply."},
+		"port":     schema.Int64Attribute{Computed: true, MarkdownDescription: "Locked port."},
+		"protocol": schema.StringAttribute{Computed: true, MarkdownDescription: "Locked protocol."},
 	}},
 }
 
@@ -232,7 +234,7 @@ func (r *policyResource) ModifyPlan(ctx context.Context, req resource.ModifyPlan
 	if resp.Diagnostics.HasError() {
 		return
 	}
-	resp.Diagnostics.Append(plan.setComputed(ctx, p.State)...)
+	resp.Diagnostics.Append(plan.setComputed(ctx, p.State, true)...)
 	resp.Diagnostics.Append(resp.Plan.Set(ctx, &plan)...)
 }
 
@@ -280,7 +282,7 @@ func (r *policyResource) apply(ctx context.Context, timeout time.Duration, plan 
 		return diags
 	}
 	state, findings := r.engine.ApplyPolicy(ctx, spec, prior, expect)
-	diags.Append(plan.setComputed(ctx, state)...)
+	diags.Append(plan.setComputed(ctx, state, false)...)
 	addFindings(&diags, findings...)
 	return diags
 }
@@ -330,7 +332,7 @@ func (r *policyResource) Read(ctx context.Context, req resource.ReadRequest, res
 	}
 	state.VirtualMachineIDs, diags = types.SetValueFrom(ctx, types.StringType, o.State.MachineIDs)
 	resp.Diagnostics.Append(diags...)
-	resp.Diagnostics.Append(state.setComputed(ctx, o.State)...)
+	resp.Diagnostics.Append(state.setComputed(ctx, o.State, false)...)
 	resp.Diagnostics.Append(resp.State.Set(ctx, &state)...)
 }
 
