@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -216,11 +217,13 @@ func TestRevokeExpiredSubcommandOfTheBinary(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A request the provider could have made: started an hour before its end.
+	const awsRequest = "20001231T230000Z-0000a005"
 	sg, err := ec2Client.EC2.CreateSecurityGroup(ctx, &ec2.CreateSecurityGroupInput{
-		GroupName: awssdk.String("jit-grant-req-aws"), Description: awssdk.String("JIT grant req-aws"), VpcId: awssdk.String("vpc-0a000001"),
+		GroupName: awssdk.String("jit-grant-" + awsRequest + "-i-0a000001"), Description: awssdk.String("JIT grant " + awsRequest), VpcId: awssdk.String("vpc-0a000001"),
 		TagSpecifications: []types.TagSpecification{{ResourceType: types.ResourceTypeSecurityGroup, Tags: []types.Tag{
 			{Key: awssdk.String(jit.TagGrant), Value: awssdk.String(jit.GrantMarker("prod-ssh", ended, "bob@example.com", "INC-2").String())},
-			{Key: awssdk.String(jit.TagRequest), Value: awssdk.String("req-aws")},
+			{Key: awssdk.String(jit.TagRequest), Value: awssdk.String(awsRequest)},
 		}}},
 	})
 	if err != nil {
@@ -261,9 +264,9 @@ func TestRevokeExpiredSubcommandOfTheBinary(t *testing.T) {
 
 	srv.ClearFaults()
 	s, code = run()
-	want := []command.RevokedGrant{{Cloud: "aws", Kind: command.KindSecurityGroup, Target: *sg.GroupId, Name: "jit-grant-req-aws",
-		EndTimeUTC: "2001-01-01T00:00:00Z", Requestor: "bob@example.com", Justification: "INC-2", Request: "req-aws"}}
-	if code != 0 || len(s.Errors) != 0 || !slices.Equal(s.Revoked, want) || s.Live != 1 {
+	want := []command.RevokedGrant{{Cloud: "aws", Kind: command.KindSecurityGroup, Target: *sg.GroupId, Name: "jit-grant-" + awsRequest + "-i-0a000001",
+		EndTimeUTC: "2001-01-01T00:00:00Z", Requestor: "bob@example.com", Justification: "INC-2", Request: awsRequest}}
+	if code != 0 || len(s.Errors) != 0 || !slices.EqualFunc(s.Revoked, want, func(a, b command.RevokedGrant) bool { return reflect.DeepEqual(a, b) }) || s.Live != 1 {
 		t.Fatalf("second run: exit %d, summary %+v; want the AWS grant revoked and one live grant", code, s)
 	}
 	wantScopes := []command.Scope{{Cloud: "azure", Subscription: "00000000-0000-0000-0000-0000000000a1"}, {Cloud: "aws", Region: "eu-west-1"}}

@@ -7,6 +7,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"time"
 
 	awssdk "github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
@@ -29,8 +30,12 @@ type SGGrant struct {
 	Request  string
 	Instance string
 	ENI      string
-	// Marker is the grant marker (jit.GrantMarker), kept in the jit-grant tag.
+	// Marker is the grant marker (jit.GrantMarker), kept in the jit-grant
+	// tag: it carries the end of the last port to end.
 	Marker string
+	// Ends are each port's end, kept in the jit-end-… tags (see
+	// jit.GrantEndTag).
+	Ends map[jit.PortProtocol]time.Time
 	// Record is who asked and why, kept whole in a tag per field
 	// (jit.GrantRecord.Tags): EC2 tag values hold 256 characters, where
 	// the marker abbreviates.
@@ -56,13 +61,14 @@ func (c *Client) CallerIdentity(ctx context.Context) (string, error) {
 	})
 }
 
-// openGrant creates the request's group (once), attaches it to the ENI
-// beside the groups it has, and detaches and deletes the same requester's
-// older grant groups on the ENI that open one of the same ports, which it
-// supersedes; other people's grant groups stay. The ENI's group list is re-read and replaced under its lock,
-// since ModifyNetworkInterfaceAttribute replaces the whole list: two
-// requests never drop each other's groups. A full ENI is refused before
-// anything is written.
+// openGrant creates the request's group (once), makes it hold exactly the
+// grant's rules and ends, attaches it to the ENI beside the groups it has,
+// and detaches and deletes the same requester's older grant groups on the
+// ENI that open one of the same ports, which it supersedes; other people's
+// grant groups stay. The ENI's group list is re-read and replaced under
+// its lock, since ModifyNetworkInterfaceAttribute replaces the whole list:
+// two requests never drop each other's groups. A full ENI is refused
+// before anything is written.
 func (c *Client) openGrant(ctx context.Context, g SGGrant) (groupID string, err error) {
 	defer eniLocks.Lock(ctx, g.ENI)()
 	defer c.instances.Forget(g.Instance) // its ENI's groups change
@@ -70,15 +76,18 @@ func (c *Client) openGrant(ctx context.Context, g SGGrant) (groupID string, err 
 	if err != nil {
 		return "", err
 	}
-	ours, marker, err := c.grantGroupMarker(ctx, g.Request, g.Instance)
+	sg, err := c.findGrantGroup(ctx, g.Request, g.Instance)
 	if err != nil {
 		return "", err
 	}
-	if ours != "" && marker != g.Marker {
-		// A renewal moves the end the grant carries, which revoke-expired
-		// and the policy's sweep go by.
-		if err := c.writeTags(ctx, ours, []types.Tag{{Key: awssdk.String(jit.TagGrant), Value: awssdk.String(g.Marker)}}, nil); err != nil {
-			return ours, fmt.Errorf("recording the new end of grant group %s: %w", ours, err)
+	var current *GrantGroup
+	var ours string
+	if sg != nil {
+		gg := grantGroupOf(*sg)
+		current, ours = &gg, gg.ID
+		defer c.groups.Forget(ours)
+		if err := c.retagGrantGroup(ctx, gg, g); err != nil {
+			return ours, err
 		}
 	}
 	attached := groupIDs(eni.Groups)
@@ -98,8 +107,9 @@ func (c *Client) openGrant(ctx context.Context, g SGGrant) (groupID string, err 
 		if ours, err = c.createGrantGroup(ctx, g, awssdk.ToString(eni.VpcId)); err != nil {
 			return "", err
 		}
+		current = &GrantGroup{ID: ours}
 	}
-	if err := c.authorizeGrant(ctx, ours, g.Ports); err != nil {
+	if err := c.syncGrantRules(ctx, ours, current.Rules, g.Ports); err != nil {
 		return ours, err
 	}
 	if want := append(keep, ours); !slices.Contains(keep, ours) || len(superseded) > 0 {
@@ -113,6 +123,103 @@ func (c *Client) openGrant(ctx context.Context, g SGGrant) (groupID string, err 
 		}
 	}
 	return ours, nil
+}
+
+// retagGrantGroup makes an existing grant group's marker and port ends
+// those of g, in one call: a renewal moves the ends the grant carries,
+// which revoke-expired and the policy's sweep go by, and a reader never
+// sees the marker and the ends of two different openings.
+func (c *Client) retagGrantGroup(ctx context.Context, have GrantGroup, g SGGrant) error {
+	want := jit.GrantEndTags(g.Ends)
+	want[jit.TagGrant] = g.Marker
+	var set []types.Tag
+	for _, k := range slices.Sorted(maps.Keys(want)) {
+		if cur, ok := have.Tags[k]; !ok || cur != want[k] {
+			set = append(set, types.Tag{Key: awssdk.String(k), Value: awssdk.String(want[k])})
+		}
+	}
+	if len(set) == 0 {
+		return nil
+	}
+	tflog.Info(ctx, "recording the grant's ends on its security group", map[string]any{"group": have.ID, "tags": len(set)})
+	if err := c.writeTags(ctx, have.ID, set, nil); err != nil {
+		return fmt.Errorf("recording the new ends of grant group %s: %w", have.ID, err)
+	}
+	return nil
+}
+
+// syncGrantRules makes a grant group hold exactly the rules of ports:
+// the missing ones are authorised first, so that a port stays open
+// throughout, then every other rule (one widened or added out of band, or
+// of a port no longer granted) is revoked. have is what the group held
+// when read.
+func (c *Client) syncGrantRules(ctx context.Context, group string, have []jit.SGRule, ports []SGGrantPort) error {
+	want := grantRules(ports)
+	var missing, extra []jit.SGRule
+	for _, w := range want {
+		if !slices.ContainsFunc(have, func(h jit.SGRule) bool { return jit.SamePermission(h, w) }) {
+			missing = append(missing, w)
+		}
+	}
+	for _, h := range have {
+		if !slices.ContainsFunc(want, func(w jit.SGRule) bool { return jit.SamePermission(h, w) }) {
+			extra = append(extra, h)
+		}
+	}
+	if err := c.authorizeGrantRules(ctx, group, missing); err != nil {
+		return err
+	}
+	if len(extra) > 0 {
+		tflog.Warn(ctx, "revoking rules a grant's security group holds beyond the grant", map[string]any{"group": group, "rules": describeRules(extra)})
+	}
+	return c.revokePermissions(ctx, group, extra)
+}
+
+// authorizeGrantRules adds rules to a grant group in one call: EC2 adds
+// all or none. After a dropped connection the retry meets
+// InvalidPermission.Duplicate for rules the first attempt added; the group
+// is read again (with the request flow's DescribeSecurityGroups), and
+// rules all present are what was asked.
+func (c *Client) authorizeGrantRules(ctx context.Context, group string, rules []jit.SGRule) error {
+	if len(rules) == 0 {
+		return nil
+	}
+	perms := make([]types.IpPermission, len(rules))
+	for i, r := range rules {
+		perms[i] = ipPermission(r)
+	}
+	tflog.Info(ctx, "authorising a grant's ingress rules", map[string]any{"group": group, "rules": describeRules(rules)})
+	_, err := call(ctx, c.EC2.AuthorizeSecurityGroupIngress, &ec2.AuthorizeSecurityGroupIngressInput{GroupId: awssdk.String(group), IpPermissions: perms})
+	if err == nil {
+		return nil
+	}
+	if current, rerr := c.readGrantGroup(ctx, group); rerr == nil && current != nil && !slices.ContainsFunc(rules, func(want jit.SGRule) bool {
+		return !slices.ContainsFunc(current.Rules, func(r jit.SGRule) bool { return jit.SamePermission(r, want) })
+	}) {
+		return nil
+	}
+	return fmt.Errorf("allowing %s in %s: %w", describeRules(rules), group, err)
+}
+
+// grantRules are the ingress rules a grant's ports want: one per protocol
+// and source.
+func grantRules(ports []SGGrantPort) []jit.SGRule {
+	var out []jit.SGRule
+	for _, p := range ports {
+		out = append(out, grantPortRules(p.Port, p.Source)...)
+	}
+	return out
+}
+
+// grantPortRules are the rules granting port from source.
+func grantPortRules(port jit.PortProtocol, source string) []jit.SGRule {
+	var out []jit.SGRule
+	for _, proto := range sgProtocols(port.Protocol) {
+		for _, src := range sgSources(source) {
+			out = append(out, jit.SGRule{IPProtocol: proto, FromPort: port.Number, ToPort: port.Number}.WithSource(src))
+		}
+	}
+	return out
 }
 
 func always(jit.Marker) bool { return true }
@@ -136,19 +243,26 @@ type GrantState struct {
 	Record *jit.GrantRecord
 	// Attached tells whether the group is on the ENI.
 	Attached bool
+	// Held are the ports the attached group grants as the request made
+	// them (see heldPorts).
+	Held []jit.PortProtocol
 	// Superseded are the ports another request's grant group on the ENI opens.
 	Superseded []jit.PortProtocol
 }
 
-// observeGrant finds the request's group and whether a newer grant of
-// the same requester took its ports over.
+// observeGrant finds the request's group, the ports it grants, and whether
+// a newer grant of the same requester took its ports over.
 func (c *Client) observeGrant(ctx context.Context, ref engine.GrantRef, eniID string) (GrantState, error) {
 	var st GrantState
-	group, record, err := c.grantGroupRecord(ctx, ref.RequestID, ref.MachineID)
+	sg, err := c.findGrantGroup(ctx, ref.RequestID, ref.MachineID)
 	if err != nil {
 		return st, err
 	}
-	st.GroupID, st.Record = group, record
+	var group GrantGroup
+	if sg != nil {
+		group = grantGroupOf(*sg)
+		st.GroupID, st.Record = group.ID, group.wholeRecord()
+	}
 	if eniID == "" {
 		return st, nil // the instance is gone
 	}
@@ -160,8 +274,9 @@ func (c *Client) observeGrant(ctx context.Context, ref engine.GrantRef, eniID st
 		return st, err
 	}
 	attached := groupIDs(eni.Groups)
-	st.Attached = group != "" && slices.Contains(attached, group)
+	st.Attached = st.GroupID != "" && slices.Contains(attached, st.GroupID)
 	if st.Attached {
+		st.Held = heldPorts(group.Rules, ref)
 		return st, nil
 	}
 	others, err := c.describeGroups(ctx, &ec2.DescribeSecurityGroupsInput{GroupIds: attached})
@@ -177,6 +292,50 @@ func (c *Client) observeGrant(ctx context.Context, ref engine.GrantRef, eniID st
 		}
 	}
 	return st, nil
+}
+
+// heldPorts are the ports of ref a grant group's rules still grant: a
+// port whose rules were revoked (it ended first) is not held. With the
+// ports' sources known, a port is held only while the group grants it
+// exactly as requested: each of its rules there, nothing else in the
+// group opening it (a range, another source, all protocols), and nothing
+// in the group that no port of the request wants. A group widened out of
+// band so holds no port, and the request's next plan repairs it.
+func heldPorts(rules []jit.SGRule, ref engine.GrantRef) []jit.PortProtocol {
+	var held []jit.PortProtocol
+	exact := len(ref.Sources) > 0
+	var wanted []jit.SGRule
+	for _, port := range ref.Ports {
+		source, known := ref.Sources[port]
+		if !known {
+			exact = false
+			break
+		}
+		wanted = append(wanted, grantPortRules(port, source)...)
+	}
+	isWanted := func(r jit.SGRule) bool {
+		return slices.ContainsFunc(wanted, func(w jit.SGRule) bool { return jit.SamePermission(r, w) })
+	}
+	stray := exact && slices.ContainsFunc(rules, func(r jit.SGRule) bool { return !isWanted(r) })
+	for _, port := range ref.Ports {
+		opening := slices.DeleteFunc(slices.Clone(rules), func(r jit.SGRule) bool { return !r.OpensPort(port) })
+		switch {
+		case len(opening) == 0:
+			continue // revoked: the port ended first, or was closed
+		case !exact:
+			held = append(held, port)
+			continue
+		case stray:
+			continue
+		}
+		want := grantPortRules(port, ref.Sources[port])
+		if len(opening) == len(want) && !slices.ContainsFunc(want, func(w jit.SGRule) bool {
+			return !slices.ContainsFunc(opening, func(r jit.SGRule) bool { return jit.SamePermission(r, w) })
+		}) {
+			held = append(held, port)
+		}
+	}
+	return held
 }
 
 func (c *Client) networkInterface(ctx context.Context, eniID string) (types.NetworkInterface, error) {
@@ -197,31 +356,6 @@ func (c *Client) grantGroup(ctx context.Context, request, instance string) (stri
 		return "", err
 	}
 	return awssdk.ToString(sg.GroupId), nil
-}
-
-// grantGroupMarker finds the request's group for the instance and the
-// marker its jit-grant tag holds.
-func (c *Client) grantGroupMarker(ctx context.Context, request, instance string) (id, marker string, err error) {
-	sg, err := c.findGrantGroup(ctx, request, instance)
-	if err != nil || sg == nil {
-		return "", "", err
-	}
-	for _, t := range sg.Tags {
-		if awssdk.ToString(t.Key) == jit.TagGrant {
-			marker = awssdk.ToString(t.Value)
-		}
-	}
-	return awssdk.ToString(sg.GroupId), marker, nil
-}
-
-// grantGroupRecord finds the request's group for the instance ("" if
-// none) and the record its tags keep (nil if none).
-func (c *Client) grantGroupRecord(ctx context.Context, request, instance string) (string, *jit.GrantRecord, error) {
-	sg, err := c.findGrantGroup(ctx, request, instance)
-	if err != nil || sg == nil {
-		return "", nil, err
-	}
-	return awssdk.ToString(sg.GroupId), grantGroupOf(*sg).wholeRecord(), nil
 }
 
 // findGrantGroup finds the request's group for the instance, nil if none.
@@ -287,41 +421,20 @@ func (c *Client) createGrantGroup(ctx context.Context, g SGGrant, vpc string) (s
 }
 
 // grantGroupTags are a grant group's tags, written with it in one call:
-// the marker, the request, a Name for the console, and the record.
+// the marker, the request, a Name for the console, each port's end, and
+// the record.
 func grantGroupTags(g SGGrant) []types.Tag {
 	tags := []types.Tag{
 		{Key: awssdk.String(jit.TagGrant), Value: awssdk.String(g.Marker)},
 		{Key: awssdk.String(jit.TagRequest), Value: awssdk.String(g.Request)},
 		{Key: awssdk.String("Name"), Value: awssdk.String(grantGroupName(g.Request, g.Instance))},
 	}
-	record := g.Record.Tags("")
-	for _, k := range slices.Sorted(maps.Keys(record)) {
-		tags = append(tags, types.Tag{Key: awssdk.String(k), Value: awssdk.String(record[k])})
+	more := g.Record.Tags("")
+	maps.Copy(more, jit.GrantEndTags(g.Ends))
+	for _, k := range slices.Sorted(maps.Keys(more)) {
+		tags = append(tags, types.Tag{Key: awssdk.String(k), Value: awssdk.String(more[k])})
 	}
 	return tags
-}
-
-// authorizeGrant adds the ports' ingress rules; rules already there (a
-// retried or repeated open) are fine.
-func (c *Client) authorizeGrant(ctx context.Context, group string, ports []SGGrantPort) error {
-	for _, p := range ports {
-		for _, proto := range sgProtocols(p.Port.Protocol) {
-			perm := types.IpPermission{IpProtocol: awssdk.String(proto), FromPort: awssdk.Int32(int32(p.Port.Number)), ToPort: awssdk.Int32(int32(p.Port.Number))}
-			for _, src := range sgSources(p.Source) {
-				if strings.Contains(src, ":") {
-					perm.Ipv6Ranges = append(perm.Ipv6Ranges, types.Ipv6Range{CidrIpv6: awssdk.String(src)})
-				} else {
-					perm.IpRanges = append(perm.IpRanges, types.IpRange{CidrIp: awssdk.String(src)})
-				}
-			}
-			tflog.Info(ctx, "authorising a grant's ingress rule", map[string]any{"group": group, "protocol": proto, "port": p.Port.Number, "source": p.Source})
-			_, err := call(ctx, c.EC2.AuthorizeSecurityGroupIngress, &ec2.AuthorizeSecurityGroupIngressInput{GroupId: awssdk.String(group), IpPermissions: []types.IpPermission{perm}})
-			if err != nil && !isEC2Code(err, "InvalidPermission.Duplicate") {
-				return fmt.Errorf("allowing port %d/%s in %s: %w", p.Port.Number, proto, group, err)
-			}
-		}
-	}
-	return nil
 }
 
 func (c *Client) setGroups(ctx context.Context, eniID string, groups []string) error {
@@ -394,29 +507,11 @@ func (c *Client) revokeGrantPorts(ctx context.Context, request, instance string,
 	if err != nil || group == "" {
 		return err
 	}
-	groups, err := c.describeGroups(ctx, &ec2.DescribeSecurityGroupsInput{GroupIds: []string{group}})
-	if err != nil || len(groups) == 0 {
-		return err
-	}
-	var revoke, keep []types.IpPermission
-	for _, perm := range groups[0].IpPermissions {
-		one := types.SecurityGroup{IpPermissions: []types.IpPermission{perm}}
-		if slices.ContainsFunc(ports, func(p jit.PortProtocol) bool { return opensPort(one, p) }) {
-			revoke = append(revoke, perm)
-		} else {
-			keep = append(keep, perm)
-		}
-	}
-	if len(keep) == 0 {
-		return c.closeGrant(ctx, request, instance)
-	}
-	if len(revoke) == 0 {
-		return nil
-	}
-	tflog.Info(ctx, "revoking ended ports of a grant's security group", map[string]any{"group": group, "ports": len(revoke)})
-	_, err = call(ctx, c.EC2.RevokeSecurityGroupIngress, &ec2.RevokeSecurityGroupIngressInput{GroupId: awssdk.String(group), IpPermissions: revoke})
-	if err != nil && !isEC2Code(err, "InvalidPermission.NotFound") {
-		return fmt.Errorf("revoking ended ports of grant group %s: %w", group, err)
-	}
-	return nil
+	_, err = c.EndGrantGroup(ctx, group, func(g GrantGroup) ([]jit.SGRule, bool) {
+		closing := slices.DeleteFunc(slices.Clone(g.Rules), func(r jit.SGRule) bool {
+			return !slices.ContainsFunc(ports, r.OpensPort)
+		})
+		return closing, len(closing) == len(g.Rules)
+	})
+	return err
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -79,13 +81,15 @@ func (b *Backend) CheckGrant(ctx context.Context, m *jit.Machine, g engine.Grant
 }
 
 // sgGrant is a grant as the request's own group on the primary ENI holds
-// it. One group holds every port: it ends with the first to end.
+// it. One group holds every port, each ending at its own time: the marker
+// carries the last end, and a tag per port its own (see jit.GrantEndTag).
 func sgGrant(m *jit.Machine, g engine.Grant) SGGrant {
-	sg := SGGrant{Request: g.ID, Instance: m.ID, ENI: primaryENI(m)}
+	sg := SGGrant{Request: g.ID, Instance: m.ID, ENI: primaryENI(m), Ends: map[jit.PortProtocol]time.Time{}}
 	var end time.Time
-	for i, gp := range g.Ports {
+	for _, gp := range g.Ports {
 		sg.Ports = append(sg.Ports, SGGrantPort{Port: gp.Port, Source: gp.Source})
-		if i == 0 || gp.End.Before(end) {
+		sg.Ends[gp.Port] = gp.End
+		if gp.End.After(end) {
 			end = gp.End
 		}
 	}
@@ -114,8 +118,10 @@ func (b *Backend) OpenGrant(ctx context.Context, m *jit.Machine, g engine.Grant)
 	return opened, err
 }
 
-// ObserveGrant finds the request's group and whether a newer grant of the
-// same requester took its ports over.
+// ObserveGrant finds the request's group, the ports it still grants as
+// requested (not those whose rules were revoked as they ended, nor any
+// its rules were widened for), and whether a newer grant of the same
+// requester took its ports over.
 func (b *Backend) ObserveGrant(ctx context.Context, ref engine.GrantRef) (engine.ObservedGrant, error) {
 	o := engine.ObservedGrant{Superseded: map[jit.PortProtocol]bool{}}
 	eni := primaryENI(ref.Machine)
@@ -123,10 +129,8 @@ func (b *Backend) ObserveGrant(ctx context.Context, ref engine.GrantRef) (engine
 	if err != nil {
 		return o, err
 	}
-	for _, port := range ref.Ports {
-		if st.Attached {
-			o.Rules = append(o.Rules, engine.GrantRule{TargetID: st.GroupID, Name: eni, Port: port})
-		}
+	for _, port := range st.Held {
+		o.Rules = append(o.Rules, engine.GrantRule{TargetID: st.GroupID, Name: eni, Port: port})
 	}
 	for _, port := range st.Superseded {
 		o.Superseded[port] = true
@@ -136,8 +140,12 @@ func (b *Backend) ObserveGrant(ctx context.Context, ref engine.GrantRef) (engine
 }
 
 // CloseGrant revokes the ports from the request's group, and the group once
-// it opens nothing.
+// it opens nothing; closing the request for good deletes the group,
+// whatever it holds.
 func (b *Backend) CloseGrant(ctx context.Context, ref engine.GrantRef) error {
+	if ref.Final {
+		return b.client.closeGrant(ctx, ref.RequestID, ref.MachineID)
+	}
 	if len(ref.Ports) == 0 {
 		return nil
 	}
@@ -153,25 +161,91 @@ func primaryENI(m *jit.Machine) string {
 	return m.Interfaces[0].ID
 }
 
-// ScanGrants lists the region's grant security groups.
+// ScanGrants lists the region's grant security groups: one found grant per
+// group, ending when its last port ends, and, for a group whose ports end
+// apart, one more per earlier end naming the ports that end then. A group
+// whose claim cannot fit any policy (no request, or an end later than
+// P1D after its start) is found Unfit.
 func (b *Backend) ScanGrants(ctx context.Context) (engine.Scope, []engine.FoundGrant, error) {
 	scope := engine.Scope{Cloud: b.Name(), Region: b.client.Region}
 	groups, err := b.client.GrantGroups(ctx)
 	if err != nil {
 		return scope, nil, err
 	}
-	found := make([]engine.FoundGrant, len(groups))
-	for i, g := range groups {
-		found[i] = engine.FoundGrant{Kind: engine.KindSecurityGroup, Target: g.ID, Name: g.Name, Request: g.RequestID, Marker: g.Marker, Vouched: g.MarkerOK,
+	var found []engine.FoundGrant
+	for _, g := range groups {
+		whole := engine.FoundGrant{Kind: engine.KindSecurityGroup, Target: g.ID, Name: g.Name, Request: g.RequestID, Marker: g.Marker, Vouched: g.MarkerOK,
 			Record: g.Record, RecordWhole: g.RecordWhole}
+		if !g.MarkerOK {
+			found = append(found, whole)
+			continue
+		}
+		if g.Claim().OutlivesAnyPolicy() {
+			whole.Unfit = unfitReason(g)
+			found = append(found, whole)
+			continue
+		}
+		// The ports by end; the group goes with the last.
+		byEnd := map[time.Time][]jit.PortProtocol{}
+		for _, r := range g.Rules {
+			end := g.RuleEnd(r)
+			if _, seen := byEnd[end]; !seen {
+				byEnd[end] = nil // a rule of no one port ends with the group
+			}
+			if port, ok := jit.SGRulePort(r); ok && !slices.Contains(byEnd[end], port) {
+				byEnd[end] = append(byEnd[end], port)
+			}
+		}
+		ends := slices.SortedFunc(maps.Keys(byEnd), time.Time.Compare)
+		if len(ends) > 0 {
+			whole.Marker.End = ends[len(ends)-1]
+		}
+		for _, end := range ends[:max(len(ends)-1, 0)] {
+			part := whole
+			part.Marker.End, part.Ports = end, byEnd[end]
+			found = append(found, part)
+		}
+		found = append(found, whole)
 	}
 	return scope, found, nil
 }
 
-// RevokeGrant removes a grant group if its marker, read again, still
-// satisfies still.
+// unfitReason says why a group tagged as a grant is no policy's grant.
+func unfitReason(g GrantGroup) string {
+	if g.Request() == "" {
+		return fmt.Sprintf("it names no request the provider made (jit-request %q, name %q)", g.RequestID, g.Name)
+	}
+	start, _ := jit.RequestStart(g.Request())
+	return fmt.Sprintf("it ends at %s, more than %s after its request's start at %s: longer than any policy allows",
+		g.Marker.End.Format(time.RFC3339), jit.MaxMaxRequestAccessDuration, start.Format(time.RFC3339))
+}
+
+// RevokeGrant ends what of a grant group ended, read again right before
+// the write: the rules of the ports whose ends still passes, or the whole
+// group once every port ended (or when it can fit no policy). Entries of
+// one group are serialised, so the last one deletes it.
 func (b *Backend) RevokeGrant(ctx context.Context, g engine.FoundGrant, still func(jit.Marker) bool) (bool, error) {
-	return b.client.RevokeGrantGroup(ctx, g.Target, still)
+	defer b.client.locks.Lock(ctx, g.Target)()
+	return b.client.EndGrantGroup(ctx, g.Target, func(cur GrantGroup) ([]jit.SGRule, bool) {
+		if !cur.MarkerOK {
+			return nil, false
+		}
+		if cur.Claim().OutlivesAnyPolicy() {
+			return nil, true
+		}
+		var ended []jit.SGRule
+		for _, r := range cur.Rules {
+			m := cur.Marker
+			m.End = cur.RuleEnd(r)
+			if still(m) {
+				ended = append(ended, r)
+			}
+		}
+		if len(cur.Rules) == 0 {
+			return nil, still(cur.Marker)
+		}
+		return ended, len(ended) == len(cur.Rules)
+	})
 }
 
 // ScanMachines lists every instance of the region and the grant groups
@@ -200,8 +274,10 @@ func (b *Backend) ScanMachines(ctx context.Context) (engine.Scope, []engine.Scan
 			i, ok = index[g.Instance()]
 		}
 		for _, p := range g.Permissions {
+			marker := g.Marker
+			marker.End = p.End // each port ends at its own time
 			sg := engine.ScannedGrant{Request: g.RequestID, Port: p.Port, Source: p.Source, RequesterSource: true,
-				Marker: g.Marker, Vouched: g.MarkerOK, Record: g.Record, RecordWhole: g.RecordWhole, Target: g.ID, Name: g.Name}
+				Marker: marker, Vouched: g.MarkerOK, Record: g.Record, RecordWhole: g.RecordWhole, Target: g.ID, Name: g.Name}
 			if ok {
 				machines[i].Grants = append(machines[i].Grants, sg)
 			} else {

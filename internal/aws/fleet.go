@@ -144,7 +144,7 @@ func groupGrants(g types.SecurityGroup, rules []jit.SGRule) []engine.SeenGrant {
 		out = append(out, engine.SeenGrant{
 			RequestID: gg.RequestID, Requestor: gg.Marker.Requestor, Justification: gg.Marker.Justification,
 			Port: jit.PortProtocol{Number: r.FromPort, Protocol: proto}, Source: r.Source(),
-			Start: start, End: gg.Marker.End, Target: gg.ID,
+			Start: start, End: gg.RuleEnd(r), Target: gg.ID,
 		})
 	}
 	return out

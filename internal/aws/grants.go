@@ -26,7 +26,8 @@ import (
 )
 
 // GrantGroup is a JIT grant as EC2 holds it: a security group tagged with
-// the grant's marker (see jit.TagGrant).
+// the grant's marker (see jit.TagGrant), and each port's end (see
+// jit.GrantEndTag).
 type GrantGroup struct {
 	ID, Name, VPCID string
 	// RequestID is the jit-request tag.
@@ -43,12 +44,36 @@ type GrantGroup struct {
 	// Permissions are the group's ingress rules, one per protocol, port
 	// and source.
 	Permissions []GrantPermission
+	// Tags are all of the group's tags; Rules its ingress rules, one per
+	// source, without IDs.
+	Tags  map[string]string
+	Rules []jit.SGRule
 }
 
-// GrantPermission is one port a grant group opens to one source.
+// Request is the request the group claims to grant: its jit-request tag,
+// when its name was made for that request too; "" otherwise.
+func (g GrantGroup) Request() string {
+	if g.RequestID == "" || !strings.HasPrefix(g.Name, grantGroupName(g.RequestID, "")) {
+		return ""
+	}
+	return g.RequestID
+}
+
+// Claim is what the group as a whole claims: its marker and request. A
+// claim that OutlivesAnyPolicy is no policy's grant.
+func (g GrantGroup) Claim() jit.GrantClaim {
+	return jit.GrantClaim{Marker: g.Marker, Request: g.Request()}
+}
+
+// RuleEnd is when the group's rule r stops being granted (jit.SGGrantEnd).
+func (g GrantGroup) RuleEnd(r jit.SGRule) time.Time { return jit.SGGrantEnd(g.Marker, g.Tags, r) }
+
+// GrantPermission is one port a grant group opens to one source, and
+// when it ends there (its port's end: see jit.SGGrantEnd).
 type GrantPermission struct {
 	Port   jit.PortProtocol
 	Source string
+	End    time.Time
 }
 
 // wholeRecord is the group's record when whole, else nil.
@@ -107,21 +132,61 @@ func grantGroupOf(g types.SecurityGroup) GrantGroup {
 	case tagged:
 		out.Record = &r // with a marker nobody vouches for
 	}
-	for _, perm := range g.IpPermissions {
-		port := jit.PortProtocol{Number: int(awssdk.ToInt32(perm.FromPort))}
-		switch awssdk.ToString(perm.IpProtocol) {
+	out.Tags = tags
+	out.Rules = rulesOfPermissions(g.IpPermissions)
+	for _, r := range out.Rules {
+		if r.CIDRIPv4 == "" && r.CIDRIPv6 == "" {
+			continue
+		}
+		port := jit.PortProtocol{Number: max(r.FromPort, 0), Protocol: jit.ProtocolAny}
+		switch r.IPProtocol {
 		case "tcp":
 			port.Protocol = jit.ProtocolTCP
 		case "udp":
 			port.Protocol = jit.ProtocolUDP
-		default:
-			port.Protocol = jit.ProtocolAny
 		}
+		end := out.Marker.End
+		if out.MarkerOK {
+			end = out.RuleEnd(r)
+		}
+		out.Permissions = append(out.Permissions, GrantPermission{Port: port, Source: r.Source(), End: end})
+	}
+	return out
+}
+
+// rulesOfPermissions splits DescribeSecurityGroups' permissions into rules,
+// one per source, as DescribeSecurityGroupRules would list them (without
+// IDs). A permission of all protocols or a portless one reports no ports:
+// -1, -1.
+func rulesOfPermissions(perms []types.IpPermission) []jit.SGRule {
+	var out []jit.SGRule
+	port := func(p *int32) int {
+		if p == nil {
+			return -1
+		}
+		return int(*p)
+	}
+	for _, perm := range perms {
+		base := jit.SGRule{IPProtocol: awssdk.ToString(perm.IpProtocol), FromPort: port(perm.FromPort), ToPort: port(perm.ToPort)}
 		for _, r := range perm.IpRanges {
-			out.Permissions = append(out.Permissions, GrantPermission{Port: port, Source: awssdk.ToString(r.CidrIp)})
+			rule := base
+			rule.CIDRIPv4, rule.Description = awssdk.ToString(r.CidrIp), awssdk.ToString(r.Description)
+			out = append(out, rule)
 		}
 		for _, r := range perm.Ipv6Ranges {
-			out.Permissions = append(out.Permissions, GrantPermission{Port: port, Source: awssdk.ToString(r.CidrIpv6)})
+			rule := base
+			rule.CIDRIPv6, rule.Description = awssdk.ToString(r.CidrIpv6), awssdk.ToString(r.Description)
+			out = append(out, rule)
+		}
+		for _, r := range perm.PrefixListIds {
+			rule := base
+			rule.PrefixListID, rule.Description = awssdk.ToString(r.PrefixListId), awssdk.ToString(r.Description)
+			out = append(out, rule)
+		}
+		for _, r := range perm.UserIdGroupPairs {
+			rule := base
+			rule.ReferencedGroupID, rule.Description = awssdk.ToString(r.GroupId), awssdk.ToString(r.Description)
+			out = append(out, rule)
 		}
 	}
 	return out
@@ -145,8 +210,40 @@ const dependencyWait = 2 * time.Minute
 // (EC2 still sees the group attached) re-checks the attachments and
 // retries; throttling is retried, honouring Retry-After.
 func (c *Client) RevokeGrantGroup(ctx context.Context, groupID string, revoke func(jit.Marker) bool) (revoked bool, err error) {
+	return c.EndGrantGroup(ctx, groupID, func(g GrantGroup) ([]jit.SGRule, bool) {
+		return nil, g.MarkerOK && revoke(g.Marker)
+	})
+}
+
+// EndGrantGroup reads a grant group again and ends what decide says of it
+// as it is now: the whole group (whole: detached from every ENI carrying
+// it, then deleted, as RevokeGrantGroup does) or some of its rules (the
+// ports that ended, revoked from it). done is false when decide ends
+// nothing; a group already gone is done.
+func (c *Client) EndGrantGroup(ctx context.Context, groupID string, decide func(GrantGroup) (rules []jit.SGRule, whole bool)) (done bool, err error) {
+	defer c.groups.Forget(groupID)
+	current, err := c.readGrantGroup(ctx, groupID)
+	if err != nil {
+		return false, err
+	}
+	if current == nil {
+		return true, nil
+	}
+	rules, whole := decide(*current)
+	switch {
+	case whole:
+		return true, c.deleteGrantGroup(ctx, groupID)
+	case len(rules) > 0:
+		tflog.Info(ctx, "revoking the ended ports of a grant's security group", map[string]any{"group": groupID, "rules": describeRules(rules)})
+		return true, c.revokePermissions(ctx, groupID, rules)
+	}
+	return false, nil
+}
+
+// readGrantGroup reads one group as a grant, nil when it is gone.
+func (c *Client) readGrantGroup(ctx context.Context, groupID string) (*GrantGroup, error) {
 	var current *GrantGroup
-	err = retryEC2(ctx, func(ctx context.Context) error {
+	err := retryEC2(ctx, func(ctx context.Context) error {
 		// A filter, unlike GroupIds, answers an empty list for a gone group.
 		out, err := c.EC2.DescribeSecurityGroups(ctx, &ec2.DescribeSecurityGroupsInput{
 			Filters: []types.Filter{{Name: awssdk.String("group-id"), Values: []string{groupID}}},
@@ -163,18 +260,18 @@ func (c *Client) RevokeGrantGroup(ctx context.Context, groupID string, revoke fu
 		}
 		return nil
 	})
-	switch {
-	case err != nil:
-		return false, fmt.Errorf("reading security group %s: %w", groupID, err)
-	case current == nil:
-		return true, nil
-	case !current.MarkerOK || !revoke(current.Marker):
-		return false, nil
+	if err != nil {
+		return nil, fmt.Errorf("reading security group %s: %w", groupID, err)
 	}
+	return current, nil
+}
 
+// deleteGrantGroup detaches a grant group from every ENI carrying it,
+// keeping their other groups, then deletes it; gone is done.
+func (c *Client) deleteGrantGroup(ctx context.Context, groupID string) error {
 	deleteCtx, cancel := context.WithTimeout(ctx, dependencyWait)
 	defer cancel()
-	err = retry.Do(deleteCtx, retry.DefaultBackoff, classifyGroupDelete, func(ctx context.Context) error {
+	err := retry.Do(deleteCtx, retry.DefaultBackoff, classifyGroupDelete, func(ctx context.Context) error {
 		if err := c.detachEverywhere(ctx, groupID); err != nil {
 			return err
 		}
@@ -186,9 +283,43 @@ func (c *Client) RevokeGrantGroup(ctx context.Context, groupID string, revoke fu
 		return err
 	})
 	if err != nil {
-		return false, fmt.Errorf("revoking grant security group %s: %w", groupID, err)
+		return fmt.Errorf("revoking grant security group %s: %w", groupID, err)
 	}
-	return true, nil
+	return nil
+}
+
+// revokePermissions revokes rules from a group by their permissions
+// (descriptions aside). EC2 fails the whole call, in a VPC that is not the
+// default, when one of them is gone (InvalidPermission.NotFound, also what
+// a retry after a dropped connection meets): the group is read again and
+// what it still holds of them revoked, until nothing is left.
+func (c *Client) revokePermissions(ctx context.Context, groupID string, rules []jit.SGRule) error {
+	for attempt := 0; len(rules) > 0; attempt++ {
+		perms := make([]types.IpPermission, len(rules))
+		for i, r := range rules {
+			r.Description = ""
+			perms[i] = ipPermission(r)
+		}
+		tflog.Info(ctx, "revoking security group rules", map[string]any{"group": groupID, "rules": describeRules(rules)})
+		_, err := call(ctx, c.EC2.RevokeSecurityGroupIngress, &ec2.RevokeSecurityGroupIngressInput{GroupId: awssdk.String(groupID), IpPermissions: perms})
+		if err == nil || isEC2Code(err, "InvalidGroup.NotFound") {
+			return nil
+		}
+		if !isEC2Code(err, "InvalidPermission.NotFound") || attempt >= 2 {
+			return fmt.Errorf("revoking %s from security group %s: %w", describeRules(rules), groupID, err)
+		}
+		current, rerr := c.readGrantGroup(ctx, groupID)
+		if rerr != nil {
+			return rerr
+		}
+		if current == nil {
+			return nil
+		}
+		rules = slices.DeleteFunc(rules, func(r jit.SGRule) bool {
+			return !slices.ContainsFunc(current.Rules, func(cur jit.SGRule) bool { return jit.SamePermission(cur, r) })
+		})
+	}
+	return nil
 }
 
 // detachEverywhere detaches a group from every ENI of the region carrying it.

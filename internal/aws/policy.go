@@ -7,6 +7,9 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"time"
+
+	"github.com/hashicorp/terraform-plugin-log/tflog"
 
 	"github.com/jitaccess/terraform-provider-jit/internal/engine"
 	"github.com/jitaccess/terraform-provider-jit/internal/jit"
@@ -28,6 +31,11 @@ type groupPlan struct {
 	recordedBackup     []jit.SGRule
 	recordedRemainders []jit.SGRule
 	plan               jit.SGPlan
+	// grant: the group is one of the policy's grants (its marker says so),
+	// of which the apply ends, as the group is then, what ended or does
+	// not fit: the ports that ended, or the whole group (remove).
+	grant  bool
+	remove bool
 }
 
 // policyGroups are the security groups a policy plans or observes: those on
@@ -111,6 +119,24 @@ func (b *Backend) PlanPolicy(ctx context.Context, in engine.PolicyInput) (*engin
 		if sg == nil {
 			continue // gone with whatever rules it held
 		}
+		// A group tagged as a grant is exempt from the lock only if it is
+		// a grant of this policy that fits it; one of ours that ended or
+		// does not fit goes, any other is an ordinary group.
+		var verdict jit.SGGrantVerdict
+		if len(g.behind[id]) > 0 && sg.IsGrant() {
+			verdict = judgeGrantGroup(sg.Name, sg.Tags, sg.Ingress, in)
+		}
+		if verdict.Ours && (verdict.Unfit != "" || verdict.Over) {
+			if verdict.Unfit != "" {
+				change.Findings = append(change.Findings, jit.Warning("Security group claims to be a grant of the policy but does not fit it",
+					fmt.Sprintf("Security group %s (%s) on %s is tagged as a grant of policy %q, but %s. The apply detaches it from every network interface carrying it and deletes it.",
+						id, sg.Name, strings.Join(g.behind[id], ", "), in.Name, verdict.Unfit), pathMachines...))
+			} else {
+				tflog.Info(ctx, "the policy removes an expired grant", map[string]any{"group": id, "end": verdict.Marker.End.Format(time.RFC3339)})
+			}
+			plans = append(plans, &groupPlan{group: sg, instances: g.behind[id], grant: true, remove: true})
+			continue
+		}
 		backup, remainders, err := jit.ParseSGBackupTags(in.Name, sg.Tags)
 		if err != nil {
 			change.Findings = append(change.Findings, jit.Error("Cannot read the backup of revoked rules",
@@ -129,10 +155,20 @@ func (b *Backend) PlanPolicy(ctx context.Context, in engine.PolicyInput) (*engin
 				}
 			}
 		}
-		gp := &groupPlan{group: sg, instances: g.behind[id], recordedBackup: backup, recordedRemainders: remainders}
-		if len(gp.instances) > 0 {
+		gp := &groupPlan{group: sg, instances: g.behind[id], recordedBackup: backup, recordedRemainders: remainders, grant: len(verdict.Ended) > 0}
+		switch {
+		case verdict.Ours:
+			// A grant the policy honours keeps its rules, less the ports
+			// that ended; anything the policy revoked there before is put
+			// back.
+			if len(verdict.Ended) > 0 {
+				tflog.Info(ctx, "the policy removes the ended ports of a grant", map[string]any{"group": id, "rules": describeRules(verdict.Ended)})
+			}
+			live := slices.DeleteFunc(slices.Clone(sg.Ingress), func(r jit.SGRule) bool { return slices.Contains(verdict.Ended, r) })
+			gp.plan, err = jit.PlanSecurityGroupRestore(live, backup, remainders)
+		case len(gp.instances) > 0:
 			gp.plan, err = jit.PlanSecurityGroup(jit.SGPlanInput{GroupID: id, Rules: sg.Ingress, Locked: locked, Backup: backup, Remainders: remainders})
-		} else {
+		default:
 			gp.plan, err = jit.PlanSecurityGroupRestore(sg.Ingress, backup, remainders)
 		}
 		if err != nil {
@@ -141,6 +177,11 @@ func (b *Backend) PlanPolicy(ctx context.Context, in engine.PolicyInput) (*engin
 		}
 		for _, w := range gp.plan.Warnings {
 			change.Findings = append(change.Findings, jit.Warning("Security group rule not kept as it was", w, pathMachines...))
+		}
+		if sg.IsGrant() && !verdict.Ours && len(gp.instances) > 0 && len(gp.plan.Backup) > 0 {
+			change.Findings = append(change.Findings, jit.Warning("Security group tagged as a grant is not one of the policy's",
+				fmt.Sprintf("Security group %s (%s) on %s is tagged %s, but %s: it is no grant the policy honours, so its rules opening locked ports are revoked like any other group's (%s), and restored when the policy is destroyed.",
+					id, sg.Name, strings.Join(gp.instances, ", "), jit.TagGrant, foreignGrantReason(sg, in.Name), describeRules(gp.plan.Backup)), pathMachines...))
 		}
 		if outside := outsiders(attachments[id], gp.instances); len(gp.plan.Backup) > 0 && len(outside) > 0 {
 			change.Findings = append(change.Findings, jit.Warning("Security group shared outside the policy",
@@ -151,19 +192,33 @@ func (b *Backend) PlanPolicy(ctx context.Context, in engine.PolicyInput) (*engin
 		plans = append(plans, gp)
 	}
 	if len(plans) > 0 {
-		change.Write = func(ctx context.Context) error { return c.writeGroupPlans(ctx, in.Name, plans, held) }
+		change.Write = func(ctx context.Context) error { return c.writeGroupPlans(ctx, in, plans, held) }
 	}
 	return change, nil
 }
 
 // writeGroupPlans applies each group's plan, groups in parallel, one write
 // at a time within each; each group's lock is released as soon as its own
-// writes end.
-func (c *Client) writeGroupPlans(ctx context.Context, policy string, plans []*groupPlan, held *locks.Held) error {
+// writes end. A grant of the policy is read again first and judged as it
+// is then (a renewal made elsewhere since the plan keeps its ports): its
+// ended ports are revoked, or the whole group detached and deleted.
+func (c *Client) writeGroupPlans(ctx context.Context, in engine.PolicyInput, plans []*groupPlan, held *locks.Held) error {
 	errs := make(chan error, len(plans))
 	for _, gp := range plans {
 		go func() {
-			err := c.ApplySGPlan(ctx, gp.group, policy, gp.recordedBackup, gp.recordedRemainders, gp.plan)
+			var err error
+			if gp.grant {
+				_, err = c.EndGrantGroup(ctx, gp.group.ID, func(cur GrantGroup) ([]jit.SGRule, bool) {
+					v := judgeGrantGroup(cur.Name, cur.Tags, cur.Rules, in)
+					if !v.Ours {
+						return nil, false
+					}
+					return v.Ended, v.Unfit != "" || v.Over
+				})
+			}
+			if err == nil && !gp.remove {
+				err = c.ApplySGPlan(ctx, gp.group, in.Name, gp.recordedBackup, gp.recordedRemainders, gp.plan)
+			}
 			held.Release(gp.group.ID)
 			errs <- err
 		}()
@@ -241,6 +296,17 @@ func (b *Backend) ObservePolicy(ctx context.Context, in engine.PolicyInput) (*en
 		if sg == nil {
 			continue
 		}
+		if len(g.behind[id]) > 0 && sg.IsGrant() {
+			switch v := judgeGrantGroup(sg.Name, sg.Tags, sg.Ingress, in); {
+			case v.Ours && (v.Unfit != "" || v.Over):
+				o.Expired = append(o.Expired, id)
+				continue
+			case v.Ours:
+				for _, r := range v.Ended {
+					o.Expired = append(o.Expired, id+"/securityGroupRules/"+r.ID)
+				}
+			}
+		}
 		backup, remainders, err := jit.ParseSGBackupTags(in.Name, sg.Tags)
 		if err != nil {
 			o.Findings = append(o.Findings, jit.Warning("Damaged backup of revoked rules", fmt.Sprintf("security group %s: %s", id, err)))
@@ -257,6 +323,33 @@ func (b *Backend) ObservePolicy(ctx context.Context, in engine.PolicyInput) (*en
 		o.Revoked = append(o.Revoked, revokedRules(id, g.behind[id], backup, remainders)...)
 	}
 	return o, nil
+}
+
+// judgeGrantGroup judges a group tagged as a grant for the policy: the
+// request it claims is its jit-request tag, when its name was made for
+// that request too.
+func judgeGrantGroup(name string, tags map[string]string, rules []jit.SGRule, in engine.PolicyInput) jit.SGGrantVerdict {
+	request := tags[jit.TagRequest]
+	if request == "" || !strings.HasPrefix(name, grantGroupName(request, "")) {
+		request = ""
+	}
+	clock := in.Clock
+	if clock == nil {
+		clock = jit.NewClock()
+	}
+	return jit.JudgeSGGrant(tags[jit.TagGrant], request, tags, rules, in.Name, in.Ports, clock)
+}
+
+// foreignGrantReason says why a group tagged as a grant is not the policy's.
+func foreignGrantReason(sg *SecurityGroup, policy string) string {
+	m, ok := jit.ParseMarker(sg.Tags[jit.TagGrant])
+	switch {
+	case !ok || m.Kind != jit.MarkerGrant:
+		return "the tag holds no grant marker"
+	case !m.BelongsTo(policy):
+		return "its marker names another policy"
+	}
+	return "it is not a grant of the policy"
 }
 
 // samePermission tells two rules EC2 would call duplicates. Both are as EC2

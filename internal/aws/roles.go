@@ -49,6 +49,9 @@ const (
 // request's own groups, never the groups a policy locks.
 var onlyGrantGroups = map[string]map[string]any{"Null": {grantTagPresent: "false"}}
 
+// renewedTagKeys are the tags a renewal rewrites on a grant group.
+var renewedTagKeys = []string{jit.TagGrant, "jit-end-*"}
+
 var policyStatements = map[engine.Flow][]Statement{
 	engine.FlowConfigure: {
 		{Sid: "ReadInstancesAndGroups", Action: []string{"ec2:DescribeInstances", "ec2:DescribeNetworkInterfaces", "ec2:DescribeSecurityGroupRules", "ec2:DescribeSecurityGroups"}, Resource: []string{"*"}},
@@ -56,6 +59,10 @@ var policyStatements = map[engine.Flow][]Statement{
 		{Sid: "KeepPolicySettingsAndBackupsInTags", Action: []string{"ec2:CreateTags", "ec2:DeleteTags"}, Resource: []string{anyInstance, anyGroup},
 			// The policy's tags (jit-policy, jit-port-…) and backups (jit:backup:…) only.
 			Condition: map[string]map[string]any{"ForAllValues:StringLike": {"aws:TagKeys": []string{"jit-*", "jit:*"}}}},
+		// The policy's sweep: its grants that ended, or claim to be its
+		// own without fitting it, are detached and deleted.
+		{Sid: "DetachGrantGroups", Action: []string{"ec2:ModifyNetworkInterfaceAttribute"}, Resource: []string{anyInterface, anyGroup}},
+		{Sid: "DeleteOnlyGrantGroups", Action: []string{"ec2:DeleteSecurityGroup"}, Resource: []string{anyGroup}, Condition: onlyGrantGroups},
 	},
 	engine.FlowRequest: {
 		{Sid: "ReadInstancesAndGroups", Action: []string{"ec2:DescribeInstances", "ec2:DescribeNetworkInterfaces", "ec2:DescribeSecurityGroups"}, Resource: []string{"*"}},
@@ -64,6 +71,11 @@ var policyStatements = map[engine.Flow][]Statement{
 			Condition: map[string]map[string]any{"Null": {grantTagRequired: "false"}}},
 		{Sid: "TagGrantGroupsWhenCreated", Action: []string{"ec2:CreateTags"}, Resource: []string{anyGroup},
 			Condition: map[string]map[string]any{"StringEquals": {"ec2:CreateAction": "CreateSecurityGroup"}}},
+		// A renewal moves the ends an existing grant group records: its
+		// marker and its ports' end tags, nothing else (not the request
+		// nor the record of who asked).
+		{Sid: "RecordRenewedEndsOnGrantGroups", Action: []string{"ec2:CreateTags"}, Resource: []string{anyGroup},
+			Condition: map[string]map[string]any{"Null": {grantTagPresent: "false"}, "ForAllValues:StringLike": {"aws:TagKeys": renewedTagKeys}}},
 		{Sid: "ChangeOnlyGrantGroups", Action: []string{"ec2:AuthorizeSecurityGroupIngress", "ec2:DeleteSecurityGroup", "ec2:RevokeSecurityGroupIngress"}, Resource: []string{anyGroup},
 			Condition: onlyGrantGroups},
 		// The ENI's whole group list is replaced: EC2 authorises every
@@ -76,7 +88,9 @@ var policyStatements = map[engine.Flow][]Statement{
 	engine.FlowRevoke: {
 		{Sid: "FindGrantGroups", Action: []string{"ec2:DescribeNetworkInterfaces", "ec2:DescribeSecurityGroups"}, Resource: []string{"*"}},
 		{Sid: "DetachGrantGroups", Action: []string{"ec2:ModifyNetworkInterfaceAttribute"}, Resource: []string{anyInterface, anyGroup}},
-		{Sid: "DeleteOnlyGrantGroups", Action: []string{"ec2:DeleteSecurityGroup"}, Resource: []string{anyGroup}, Condition: onlyGrantGroups},
+		// A group whose ports end apart loses the rules of each port as
+		// it ends, and goes with the last.
+		{Sid: "EndOnlyGrantGroups", Action: []string{"ec2:DeleteSecurityGroup", "ec2:RevokeSecurityGroupIngress"}, Resource: []string{anyGroup}, Condition: onlyGrantGroups},
 	},
 }
 

@@ -15,19 +15,29 @@ import (
 	"github.com/jitaccess/terraform-provider-jit/internal/jit"
 )
 
-// SecurityGroup is what a policy reads of a group: its inbound rules and its
-// tags, where the policy keeps its backup of the rules it revoked.
+// SecurityGroup is what a policy reads of a group: its name, its inbound
+// rules and its tags, where the policy keeps its backup of the rules it
+// revoked and a grant its marker.
 type SecurityGroup struct {
 	ID      string
+	Name    string
 	Ingress []jit.SGRule
 	Tags    map[string]string
 }
 
+// IsGrant tells a group tagged as a grant (jit-grant), whether or not the
+// tag holds a marker and the grant fits anything: what it is worth is the
+// policy's to judge (see judgeGrantGroup).
+func (g *SecurityGroup) IsGrant() bool {
+	_, tagged := g.Tags[jit.TagGrant]
+	return tagged
+}
+
 // SecurityGroups reads the given groups, once per provider process: the
 // groups nobody read yet in two calls whatever their number. A group that
-// does not exist is absent from the result, and so is a grant's group.
-// Callers may change what they get; a write to a group makes the process
-// forget it (see ApplySGPlan).
+// does not exist is absent from the result. Grants' groups are read like
+// any other: a tag exempts nothing by itself. Callers may change what they
+// get; a write to a group makes the process forget it (see ApplySGPlan).
 func (c *Client) SecurityGroups(ctx context.Context, ids []string) (map[string]*SecurityGroup, error) {
 	got, err := c.groups.GetMany(ctx, ids, c.readSecurityGroups)
 	if err != nil {
@@ -58,10 +68,7 @@ func (c *Client) readSecurityGroups(ctx context.Context, ids []string) (map[stri
 			return nil, fmt.Errorf("reading security groups %s: %w", strings.Join(ids, ", "), err)
 		}
 		for _, g := range page.SecurityGroups {
-			if isGrantGroup(g) {
-				continue // a request's grant: the policy's own exception, never revoked
-			}
-			sg := &SecurityGroup{ID: awssdk.ToString(g.GroupId), Tags: map[string]string{}}
+			sg := &SecurityGroup{ID: awssdk.ToString(g.GroupId), Name: awssdk.ToString(g.GroupName), Tags: map[string]string{}}
 			for _, t := range g.Tags {
 				sg.Tags[awssdk.ToString(t.Key)] = awssdk.ToString(t.Value)
 			}

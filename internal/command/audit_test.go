@@ -5,6 +5,7 @@ import (
 	"encoding/csv"
 	"encoding/json"
 	"maps"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -269,7 +270,7 @@ func TestRevokeExpired_removesRecordsTheirRequestsOutlived(t *testing.T) {
 	}
 	want := []RevokedGrant{{Cloud: "azure", Kind: KindGrantRecord, Target: webVM, Name: jit.RecordTagPrefix(old) + "*",
 		Requestor: "ci@contoso.com", OnBehalfOf: "octocat", Justification: "INC-1", Request: old}}
-	if !slices.Equal(sum.RecordsRemoved, want) {
+	if !slices.EqualFunc(sum.RecordsRemoved, want, func(a, b RevokedGrant) bool { return reflect.DeepEqual(a, b) }) {
 		t.Fatalf("records removed %+v, want %+v", sum.RecordsRemoved, want)
 	}
 	m, err := w.az.Machine(ctx, webVM)

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/jitaccess/terraform-provider-jit/internal/aws"
@@ -79,6 +80,14 @@ type RevokedGrant struct {
 	// Request is the request ID: an EC2 grant group's jit-request tag;
 	// on Azure, traced from the rule's name to a VM of the scanned scope.
 	Request string `json:"request,omitempty"`
+	// Ports, for an EC2 grant group whose ports end apart, are the ports
+	// whose rules were revoked from it ("3389/TCP"): the group and its
+	// other ports stay until their own end. Absent, the whole grant went.
+	Ports []string `json:"ports,omitempty"`
+	// Unfit says why a grant was removed before its end: it cannot be
+	// any policy's (it names no request, or ends later after its start
+	// than any policy allows).
+	Unfit string `json:"unfit,omitempty"`
 }
 
 // GrantError is a scope or grant that failed.
@@ -243,6 +252,10 @@ func summarize(sw engine.Sweep, now time.Time, stderr io.Writer) Summary {
 		if g.Record != nil {
 			r.OnBehalfOf, r.Justification = g.Record.OnBehalfOf, g.Record.Justification
 		}
+		for _, p := range g.Ports {
+			r.Ports = append(r.Ports, fmt.Sprintf("%d/%s", p.Number, p.Protocol))
+		}
+		r.Unfit = g.Unfit
 		if g.Kind == KindGrantRecord {
 			r.EndTimeUTC = ""
 			s.RecordsRemoved = append(s.RecordsRemoved, r)
@@ -254,7 +267,15 @@ func summarize(sw engine.Sweep, now time.Time, stderr io.Writer) Summary {
 		if r.OnBehalfOf != "" {
 			by += " on behalf of " + r.OnBehalfOf
 		}
-		fmt.Fprintf(stderr, "revoked %s %s %s in %s (ended %s, requested by %s)\n", r.Cloud, r.Kind, r.Name, r.Target, r.EndTimeUTC, by)
+		switch {
+		case r.Unfit != "":
+			fmt.Fprintf(stderr, "revoked %s %s %s in %s (no policy's grant: %s; requested by %s)\n", r.Cloud, r.Kind, r.Name, r.Target, r.Unfit, by)
+		case len(r.Ports) > 0:
+			fmt.Fprintf(stderr, "revoked ports %s of %s %s %s in %s (ended %s, requested by %s); its other ports stay until their end\n",
+				strings.Join(r.Ports, ", "), r.Cloud, r.Kind, r.Name, r.Target, r.EndTimeUTC, by)
+		default:
+			fmt.Fprintf(stderr, "revoked %s %s %s in %s (ended %s, requested by %s)\n", r.Cloud, r.Kind, r.Name, r.Target, r.EndTimeUTC, by)
+		}
 	}
 	for _, g := range sw.Skipped {
 		fmt.Fprintf(stderr, "warning: %s %s %s in %s is named or tagged as a JIT grant but does not carry a grant marker throughout; left alone\n", g.Cloud, g.Kind, g.Name, g.Target)

@@ -1,6 +1,7 @@
 package command
 
 import (
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -64,8 +65,10 @@ func seed(t *testing.T, opts cloudsim.Options) *seeded {
 func (s *seeded) expired() []RevokedGrant {
 	at := func(t time.Time) string { return t.UTC().Format(time.RFC3339) }
 	out := []RevokedGrant{
-		{Cloud: "aws", Kind: KindSecurityGroup, Target: s.apiOld, Name: "jit-grant-req-aws-old", EndTimeUTC: at(now.Add(-time.Hour)), Requestor: "gina@example.com", Request: "req-aws-old", Justification: "INC-req-aws-old"},
-		{Cloud: "aws", Kind: KindSecurityGroup, Target: s.dbOld, Name: "jit-grant-req-aws-db", EndTimeUTC: at(now.Add(-2 * time.Hour)), Requestor: "ivy@example.com", Request: "req-aws-db", Justification: "INC-req-aws-db"},
+		{Cloud: "aws", Kind: KindSecurityGroup, Target: s.apiOld, Name: sgGroupName("req-aws-old", now.Add(-time.Hour)), EndTimeUTC: at(now.Add(-time.Hour)), Requestor: "gina@example.com",
+			Request: sgRequest("req-aws-old", now.Add(-time.Hour)), Justification: "INC-req-aws-old"},
+		{Cloud: "aws", Kind: KindSecurityGroup, Target: s.dbOld, Name: sgGroupName("req-aws-db", now.Add(-2*time.Hour)), EndTimeUTC: at(now.Add(-2 * time.Hour)), Requestor: "ivy@example.com",
+			Request: sgRequest("req-aws-db", now.Add(-2*time.Hour)), Justification: "INC-req-aws-db"},
 		{Cloud: "azure", Kind: KindNSGRule, Target: buildNSG, Name: s.buildOld, EndTimeUTC: at(now.Add(-24 * time.Hour)), Requestor: "dave@example.com", Request: "req-build", Justification: "INC-req-build"},
 		{Cloud: "azure", Kind: KindFirewallGrant, Target: hubFW, Name: s.fwOld, EndTimeUTC: at(now.Add(-time.Minute)), Requestor: "erin@example.com", Request: "req-fw-old", Justification: "INC-req-fw-old"},
 		{Cloud: "azure", Kind: KindNSGRule, Target: webNSG, Name: s.webOld, EndTimeUTC: at(now.Add(-time.Hour)), Requestor: "alice@example.com", Request: "req-web-old", Justification: "INC-req-web-old"},
@@ -87,7 +90,7 @@ func (s *seeded) removedAtNow() removal {
 
 func checkRevoked(t *testing.T, got, want []RevokedGrant) {
 	t.Helper()
-	if !slices.Equal(got, want) {
+	if !slices.EqualFunc(got, want, func(a, b RevokedGrant) bool { return reflect.DeepEqual(a, b) }) {
 		t.Fatalf("revoked:\n%+v\nwant:\n%+v", got, want)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"hash/crc32"
 	"os"
 	"reflect"
 	"slices"
@@ -264,15 +265,29 @@ func firewallProtocols(protocols []string) []*armnetwork.AzureFirewallNetworkRul
 	return out
 }
 
+// sgRequest is the request ID of the grant grantSG makes for label: one
+// the provider could have made, started an hour before its end.
+func sgRequest(label string, end time.Time) string {
+	return fmt.Sprintf("%s-%08x", end.Add(-time.Hour).UTC().Format("20060102T150405Z"), crc32.ChecksumIEEE([]byte(label)))
+}
+
+// sgGroupName is the name of the group grantSG makes for label, made for
+// its request as the provider names groups.
+func sgGroupName(label string, end time.Time) string {
+	return "jit-grant-" + sgRequest(label, end) + "-" + label
+}
+
 // grantSG makes an AWS grant as a request does: a security group of its
 // own allowing port 22 from the requester, tagged with the grant, attached
-// to the ENI beside the groups it has.
-func (w *world) grantSG(eni, request string, end time.Time, requestor string) string {
+// to the ENI beside the groups it has. label names it (its justification
+// is "INC-<label>"); its request started an hour before its end.
+func (w *world) grantSG(eni, label string, end time.Time, requestor string) string {
 	w.t.Helper()
 	ctx := w.t.Context()
-	marker := jit.GrantMarker("prod-ssh", end, requestor, "INC-"+request).String()
+	request := sgRequest(label, end)
+	marker := jit.GrantMarker("prod-ssh", end, requestor, "INC-"+label).String()
 	sg, err := w.ec2.CreateSecurityGroup(ctx, &ec2.CreateSecurityGroupInput{
-		GroupName: awssdk.String("jit-grant-" + request), Description: awssdk.String("JIT grant " + request), VpcId: awssdk.String(awsVPC),
+		GroupName: awssdk.String(sgGroupName(label, end)), Description: awssdk.String("JIT grant " + request), VpcId: awssdk.String(awsVPC),
 		TagSpecifications: []types.TagSpecification{{ResourceType: types.ResourceTypeSecurityGroup, Tags: []types.Tag{
 			{Key: awssdk.String(jit.TagGrant), Value: awssdk.String(marker)},
 			{Key: awssdk.String(jit.TagRequest), Value: awssdk.String(request)},

@@ -232,6 +232,11 @@ type GrantRef struct {
 	MachineID string
 	RequestID string
 	Ports     []jit.PortProtocol
+	// Sources are the ports' sources as requested, when known: a backend
+	// that reads whole rules reports a port's grant only while its rules
+	// are exactly what the grant wants, so that one widened out of band
+	// (a port range, another source, all protocols) shows as a repair.
+	Sources map[jit.PortProtocol]string
 	// Targets are where the state last saw the request's rules.
 	Targets []string
 	// Requestor and OnBehalfOf are who made the request: only their own
@@ -276,6 +281,15 @@ type FoundGrant struct {
 	// Vouched is false when something is named or tagged as a grant but
 	// not every part carries a grant marker: it is left alone.
 	Vouched bool
+	// Ports, when set, are the ports of a grant whose ports end apart (an
+	// EC2 grant group) that end at Marker.End, before the grant's last:
+	// revoking them leaves the grant's other ports open. Empty, the whole
+	// grant ends at Marker.End.
+	Ports []jit.PortProtocol
+	// Unfit, when set, says why the grant cannot be any policy's (it
+	// names no request, or ends later after its start than any policy
+	// allows): it is removed whatever its end.
+	Unfit string
 	// Record is who asked and why as the cloud keeps it; RecordWhole
 	// tells whether every field is whole (or cut visibly with its hash),
 	// and not only the marker's abbreviation. Nil when there is none.

@@ -40,9 +40,10 @@ type SweptGrant struct {
 const sweepParallelism = 4
 
 // RevokeExpired removes every expired grant the backends find in their
-// scopes, from the markers the grants carry (no state). A grant renewed
-// between the scan and the revoke is kept: each backend reads it again
-// right before the write.
+// scopes, from the markers the grants carry (no state), and every grant
+// that cannot be any policy's (Unfit). A grant renewed between the scan
+// and the revoke is kept: each backend reads it again right before the
+// write.
 func (e *Engine) RevokeExpired(ctx context.Context) Sweep {
 	var s Sweep
 	var mu sync.Mutex
@@ -61,7 +62,7 @@ func (e *Engine) RevokeExpired(ctx context.Context) Sweep {
 			switch {
 			case !g.Vouched:
 				s.Skipped = append(s.Skipped, SweptGrant{Cloud: b.Name(), FoundGrant: g})
-			case e.expired(g.Marker):
+			case g.Unfit != "" || e.expired(g.Marker):
 				tasks = append(tasks, task{b, g})
 			case g.Kind == KindGrantRecord:
 				// A record of a request that may still be open is no grant.

@@ -7,12 +7,15 @@ package jit
 // revoke-expired, from another configuration):
 //
 //	jit-grant   = the grant's marker, GrantMarker(...).String(): policy hash,
-//	              end time, requestor and justification, with its checksum
+//	              end time (of the last port to end), requestor and
+//	              justification, with its checksum
 //	jit-request = the ID of the request that made the grant
+//	jit-end-…   = each port's own end (see sg_grant.go)
 //
 // Expired grants are found with DescribeSecurityGroups filtered on
-// tag-key=jit-grant; revoking one detaches the group from every ENI that
-// carries it, then deletes it.
+// tag-key=jit-grant; a port that ended has its rules revoked from the
+// group, and once every port ended the group is detached from every ENI
+// that carries it, then deleted.
 const (
 	TagGrant   = "jit-grant"
 	TagRequest = "jit-request"

@@ -16,8 +16,9 @@ import (
 
 // The documents are ready for azurerm_role_definition and aws_iam_policy:
 // the Azure definition carries the same actions as the list, the name and
-// scopes given; the request role changes only groups tagged jit-grant and
-// creates only groups tagged so. No provider block is needed.
+// scopes given; the request role changes only groups tagged jit-grant,
+// creates only groups tagged so, and tags only the groups it creates and
+// the ends of grant groups. No provider block is needed.
 func TestAccRoleDefinitionDataSource_documentsAreReadyToUse(t *testing.T) {
 	resource.ParallelTest(t, resource.TestCase{
 		ProtoV6ProviderFactories: protoV6ProviderFactories,
@@ -65,7 +66,7 @@ data "jit_role_definition" "audit" {
 						Effect    string
 						Action    []string
 						Resource  []string
-						Condition map[string]map[string]string
+						Condition map[string]map[string]any
 					}
 				}
 				if err := json.Unmarshal([]byte(attrs["aws_iam_policy_json"]), &policy); err != nil {
@@ -86,8 +87,15 @@ data "jit_role_definition" "audit" {
 								return fmt.Errorf("groups created untagged: %+v", st)
 							}
 						case "ec2:CreateTags":
-							if st.Condition["StringEquals"]["ec2:CreateAction"] != "CreateSecurityGroup" {
-								return fmt.Errorf("the request role tags more than the groups it creates: %+v", st)
+							// The groups it creates, as it creates them; and,
+							// when a renewal moves their ends, the groups
+							// tagged jit-grant, with the marker and the
+							// ports' end tags alone.
+							keys, _ := st.Condition["ForAllValues:StringLike"]["aws:TagKeys"].([]any)
+							created := st.Condition["StringEquals"]["ec2:CreateAction"] == "CreateSecurityGroup"
+							renewed := st.Condition["Null"]["aws:ResourceTag/jit-grant"] == "false" && slices.Equal(keys, []any{"jit-grant", "jit-end-*"})
+							if !created && !renewed {
+								return fmt.Errorf("the request role tags more than the groups it creates and the ends of grant groups: %+v", st)
 							}
 						}
 						if st.Effect != "Allow" {

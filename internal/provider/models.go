@@ -316,7 +316,10 @@ func (m *accessRequestModel) rules(ctx context.Context) ([]engine.GrantRule, dia
 func (m *accessRequestModel) grantRef(ctx context.Context, ports []jit.PortProtocol) (engine.GrantRef, diag.Diagnostics) {
 	rules, diags := m.rules(ctx)
 	ref := engine.GrantRef{MachineID: m.VirtualMachineID.ValueString(), RequestID: m.ID.ValueString(), Ports: ports,
-		Requestor: m.Requestor.ValueString(), OnBehalfOf: m.OnBehalfOf.ValueString()}
+		Requestor: m.Requestor.ValueString(), OnBehalfOf: m.OnBehalfOf.ValueString(), Sources: map[jit.PortProtocol]string{}}
+	for _, p := range m.Ports {
+		ref.Sources[p.portProtocol()] = p.AllowedSourceAddressPrefix.ValueString()
+	}
 	for _, r := range rules {
 		ref.Targets = append(ref.Targets, r.TargetID)
 	}

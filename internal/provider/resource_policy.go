@@ -125,9 +125,12 @@ func (r *policyResource) Schema(ctx context.Context, _ resource.SchemaRequest, r
 			},
 			"expired_grants": schema.ListAttribute{
 				Computed: true, ElementType: types.StringType,
-				MarkdownDescription: "Grants to the policy's VMs whose end time has passed but whose rules a refresh still found " +
-					"(NSG rule or firewall NAT collection IDs). The plan shows them going: applying the policy removes them, " +
-					"as do the next plan of the request and `revoke-expired`.",
+				MarkdownDescription: "Grants to the policy's VMs whose end time has passed but whose rules a refresh still found, " +
+					"and rules or groups that claim to be the policy's grants without fitting it (a port it does not lock, a source " +
+					"outside its prefixes, an end beyond its maximum from the request's start): NSG rule or firewall NAT collection IDs; " +
+					"on EC2, a grant security group, or `<group>/securityGroupRules/<rule>` for the port of a grant that ended before " +
+					"its other ports. The plan shows them going: applying the policy removes them (an EC2 group is detached and deleted); " +
+					"the next plan of the request and `revoke-expired` remove those that ended.",
 			},
 			"revoked_ingress_rules": revokedIngressRulesAttribute,
 			"rules":                 policyRulesAttribute,
