@@ -329,7 +329,12 @@ removed {
 	// Configure, request and audit: requests opened, superseded, revoked
 	// early (one) and left to expire (the other), whose grants the
 	// policies' plan removes once the requests' configuration is gone.
+	// Under Terraform below 1.10 (make testacc-terraform) this part skips
+	// itself for its ephemeral resources; what the other part calls is still
+	// checked against its roles, but no role can be proved minimal.
+	allFlowsRan := true
 	t.Run("configure_request_audit", func(t *testing.T) {
+		t.Cleanup(func() { allFlowsRan = allFlowsRan && !t.Skipped() })
 		cloud := newTestCloud(t, "world")
 		t.Cleanup(func() { addCalls(calls, cloud.CallsByFlow()) })
 		clock := clocktest.New(requestEpoch)
@@ -453,8 +458,11 @@ removed {
 	for _, flow := range engine.Flows {
 		t.Logf("%s flow: %v", flow, calls[string(flow)])
 	}
-	for _, v := range roleViolations(calls, true) {
+	for _, v := range roleViolations(calls, allFlowsRan) {
 		t.Error(v)
+	}
+	if !allFlowsRan {
+		t.Skip("the configure, request and audit flows did not run: the roles' minimality is unchecked")
 	}
 }
 
