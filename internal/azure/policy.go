@@ -341,10 +341,16 @@ func (b *Backend) PlanPolicy(ctx context.Context, in engine.PolicyInput) (*engin
 // in parallel, one write at a time within each; each object's lock is
 // released as soon as its own writes end. A deny whose priority another
 // writer took since the read is placed again in that NSG, read anew.
+//
+// When ARM refuses a write outright (HTTP 400: a limit reached since the
+// plan, which the plan could not know), nothing of that write exists, and
+// what this apply wrote elsewhere is rolled back, so that the policy is
+// never left half-written.
 func (b *Backend) writePolicy(ctx context.Context, in engine.PolicyInput, t policyTargets, pp *pathsPlan, held *locks.Held) error {
 	var mu sync.Mutex
 	var errs []error
 	var wg sync.WaitGroup
+	undo := newUndoLog()
 	write := func(target string, w func() error) {
 		wg.Go(func() {
 			err := w()
@@ -362,8 +368,10 @@ func (b *Backend) writePolicy(ctx context.Context, in engine.PolicyInput, t poli
 			held.Release(nsg) // nothing to write there: free for others now
 			continue
 		}
+		undo.nsgBefore(nsg, pp.read[strings.ToLower(nsg)])
 		write(nsg, func() error {
 			for attempt := 1; ; attempt++ {
+				undo.nsgWrites(nsg, np)
 				err := b.client.ApplyNSGPlan(ctx, nsg, np)
 				if !IsPriorityConflict(err) || attempt == maxPlacements {
 					if IsPriorityConflict(err) {
@@ -398,11 +406,17 @@ func (b *Backend) writePolicy(ctx context.Context, in engine.PolicyInput, t poli
 			held.Release(fw)
 			continue
 		}
+		if have, err := b.client.Firewall(ctx, fw); err == nil {
+			undo.firewallBefore(fw, have, change)
+		}
 		write(fw, func() error {
 			return engine.Fail("Cannot write the JIT deny collection", b.client.UpdateFirewall(ctx, fw, change))
 		})
 	}
 	wg.Wait()
+	if slices.ContainsFunc(errs, isRefusal) {
+		errs = append(errs, b.rollBack(ctx, undo))
+	}
 	return errors.Join(errs...)
 }
 

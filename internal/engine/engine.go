@@ -24,6 +24,12 @@ var ErrNotFound = errors.New("not found")
 // IsNotFound tells whether err means something does not exist.
 func IsNotFound(err error) bool { return errors.Is(err, ErrNotFound) }
 
+// ErrRolledBack reports that a cloud refused one of an apply's writes for
+// a reason its plan could not know (a limit reached since), and that the
+// backend took back what the apply had written: the cloud holds what it
+// held before.
+var ErrRolledBack = errors.New("a write was refused, so what this apply had written was taken back: the cloud holds what it held before the apply, and nothing of the plan is applied")
+
 // Failure is an error with the summary a backend wants it reported under
 // ("Cannot write security group rules"): the engine knows no cloud's words.
 type Failure struct {

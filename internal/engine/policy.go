@@ -3,6 +3,7 @@ package engine
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -230,6 +231,11 @@ func (e *Engine) DestroyPolicy(ctx context.Context, prior *PolicyState) []jit.Fi
 func (p *PolicyPlan) write(ctx context.Context) []jit.Finding {
 	var tagErr, writeErr error
 	var wg sync.WaitGroup
+	tagsBefore := make(map[string]map[string]string, len(p.machines))
+	for _, m := range p.machines {
+		tagsBefore[m.ID] = maps.Clone(m.Tags)
+		maps.DeleteFunc(tagsBefore[m.ID], func(k, _ string) bool { return !jit.IsPolicyTag(k) })
+	}
 	wg.Go(func() {
 		tagErr = parallelN(p.machines, tagParallelism, func(m *jit.Machine) error {
 			b, err := p.engine.backendFor(m.ID)
@@ -258,6 +264,11 @@ func (p *PolicyPlan) write(ctx context.Context) []jit.Finding {
 		findings = append(findings, jit.Error("Cannot tag virtual machine with the policy", tagErr.Error()))
 	}
 	findings = append(findings, failureFindings("Cannot write the policy's rules", writeErr)...)
+	if errors.Is(writeErr, ErrRolledBack) {
+		// The rules were taken back: so are the settings, and the machines
+		// that were leaving keep theirs.
+		return append(findings, p.restoreTags(ctx, tagsBefore)...)
+	}
 	// The writes know the priorities the plan left to them.
 	p.State.Rules = nil
 	for _, c := range p.changes {
@@ -277,6 +288,25 @@ func (p *PolicyPlan) write(ctx context.Context) []jit.Finding {
 		return nil
 	})
 	return findings
+}
+
+// restoreTags puts back the policy tags each machine had before the apply.
+func (p *PolicyPlan) restoreTags(ctx context.Context, before map[string]map[string]string) []jit.Finding {
+	err := parallelN(p.machines, tagParallelism, func(m *jit.Machine) error {
+		b, err := p.engine.backendFor(m.ID)
+		if err != nil {
+			return err
+		}
+		now, err := b.Machine(ctx, m.ID)
+		if err != nil {
+			return err
+		}
+		return b.SetMachineTags(ctx, now, before[m.ID], jit.IsPolicyTag)
+	})
+	if err != nil {
+		return []jit.Finding{jit.Error("Cannot restore the machines' tags after the rollback", err.Error())}
+	}
+	return nil
 }
 
 // untagMachine removes a policy's settings from a machine, if they are that policy's.

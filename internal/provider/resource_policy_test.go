@@ -4,10 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
+	"net/netip"
 	"reflect"
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -787,4 +790,138 @@ func TestAccPolicy_aWriteWhoseOperationFailsIsRetriedOrReportedAndConverges(t *t
 			{Config: config, ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{plancheck.ExpectEmptyPlan()}}},
 		},
 	})
+}
+
+// fillAddresses writes a rule of others into nsg naming as many
+// destination addresses as ARM's per-NSG limit leaves room for: after it,
+// any rule naming one more address is refused.
+func (c *testCloud) fillAddresses(t *testing.T, nsg string) jit.NSGRule {
+	t.Helper()
+	n := 0
+	for _, r := range c.nsgRules(t, nsg) {
+		for _, d := range r.DestinationPrefixes {
+			if _, err := netip.ParsePrefix(d); err == nil {
+				n++
+			} else if _, err := netip.ParseAddr(d); err == nil {
+				n++
+			}
+		}
+	}
+	filler := inbound("someone-elses-address-list", 3000, jit.NSGAllow, "8080")
+	filler.DestinationPrefixes = nil
+	for i := range jit.NSGMaxAddresses - n {
+		filler.DestinationPrefixes = append(filler.DestinationPrefixes, netip.AddrFrom4([4]byte{10, 200, byte(i / 250), byte(1 + i%250)}).String())
+	}
+	c.putRule(t, nsg, filler)
+	return filler
+}
+
+// A limit reached after the apply's own read (another writer filled the
+// subnet NSG's address quota right before the provider's write there)
+// cannot be foreseen: ARM refuses that write, and what the apply had
+// already written in the NIC NSG and the VM's tags is taken back, so the
+// policy is never half-applied. Once room is made, the next apply locks
+// both NSGs.
+func TestAccPolicy_aLimitReachedDuringTheApplyRollsBackWhatItWrote(t *testing.T) {
+	cloud := newTestCloud(t, "world")
+	config := policyConfig(cloud, "web", []string{"web"}, port22)
+	before := map[string][]jit.NSGRule{}
+	var filler jit.NSGRule
+	var once sync.Once
+	fill := func(r *http.Request) bool {
+		if !strings.Contains(r.URL.Path, "/networkSecurityGroups/web-subnet-nsg/") || strings.HasSuffix(r.URL.Path, "/someone-elses-address-list") {
+			return false
+		}
+		once.Do(func() { filler = cloud.fillAddresses(t, "web-subnet-nsg") })
+		return true
+	}
+	resource.ParallelTest(t, resource.TestCase{
+		ProtoV6ProviderFactories: protoV6ProviderFactories,
+		Steps: []resource.TestStep{
+			{
+				PreConfig: func() {
+					for _, nsg := range []string{"web-nic-nsg", "web-subnet-nsg"} {
+						before[nsg] = cloud.nsgRules(t, nsg)
+					}
+					cloud.OnCall("SecurityRules.CreateOrUpdate", fill)
+				},
+				Config:      config,
+				ExpectError: regexp.MustCompile(`(?s)SecurityRuleAddressesOrPortsPerSecurityGroupLimitReached.*taken back|taken back.*SecurityRuleAddressesOrPortsPerSecurityGroupLimitReached`),
+			},
+			{
+				PreConfig: func() {
+					if got := cloud.nsgRules(t, "web-nic-nsg"); !slices.EqualFunc(got, before["web-nic-nsg"], jit.NSGRule.Equivalent) {
+						t.Fatalf("web-nic-nsg after the refused apply:\n got %+v\nwant %+v", got, before["web-nic-nsg"])
+					}
+					want := append(slices.Clone(before["web-subnet-nsg"]), filler)
+					got := cloud.nsgRules(t, "web-subnet-nsg")
+					slices.SortFunc(want, func(a, b jit.NSGRule) int { return strings.Compare(a.Name, b.Name) })
+					slices.SortFunc(got, func(a, b jit.NSGRule) int { return strings.Compare(a.Name, b.Name) })
+					if !slices.EqualFunc(got, want, jit.NSGRule.Equivalent) {
+						t.Fatalf("web-subnet-nsg after the refused apply:\n got %+v\nwant %+v", got, want)
+					}
+					vm, err := cloud.azureClient(t).Machine(t.Context(), testVM+"web")
+					if err != nil {
+						t.Fatal(err)
+					}
+					for k := range vm.Tags {
+						if jit.IsPolicyTag(k) {
+							t.Fatalf("the VM keeps the policy's tag %s after the rollback", k)
+						}
+					}
+					cloud.deleteRule(t, "web-subnet-nsg", filler.Name)
+				},
+				Config: config,
+				Check: resource.ComposeTestCheckFunc(
+					expectDenies(t, cloud, "web-nic-nsg", "web", "22/Tcp@1000->10.0.1.4"),
+					expectDenies(t, cloud, "web-subnet-nsg", "web", "22/Tcp@1000->10.0.1.4"),
+				),
+			},
+			{Config: config, ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{plancheck.ExpectEmptyPlan()}}},
+		},
+	})
+}
+
+// A limit reached between the plan and the apply of the saved plan is
+// found when the apply plans again, before its first write: nothing is
+// written, and the error names the NSG and the limit.
+func TestAccPolicy_aLimitReachedBeforeTheApplyFailsBeforeAnyWrite(t *testing.T) {
+	cloud := newTestCloud(t, "world")
+	config := policyConfig(cloud, "web", []string{"web"}, port22)
+	writes := 0
+	resource.ParallelTest(t, resource.TestCase{
+		ProtoV6ProviderFactories: protoV6ProviderFactories,
+		Steps: []resource.TestStep{
+			{
+				Config: config,
+				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{fillCheck{cloud, t, "web-subnet-nsg", &writes}}},
+				ExpectError:      regexp.MustCompile(`NSG address limit exceeded[\s\S]*web-subnet-nsg`),
+			},
+			{
+				PreConfig: func() {
+					if n := cloud.writes(); n != writes {
+						t.Fatalf("the apply wrote %d times before failing", n-writes)
+					}
+				},
+				Config:      config,
+				PlanOnly:    true,
+				ExpectError: regexp.MustCompile(`NSG address limit exceeded`),
+			},
+		},
+	})
+}
+
+// fillCheck is a plan check that fills an NSG's address quota: another
+// writer acting between the plan and the apply of the saved plan. writes
+// is set to the emulator's write count after it.
+type fillCheck struct {
+	cloud  *testCloud
+	t      *testing.T
+	nsg    string
+	writes *int
+}
+
+func (c fillCheck) CheckPlan(_ context.Context, _ plancheck.CheckPlanRequest, _ *plancheck.CheckPlanResponse) {
+	c.cloud.fillAddresses(c.t, c.nsg)
+	*c.writes = c.cloud.writes()
 }
