@@ -87,10 +87,12 @@ func (r *policyResource) Metadata(_ context.Context, req resource.MetadataReques
 
 func (r *policyResource) Schema(ctx context.Context, _ resource.SchemaRequest, resp *resource.SchemaResponse) {
 	resp.Schema = schema.Schema{
-		MarkdownDescription: "Locks management ports of Azure VMs behind JIT deny rules: one inbound Deny per port in every " +
-			"network security group on each VM's path (its NICs' and their subnets'), scoped to the VM's private IPs. " +
+		MarkdownDescription: "Locks management ports of Azure VMs behind JIT deny rules: in every network security group on the VMs' " +
+			"paths (their NICs' and their subnets'), one inbound Deny per port and address family covering the private " +
+			"IPs of every VM of the policy behind that NSG, so a subnet of hundreds of VMs needs a few rules, not one per VM. " +
 			"Rules that already decide a locked port keep precedence; otherwise the deny takes top precedence, leaving " +
-			"priorities before it free for grants. The plan lists every rule in `rules`. The policy's settings are also " +
+			"priorities before it free for grants. The plan lists every rule in `rules`, with the VMs each covers; " +
+			"a port that an existing rule keeps from being locked is a warning naming that rule, and the other ports are locked. The policy's settings are also " +
 			"written as tags on each VM, so access requests from other configurations can be validated against them. " +
 			"On EC2 instances, the inbound rules of their security groups that open a locked port are revoked instead, and " +
 			"restored exactly on destroy: see `revoked_ingress_rules`.",
