@@ -24,6 +24,9 @@ type Firewall struct {
 	PolicyID           string
 	NetworkCollections []jit.FirewallNetworkCollection
 	NATCollections     []jit.FirewallNATCollection
+	// PublicIPs counts the IP configurations with a public IP, which take
+	// from the same quota as DNAT rules (maxDNATRules).
+	PublicIPs int
 	// ipConfig is the first IP configuration, which Addresses resolves.
 	ipConfig *armnetwork.AzureFirewallIPConfigurationPropertiesFormat
 }
@@ -80,13 +83,42 @@ func firewallOf(firewallID string, fw *armnetwork.AzureFirewall) Firewall {
 			}
 		}
 		for _, ipc := range p.IPConfigurations {
-			if ipc != nil && ipc.Properties != nil {
+			if ipc == nil || ipc.Properties == nil {
+				continue
+			}
+			if out.ipConfig == nil {
 				out.ipConfig = ipc.Properties
-				break
+			}
+			if ipc.Properties.PublicIPAddress != nil {
+				out.PublicIPs++
 			}
 		}
 	}
 	return out
+}
+
+// maxDNATRules is Azure Firewall's quota of DNAT rules and public IP
+// addresses together: each public IP configuration takes one of the 250
+// (learn.microsoft.com, "Deploy an Azure Firewall with multiple public IP
+// addresses": public IP addresses + DNAT rules = 250 maximum).
+const maxDNATRules = 250
+
+// dnatRoom fails when the firewall has no room for adding DNAT rules:
+// its public IPs, the rules of the NAT collections that stay (keep: not
+// the grant's own, nor those it replaces) and the new ones, over the quota.
+func (f *Firewall) dnatRoom(adding int, keep func(name string) bool) error {
+	used := f.PublicIPs
+	for _, c := range f.NATCollections {
+		if keep(c.Name) {
+			used += len(c.Rules)
+		}
+	}
+	if used+adding > maxDNATRules {
+		return fmt.Errorf("Azure Firewall %s has %d DNAT rules and public IP addresses; the grant needs %d more, and Azure allows %d together. "+
+			"Let other grants through this firewall end (revoke-expired removes those that did) or remove DNAT rules it does not need",
+			f.ID, used, adding, maxDNATRules)
+	}
+	return nil
 }
 
 // clone copies the collections and their rules, which callers edit.

@@ -46,7 +46,15 @@ func (b *Backend) CheckGrant(ctx context.Context, m *jit.Machine, g engine.Grant
 				"Remove tags the VM does not need, or let older requests end: revoke-expired removes their records.", m.ID, len(m.Tags), need, maxTags),
 			"virtual_machine_id"))
 	}
-	if m.Tags[jit.TagFirewall] != "" {
+	if id := m.Tags[jit.TagFirewall]; id != "" {
+		fw, err := b.client.Firewall(ctx, id)
+		if err != nil {
+			return append(findings, jit.Error("Cannot read the policy's Azure Firewall", err.Error(), "virtual_machine_id"))
+		}
+		own := jit.FirewallGrantCollectionName(g.ID, m.ID)
+		if err := fw.dnatRoom(len(g.Ports), func(name string) bool { return name != own }); err != nil {
+			findings = append(findings, jit.Error("No room for the grant's DNAT rules", err.Error(), "port"))
+		}
 		return findings
 	}
 	for _, nsg := range m.FilterIDs() {
@@ -256,6 +264,12 @@ func (b *Backend) openFirewallGrant(ctx context.Context, m *jit.Machine, firewal
 		if _, gone := change.Network[col.Name]; !gone {
 			fg.Network = append(fg.Network, col)
 		}
+	}
+	if err := fw.dnatRoom(len(g.Ports), func(c string) bool {
+		_, replaced := change.NAT[c]
+		return c != name && !replaced
+	}); err != nil {
+		return addrs, err
 	}
 	plan, err := jit.PlanFirewallGrants(fg)
 	if err != nil {

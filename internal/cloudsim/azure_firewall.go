@@ -257,6 +257,9 @@ func (a *azureState) checkFirewall(fw *AzureFirewall) *armError {
 		}
 	}
 	publicIPs := a.firewallPublicIPs(fw)
+	if e := checkDNATQuota(fw, len(publicIPs)); e != nil {
+		return e
+	}
 	for _, kind := range collectionKinds(fw) {
 		type seen struct {
 			name     string
@@ -321,6 +324,31 @@ func (a *azureState) checkFirewall(fw *AzureFirewall) *armError {
 				return invalidJSON(err)
 			}
 		}
+	}
+	return nil
+}
+
+// maxDNATRulesAndPublicIPs is Azure Firewall's quota: public IP addresses
+// and DNAT rules together may number 250 ("Deploy an Azure Firewall with
+// multiple public IP addresses"). ARM's error code for it is not
+// documented; the emulator's names the quota.
+const maxDNATRulesAndPublicIPs = 250
+
+func checkDNATQuota(fw *AzureFirewall, publicIPs int) *armError {
+	n := publicIPs
+	for _, raw := range fw.NATRuleCollections {
+		var c struct {
+			Properties struct {
+				Rules []json.RawMessage `json:"rules"`
+			} `json:"properties"`
+		}
+		if json.Unmarshal(raw, &c) == nil {
+			n += len(c.Properties.Rules)
+		}
+	}
+	if n > maxDNATRulesAndPublicIPs {
+		return newARMError(http.StatusBadRequest, "AzureFirewallDnatRulesAndPublicIpsLimitReached",
+			"Azure Firewall %s would have %d DNAT rules and public IP addresses; at most %d are allowed together.", fw.ID, n, maxDNATRulesAndPublicIPs)
 	}
 	return nil
 }

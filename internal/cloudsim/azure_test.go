@@ -1478,6 +1478,18 @@ func TestAzureFirewallValidation(t *testing.T) {
 			}
 			p.NetworkRuleCollections = append(p.NetworkRuleCollections, &twin)
 		}, "AzureFirewallRuleCollectionDuplicateName"},
+		// Public IPs and DNAT rules share a quota of 250: the fixture's
+		// firewall has one public IP, so 250 DNAT rules are one too many.
+		"DNAT quota": {func(p *armnetwork.AzureFirewallPropertiesFormat, _ *armnetwork.AzureFirewall) {
+			col := p.NatRuleCollections[0].Properties
+			first := *col.Rules[0]
+			col.Rules = nil
+			for i := range 250 {
+				r := first
+				r.Name, r.DestinationPorts = to.Ptr(fmt.Sprintf("dnat-%d", i)), []*string{to.Ptr(fmt.Sprint(20000 + i))}
+				col.Rules = append(col.Rules, &r)
+			}
+		}, "AzureFirewallDnatRulesAndPublicIpsLimitReached"},
 		"no location": {func(_ *armnetwork.AzureFirewallPropertiesFormat, fw *armnetwork.AzureFirewall) { fw.Location = nil }, "LocationRequired"},
 		"moved": {func(_ *armnetwork.AzureFirewallPropertiesFormat, fw *armnetwork.AzureFirewall) {
 			fw.Location = to.Ptr("eastus")

@@ -740,3 +740,50 @@ func TestAccAccessRequest_settingsEditedInTheTagsDoNotWidenARequest(t *testing.T
 		},
 	})
 }
+
+// Azure Firewall counts its public IPs and DNAT rules against one quota
+// of 250. A grant through a firewall holding others' DNAT rules up to it
+// is a plan error naming the firewall; one rule fewer, and it is written.
+func TestAccAccessRequest_aFirewallWithoutRoomForTheDNATRuleIsAPlanError(t *testing.T) {
+	cloud := newTestCloud(t, "world")
+	clock := clocktest.New(requestEpoch)
+	policy := cloud.config(strings.Replace(sshPolicy, `  name                = "web"`, `  name                = "web"
+  azure_firewall_id   = "`+testFirewall+`fw-hub"`, 1))
+	config := policy + sshRequest("alice", "203.0.113.7/32", `duration = "PT1H"`)
+	// fill writes a DNAT collection of others with n rules; the fixture's
+	// firewall has one public IP.
+	fill := func(n int) {
+		col := jit.FirewallNATCollection{Name: "someone-elses-dnat", Priority: 300}
+		for i := range n {
+			col.Rules = append(col.Rules, jit.FirewallNATRule{
+				Name: fmt.Sprintf("forward-%d", i), Protocols: []string{"TCP"}, SourceAddresses: []string{"198.51.100.0/24"},
+				DestinationAddresses: []string{"20.61.15.200"}, DestinationPorts: []string{fmt.Sprint(30000 + i)},
+				TranslatedAddress: "10.0.2.4", TranslatedPort: "443",
+			})
+		}
+		change := azure.FirewallChange{NAT: map[string]*jit.FirewallNATCollection{col.Name: &col}}
+		if err := cloud.azureClient(t).UpdateFirewall(t.Context(), testFirewall+"fw-hub", change); err != nil {
+			t.Fatal(err)
+		}
+	}
+	resource.ParallelTest(t, resource.TestCase{
+		ProtoV6ProviderFactories: factoriesAt(clock),
+		Steps: []resource.TestStep{
+			{Config: policy, PreConfig: func() { fill(249) }},
+			{
+				Config:      config,
+				ExpectError: regexp.MustCompile(`No room for the grant's DNAT rules[\s\S]*fw-hub\s+has\s+250\s+DNAT\s+rules\s+and\s+public\s+IP\s+addresses`),
+			},
+			{
+				PreConfig: func() {
+					if got := cloud.firewallCollections(t, "fw-hub"); slices.ContainsFunc(got, func(c string) bool { return strings.HasPrefix(c, "jit-grant") }) {
+						t.Fatalf("the refused request wrote a collection: %v", got)
+					}
+					fill(248)
+				},
+				Config: config,
+				Check:  expectGrants(t, cloud, 1),
+			},
+		},
+	})
+}

@@ -893,7 +893,7 @@ func TestAccPolicy_aLimitReachedBeforeTheApplyFailsBeforeAnyWrite(t *testing.T) 
 		ProtoV6ProviderFactories: protoV6ProviderFactories,
 		Steps: []resource.TestStep{
 			{
-				Config: config,
+				Config:           config,
 				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{fillCheck{cloud, t, "web-subnet-nsg", &writes}}},
 				ExpectError:      regexp.MustCompile(`NSG address limit exceeded[\s\S]*web-subnet-nsg`),
 			},
