@@ -176,8 +176,11 @@ func (b *Backend) planPaths(ctx context.Context, in engine.PolicyInput, t policy
 				return slices.Contains(expired, c.Name)
 			}),
 			HonouredGrant: func(c jit.FirewallNetworkCollection) bool {
-				return jit.IsFirewallGrantCollection(c.Name) && len(c.Rules) > 0 && !slices.ContainsFunc(c.Rules, func(r jit.FirewallNetworkRule) bool {
-					v := jit.JudgeGrant(r.Description, true, in.Name, in.Clock)
+				// Only an Allow collection can grant: a Deny copying a
+				// grant's marker is someone else's Deny.
+				allow := strings.EqualFold(string(c.Action), string(jit.FirewallAllow))
+				return allow && jit.IsFirewallGrantCollection(c.Name) && len(c.Rules) > 0 && !slices.ContainsFunc(c.Rules, func(r jit.FirewallNetworkRule) bool {
+					v := jit.JudgeGrant(r.Description, allow, in.Name, in.Clock)
 					return !v.OfPolicy || v.Expired
 				})
 			},

@@ -181,19 +181,12 @@ func (e *Engine) OpenRequest(ctx context.Context, req Request) (*OpenedRequest, 
 // end is when port i of a request starting at start ends.
 func (r Request) end(i int, start time.Time) time.Time {
 	p := r.Ports[i]
-	d := cmpOr(r.Duration, p.Duration)
+	d := cmp.Or(r.Duration, p.Duration)
 	if d == "" {
 		return p.End.UTC()
 	}
 	parsed, _ := jit.ParseDuration(d)
 	return start.Add(parsed.Std())
-}
-
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }
 
 // validateRequest checks the request's ports against the policy's, as of
@@ -203,7 +196,7 @@ func validateRequest(req Request, policy []jit.Port, now time.Time) ([]jit.PortP
 	requested := make([]jit.RequestedPort, len(req.Ports))
 	for i, p := range req.Ports {
 		requested[i] = jit.RequestedPort{Number: p.Number, Protocol: p.Protocol, SourcePrefix: p.Source}
-		if d := cmpOr(req.Duration, p.Duration); d != "" {
+		if d := cmp.Or(req.Duration, p.Duration); d != "" {
 			parsed, err := jit.ParseDuration(d)
 			if err != nil {
 				findings = append(findings, jit.Error("Invalid duration", err.Error(), req.durationPath(i)...))

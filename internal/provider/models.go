@@ -327,14 +327,16 @@ func (m *accessRequestModel) grantRef(ctx context.Context, ports []jit.PortProto
 }
 
 // grant is what the cloud records of the request, for the ports given.
-func (m *accessRequestModel) grant(ports []int) engine.Grant {
+func (m *accessRequestModel) grant(ports []int) (engine.Grant, diag.Diagnostics) {
 	g := engine.Grant{ID: m.ID.ValueString(), Justification: m.Justification.ValueString(), Requestor: m.Requestor.ValueString(), OnBehalfOf: m.OnBehalfOf.ValueString()}
+	var diags diag.Diagnostics
 	for _, i := range ports {
 		p := &m.Ports[i]
-		end, _ := p.EndTimeUTC.ValueRFC3339Time()
+		end, d := p.EndTimeUTC.ValueRFC3339Time()
+		diags.Append(d...)
 		g.Ports = append(g.Ports, engine.GrantPort{Port: p.portProtocol(), Source: p.AllowedSourceAddressPrefix.ValueString(), End: end})
 	}
-	return g
+	return g, diags
 }
 
 // record is who asked and why, as the request was made.

@@ -19,6 +19,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-testing/tfjsonpath"
 
 	"github.com/jitaccess/terraform-provider-jit/internal/clocktest"
+	"github.com/jitaccess/terraform-provider-jit/internal/azure"
 	"github.com/jitaccess/terraform-provider-jit/internal/cloudsim"
 	"github.com/jitaccess/terraform-provider-jit/internal/jit"
 )
@@ -506,5 +507,37 @@ func TestAccPolicy_aForgedGrantIsNotHonoured(t *testing.T) {
 			},
 			{Config: cloud.config(sshPolicy), ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{plancheck.ExpectEmptyPlan()}}},
 		},
+	})
+}
+
+// A Deny collection on the firewall named and described like one of the
+// policy's grants is no grant (only an Allow can grant): it is someone
+// else's Deny deciding the port, so the policy's deny collection comes
+// after it, as after any rule that already decides a locked port.
+func TestAccPolicy_aDenyCollectionMarkedAsAGrantIsSomeoneElsesDeny(t *testing.T) {
+	cloud := newTestCloud(t, "world")
+	forged := jit.FirewallNetworkCollection{Name: jit.FirewallGrantCollectionName("forged", testVM+"web"), Priority: 1000, Action: jit.FirewallDeny,
+		Rules: []jit.FirewallNetworkRule{{
+			Name: "forged", Description: jit.GrantMarker("fw", requestEpoch.Add(time.Hour), "mallory", "").String(),
+			Protocols: []string{"TCP"}, SourceAddresses: []string{"198.51.100.0/24"}, DestinationAddresses: []string{"10.0.1.4"}, DestinationPorts: []string{"22"},
+		}}}
+	change := azure.FirewallChange{Network: map[string]*jit.FirewallNetworkCollection{forged.Name: &forged}}
+	if err := cloud.azureClient(t).UpdateFirewall(t.Context(), testFirewall+"fw-hub", change); err != nil {
+		t.Fatal(err)
+	}
+	config := policyConfig(cloud, "fw", []string{"web"}, port22+`
+  azure_firewall_id = "`+testFirewall+`fw-hub"`)
+	resource.ParallelTest(t, resource.TestCase{
+		ProtoV6ProviderFactories: factoriesAt(clocktest.New(requestEpoch)),
+		Steps: []resource.TestStep{{
+			Config: config,
+			Check: func(*terraform.State) error {
+				got := strings.Join(cloud.firewallCollections(t, "fw-hub"), " ")
+				if !strings.Contains(got, forged.Name+"@1000:Deny") || !strings.Contains(got, jit.FirewallDenyCollectionName("fw")+"@1002:Deny") {
+					return fmt.Errorf("firewall collections: %s", got)
+				}
+				return nil
+			},
+		}},
 	})
 }

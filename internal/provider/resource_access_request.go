@@ -252,7 +252,10 @@ func (r *accessRequestResource) planExisting(ctx context.Context, plan, state *a
 	missing := false
 	for i := range plan.Ports {
 		p := &plan.Ports[i]
-		end, _ := p.EndTimeUTC.ValueRFC3339Time()
+		end, d := p.EndTimeUTC.ValueRFC3339Time()
+		if diags.Append(d...); d.HasError() {
+			return diags
+		}
 		if status, reason := r.engine.PortStatus(ctx, p.portProtocol(), end, jit.GrantStatus(p.Status.ValueString()), p.StatusReason.ValueString()); status != jit.GrantInitiated {
 			p.Status, p.StatusReason = types.StringValue(string(status)), types.StringValue(reason)
 			continue
@@ -351,7 +354,10 @@ func (r *accessRequestResource) Read(ctx context.Context, req resource.ReadReque
 	}
 	for i := range state.Ports {
 		p := &state.Ports[i]
-		end, _ := p.EndTimeUTC.ValueRFC3339Time()
+		end, d := p.EndTimeUTC.ValueRFC3339Time()
+		if resp.Diagnostics.Append(d...); d.HasError() {
+			return
+		}
 		status, reason := r.engine.PortStatus(ctx, p.portProtocol(), end, jit.GrantStatus(p.Status.ValueString()), p.StatusReason.ValueString())
 		if status == jit.GrantInitiated && o.Superseded[p.portProtocol()] {
 			status, reason = jit.GrantRevoked, engine.ReasonSuperseded
@@ -427,7 +433,12 @@ func (r *accessRequestResource) Update(ctx context.Context, req resource.UpdateR
 	rules, diags := plan.rules(ctx)
 	resp.Diagnostics.Append(diags...)
 	if plan.Rules.IsUnknown() && len(open) > 0 {
-		opened, err := r.engine.Regrant(ctx, state.grant(open), plan.VirtualMachineID.ValueString())
+		g, diags := state.grant(open)
+		resp.Diagnostics.Append(diags...)
+		if diags.HasError() {
+			return
+		}
+		opened, err := r.engine.Regrant(ctx, g, plan.VirtualMachineID.ValueString())
 		rules = opened.Rules
 		if err != nil {
 			resp.Diagnostics.AddError("Cannot grant access again", err.Error())
