@@ -74,6 +74,10 @@ func TestGuideExamplesApplyAgainstTheEmulator(t *testing.T) {
 		t.Skip("needs OpenTofu in TF_ACC_TERRAFORM_PATH (make test sets it) and builds the provider binary")
 	}
 	bin := buildBinary(t)
+	opaBin, err := filepath.Abs(filepath.Join("bin", "opa"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	fx, err := cloudsim.LoadFixture("testdata/guides.json")
 	if err != nil {
 		t.Fatal(err)
@@ -116,12 +120,64 @@ func TestGuideExamplesApplyAgainstTheEmulator(t *testing.T) {
 				}
 				return out.String(), 0
 			}
+			rego, _ := filepath.Glob(filepath.Join(work, "policy", "*.rego"))
+			if _, err := os.Stat(opaBin); len(rego) > 0 && err != nil {
+				t.Skipf("%s has Rego policies and %s is missing (make opa builds it)", dir, opaBin)
+			}
+			opa := func() (string, int) {
+				t.Helper()
+				if out, code := run("plan", "-out", "plan.tfplan"); code != 0 {
+					t.Fatalf("tofu plan -out: exit %d\n%s", code, out)
+				}
+				show := exec.Command(tofu, "show", "-json", "plan.tfplan")
+				show.Dir, show.Env = work, env
+				plan, err := show.Output()
+				if err != nil {
+					t.Fatalf("tofu show -json: %v", err)
+				}
+				write(t, filepath.Join(work, "plan.json"), string(plan))
+				cmd := exec.Command(opaBin, "eval", "--fail-defined", "--format", "pretty", "-d", "policy", "-i", "plan.json", "data.jit.deny[msg]")
+				cmd.Dir = work
+				out, err := cmd.CombinedOutput()
+				var exit *exec.ExitError
+				switch {
+				case errors.As(err, &exit):
+					return string(out), exit.ExitCode()
+				case err != nil:
+					t.Fatal(err)
+				}
+				return string(out), 0
+			}
+			if len(rego) > 0 {
+				// The example's own policies pass the requests it holds.
+				if out, code := opa(); code != 0 {
+					t.Fatalf("opa eval of the example's plan: exit %d, want 0\n%s", code, out)
+				}
+			}
 			if out, code := run("apply", "-auto-approve"); code != 0 {
 				t.Fatalf("tofu apply: exit %d\n%s", code, out)
 			}
 			// Applied as written: a second plan has nothing to do.
 			if out, code := run("plan", "-detailed-exitcode"); code != 0 {
 				t.Fatalf("tofu plan after apply: exit %d, want 0 (no changes)\n%s", code, out)
+			}
+			if dir == filepath.Join("examples", "requests-repo") {
+				// A request without a ticket reference passes the provider's
+				// checks and fails the repository's own rule.
+				eve := filepath.Join(work, "requests", "eve-gh", "2026-11-24-look-around.yaml")
+				if err := os.MkdirAll(filepath.Dir(eve), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				write(t, eve, "virtual_machine_id: /subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/prod/providers/Microsoft.Compute/virtualMachines/web\n"+
+					"justification: just looking around\nports:\n  - number: 22\n    source: 203.0.113.9/32\n    duration: PT1H\n")
+				out, code := opa()
+				if code != 1 || !strings.Contains(out, `jit_access_request.this[\"requests/eve-gh/2026-11-24-look-around\"]`) || !strings.Contains(out, "ticket reference") ||
+					strings.Contains(out, "alice-gh") || strings.Contains(out, "bob-gh") {
+					t.Fatalf("opa eval with eve's request: exit %d, want 1 naming eve's request alone\n%s", code, out)
+				}
+				if err := os.Remove(eve); err != nil {
+					t.Fatal(err)
+				}
 			}
 			if out, code := run("destroy", "-auto-approve"); code != 0 {
 				t.Fatalf("tofu destroy: exit %d\n%s", code, out)
