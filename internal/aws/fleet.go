@@ -120,7 +120,8 @@ func (c *Client) views(ctx context.Context, machines []*jit.Machine) ([]*engine.
 }
 
 // groupGrants are the ports a grant's group opens, one per rule, with the
-// request (jit-request tag) and the marker's requestor and end.
+// request (jit-request tag), the record of who asked and why (the group's
+// tags, whole) and each port's end.
 func groupGrants(g types.SecurityGroup, rules []jit.SGRule) []engine.SeenGrant {
 	gg := grantGroupOf(g)
 	if !gg.MarkerOK {
@@ -141,8 +142,12 @@ func groupGrants(g types.SecurityGroup, rules []jit.SGRule) []engine.SeenGrant {
 		if r.FromPort != r.ToPort {
 			continue
 		}
+		record := jit.MarkerRecord(gg.Marker)
+		if gg.Record != nil {
+			record = *gg.Record
+		}
 		out = append(out, engine.SeenGrant{
-			RequestID: gg.RequestID, Requestor: gg.Marker.Requestor, Justification: gg.Marker.Justification,
+			RequestID: gg.RequestID, Requestor: record.Requestor, OnBehalfOf: record.OnBehalfOf, Justification: record.Justification,
 			Port: jit.PortProtocol{Number: r.FromPort, Protocol: proto}, Source: r.Source(),
 			Start: start, End: gg.RuleEnd(r), Target: gg.ID,
 		})

@@ -217,7 +217,7 @@ func (r *fleetReads) view(ctx context.Context, m *jit.Machine, nicIDs []string, 
 			if jit.HasDefenderJITRules(nsg.Rules) {
 				v.DefenderFilters = append(v.DefenderFilters, nsg.ID)
 			}
-			v.Grants = append(v.Grants, nsgGrants(m.ID, nsg)...)
+			v.Grants = append(v.Grants, nsgGrants(m, nsg)...)
 		}
 	}
 	v.Exposures = jit.MergeExposures(exposures...)
@@ -321,8 +321,9 @@ func subnetNSGOf(s armnetwork.Subnet) string {
 
 // nsgGrants are the grants to machine an NSG holds: inbound Allows whose
 // marker is a grant's and whose name is that of a grant of the rule's
-// port to this machine, which carries the request ID.
-func nsgGrants(machine string, nsg *jit.NSGLevel) []engine.SeenGrant {
+// port to this machine, which carries the request ID. Who asked and why
+// come from the request's record in the machine's tags, whole.
+func nsgGrants(m *jit.Machine, nsg *jit.NSGLevel) []engine.SeenGrant {
 	var out []engine.SeenGrant
 	for _, rule := range nsg.Rules {
 		v := jit.JudgeNSGGrant(rule, "", nil)
@@ -334,13 +335,14 @@ func nsgGrants(machine string, nsg *jit.NSGLevel) []engine.SeenGrant {
 			continue
 		}
 		port := jit.PortProtocol{Number: number, Protocol: protocolOfNSG(rule.Protocol)}
-		request, ok := jit.GrantRequestOf(rule.Name, machine, port)
+		request, ok := jit.GrantRequestOf(rule.Name, m.ID, port)
 		if !ok {
 			continue
 		}
 		start, _ := jit.RequestStart(request)
+		record, _ := jit.RecordOf(v.Marker, m.Tags, jit.RecordTagPrefix(request))
 		out = append(out, engine.SeenGrant{
-			RequestID: request, Requestor: v.Marker.Requestor, Justification: v.Marker.Justification,
+			RequestID: request, Requestor: record.Requestor, OnBehalfOf: record.OnBehalfOf, Justification: record.Justification,
 			Port: port, Source: rule.SourcePrefixes[0], Start: start, End: v.Marker.End, Target: nsg.ID,
 		})
 	}

@@ -96,6 +96,24 @@ func TestAccVirtualMachineDataSource_azureNoNSGIsUnsupported(t *testing.T) {
 	})
 }
 
+// A classic (Azure Service Manager) VM is Unsupported with the seeds'
+// reason, read from its ID alone: ARM's compute API does not serve it.
+func TestAccVirtualMachineDataSource_classicVMIsUnsupported(t *testing.T) {
+	cloud := newTestCloud(t, "world")
+	classic := "/subscriptions/" + testSub + "/resourceGroups/legacy/providers/Microsoft.ClassicCompute/virtualMachines/old-web"
+	resource.ParallelTest(t, resource.TestCase{
+		ProtoV6ProviderFactories: protoV6ProviderFactories,
+		Steps: []resource.TestStep{{
+			Config: cloud.config(`data "jit_virtual_machine" "old" { virtual_machine_id = "` + classic + `" }`),
+			ConfigStateChecks: []statecheck.StateCheck{
+				statecheck.ExpectKnownValue("data.jit_virtual_machine.old", tfjsonpath.New("classification"), knownvalue.StringExact("Unsupported")),
+				statecheck.ExpectKnownValue("data.jit_virtual_machine.old", tfjsonpath.New("unsupported_reason"),
+					knownvalue.StringRegexp(regexp.MustCompile(`classic \(ASM\) virtual machine`))),
+			},
+		}},
+	})
+}
+
 func TestAccVirtualMachineDataSource_awsResolvesENIsAndGroups(t *testing.T) {
 	cloud := newTestCloud(t, "world")
 	resource.ParallelTest(t, resource.TestCase{
@@ -222,7 +240,7 @@ func TestAccVirtualMachineDataSource_configuredShowsGrantsAndLastRequest(t *test
 		return knownvalue.ListExact([]knownvalue.Check{knownvalue.ObjectExact(map[string]knownvalue.Check{
 			"request_id":     knownvalue.StringRegexp(regexp.MustCompile(`^20261123T090000Z-[0-9a-f]{8}$`)),
 			"requestor":      knownvalue.StringRegexp(regexp.MustCompile(`^(operator@example.com|arn:aws:iam::123456789012:user/operator)$`)),
-			"on_behalf_of":   knownvalue.StringExact(""),
+			"on_behalf_of":   knownvalue.StringExact("alice@example.com"),
 			"justification":  knownvalue.StringRegexp(regexp.MustCompile(`^INC-`)),
 			"port":           knownvalue.Int64Exact(22),
 			"protocol":       knownvalue.StringExact("TCP"),
@@ -243,6 +261,8 @@ data "jit_virtual_machine" "db" {
 	config = strings.Replace(config, `resource "jit_access_request" "alice" {
   virtual_machine_id = one(jit_policy.db.virtual_machine_ids)`, `resource "jit_access_request" "alice_db" {
   virtual_machine_id = one(jit_policy.db.virtual_machine_ids)`, 1)
+	// Both requests are made by the operator's identity for alice.
+	config = strings.ReplaceAll(config, "  virtual_machine_id = one(jit_policy.", "  on_behalf_of       = \"alice@example.com\"\n  virtual_machine_id = one(jit_policy.")
 	resource.ParallelTest(t, resource.TestCase{
 		ProtoV6ProviderFactories: factoriesAt(clock),
 		Steps: []resource.TestStep{{
@@ -260,11 +280,13 @@ data "jit_virtual_machine" "db" {
 				statecheck.ExpectKnownValue("data.jit_virtual_machine.web", tfjsonpath.New("requests_last_7_days"), knownvalue.Int64Exact(1)),
 				statecheck.ExpectKnownValue("data.jit_virtual_machine.web", tfjsonpath.New("last_requestor"), knownvalue.StringExact("operator@example.com")),
 				statecheck.ExpectKnownValue("data.jit_virtual_machine.web", tfjsonpath.New("last_request_time_utc"), knownvalue.StringExact(start)),
+				statecheck.ExpectKnownValue("data.jit_virtual_machine.web", tfjsonpath.New("last_request_on_behalf_of"), knownvalue.StringExact("alice@example.com")),
 				statecheck.ExpectKnownValue("data.jit_virtual_machine.web", tfjsonpath.New("exposed_management_ports"), ints()),
 				statecheck.ExpectKnownValue("data.jit_virtual_machine.db", tfjsonpath.New("classification"), knownvalue.StringExact("Configured")),
 				statecheck.ExpectKnownValue("data.jit_virtual_machine.db", tfjsonpath.New("active_grants"), grant("203.0.113.7/32", `^sg-[0-9a-f]+$`)),
 				statecheck.ExpectKnownValue("data.jit_virtual_machine.db", tfjsonpath.New("requests_last_7_days"), knownvalue.Int64Exact(1)),
 				statecheck.ExpectKnownValue("data.jit_virtual_machine.db", tfjsonpath.New("last_requestor"), knownvalue.StringExact("arn:aws:iam::123456789012:user/operator")),
+				statecheck.ExpectKnownValue("data.jit_virtual_machine.db", tfjsonpath.New("last_request_on_behalf_of"), knownvalue.StringExact("alice@example.com")),
 				// The policy revoked the SSH rule open to the world.
 				statecheck.ExpectKnownValue("data.jit_virtual_machine.db", tfjsonpath.New("exposed_management_ports"), ints()),
 			},

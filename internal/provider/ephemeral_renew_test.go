@@ -283,3 +283,36 @@ func TestAccessEphemeral_renewEndsAGrantThePolicyNoLongerAllows(t *testing.T) {
 		})
 	}
 }
+
+// An ephemeral grant records who asked and for whom, in full, where the
+// fleet view (jit_virtual_machine's active_grants) reads it back: a
+// pipeline's identity acting for the person who opened the pull request.
+func TestAccessEphemeral_recordsWhoAskedInFull(t *testing.T) {
+	justification := "pipeline run 512 of " + strings.Repeat("infra-repo deploy to prod-web ", 6)
+	for _, machine := range []string{testVM + "web", testEC2} {
+		t.Run(machine[strings.LastIndex(machine, "/")+1:], func(t *testing.T) {
+			cloud := newTestCloud(t, "world")
+			clock := clocktest.New(requestEpoch)
+			applyPolicy(t, cloud, machine)
+			c := newProtocolClient(t, cloud, clock)
+			config := ephemeralConfig(machine, "PT30M", "203.0.113.7/32")
+			config["on_behalf_of"], config["justification"] = "carol@example.com", justification
+			private, _ := c.open(config)
+
+			e := engine.New(clock, []engine.Backend{azure.NewBackend(cloud.azureClient(t), ""), aws.NewBackend(cloud.awsClient(t))})
+			a, err := e.AssessMachine(t.Context(), machine, "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(a.ActiveGrants) == 0 {
+				t.Fatal("no active grant seen")
+			}
+			for _, g := range a.ActiveGrants {
+				if g.OnBehalfOf != "carol@example.com" || g.Justification != justification || g.Requestor == "" {
+					t.Fatalf("grant seen as requestor %q, on behalf of %q, justification %q", g.Requestor, g.OnBehalfOf, g.Justification)
+				}
+			}
+			c.close(private)
+		})
+	}
+}
