@@ -202,8 +202,8 @@ func (b *Backend) grantInNSG(ctx context.Context, m *jit.Machine, nsg string, g 
 	return owned, nil
 }
 
-// maxPlacements bounds how often a grant is placed again after losing its
-// priority to another writer.
+// maxPlacements bounds how often a grant or a policy's deny is placed
+// again after losing its priority to another writer.
 const maxPlacements = 10
 
 // placeAgainOnConflict runs place until it does not lose its priority to

@@ -373,21 +373,22 @@ func (b *Backend) writePolicy(ctx context.Context, in engine.PolicyInput, t poli
 		}
 		undo.nsgBefore(nsg, pp.read[strings.ToLower(nsg)])
 		write(nsg, func() error {
-			for attempt := 1; ; attempt++ {
-				undo.nsgWrites(nsg, np)
-				err := b.client.ApplyNSGPlan(ctx, nsg, np)
-				if !IsPriorityConflict(err) || attempt == maxPlacements {
-					if IsPriorityConflict(err) {
-						err = fmt.Errorf("%w. Other writers kept taking the priorities chosen for the denies; nothing of theirs was changed. Run the apply again", err)
+			placed := false
+			err := placeAgainOnConflict(ctx, nsg, func(ctx context.Context) error {
+				if placed {
+					var err error
+					if np, err = b.placeAgain(ctx, in, t, pp, nsg, &mu); err != nil {
+						return err
 					}
-					return engine.Fail("Cannot write JIT deny rules", err)
 				}
-				tflog.Warn(ctx, "another writer took a priority chosen for a deny; reading the NSG and placing again",
-					map[string]any{"nsg": nsg, "attempt": attempt, "error": err.Error()})
-				if np, err = b.placeAgain(ctx, in, t, pp, nsg, &mu); err != nil {
-					return engine.Fail("Cannot write JIT deny rules", err)
-				}
+				placed = true
+				undo.nsgWrites(nsg, np)
+				return b.client.ApplyNSGPlan(ctx, nsg, np)
+			})
+			if IsPriorityConflict(err) {
+				err = fmt.Errorf("%w. Other writers kept taking the priorities chosen for the denies; nothing of theirs was changed. Run the apply again", err)
 			}
+			return engine.Fail("Cannot write JIT deny rules", err)
 		})
 	}
 	firewalls := map[string]*jit.FirewallDenyPlan{}
