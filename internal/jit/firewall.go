@@ -229,7 +229,7 @@ func firewallNetworkCollectionsEquivalent(a, b FirewallNetworkCollection) bool {
 // policy's deny collection does; so the grant also needs a network Allow
 // collection before it. The firewall also source-NATs that traffic to its
 // own private addresses, so the NSGs on the machine's path need grants for
-// those (PlanNSGGrant with the firewall's prefix as source).
+// those (PlanNSGGrants with the firewall's prefix as source).
 type FirewallGrant struct {
 	Firewall string
 	// PublicIP is the firewall address clients connect to.
@@ -277,15 +277,13 @@ func FirewallGrantCollectionName(request, machine string) string {
 	return "jit-grant-" + nameSlug(machineShortName(machine), 20) + "-" + nameHash("firewall-grant", request, strings.ToLower(machine))
 }
 
-// PlanFirewallGrant plans a grant's DNAT collection (any free NAT
-// priority; for each port, the lowest mapped port in 49152–65535 that no
-// other DNAT rule uses on that public address) and its network Allow
-// collection (the highest free priority before every Deny collection
-// matching the granted traffic, the policy's deny collection included).
-// A grant planned again keeps its priorities and mapped ports while they
-// remain valid. If a Deny collection leaves no free priority before it, the
-// error names it.
-func PlanFirewallGrant(g FirewallGrant) (FirewallGrantPlan, error) {
+// planFirewallDNAT plans the DNAT part of a grant through a firewall (see
+// PlanFirewallGrants): the NAT collection at any free NAT priority and,
+// for each port, the lowest mapped port in 49152–65535 that no other DNAT
+// rule uses on that public address, kept while still free when the grant
+// is planned again; and the rules of the network Allow collection, whose
+// priority PlanFirewallGrants decides.
+func planFirewallDNAT(g FirewallGrant) (FirewallGrantPlan, error) {
 	name := FirewallGrantCollectionName(g.Request, g.Machine)
 	fail := func(format string, args ...any) (FirewallGrantPlan, error) {
 		return FirewallGrantPlan{}, fmt.Errorf("granting access to virtual machine %s through Azure Firewall %s: "+format, append([]any{g.Machine, g.Firewall}, args...)...)
@@ -397,39 +395,6 @@ func PlanFirewallGrant(g FirewallGrant) (FirewallGrantPlan, error) {
 			DestinationAddresses: []string{ips[0].String()},
 			DestinationPorts:     []string{strconv.Itoa(port.Number)},
 		})
-	}
-
-	// Network Allow collection, before every Deny collection in its way.
-	netSlots := newPrioritySlots(FirewallMinPriority, FirewallMaxPriority)
-	var haveAllow *FirewallNetworkCollection
-	bound, blocker := FirewallMaxPriority+1, FirewallNetworkCollection{}
-	for i, c := range g.Network {
-		if c.Name == name {
-			for _, r := range c.Rules {
-				if !isGrant(r.Description) {
-					return fail("network rule collection %q exists but is not a JIT grant; rename or delete it", name)
-				}
-			}
-			haveAllow = &g.Network[i]
-			continue
-		}
-		netSlots.take(c.Priority)
-		for _, r := range c.Rules {
-			for j, port := range ports {
-				if r.filter(c).shadows(sources[j], ips, port) && c.Priority < bound {
-					bound, blocker = c.Priority, c
-				}
-			}
-		}
-	}
-	if haveAllow != nil && haveAllow.Priority < bound && netSlots.free(haveAllow.Priority) {
-		plan.Allow.Priority = haveAllow.Priority
-	} else if p, ok := netSlots.placeGrant(bound); ok {
-		plan.Allow.Priority = p
-	} else if bound > FirewallMaxPriority {
-		return fail("no free network rule collection priority")
-	} else {
-		return fail("network rule collection %q (priority %d, Deny) matches the granted traffic and no priority before it is free; free one before %d", blocker.Name, blocker.Priority, blocker.Priority)
 	}
 	return plan, nil
 }

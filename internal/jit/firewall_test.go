@@ -143,12 +143,15 @@ func firewallGrant(network []FirewallNetworkCollection, nat []FirewallNATCollect
 		Machine: vmID, PrivateIP: "10.0.0.4", Ports: ports, End: testEnd, Requestor: "alice", Justification: "INC-1"}
 }
 
-func TestPlanFirewallGrant(t *testing.T) {
-	deny, _ := PlanFirewallDeny(testFirewall, nil, "prod-web", []LockedMachine{web01(tcp22, udp53)})
-	network := []FirewallNetworkCollection{*deny.Want}
+// The DNAT part of a grant through a firewall, and its Allow collection's
+// content; where the Allow collection goes is grant_path_test.go's.
+func TestPlanFirewallGrants_DNAT(t *testing.T) {
+	deny := PlanPolicyPaths(PolicyPathInput{Policy: "prod-web", Firewall: &FirewallPathInput{ID: testFirewall},
+		Machines: []PathMachine{{Key: vmID, Ports: []PortProtocol{tcp22, udp53}, Interfaces: []PathInterface{{IPs: []string{"10.0.0.4"}}}}}})
+	network := []FirewallNetworkCollection{*deny.Firewall.Want}
 	from := func(p PortProtocol, source string) FirewallGrantPort { return FirewallGrantPort{p, source} }
 
-	plan, err := PlanFirewallGrant(firewallGrant(network, nil, from(tcp22, "203.0.113.7"), from(udp53, "198.51.100.0/24")))
+	plan, err := PlanFirewallGrants(firewallGrant(network, nil, from(tcp22, "203.0.113.7"), from(udp53, "198.51.100.0/24")))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -172,7 +175,7 @@ func TestPlanFirewallGrant(t *testing.T) {
 
 	// Planned again over its own result, and with other DNAT rules since: unchanged.
 	others := []FirewallNATCollection{{Name: "web", Priority: 101, Rules: []FirewallNATRule{{Name: "web", DestinationAddresses: []string{"20.1.2.3"}, DestinationPorts: []string{"49154-49160"}}}}}
-	again, err := PlanFirewallGrant(firewallGrant(append(network, plan.Allow), append(others, plan.NAT), from(tcp22, "203.0.113.7"), from(udp53, "198.51.100.0/24")))
+	again, err := PlanFirewallGrants(firewallGrant(append(network, plan.Allow), append(others, plan.NAT), from(tcp22, "203.0.113.7"), from(udp53, "198.51.100.0/24")))
 	if err != nil || !reflect.DeepEqual(again, plan) {
 		t.Errorf("again %+v, %v", again, err)
 	}
@@ -190,16 +193,15 @@ func TestPlanFirewallGrant(t *testing.T) {
 			{Name: "b", DestinationAddresses: []string{"*"}, DestinationPorts: []string{"49153-49160"}}}}}, 49161, 999, ""},
 		{"another address's ports are free", network, []FirewallNATCollection{{Name: "web", Priority: 100, Rules: []FirewallNATRule{
 			{Name: "a", DestinationAddresses: []string{"20.9.9.9"}, DestinationPorts: []string{"49152"}}}}}, 49152, 999, ""},
-		{"before a foreign deny in the way", append(network, networkCollection("block", 500, FirewallDeny, "10.0.0.0/8", "*", "Any")), nil, 49152, 499, ""},
-		{"a foreign deny for other sources is not in the way", append(network, FirewallNetworkCollection{Name: "block", Priority: 500, Action: FirewallDeny, Rules: []FirewallNetworkRule{
-			{Name: "b", Protocols: []string{"Any"}, SourceAddresses: []string{"10.0.0.0/8"}, DestinationAddresses: []string{"*"}, DestinationPorts: []string{"*"}}}}), nil, 49152, 999, ""},
-		{"foreign deny first", append(network, networkCollection("block", 100, FirewallDeny, "*", "22")), nil, 0, 0,
-			`network rule collection "block" (priority 100, Deny) matches the granted traffic and no priority before it is free`},
+		{"no free priority after the collections deciding the traffic and before the JIT deny", append(network,
+			networkCollection("allow", 998, FirewallAllow, "10.0.0.4", "22"), networkCollection("web", 999, FirewallAllow, "*", "443")), nil, 0, 0,
+			`no network rule collection priority is free for the grant's Allow collection between rule "allow-rule" of network rule collection "allow" (priority 998, Allow) on Azure Firewall ` +
+				testFirewall + ` (which decides that traffic) and rule "`},
 		{"collection name taken", append(network, networkCollection(name, 300, FirewallAllow, "*", "22")), nil, 0, 0, "is not a JIT grant"},
 		{"NAT collection name taken", network, []FirewallNATCollection{{Name: name, Priority: 100, Rules: []FirewallNATRule{{Name: "x"}}}}, 0, 0, "is not a JIT grant"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			plan, err := PlanFirewallGrant(firewallGrant(tc.network, tc.nat, from(tcp22, "203.0.113.7")))
+			plan, err := PlanFirewallGrants(firewallGrant(tc.network, tc.nat, from(tcp22, "203.0.113.7")))
 			if tc.msg != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.msg) || !strings.Contains(err.Error(), testFirewall) {
 					t.Fatalf("error %v; want one naming the firewall and containing %q", err, tc.msg)
@@ -219,7 +221,7 @@ func TestPlanFirewallGrant(t *testing.T) {
 		firewallGrant(network, nil, from(tcp22, "*"), from(PortProtocol{22, ProtocolAny}, "*")),
 		firewallGrant(network, nil),
 	} {
-		if _, err := PlanFirewallGrant(g); err == nil {
+		if _, err := PlanFirewallGrants(g); err == nil {
 			t.Errorf("grant %+v accepted", g)
 		}
 	}
