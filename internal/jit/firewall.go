@@ -69,17 +69,6 @@ type FirewallNATCollection struct {
 	Rules    []FirewallNATRule
 }
 
-func (r FirewallNetworkRule) filter(c FirewallNetworkCollection) filterRule {
-	return filterRule{
-		priority:     c.Priority,
-		deny:         strings.EqualFold(string(c.Action), string(FirewallDeny)),
-		protocols:    filterProtocolsOf(r.Protocols...),
-		sources:      r.SourceAddresses,
-		destinations: r.DestinationAddresses,
-		ports:        r.DestinationPorts,
-	}
-}
-
 // FirewallDenyCollectionName names a policy's deny collection.
 func FirewallDenyCollectionName(policy string) string {
 	return "jit-deny-" + nameSlug(policy, 40) + "-" + nameHash("firewall-deny", policy)
@@ -97,91 +86,35 @@ type FirewallDenyPlan struct {
 	Warnings []string
 }
 
-// PlanFirewallDeny plans the policy's network rule collection on a
-// firewall: action Deny, one rule per machine and locked port, from any
-// source to the machine's private addresses. Its priority follows the same
-// scheme as NSG denies (priority.go), among network rule collections:
-// after every collection with a rule deciding a locked port of one of the
-// machines (Allows among them are reported in Warnings), with a free
-// priority before it for grants' Allow collections, kept where it is while
-// that still holds. Collections other than the policy's are never changed.
-func PlanFirewallDeny(firewall string, collections []FirewallNetworkCollection, policy string, machines []LockedMachine) (FirewallDenyPlan, error) {
-	var plan FirewallDenyPlan
+// PlanFirewallDenyRemoval plans the removal of the policy's deny
+// collection from a firewall none of its machines is behind any more: Have
+// is the collection, nil when the firewall holds none, and Changed tells
+// whether it must go. A collection of that name holding a rule without the
+// policy's deny marker is not jit's: it is refused, never removed.
+func PlanFirewallDenyRemoval(firewall string, collections []FirewallNetworkCollection, policy string) (FirewallDenyPlan, error) {
 	name := FirewallDenyCollectionName(policy)
-	marker := DenyMarker(policy).String()
-	slots := newPrioritySlots(FirewallMinPriority, FirewallMaxPriority)
 	for i, c := range collections {
 		if c.Name != name {
-			slots.take(c.Priority)
 			continue
 		}
-		for _, r := range c.Rules {
-			if r.Description != marker {
-				return FirewallDenyPlan{}, fmt.Errorf("Azure Firewall %s already has a network rule collection named %q that jit does not manage (rule %q lacks the policy's marker); rename or delete that collection", firewall, name, r.Name)
-			}
+		if r, foreign := foreignRuleIn(c, DenyMarker(policy).String()); foreign {
+			return FirewallDenyPlan{}, fmt.Errorf("Azure Firewall %s already has a network rule collection named %q that jit does not manage (rule %q lacks the policy's marker); rename or delete that collection", firewall, name, r)
 		}
-		plan.Have = &collections[i]
+		return FirewallDenyPlan{Have: &collections[i], Changed: true}, nil
 	}
+	return FirewallDenyPlan{}, nil
+}
 
-	want := FirewallNetworkCollection{Name: name, Action: FirewallDeny}
-	after, decider := FirewallMinPriority, FirewallNetworkCollection{}
-	var warnings []string
-	for _, m := range machines {
-		ips, err := parseMachineIPs(m.Key, m.PrivateIPs)
-		if err != nil {
-			return FirewallDenyPlan{}, fmt.Errorf("planning Azure Firewall %s: %w", firewall, err)
-		}
-		if err := checkLockedPorts(m); err != nil {
-			return FirewallDenyPlan{}, fmt.Errorf("planning Azure Firewall %s: %w", firewall, err)
-		}
-		for _, port := range m.Ports {
-			want.Rules = append(want.Rules, FirewallNetworkRule{
-				Name:                 DenyRuleName(policy, m.Key, port),
-				Description:          marker,
-				Protocols:            firewallProtocolsOf(port.Protocol),
-				SourceAddresses:      []string{"*"},
-				DestinationAddresses: addrStrings(ips),
-				DestinationPorts:     []string{strconv.Itoa(port.Number)},
-			})
-			for _, c := range collections {
-				if c.Name == name {
-					continue
-				}
-				for _, r := range c.Rules {
-					if !r.filter(c).decides(ips, port) {
-						continue
-					}
-					if c.Priority+1 > after {
-						after, decider = c.Priority+1, c
-					}
-					if strings.EqualFold(string(c.Action), string(FirewallAllow)) && !isGrant(r.Description) {
-						warnings = append(warnings, fmt.Sprintf("rule %q of network rule collection %q (priority %d) on Azure Firewall %s allows port %s to virtual machine %s before the JIT deny collection: the port stays open through the firewall to the sources that rule allows (%s).",
-							r.Name, c.Name, c.Priority, firewall, portLabel(port), m.Key, strings.Join(orAny(r.SourceAddresses), ", ")))
-					}
-				}
-			}
+// foreignRuleIn names the first rule of a collection named as the policy's
+// deny collection that lacks the policy's deny marker: such a collection
+// is someone else's.
+func foreignRuleIn(c FirewallNetworkCollection, marker string) (string, bool) {
+	for _, r := range c.Rules {
+		if r.Description != marker {
+			return r.Name, true
 		}
 	}
-	slices.Sort(warnings)
-	plan.Warnings = slices.Compact(warnings)
-	if len(want.Rules) == 0 {
-		plan.Changed = plan.Have != nil
-		return plan, nil
-	}
-
-	if h := plan.Have; h != nil && h.Priority >= after && slots.free(h.Priority) && slots.freeBefore(h.Priority) {
-		want.Priority = h.Priority
-	} else if p, ok := slots.placeDeny(after); ok {
-		want.Priority = p
-	} else if after > FirewallMinPriority {
-		return FirewallDenyPlan{}, fmt.Errorf("Azure Firewall %s has no free network rule collection priority for the JIT deny collection of policy %q: it must come after collection %q (priority %d), which already decides a locked port, and leave a free priority before it for grants; free a priority after %d, and one before it",
-			firewall, policy, decider.Name, decider.Priority, decider.Priority)
-	} else {
-		return FirewallDenyPlan{}, fmt.Errorf("Azure Firewall %s has no free network rule collection priority for the JIT deny collection of policy %q that leaves one free before it for grants", firewall, policy)
-	}
-	plan.Want = &want
-	plan.Changed = plan.Have == nil || !firewallNetworkCollectionsEquivalent(*plan.Have, want)
-	return plan, nil
+	return "", false
 }
 
 func firewallProtocolsOf(p Protocol) []string {

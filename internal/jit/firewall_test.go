@@ -18,123 +18,26 @@ func networkCollection(name string, priority int, action FirewallAction, destina
 	}}}
 }
 
-func TestPlanFirewallDeny(t *testing.T) {
-	vm := web01(tcp22, any8080)
-	for _, tc := range []struct {
-		name        string
-		collections []FirewallNetworkCollection
-		want        int
-		warnings    int
-	}{
-		{"empty firewall", nil, 1000, 0},
-		{"allow before the base", []FirewallNetworkCollection{networkCollection("allow-ssh", 200, FirewallAllow, "10.0.0.0/16", "22")}, 1000, 1},
-		{"allow after the base", []FirewallNetworkCollection{networkCollection("allow-ssh", 5000, FirewallAllow, "*", "20-30")}, 5001, 1},
-		{"deny decides without warning", []FirewallNetworkCollection{networkCollection("deny-udp", 3000, FirewallDeny, "10.0.0.4", "8080", "UDP")}, 3001, 0},
-		{"IP range decides", []FirewallNetworkCollection{networkCollection("range", 3000, FirewallAllow, "10.0.0.1-10.0.0.9", "8080", "Any")}, 3001, 1},
-		{"other address does not decide", []FirewallNetworkCollection{networkCollection("other", 3000, FirewallAllow, "10.0.0.5", "22")}, 1000, 0},
-		{"ICMP does not decide", []FirewallNetworkCollection{networkCollection("ping", 3000, FirewallAllow, "*", "*", "ICMP")}, 1000, 0},
-		{"IP groups decide", []FirewallNetworkCollection{networkCollection("ipgroup", 3000, FirewallAllow, "", "22")}, 3001, 1},
-		{"base taken", []FirewallNetworkCollection{networkCollection("web", 1000, FirewallAllow, "*", "443")}, 1001, 0},
-		{"grant decides without warning", []FirewallNetworkCollection{{Name: "g", Priority: 1200, Action: FirewallAllow, Rules: []FirewallNetworkRule{{
-			Name: "g", Description: GrantMarker("prod-web", testEnd, "a", "b").String(), Protocols: []string{"TCP"}, SourceAddresses: []string{"203.0.113.7/32"},
-			DestinationAddresses: []string{"10.0.0.4"}, DestinationPorts: []string{"22"}}}}}, 1201, 0},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			plan, err := PlanFirewallDeny(testFirewall, tc.collections, "prod-web", []LockedMachine{vm})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if plan.Want == nil || plan.Want.Priority != tc.want || !plan.Changed || plan.Have != nil || len(plan.Warnings) != tc.warnings {
-				t.Fatalf("plan %+v; want priority %d and %d warnings", plan, tc.want, tc.warnings)
-			}
-			for _, w := range plan.Warnings {
-				if !strings.Contains(w, "on Azure Firewall "+testFirewall) || !strings.Contains(w, "the port stays open") {
-					t.Errorf("warning %q", w)
-				}
-			}
-		})
+// A policy leaving a firewall removes its deny collection, and only its own.
+func TestPlanFirewallDenyRemoval(t *testing.T) {
+	foreign := networkCollection("web", 1000, FirewallAllow, "*", "443")
+	left := PlanPolicyPaths(PolicyPathInput{Policy: "prod-web", Firewall: &FirewallPathInput{ID: testFirewall},
+		Machines: []PathMachine{{Key: vmID, Ports: []PortProtocol{tcp22}, Interfaces: []PathInterface{{IPs: []string{"10.0.0.4"}}}}}}).Firewall.Want
+	plan, err := PlanFirewallDenyRemoval(testFirewall, []FirewallNetworkCollection{foreign, *left}, "prod-web")
+	if err != nil || !plan.Changed || plan.Want != nil || plan.Have == nil || !reflect.DeepEqual(*plan.Have, *left) {
+		t.Errorf("removal %+v, %v", plan, err)
 	}
-}
-
-func TestPlanFirewallDeny_content(t *testing.T) {
-	other := LockedMachine{Key: "i-0123456789abcdef0", PrivateIPs: []string{"10.0.1.9"}, Ports: []PortProtocol{udp53}}
-	plan, err := PlanFirewallDeny(testFirewall, nil, "prod-web", []LockedMachine{web01(tcp22, any8080), other})
-	if err != nil {
-		t.Fatal(err)
+	if plan, err := PlanFirewallDenyRemoval(testFirewall, []FirewallNetworkCollection{foreign}, "prod-web"); err != nil || !reflect.DeepEqual(plan, FirewallDenyPlan{}) {
+		t.Errorf("nothing to remove: %+v, %v", plan, err)
 	}
-	marker := DenyMarker("prod-web").String()
-	want := &FirewallNetworkCollection{Name: FirewallDenyCollectionName("prod-web"), Priority: 1000, Action: FirewallDeny, Rules: []FirewallNetworkRule{
-		{Name: denyName(web01(), tcp22), Description: marker, Protocols: []string{"TCP"}, SourceAddresses: []string{"*"}, DestinationAddresses: []string{"10.0.0.4"}, DestinationPorts: []string{"22"}},
-		{Name: denyName(web01(), any8080), Description: marker, Protocols: []string{"TCP", "UDP"}, SourceAddresses: []string{"*"}, DestinationAddresses: []string{"10.0.0.4"}, DestinationPorts: []string{"8080"}},
-		{Name: denyName(other, udp53), Description: marker, Protocols: []string{"UDP"}, SourceAddresses: []string{"*"}, DestinationAddresses: []string{"10.0.1.9"}, DestinationPorts: []string{"53"}},
-	}}
-	if !reflect.DeepEqual(plan.Want, want) {
-		t.Errorf("want\n%+v\ngot\n%+v", want, plan.Want)
+	if plan, err := PlanFirewallDenyRemoval(testFirewall, []FirewallNetworkCollection{*left}, "prod-web-2"); err != nil || plan.Changed {
+		t.Errorf("another policy's collection: %+v, %v", plan, err)
 	}
-}
-
-func TestPlanFirewallDeny_lifecycle(t *testing.T) {
-	foreign := []FirewallNetworkCollection{networkCollection("web", 1000, FirewallAllow, "*", "443")}
-	plan, err := PlanFirewallDeny(testFirewall, foreign, "prod-web", []LockedMachine{web01(tcp22)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	applied := append(foreign, *plan.Want)
-
-	// Unchanged: nothing to write, whatever order ARM lists things in.
-	reordered := applied[1]
-	reordered.Action = "deny"
-	reordered.Rules = []FirewallNetworkRule{reordered.Rules[0]}
-	reordered.Rules[0].DestinationAddresses = []string{"10.0.0.4/32"}
-	again, err := PlanFirewallDeny(testFirewall, []FirewallNetworkCollection{applied[0], reordered}, "prod-web", []LockedMachine{web01(tcp22)})
-	if err != nil || again.Changed || again.Have == nil || again.Want.Priority != 1001 {
-		t.Errorf("second plan %+v, %v", again, err)
-	}
-
-	// A port more: rewritten at the same priority.
-	grown, err := PlanFirewallDeny(testFirewall, applied, "prod-web", []LockedMachine{web01(tcp22, tcp3389)})
-	if err != nil || !grown.Changed || grown.Want.Priority != 1001 || len(grown.Want.Rules) != 2 {
-		t.Errorf("grown %+v, %v", grown, err)
-	}
-
-	// A deciding allow appears after it: it moves after that allow.
-	moved, err := PlanFirewallDeny(testFirewall, append(applied, networkCollection("late", 2000, FirewallAllow, "*", "22")), "prod-web", []LockedMachine{web01(tcp22)})
-	if err != nil || !moved.Changed || moved.Want.Priority != 2001 || len(moved.Warnings) != 1 {
-		t.Errorf("moved %+v, %v", moved, err)
-	}
-
-	// The policy leaves: the collection goes.
-	gone, err := PlanFirewallDeny(testFirewall, applied, "prod-web", nil)
-	if err != nil || !gone.Changed || gone.Want != nil || gone.Have == nil {
-		t.Errorf("gone %+v, %v", gone, err)
-	}
-	nothing, err := PlanFirewallDeny(testFirewall, foreign, "prod-web", nil)
-	if err != nil || nothing.Changed || nothing.Want != nil {
-		t.Errorf("nothing %+v, %v", nothing, err)
-	}
-}
-
-func TestPlanFirewallDeny_errors(t *testing.T) {
 	name := FirewallDenyCollectionName("prod-web")
-	for _, tc := range []struct {
-		name        string
-		collections []FirewallNetworkCollection
-		machines    []LockedMachine
-		msg         string
-	}{
-		{"foreign collection with our name", []FirewallNetworkCollection{networkCollection(name, 500, FirewallDeny, "*", "22")}, []LockedMachine{web01(tcp22)},
-			`Azure Firewall ` + testFirewall + ` already has a network rule collection named "` + name + `" that jit does not manage`},
-		{"decided at the last priority", []FirewallNetworkCollection{networkCollection("all", 65000, FirewallAllow, "*", "*", "Any")}, []LockedMachine{web01(tcp22)},
-			`it must come after collection "all" (priority 65000)`},
-		{"no IP", nil, []LockedMachine{{Key: vmID, Ports: []PortProtocol{tcp22}}}, "has no private IP address"},
-		{"bad port", nil, []LockedMachine{web01(PortProtocol{22, "ICMP"})}, "invalid locked port"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			plan, err := PlanFirewallDeny(testFirewall, tc.collections, "prod-web", tc.machines)
-			if err == nil || !strings.Contains(err.Error(), tc.msg) || !reflect.DeepEqual(plan, FirewallDenyPlan{}) {
-				t.Fatalf("plan %+v, error %v; want one containing %q", plan, err, tc.msg)
-			}
-		})
+	taken := networkCollection(name, 500, FirewallDeny, "*", "22")
+	plan, err = PlanFirewallDenyRemoval(testFirewall, []FirewallNetworkCollection{foreign, taken}, "prod-web")
+	if msg := `Azure Firewall ` + testFirewall + ` already has a network rule collection named "` + name + `" that jit does not manage (rule "` + name + `-rule" lacks the policy's marker)`; err == nil || !strings.Contains(err.Error(), msg) || !reflect.DeepEqual(plan, FirewallDenyPlan{}) {
+		t.Errorf("a collection not jit's: %+v, %v; want an error containing %q", plan, err, msg)
 	}
 }
 

@@ -897,12 +897,9 @@ func (p *pathPlanner) readFirewall() bool {
 	for i, c := range f.cols {
 		switch {
 		case c.Name == f.name:
-			for _, r := range c.Rules {
-				if r.Description != p.marker {
-					p.fail("Rule collection name taken", fmt.Sprintf("Azure Firewall %s already has a network rule collection named %q that jit does not manage (rule %q lacks policy %q's marker). Rename or delete that collection.", f.id, f.name, r.Name, p.in.Policy), pathAzureFirewallID)
-					ok = false
-					break
-				}
+			if r, foreign := foreignRuleIn(c, p.marker); foreign {
+				p.fail("Rule collection name taken", fmt.Sprintf("Azure Firewall %s already has a network rule collection named %q that jit does not manage (rule %q lacks policy %q's marker). Rename or delete that collection.", f.id, f.name, r, p.in.Policy), pathAzureFirewallID)
+				ok = false
 			}
 			f.class[i], f.have = classOwnDeny, i
 		case in.HonouredGrant != nil && strings.EqualFold(string(c.Action), string(FirewallAllow)) && in.HonouredGrant(c):

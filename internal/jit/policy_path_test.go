@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -364,6 +365,123 @@ func TestPlanPolicyPaths_firewallDenyCollectionIsAggregated(t *testing.T) {
 		return f.Summary == "Port cannot be locked" && reflect.DeepEqual(f.Path, []any{pathAzureFirewallID})
 	}) {
 		t.Errorf("findings %+v", third.Findings)
+	}
+}
+
+// behindFirewall is a policy over machines behind the subnet NSG and a
+// firewall holding the collections.
+func behindFirewall(collections []FirewallNetworkCollection, ms ...PathMachine) PolicyPathInput {
+	return PolicyPathInput{Policy: "prod-web", NSGs: map[string][]NSGRule{subnetNSG: nil}, Machines: ms,
+		Firewall: &FirewallPathInput{ID: testFirewall, Collections: collections}}
+}
+
+func web01Path(ports ...PortProtocol) PathMachine {
+	return PathMachine{Key: vmID, Ports: ports, Interfaces: []PathInterface{{IPs: []string{"10.0.0.4"}, SubnetNSG: subnetNSG}}}
+}
+
+// Which collections decide a locked port, and where the deny collection
+// goes: at the base, or after the last collection of others deciding a
+// port with a free priority between them for grants.
+func TestPlanPolicyPaths_firewallDenyCollectionFollowsTheCollectionsDecidingItsPorts(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		collections []FirewallNetworkCollection
+		want        int
+		cut         string // the Allow collection whose access the plan cuts
+	}{
+		{"empty firewall", nil, 1000, ""},
+		{"allow before the base", []FirewallNetworkCollection{networkCollection("allow-ssh", 200, FirewallAllow, "10.0.0.0/16", "22")}, 1000, "allow-ssh"},
+		{"allow after the base", []FirewallNetworkCollection{networkCollection("allow-ssh", 5000, FirewallAllow, "*", "20-30")}, 5002, "allow-ssh"},
+		{"deny decides, cutting nothing", []FirewallNetworkCollection{networkCollection("deny-udp", 3000, FirewallDeny, "10.0.0.4", "8080", "UDP")}, 3002, ""},
+		{"IP range decides", []FirewallNetworkCollection{networkCollection("range", 3000, FirewallAllow, "10.0.0.1-10.0.0.9", "8080", "Any")}, 3002, "range"},
+		{"other address does not decide", []FirewallNetworkCollection{networkCollection("other", 3000, FirewallAllow, "10.0.0.5", "22")}, 1000, ""},
+		{"ICMP does not decide", []FirewallNetworkCollection{networkCollection("ping", 3000, FirewallAllow, "*", "*", "ICMP")}, 1000, ""},
+		{"IP groups decide", []FirewallNetworkCollection{networkCollection("ipgroup", 3000, FirewallAllow, "", "22")}, 3002, "ipgroup"},
+		{"base taken", []FirewallNetworkCollection{networkCollection("web", 1000, FirewallAllow, "*", "443")}, 1001, ""},
+		{"an honoured grant comes first, cut by nothing", []FirewallNetworkCollection{{Name: "jit-grant-x", Priority: 1200, Action: FirewallAllow, Rules: []FirewallNetworkRule{{
+			Name: "g", Description: GrantMarker("prod-web", testEnd, "a", "b").String(), Protocols: []string{"TCP"}, SourceAddresses: []string{"203.0.113.7/32"},
+			DestinationAddresses: []string{"10.0.0.4"}, DestinationPorts: []string{"22"}}}}}, 1202, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			in := behindFirewall(tc.collections, web01Path(tcp22, any8080))
+			in.Firewall.HonouredGrant = func(c FirewallNetworkCollection) bool { return c.Name == "jit-grant-x" }
+			plan := PlanPolicyPaths(in)
+			if fw := plan.Firewall; HasError(plan.Findings) || fw == nil || fw.Want == nil || fw.Want.Priority != tc.want || !fw.Changed || fw.Have != nil {
+				t.Fatalf("plan %+v, findings %+v; want the collection at %d", fw, plan.Findings, tc.want)
+			}
+			var cut []string
+			for _, e := range exposuresOf(plan, ExposureCut) {
+				for _, r := range e.Rules {
+					if r.Filter == testFirewall {
+						cut = append(cut, r.Collection)
+					}
+				}
+			}
+			if cut = slices.Compact(cut); tc.cut == "" && len(cut) != 0 || tc.cut != "" && !slices.Equal(cut, []string{tc.cut}) {
+				t.Errorf("access cut through %v; want %q", cut, tc.cut)
+			}
+		})
+	}
+}
+
+func TestPlanPolicyPaths_firewallDenyCollectionContent(t *testing.T) {
+	other := PathMachine{Key: "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/web-02", Ports: []PortProtocol{tcp22, udp53},
+		Interfaces: []PathInterface{{IPs: []string{"10.0.1.9"}, SubnetNSG: subnetNSG}}}
+	plan := PlanPolicyPaths(behindFirewall(nil, web01Path(tcp22, any8080), other))
+	marker := DenyMarker("prod-web").String()
+	rule := func(port PortProtocol, protocols []string, dsts ...string) FirewallNetworkRule {
+		return FirewallNetworkRule{Name: AggregateDenyRuleName("prod-web", port, IPv4), Description: marker, Protocols: protocols, SourceAddresses: []string{"*"},
+			DestinationAddresses: dsts, DestinationPorts: []string{strconv.Itoa(port.Number)}}
+	}
+	want := &FirewallNetworkCollection{Name: FirewallDenyCollectionName("prod-web"), Priority: 1000, Action: FirewallDeny, Rules: []FirewallNetworkRule{
+		rule(tcp22, []string{"TCP"}, "10.0.0.4", "10.0.1.9"), rule(any8080, []string{"TCP", "UDP"}, "10.0.0.4"), rule(udp53, []string{"UDP"}, "10.0.1.9"),
+	}}
+	slices.SortFunc(want.Rules, func(a, b FirewallNetworkRule) int { return strings.Compare(a.Name, b.Name) })
+	if plan.Firewall == nil || !reflect.DeepEqual(plan.Firewall.Want, want) {
+		t.Errorf("want\n%+v\ngot\n%+v", want, plan.Firewall)
+	}
+}
+
+func TestPlanPolicyPaths_firewallDenyCollectionLifecycle(t *testing.T) {
+	foreign := []FirewallNetworkCollection{networkCollection("web", 1000, FirewallAllow, "*", "443")}
+	plan := PlanPolicyPaths(behindFirewall(foreign, web01Path(tcp22)))
+	applied := append(slices.Clone(foreign), *plan.Firewall.Want)
+
+	// Unchanged: nothing to write, whatever spelling ARM returns.
+	reordered := applied[1]
+	reordered.Action = "deny"
+	reordered.Rules = slices.Clone(reordered.Rules)
+	reordered.Rules[0].DestinationAddresses = []string{"10.0.0.4/32"}
+	again := PlanPolicyPaths(behindFirewall([]FirewallNetworkCollection{reordered, applied[0]}, web01Path(tcp22)))
+	if fw := again.Firewall; fw.Changed || fw.Have == nil || fw.Want.Priority != 1001 {
+		t.Errorf("second plan %+v", fw)
+	}
+
+	// A port more: rewritten at the same priority.
+	if fw := PlanPolicyPaths(behindFirewall(applied, web01Path(tcp22, tcp3389))).Firewall; !fw.Changed || fw.Want.Priority != 1001 || len(fw.Want.Rules) != 2 {
+		t.Errorf("grown %+v", fw)
+	}
+
+	// A deciding allow appears after it: it moves after that allow.
+	late := append(slices.Clone(applied), networkCollection("late", 2000, FirewallAllow, "*", "22"))
+	if fw := PlanPolicyPaths(behindFirewall(late, web01Path(tcp22))).Firewall; !fw.Changed || fw.Want.Priority != 2002 {
+		t.Errorf("moved %+v", fw)
+	}
+
+	// The policy leaves: the collection goes.
+	if fw := PlanPolicyPaths(behindFirewall(applied)).Firewall; !fw.Changed || fw.Want != nil || fw.Have == nil {
+		t.Errorf("gone %+v", fw)
+	}
+	if fw := PlanPolicyPaths(behindFirewall(foreign)).Firewall; fw.Changed || fw.Want != nil {
+		t.Errorf("nothing %+v", fw)
+	}
+
+	// A collection of that name that is not jit's is refused.
+	name := FirewallDenyCollectionName("prod-web")
+	taken := PlanPolicyPaths(behindFirewall([]FirewallNetworkCollection{networkCollection(name, 500, FirewallDeny, "*", "22")}, web01Path(tcp22)))
+	if errs := findingsOf(taken, SeverityError); len(errs) != 1 || errs[0].Summary != "Rule collection name taken" ||
+		!strings.Contains(errs[0].Detail, `Azure Firewall `+testFirewall+` already has a network rule collection named "`+name+`" that jit does not manage (rule "`+name+`-rule" lacks`) {
+		t.Errorf("errors %+v", errs)
 	}
 }
 
