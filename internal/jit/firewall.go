@@ -82,8 +82,7 @@ type FirewallDenyPlan struct {
 	// Have is the policy's collection as the firewall holds it, nil if absent.
 	Have *FirewallNetworkCollection
 	// Changed tells whether the firewall must be written.
-	Changed  bool
-	Warnings []string
+	Changed bool
 }
 
 // PlanFirewallDenyRemoval plans the removal of the policy's deny
@@ -240,7 +239,7 @@ func planFirewallDNAT(g FirewallGrant) (FirewallGrantPlan, error) {
 			return fail("%w", err)
 		}
 	}
-	if err := checkLockedPorts(LockedMachine{Key: g.Machine, Ports: ports}); err != nil {
+	if err := checkLockedPorts(g.Machine, ports); err != nil {
 		return fail("%w", err)
 	}
 	marker := GrantMarker(g.Policy, g.End, g.Requestor, g.Justification).String()
@@ -261,11 +260,11 @@ func planFirewallDNAT(g FirewallGrant) (FirewallGrantPlan, error) {
 		}
 		natSlots.take(c.Priority)
 		for _, r := range c.Rules {
-			if !filterAddressesCoverAny(r.DestinationAddresses, []netip.Addr{publicIP}) {
+			if !natMayHold(r.DestinationAddresses, publicIP) {
 				continue
 			}
 			for _, pr := range r.DestinationPorts {
-				lo, hi, ok := filterPortRange(strings.TrimSpace(pr))
+				lo, hi, ok := readPortRange(strings.TrimSpace(pr))
 				if !ok {
 					lo, hi = 0, 65535
 				}
@@ -330,4 +329,20 @@ func planFirewallDNAT(g FirewallGrant) (FirewallGrantPlan, error) {
 		})
 	}
 	return plan, nil
+}
+
+// natMayHold tells whether a DNAT rule's destinations may hold the
+// address: none, "*" or one the core cannot read are assumed to (its ports
+// are then taken as used, which costs only a mapped port).
+func natMayHold(addrs []string, a netip.Addr) bool {
+	if len(addrs) == 0 {
+		return true
+	}
+	for _, s := range addrs {
+		first, last, ok := readAddressRange(s)
+		if !ok || (addrRange{first, last}).contains(a) {
+			return true
+		}
+	}
+	return false
 }

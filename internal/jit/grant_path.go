@@ -28,8 +28,7 @@ import (
 // family the machine has.
 
 // PlanNSGGrants returns the grant's rules in one NSG, one per address
-// family the source can reach, named by GrantRuleNameFamily. It supersedes
-// PlanNSGGrant, which places a grant before a Deny of others.
+// family the source can reach, named by GrantRuleNameFamily.
 func PlanNSGGrants(g NSGGrant) ([]NSGRule, error) {
 	fail := func(format string, args ...any) ([]NSGRule, error) {
 		return nil, fmt.Errorf("granting port %s to virtual machine %s in NSG %s: %s", portLabel(g.Port), g.Machine, g.NSG, fmt.Sprintf(format, args...))
@@ -42,7 +41,7 @@ func PlanNSGGrants(g NSGGrant) ([]NSGRule, error) {
 	if err != nil {
 		return fail("%v", err)
 	}
-	if err := checkLockedPorts(LockedMachine{Key: g.Machine, Ports: []PortProtocol{g.Port}}); err != nil {
+	if err := checkLockedPorts(g.Machine, []PortProtocol{g.Port}); err != nil {
 		return fail("%v", err)
 	}
 	names := map[string]AddressFamily{}

@@ -12,8 +12,7 @@ import (
 // PlanPolicyPaths plans a policy's JIT denies on the whole paths of its
 // Azure machines: every NSG traffic crosses to reach them (the subnet's,
 // then the NIC's) and, when the policy has one, the classic Azure Firewall
-// in front. It supersedes PlanNSG and PlanFirewallDeny, which judge one NSG
-// at a time.
+// in front, all judged together by the evaluator (evaluate.go).
 //
 // In each NSG, one inbound Deny per port, protocol and address family
 // covers every machine of the policy behind it (the rule's destinations are
@@ -397,7 +396,7 @@ func (p *pathPlanner) read() bool {
 			continue
 		}
 		seen[strings.ToLower(m.Key)] = m.Key
-		if err := checkLockedPorts(LockedMachine{Key: m.Key, Ports: m.Ports}); err != nil {
+		if err := checkLockedPorts(m.Key, m.Ports); err != nil {
 			p.fail("Invalid locked port", err.Error()+".", pathVirtualMachineIDs)
 			ok = false
 			continue
@@ -852,7 +851,7 @@ func NSGAddressCount(rules []NSGRule) int {
 	for _, r := range rules {
 		for _, list := range [][]string{r.SourcePrefixes, r.DestinationPrefixes} {
 			for _, a := range list {
-				if _, _, ok := filterAddressRange(a); ok {
+				if _, _, ok := readAddressRange(a); ok {
 					n++
 				}
 			}
@@ -1374,7 +1373,7 @@ func (p *pathPlanner) report() {
 func sourcesText(sources []string, fam AddressFamily) string {
 	var ranges []addrRange
 	for _, s := range sources {
-		if first, last, ok := filterAddressRange(s); ok {
+		if first, last, ok := readAddressRange(s); ok {
 			ranges = append(ranges, addrRange{first, last})
 		}
 	}
