@@ -198,16 +198,16 @@ func TestRevokeExpiredSubcommandOfTheBinary(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		rule, err := jit.PlanNSGGrant(jit.NSGGrant{NSG: nsg, Rules: rules, Policy: "prod-ssh", Request: request, Machine: vm,
+		placed, err := jit.PlanNSGGrants(jit.NSGGrant{NSG: nsg, Rules: rules, Policy: "prod-ssh", Request: request, Machine: vm,
 			PrivateIPs: []string{"10.0.1.4"}, Port: jit.PortProtocol{Number: 22, Protocol: jit.ProtocolTCP}, Source: "203.0.113.7/32",
 			End: end, Requestor: "alice@example.com", Justification: "INC-1"})
-		if err != nil {
+		if err != nil || len(placed) != 1 {
+			t.Fatalf("grant %+v, %v", placed, err)
+		}
+		if err := az.ApplyNSGPlan(ctx, nsg, jit.NSGPlan{Add: placed}); err != nil {
 			t.Fatal(err)
 		}
-		if err := az.ApplyNSGPlan(ctx, nsg, jit.NSGPlan{Add: []jit.NSGRule{rule}}); err != nil {
-			t.Fatal(err)
-		}
-		return rule.Name
+		return placed[0].Name
 	}
 	ended := time.Date(2001, 1, 1, 0, 0, 0, 0, time.UTC)
 	expiredRule := grantNSG("req-ended", ended)

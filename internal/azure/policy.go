@@ -253,7 +253,7 @@ func (b *Backend) leaveFirewall(ctx context.Context, in engine.PolicyInput, id s
 	case fw.PolicyID != "":
 		return nil, nil, nil // no classic collections to remove
 	}
-	plan, err := jit.PlanFirewallDeny(id, fw.NetworkCollections, in.Name, nil)
+	plan, err := jit.PlanFirewallDenyRemoval(id, fw.NetworkCollections, in.Name)
 	if err != nil {
 		return nil, nil, err
 	}

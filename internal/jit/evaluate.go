@@ -710,6 +710,45 @@ func (s *protoSpec) match(proto string, why *[]string) tri {
 	return no
 }
 
+// readPortRange reads "*", "22" or "1000-2000".
+func readPortRange(r string) (lo, hi int, ok bool) {
+	if r == "*" {
+		return 0, 65535, true
+	}
+	a, b, isRange := strings.Cut(r, "-")
+	lo, err := strconv.Atoi(strings.TrimSpace(a))
+	if err != nil {
+		return 0, 0, false
+	}
+	if !isRange {
+		return lo, lo, true
+	}
+	hi, err = strconv.Atoi(strings.TrimSpace(b))
+	return lo, hi, err == nil
+}
+
+// readAddressRange reads a cloud-side address: a CIDR (host bits
+// tolerated, since the cloud accepted it), a single address or a
+// "first-last" range. ok is false for "*", tags and anything else.
+func readAddressRange(s string) (first, last netip.Addr, ok bool) {
+	s = strings.TrimSpace(s)
+	if p, err := netip.ParsePrefix(s); err == nil {
+		p = p.Masked()
+		return p.Addr(), lastAddr(p), true
+	}
+	if a, err := netip.ParseAddr(s); err == nil {
+		return a, a, true
+	}
+	if x, y, found := strings.Cut(s, "-"); found {
+		a, errA := netip.ParseAddr(strings.TrimSpace(x))
+		b, errB := netip.ParseAddr(strings.TrimSpace(y))
+		if errA == nil && errB == nil && a.BitLen() == b.BitLen() {
+			return a, b, true
+		}
+	}
+	return netip.Addr{}, netip.Addr{}, false
+}
+
 type portSpec struct {
 	all    bool
 	ranges [][2]int
@@ -724,7 +763,7 @@ func parsePorts(ranges []string) portSpec {
 	}
 	for _, r := range ranges {
 		r = strings.TrimSpace(r)
-		lo, hi, ok := filterPortRange(r)
+		lo, hi, ok := readPortRange(r)
 		switch {
 		case !ok || lo > hi:
 			s.bad = append(s.bad, "port range "+strconv.Quote(r))
@@ -812,7 +851,7 @@ func parseAddrs(list []string, none string) addrSpec {
 		case strings.EqualFold(t, "azureloadbalancer"):
 			s.loadBalancer = true
 		default:
-			if first, last, ok := filterAddressRange(a); ok && first.Compare(last) <= 0 {
+			if first, last, ok := readAddressRange(a); ok && first.Compare(last) <= 0 {
 				s.ranges = append(s.ranges, addrRange{first, last})
 			} else {
 				s.assumed = append(s.assumed, strings.TrimSpace(a))

@@ -33,23 +33,29 @@ type NSGLevel struct {
 const NoNSGOnPath = "no network security group on the path"
 
 // ExposedThroughNSGs tells which management ports of a network interface
-// with private addresses ips traffic from the internet at large reaches:
+// with private addresses ips traffic from the internet at large reaches.
 // Azure evaluates inbound traffic against the subnet's NSG, then the
-// NIC's, and each that exists must allow it. In each NSG the first rule,
-// by priority, that decides the port for the interface and whose source is
-// the internet at large ("*", "Any", "Internet", 0.0.0.0/0, ::/0) settles
-// it: an Allow exposes the port, a Deny closes it; rules from narrower
-// sources neither expose nor close it. Past the custom rules, the default
-// DenyAllInBound closes it (AllowVnetInBound and
-// AllowAzureLoadBalancerInBound do not match the internet).
+// NIC's, and each that exists must allow it; the evaluator answers for
+// every remote address at once (Path.Evaluate, default rules included).
+// A port is exposed when, to one of the interface's addresses, traffic
+// from some public address (publicAddresses) passes every NSG by a rule
+// whose sources hold the internet at large ("*", "Any", "Internet",
+// 0.0.0.0/0, ::/0): in each NSG, such an Allow is, or may be, the first
+// rule to match that traffic. A rule from narrower sources never exposes a
+// port, but where it certainly matches first it decides for its sources:
+// a Deny of some addresses leaves the others exposed, a Deny of every
+// public address closes the port.
 //
-// Matching is the precedence logic's (filterRule.decides), which assumes
-// that what it cannot resolve (an application security group, a service
-// tag on the destination) matches: an Allow so assumed exposes the port,
-// which errs on the side of reporting. A Deny closes the port only when its
-// destinations certainly cover the interface ("*", "Any",
-// "VirtualNetwork", or a prefix holding one of ips), so that an unresolved
-// Deny never hides an exposure.
+// The question settles two things the evaluator leaves open: the traffic
+// comes from the internet, so the Internet tag holds its source; and it
+// goes to the interface's own address, which the VirtualNetwork tag holds.
+// Anything else unresolved (other tags, application security groups,
+// source ports, unknown protocols or port ranges) is assumed to match: an
+// Allow so assumed exposes the port, which errs on the side of reporting,
+// and a Deny hides an exposure only when it certainly matches.
+//
+// Rules names, per NSG, the first Allow from the internet at large among
+// the deciders of the first exposed address and remote interval found.
 func ExposedThroughNSGs(ips []string, levels ...*NSGLevel) []ExposedPort {
 	addrs := make([]netip.Addr, 0, len(ips))
 	for _, s := range ips {
@@ -57,51 +63,85 @@ func ExposedThroughNSGs(ips []string, levels ...*NSGLevel) []ExposedPort {
 			addrs = append(addrs, a.Unmap())
 		}
 	}
-	var out []ExposedPort
-	for _, port := range ManagementPorts {
-		var rules []string
-		open, filtered := true, false
-		for _, nsg := range levels {
-			if nsg == nil {
-				continue
-			}
-			filtered = true
-			rule, allowed := firstInternetDecision(nsg.Rules, addrs, port)
-			if !allowed {
-				open = false
-				break
-			}
-			rules = append(rules, nsg.ID+"/securityRules/"+rule)
-		}
-		if !open {
+	var path Path
+	var atLarge []map[string]bool // per NSG: its inbound rules from the internet at large, by name
+	for _, nsg := range levels {
+		if nsg == nil {
 			continue
 		}
-		if !filtered {
-			rules = []string{NoNSGOnPath}
+		rules := make([]NSGRule, len(nsg.Rules))
+		names := map[string]bool{}
+		for i, r := range nsg.Rules {
+			rules[i] = fromTheInternet(r)
+			if r.inbound() && fromInternetAtLarge(r.SourcePrefixes) {
+				names[r.Name] = true
+			}
 		}
-		out = append(out, ExposedPort{Port: port, Rules: rules})
+		path = append(path, NSGFilter(nsg.ID, rules))
+		atLarge = append(atLarge, names)
+	}
+	var out []ExposedPort
+	for _, port := range ManagementPorts {
+		if len(path) == 0 {
+			out = append(out, ExposedPort{Port: port, Rules: []string{NoNSGOnPath}})
+		} else if rules := exposingRules(path, atLarge, addrs, port); rules != nil {
+			out = append(out, ExposedPort{Port: port, Rules: rules})
+		}
 	}
 	return out
 }
 
-// firstInternetDecision is the rule of one NSG that lets internet traffic
-// to port on addrs through, if one does before a Deny stops it.
-func firstInternetDecision(rules []NSGRule, addrs []netip.Addr, port PortProtocol) (string, bool) {
-	inbound := slices.DeleteFunc(slices.Clone(rules), func(r NSGRule) bool { return !r.inbound() })
-	slices.SortStableFunc(inbound, func(a, b NSGRule) int { return a.Priority - b.Priority })
-	for _, r := range inbound {
-		f := r.filter()
-		if !f.decides(addrs, port) || !fromInternetAtLarge(r.SourcePrefixes) {
-			continue
-		}
-		if !f.deny {
-			return r.Name, true
-		}
-		if certainlyCovers(r.DestinationPrefixes, addrs) {
-			return "", false
+// exposingRules names, per filter of the path, a rule from the internet at
+// large letting public traffic to the port on one of addrs through; nil
+// when no public traffic gets through every filter by such rules.
+func exposingRules(path Path, atLarge []map[string]bool, addrs []netip.Addr, port PortProtocol) []string {
+	for _, ip := range addrs {
+		for _, proto := range portProtocols(port) {
+			for _, s := range path.Evaluate(Query{Direction: NSGInbound, Local: ip, Protocol: proto, Port: port.Number}) {
+				if s.Verdict == VerdictDeny || !holdsPublicAddress(s.First, s.Last) {
+					continue
+				}
+				rules := make([]string, len(path))
+				for i, ds := range s.Deciders {
+					j := slices.IndexFunc(ds, func(d Decider) bool {
+						return d.Rule.Access == NSGAllow && !d.Rule.Default && atLarge[i][d.Rule.Name]
+					})
+					if j < 0 {
+						rules = nil
+						break
+					}
+					rules[i] = path[i].ID + "/securityRules/" + ds[j].Rule.Name
+				}
+				if rules != nil {
+					return rules
+				}
+			}
 		}
 	}
-	return "", false // DenyAllInBound
+	return nil
+}
+
+// fromTheInternet is a rule as it applies to traffic from a public address
+// to the interface: the Internet tag holds every such source, and the
+// VirtualNetwork tag holds the interface's private address.
+func fromTheInternet(r NSGRule) NSGRule {
+	r.SourcePrefixes = tagAsAny(r.SourcePrefixes, "Internet")
+	r.DestinationPrefixes = tagAsAny(r.DestinationPrefixes, "VirtualNetwork")
+	return r
+}
+
+func tagAsAny(list []string, tag string) []string {
+	isTag := func(s string) bool { return strings.EqualFold(strings.TrimSpace(s), tag) }
+	if !slices.ContainsFunc(list, isTag) {
+		return list
+	}
+	out := slices.Clone(list)
+	for i, s := range out {
+		if isTag(s) {
+			out[i] = "*"
+		}
+	}
+	return out
 }
 
 // internetAtLarge are the sources that hold every internet address.
@@ -113,25 +153,36 @@ func fromInternetAtLarge(sources []string) bool {
 	})
 }
 
-// certainlyCovers tells whether a rule's destinations surely include one
-// of addrs. VirtualNetwork holds every private address of the network.
-func certainlyCovers(destinations []string, addrs []netip.Addr) bool {
-	for _, d := range destinations {
-		switch strings.ToLower(strings.TrimSpace(d)) {
-		case "*", "any", "virtualnetwork":
-			return true
-		}
-		first, last, ok := filterAddressRange(d)
-		if !ok {
+// notPublic are the addresses no client on the internet has, in address
+// order: of IPv4, "this network", private (RFC 1918), shared (RFC 6598),
+// loopback, link-local, multicast and reserved; of IPv6, everything but
+// global unicast (2000::/3).
+var notPublic = func() []addrRange {
+	var out []addrRange
+	for _, s := range []string{"0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12", "192.168.0.0/16", "224.0.0.0/3",
+		"::/3", "4000::/2", "8000::/1"} {
+		p := netip.MustParsePrefix(s)
+		out = append(out, addrRange{p.Addr(), lastAddr(p)})
+	}
+	return out
+}()
+
+// holdsPublicAddress tells whether the interval [first, last] holds an
+// address of the internet.
+func holdsPublicAddress(first, last netip.Addr) bool {
+	cur := first
+	for _, r := range notPublic {
+		if r.first.BitLen() != cur.BitLen() || r.last.Less(cur) {
 			continue
 		}
-		for _, a := range addrs {
-			if a.BitLen() == first.BitLen() && first.Compare(a) <= 0 && a.Compare(last) <= 0 {
-				return true
-			}
+		if cur.Less(r.first) {
+			break
+		}
+		if cur = r.last.Next(); !cur.IsValid() {
+			return false
 		}
 	}
-	return false
+	return !last.Less(cur)
 }
 
 // ExposedThroughSecurityGroups tells which management ports an EC2

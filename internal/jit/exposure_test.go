@@ -20,9 +20,9 @@ func nsgRule(name string, priority int, access NSGAccess, source, destination, p
 }
 
 func TestExposedThroughNSGs(t *testing.T) {
-	ips := []string{"10.0.1.4"}
 	for _, tc := range []struct {
 		name         string
+		ips          []string // 10.0.1.4 when nil
 		subnet, nic  *NSGLevel
 		want         []int
 		wantRulesFor map[int][]string
@@ -73,8 +73,71 @@ func TestExposedThroughNSGs(t *testing.T) {
 			subnet: &NSGLevel{ID: "s", Rules: []NSGRule{nsgRule("web-ssh", 400, NSGAllow, "Internet", "VirtualNetwork", "22")}},
 			nic:    &NSGLevel{ID: "n", Rules: []NSGRule{nsgRule("ssh", 300, NSGAllow, "*", "*", "22")}},
 			want:   []int{22}, wantRulesFor: map[int][]string{22: {"s/securityRules/web-ssh", "n/securityRules/ssh"}}},
+		{name: "a deny from Internet closes the port: the tag holds every internet source",
+			nic: &NSGLevel{ID: "n", Rules: []NSGRule{
+				nsgRule("deny-internet", 200, NSGDeny, "Internet", "*", "22"),
+				nsgRule("allow", 300, NSGAllow, "*", "*", "22")}}},
+		{name: "a deny to VirtualNetwork closes the port: the tag holds the interface's address",
+			nic: &NSGLevel{ID: "n", Rules: []NSGRule{
+				nsgRule("deny-vnet", 200, NSGDeny, "*", "VirtualNetwork", "22"),
+				nsgRule("allow", 300, NSGAllow, "*", "*", "22")}}},
+		{name: "a deny assumed to match hides nothing: another tag as destination",
+			nic: &NSGLevel{ID: "n", Rules: []NSGRule{
+				nsgRule("deny-tag", 200, NSGDeny, "*", "AzureCloud", "22"),
+				nsgRule("allow", 300, NSGAllow, "*", "*", "22")}},
+			want: []int{22}, wantRulesFor: map[int][]string{22: {"n/securityRules/allow"}}},
+		{name: "an allow assumed to match exposes: an application security group as destination",
+			nic: &NSGLevel{ID: "n", Rules: []NSGRule{{Name: "asg-allow", Priority: 200, Direction: NSGInbound, Access: NSGAllow, Protocol: NSGProtocolTCP,
+				SourcePrefixes: []string{"Internet"}, DestinationPortRanges: []string{"22"}}}},
+			want: []int{22}, wantRulesFor: map[int][]string{22: {"n/securityRules/asg-allow"}}},
+		{name: "an allow from a service tag is not from the internet at large",
+			nic:  &NSGLevel{ID: "n", Rules: []NSGRule{nsgRule("cloud", 200, NSGAllow, "AzureCloud", "*", "22")}},
+			want: nil},
+		{name: "a narrower allow before an allow from anywhere: the latter exposes the port",
+			nic: &NSGLevel{ID: "n", Rules: []NSGRule{
+				nsgRule("office", 200, NSGAllow, "203.0.113.0/24", "*", "22"),
+				nsgRule("any", 300, NSGAllow, "*", "*", "22")}},
+			want: []int{22}, wantRulesFor: map[int][]string{22: {"n/securityRules/any"}}},
+		// Behaviour changed with the move onto the evaluator (the old
+		// matcher judged a rule as a whole, not per address and family):
+		{name: "a deny of one address of the interface leaves the other exposed",
+			ips: []string{"10.0.1.4", "10.0.1.5"},
+			nic: &NSGLevel{ID: "n", Rules: []NSGRule{
+				nsgRule("deny-one", 200, NSGDeny, "*", "10.0.1.4", "22"),
+				nsgRule("allow", 300, NSGAllow, "*", "*", "22")}},
+			want: []int{22}, wantRulesFor: map[int][]string{22: {"n/securityRules/allow"}}},
+		{name: "a deny of IPv6 sources does not close an IPv4 address",
+			nic: &NSGLevel{ID: "n", Rules: []NSGRule{
+				nsgRule("deny-v6", 200, NSGDeny, "::/0", "*", "22"),
+				nsgRule("allow", 300, NSGAllow, "*", "*", "22")}},
+			want: []int{22}},
+		{name: "an allow from 0.0.0.0/0 does not expose an IPv6-only interface",
+			ips: []string{"fd00::4"},
+			nic: &NSGLevel{ID: "n", Rules: []NSGRule{nsgRule("allow-v4", 300, NSGAllow, "0.0.0.0/0", "*", "22")}}},
+		{name: "a deny of every internet address, as narrower prefixes, closes the port",
+			nic: &NSGLevel{ID: "n", Rules: []NSGRule{
+				{Name: "deny-halves", Priority: 200, Direction: NSGInbound, Access: NSGDeny, Protocol: NSGProtocolTCP,
+					SourcePrefixes: []string{"0.0.0.0/1", "128.0.0.0/1"}, DestinationPrefixes: []string{"*"}, DestinationPortRanges: []string{"22"}},
+				nsgRule("allow", 300, NSGAllow, "*", "*", "22")}}},
+		{name: "an allow from * that only private addresses reach is no exposure",
+			ips: []string{"fd00::4"},
+			nic: &NSGLevel{ID: "n", Rules: []NSGRule{
+				nsgRule("deny-global", 200, NSGDeny, "2000::/3", "*", "22"),
+				nsgRule("allow", 300, NSGAllow, "*", "*", "22")}}},
+		{name: "an allow to the Internet tag never reaches the interface's private address",
+			nic: &NSGLevel{ID: "n", Rules: []NSGRule{nsgRule("to-internet", 300, NSGAllow, "*", "Internet", "22")}}},
+		{name: "a deny limited to some source ports leaves the others through",
+			nic: &NSGLevel{ID: "n", Rules: []NSGRule{
+				{Name: "deny-high", Priority: 200, Direction: NSGInbound, Access: NSGDeny, Protocol: NSGProtocolTCP, SourcePrefixes: []string{"*"},
+					SourcePortRanges: []string{"1024-65535"}, DestinationPrefixes: []string{"*"}, DestinationPortRanges: []string{"22"}},
+				nsgRule("allow", 300, NSGAllow, "*", "*", "22")}},
+			want: []int{22}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			ips := tc.ips
+			if ips == nil {
+				ips = []string{"10.0.1.4"}
+			}
 			got := ExposedThroughNSGs(ips, tc.subnet, tc.nic)
 			if !reflect.DeepEqual(exposedPorts(got), tc.want) {
 				t.Fatalf("exposed %v, want %v", exposedPorts(got), tc.want)

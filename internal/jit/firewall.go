@@ -69,17 +69,6 @@ type FirewallNATCollection struct {
 	Rules    []FirewallNATRule
 }
 
-func (r FirewallNetworkRule) filter(c FirewallNetworkCollection) filterRule {
-	return filterRule{
-		priority:     c.Priority,
-		deny:         strings.EqualFold(string(c.Action), string(FirewallDeny)),
-		protocols:    filterProtocolsOf(r.Protocols...),
-		sources:      r.SourceAddresses,
-		destinations: r.DestinationAddresses,
-		ports:        r.DestinationPorts,
-	}
-}
-
 // FirewallDenyCollectionName names a policy's deny collection.
 func FirewallDenyCollectionName(policy string) string {
 	return "jit-deny-" + nameSlug(policy, 40) + "-" + nameHash("firewall-deny", policy)
@@ -93,95 +82,38 @@ type FirewallDenyPlan struct {
 	// Have is the policy's collection as the firewall holds it, nil if absent.
 	Have *FirewallNetworkCollection
 	// Changed tells whether the firewall must be written.
-	Changed  bool
-	Warnings []string
+	Changed bool
 }
 
-// PlanFirewallDeny plans the policy's network rule collection on a
-// firewall: action Deny, one rule per machine and locked port, from any
-// source to the machine's private addresses. Its priority follows the same
-// scheme as NSG denies (priority.go), among network rule collections:
-// after every collection with a rule deciding a locked port of one of the
-// machines (Allows among them are reported in Warnings), with a free
-// priority before it for grants' Allow collections, kept where it is while
-// that still holds. Collections other than the policy's are never changed.
-func PlanFirewallDeny(firewall string, collections []FirewallNetworkCollection, policy string, machines []LockedMachine) (FirewallDenyPlan, error) {
-	var plan FirewallDenyPlan
+// PlanFirewallDenyRemoval plans the removal of the policy's deny
+// collection from a firewall none of its machines is behind any more: Have
+// is the collection, nil when the firewall holds none, and Changed tells
+// whether it must go. A collection of that name holding a rule without the
+// policy's deny marker is not jit's: it is refused, never removed.
+func PlanFirewallDenyRemoval(firewall string, collections []FirewallNetworkCollection, policy string) (FirewallDenyPlan, error) {
 	name := FirewallDenyCollectionName(policy)
-	marker := DenyMarker(policy).String()
-	slots := newPrioritySlots(FirewallMinPriority, FirewallMaxPriority)
 	for i, c := range collections {
 		if c.Name != name {
-			slots.take(c.Priority)
 			continue
 		}
-		for _, r := range c.Rules {
-			if r.Description != marker {
-				return FirewallDenyPlan{}, fmt.Errorf("Azure Firewall %s already has a network rule collection named %q that jit does not manage (rule %q lacks the policy's marker); rename or delete that collection", firewall, name, r.Name)
-			}
+		if r, foreign := foreignRuleIn(c, DenyMarker(policy).String()); foreign {
+			return FirewallDenyPlan{}, fmt.Errorf("Azure Firewall %s already has a network rule collection named %q that jit does not manage (rule %q lacks the policy's marker); rename or delete that collection", firewall, name, r)
 		}
-		plan.Have = &collections[i]
+		return FirewallDenyPlan{Have: &collections[i], Changed: true}, nil
 	}
+	return FirewallDenyPlan{}, nil
+}
 
-	want := FirewallNetworkCollection{Name: name, Action: FirewallDeny}
-	after, decider := FirewallMinPriority, FirewallNetworkCollection{}
-	var warnings []string
-	for _, m := range machines {
-		ips, err := parseMachineIPs(m.Key, m.PrivateIPs)
-		if err != nil {
-			return FirewallDenyPlan{}, fmt.Errorf("planning Azure Firewall %s: %w", firewall, err)
-		}
-		if err := checkLockedPorts(m); err != nil {
-			return FirewallDenyPlan{}, fmt.Errorf("planning Azure Firewall %s: %w", firewall, err)
-		}
-		for _, port := range m.Ports {
-			want.Rules = append(want.Rules, FirewallNetworkRule{
-				Name:                 DenyRuleName(policy, m.Key, port),
-				Description:          marker,
-				Protocols:            firewallProtocolsOf(port.Protocol),
-				SourceAddresses:      []string{"*"},
-				DestinationAddresses: addrStrings(ips),
-				DestinationPorts:     []string{strconv.Itoa(port.Number)},
-			})
-			for _, c := range collections {
-				if c.Name == name {
-					continue
-				}
-				for _, r := range c.Rules {
-					if !r.filter(c).decides(ips, port) {
-						continue
-					}
-					if c.Priority+1 > after {
-						after, decider = c.Priority+1, c
-					}
-					if strings.EqualFold(string(c.Action), string(FirewallAllow)) && !isGrant(r.Description) {
-						warnings = append(warnings, fmt.Sprintf("rule %q of network rule collection %q (priority %d) on Azure Firewall %s allows port %s to virtual machine %s before the JIT deny collection: the port stays open through the firewall to the sources that rule allows (%s).",
-							r.Name, c.Name, c.Priority, firewall, portLabel(port), m.Key, strings.Join(orAny(r.SourceAddresses), ", ")))
-					}
-				}
-			}
+// foreignRuleIn names the first rule of a collection named as the policy's
+// deny collection that lacks the policy's deny marker: such a collection
+// is someone else's.
+func foreignRuleIn(c FirewallNetworkCollection, marker string) (string, bool) {
+	for _, r := range c.Rules {
+		if r.Description != marker {
+			return r.Name, true
 		}
 	}
-	slices.Sort(warnings)
-	plan.Warnings = slices.Compact(warnings)
-	if len(want.Rules) == 0 {
-		plan.Changed = plan.Have != nil
-		return plan, nil
-	}
-
-	if h := plan.Have; h != nil && h.Priority >= after && slots.free(h.Priority) && slots.freeBefore(h.Priority) {
-		want.Priority = h.Priority
-	} else if p, ok := slots.placeDeny(after); ok {
-		want.Priority = p
-	} else if after > FirewallMinPriority {
-		return FirewallDenyPlan{}, fmt.Errorf("Azure Firewall %s has no free network rule collection priority for the JIT deny collection of policy %q: it must come after collection %q (priority %d), which already decides a locked port, and leave a free priority before it for grants; free a priority after %d, and one before it",
-			firewall, policy, decider.Name, decider.Priority, decider.Priority)
-	} else {
-		return FirewallDenyPlan{}, fmt.Errorf("Azure Firewall %s has no free network rule collection priority for the JIT deny collection of policy %q that leaves one free before it for grants", firewall, policy)
-	}
-	plan.Want = &want
-	plan.Changed = plan.Have == nil || !firewallNetworkCollectionsEquivalent(*plan.Have, want)
-	return plan, nil
+	return "", false
 }
 
 func firewallProtocolsOf(p Protocol) []string {
@@ -229,7 +161,7 @@ func firewallNetworkCollectionsEquivalent(a, b FirewallNetworkCollection) bool {
 // policy's deny collection does; so the grant also needs a network Allow
 // collection before it. The firewall also source-NATs that traffic to its
 // own private addresses, so the NSGs on the machine's path need grants for
-// those (PlanNSGGrant with the firewall's prefix as source).
+// those (PlanNSGGrants with the firewall's prefix as source).
 type FirewallGrant struct {
 	Firewall string
 	// PublicIP is the firewall address clients connect to.
@@ -277,15 +209,13 @@ func FirewallGrantCollectionName(request, machine string) string {
 	return "jit-grant-" + nameSlug(machineShortName(machine), 20) + "-" + nameHash("firewall-grant", request, strings.ToLower(machine))
 }
 
-// PlanFirewallGrant plans a grant's DNAT collection (any free NAT
-// priority; for each port, the lowest mapped port in 49152–65535 that no
-// other DNAT rule uses on that public address) and its network Allow
-// collection (the highest free priority before every Deny collection
-// matching the granted traffic, the policy's deny collection included).
-// A grant planned again keeps its priorities and mapped ports while they
-// remain valid. If a Deny collection leaves no free priority before it, the
-// error names it.
-func PlanFirewallGrant(g FirewallGrant) (FirewallGrantPlan, error) {
+// planFirewallDNAT plans the DNAT part of a grant through a firewall (see
+// PlanFirewallGrants): the NAT collection at any free NAT priority and,
+// for each port, the lowest mapped port in 49152–65535 that no other DNAT
+// rule uses on that public address, kept while still free when the grant
+// is planned again; and the rules of the network Allow collection, whose
+// priority PlanFirewallGrants decides.
+func planFirewallDNAT(g FirewallGrant) (FirewallGrantPlan, error) {
 	name := FirewallGrantCollectionName(g.Request, g.Machine)
 	fail := func(format string, args ...any) (FirewallGrantPlan, error) {
 		return FirewallGrantPlan{}, fmt.Errorf("granting access to virtual machine %s through Azure Firewall %s: "+format, append([]any{g.Machine, g.Firewall}, args...)...)
@@ -309,7 +239,7 @@ func PlanFirewallGrant(g FirewallGrant) (FirewallGrantPlan, error) {
 			return fail("%w", err)
 		}
 	}
-	if err := checkLockedPorts(LockedMachine{Key: g.Machine, Ports: ports}); err != nil {
+	if err := checkLockedPorts(g.Machine, ports); err != nil {
 		return fail("%w", err)
 	}
 	marker := GrantMarker(g.Policy, g.End, g.Requestor, g.Justification).String()
@@ -330,11 +260,11 @@ func PlanFirewallGrant(g FirewallGrant) (FirewallGrantPlan, error) {
 		}
 		natSlots.take(c.Priority)
 		for _, r := range c.Rules {
-			if !filterAddressesCoverAny(r.DestinationAddresses, []netip.Addr{publicIP}) {
+			if !natMayHold(r.DestinationAddresses, publicIP) {
 				continue
 			}
 			for _, pr := range r.DestinationPorts {
-				lo, hi, ok := filterPortRange(strings.TrimSpace(pr))
+				lo, hi, ok := readPortRange(strings.TrimSpace(pr))
 				if !ok {
 					lo, hi = 0, 65535
 				}
@@ -398,38 +328,21 @@ func PlanFirewallGrant(g FirewallGrant) (FirewallGrantPlan, error) {
 			DestinationPorts:     []string{strconv.Itoa(port.Number)},
 		})
 	}
-
-	// Network Allow collection, before every Deny collection in its way.
-	netSlots := newPrioritySlots(FirewallMinPriority, FirewallMaxPriority)
-	var haveAllow *FirewallNetworkCollection
-	bound, blocker := FirewallMaxPriority+1, FirewallNetworkCollection{}
-	for i, c := range g.Network {
-		if c.Name == name {
-			for _, r := range c.Rules {
-				if !isGrant(r.Description) {
-					return fail("network rule collection %q exists but is not a JIT grant; rename or delete it", name)
-				}
-			}
-			haveAllow = &g.Network[i]
-			continue
-		}
-		netSlots.take(c.Priority)
-		for _, r := range c.Rules {
-			for j, port := range ports {
-				if r.filter(c).shadows(sources[j], ips, port) && c.Priority < bound {
-					bound, blocker = c.Priority, c
-				}
-			}
-		}
-	}
-	if haveAllow != nil && haveAllow.Priority < bound && netSlots.free(haveAllow.Priority) {
-		plan.Allow.Priority = haveAllow.Priority
-	} else if p, ok := netSlots.placeGrant(bound); ok {
-		plan.Allow.Priority = p
-	} else if bound > FirewallMaxPriority {
-		return fail("no free network rule collection priority")
-	} else {
-		return fail("network rule collection %q (priority %d, Deny) matches the granted traffic and no priority before it is free; free one before %d", blocker.Name, blocker.Priority, blocker.Priority)
-	}
 	return plan, nil
+}
+
+// natMayHold tells whether a DNAT rule's destinations may hold the
+// address: none, "*" or one the core cannot read are assumed to (its ports
+// are then taken as used, which costs only a mapped port).
+func natMayHold(addrs []string, a netip.Addr) bool {
+	if len(addrs) == 0 {
+		return true
+	}
+	for _, s := range addrs {
+		first, last, ok := readAddressRange(s)
+		if !ok || (addrRange{first, last}).contains(a) {
+			return true
+		}
+	}
+	return false
 }

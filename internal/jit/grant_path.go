@@ -28,8 +28,7 @@ import (
 // family the machine has.
 
 // PlanNSGGrants returns the grant's rules in one NSG, one per address
-// family the source can reach, named by GrantRuleNameFamily. It supersedes
-// PlanNSGGrant, which places a grant before a Deny of others.
+// family the source can reach, named by GrantRuleNameFamily.
 func PlanNSGGrants(g NSGGrant) ([]NSGRule, error) {
 	fail := func(format string, args ...any) ([]NSGRule, error) {
 		return nil, fmt.Errorf("granting port %s to virtual machine %s in NSG %s: %s", portLabel(g.Port), g.Machine, g.NSG, fmt.Sprintf(format, args...))
@@ -42,7 +41,7 @@ func PlanNSGGrants(g NSGGrant) ([]NSGRule, error) {
 	if err != nil {
 		return fail("%v", err)
 	}
-	if err := checkLockedPorts(LockedMachine{Key: g.Machine, Ports: []PortProtocol{g.Port}}); err != nil {
+	if err := checkLockedPorts(g.Machine, []PortProtocol{g.Port}); err != nil {
 		return fail("%v", err)
 	}
 	names := map[string]AddressFamily{}
@@ -189,23 +188,26 @@ func boundLabel(d *Decider, none, what string) string {
 	return fmt.Sprintf("%s (%s)", ruleLabel(d.Rule), what)
 }
 
-// PlanFirewallGrants plans a grant through a firewall as PlanFirewallGrant
-// does (DNAT collection, mapped ports), but places the network Allow
-// collection by the rule of PlanNSGGrants: after every collection of others
-// that may be the first match of some of the granted traffic, before the
-// policy's deny collection, and not at all when such a collection denies
-// part of it (the error names it). It supersedes PlanFirewallGrant, whose
-// Allow collection jumps before any Deny collection in its way.
+// PlanFirewallGrants plans a grant through a firewall: its DNAT collection
+// and mapped ports (planFirewallDNAT), and its network Allow collection,
+// placed by the rule of PlanNSGGrants: the granted traffic (each port's
+// source × protocol × the machine's address) is evaluated against the
+// collections of others alone; if one that may be the first of them to
+// match part of it denies it, wherever it sits, the grant fails and the
+// error names it. Otherwise the Allow collection goes after every
+// collection of others that may be the first match of some of the traffic,
+// and before the first rule of the policy's deny collection matching it:
+// at the highest free priority there, or where it already is while that
+// still holds.
 func PlanFirewallGrants(g FirewallGrant) (FirewallGrantPlan, error) {
 	fail := func(format string, args ...any) (FirewallGrantPlan, error) {
 		return FirewallGrantPlan{}, fmt.Errorf("granting access to virtual machine %s through Azure Firewall %s: "+format, append([]any{g.Machine, g.Firewall}, args...)...)
 	}
-	network := g.Network
-	g.Network = nil // the DNAT part alone; the Allow collection is placed below
-	plan, err := PlanFirewallGrant(g)
+	plan, err := planFirewallDNAT(g)
 	if err != nil {
 		return plan, err
 	}
+	network := g.Network
 	name := plan.Allow.Name
 	honoured := g.HonouredGrant
 	if honoured == nil {

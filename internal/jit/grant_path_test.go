@@ -69,7 +69,10 @@ func TestPlanNSGGrants_placement(t *testing.T) {
 			}
 			return rules
 		}(), "203.0.113.7", 0, `no inbound priority is free for the IPv4 grant between rule "allow-ssh" (priority 990, Allow) in NSG ` + subnetNSG + ` (which decides that traffic) and rule "`},
+		{"taken priorities are skipped", lockedNSG(inbound("x", 999, NSGAllow, NSGProtocolTCP, "10.9.9.9", "80"), inbound("y", 998, NSGAllow, NSGProtocolTCP, "10.9.9.9", "80")), "203.0.113.7", 997, ""},
 		{"no deny yet", nil, "203.0.113.7", 4096, ""},
+		{"full NSG", fillInbound(100, 4096), "203.0.113.7", 0, "no inbound priority is free for the IPv4 grant between the lowest priority and the highest priority"},
+		{"bad source", lockedNSG(), "10.0.0.1/8", 0, "host bits"},
 		{"IPv6 source, IPv4 machine", nil, "2001:db8::7", 0, "source 2001:db8::7/128 is IPv6, and the machine has no address of that family"},
 		{"name taken", []NSGRule{inbound(v4, 500, NSGAllow, NSGProtocolTCP, "*", "22")}, "203.0.113.7", 0, "is not a JIT grant"},
 	} {
@@ -89,6 +92,27 @@ func TestPlanNSGGrants_placement(t *testing.T) {
 				t.Fatalf("rules %+v, %v; want one at %d", rules, err, tc.want)
 			}
 		})
+	}
+}
+
+func TestPlanNSGGrants_content(t *testing.T) {
+	g := grantsFor(lockedNSG(), "203.0.113.7")
+	g.PrivateIPs = []string{"10.0.0.4"}
+	out, err := PlanNSGGrants(g)
+	want := NSGRule{Name: GrantRuleNameFamily("req-1", vmID, tcp22, IPv4), Priority: 999, Direction: NSGInbound, Access: NSGAllow, Protocol: NSGProtocolTCP,
+		SourcePrefixes: []string{"203.0.113.7/32"}, SourcePortRanges: []string{"*"}, DestinationPrefixes: []string{"10.0.0.4"},
+		DestinationPortRanges: []string{"22"}, Description: GrantMarker("prod-web", testEnd, "alice@contoso.com", "INC-4211").String()}
+	if err != nil || len(out) != 1 || !reflect.DeepEqual(out[0], want) {
+		t.Fatalf("grant %+v, %v\nwant %+v", out, err, want)
+	}
+	// Renewed where it was moved by hand, still in its window: it stays
+	// there, though a higher priority has come free.
+	moved := out[0]
+	moved.Priority = 500
+	g.Rules = append(lockedNSG(), moved)
+	g.End = testEnd.Add(time.Hour)
+	if renewed, err := PlanNSGGrants(g); err != nil || len(renewed) != 1 || renewed[0].Priority != 500 || !strings.Contains(renewed[0].Description, "end=2025-03-04T06:06:07Z") {
+		t.Errorf("renewed %+v, %v", renewed, err)
 	}
 }
 

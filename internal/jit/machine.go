@@ -2,6 +2,7 @@ package jit
 
 import (
 	"fmt"
+	"net/netip"
 	"strings"
 )
 
@@ -143,4 +144,21 @@ func Classify(m *Machine, configured bool, more ...string) (Classification, []st
 // keeps listing a terminated instance for a while.
 func (m *Machine) Terminated() bool {
 	return m.State == "terminated" || m.State == "shutting-down"
+}
+
+// parseMachineIPs reads a machine's private addresses, which the cloud
+// packages take from NIC / ENI configurations.
+func parseMachineIPs(machine string, ips []string) ([]netip.Addr, error) {
+	if len(ips) == 0 {
+		return nil, fmt.Errorf("virtual machine %s has no private IP address, so no rule can target it", machine)
+	}
+	out := make([]netip.Addr, 0, len(ips))
+	for _, s := range ips {
+		a, err := netip.ParseAddr(s)
+		if err != nil || a.Zone() != "" {
+			return nil, fmt.Errorf("virtual machine %s has an invalid private IP address %q", machine, s)
+		}
+		out = append(out, a.Unmap())
+	}
+	return out, nil
 }

@@ -30,51 +30,52 @@ func benchNSG(n int) []NSGRule {
 	return rules
 }
 
-// benchMachines are machines behind the NSG, each locking Defender's defaults.
-func benchMachines(n int) []LockedMachine {
-	machines := make([]LockedMachine, n)
+// benchMachines are machines behind the NSG (as their subnet's), each
+// locking Defender's defaults.
+func benchMachines(n int) []PathMachine {
+	machines := make([]PathMachine, n)
 	for i := range machines {
-		machines[i] = LockedMachine{
+		machines[i] = PathMachine{
 			Key:        fmt.Sprintf("/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/vm-%d", i),
-			PrivateIPs: []string{fmt.Sprintf("10.0.%d.%d", i%8, 4+i)},
 			Ports:      []PortProtocol{{22, ProtocolTCP}, {3389, ProtocolTCP}, {5985, ProtocolTCP}, {5986, ProtocolTCP}},
+			Interfaces: []PathInterface{{IPs: []string{fmt.Sprintf("10.0.%d.%d", i%8, 4+i)}, SubnetNSG: "nsg"}},
 		}
 	}
 	return machines
 }
 
-// BenchmarkPlanNSG plans 20 machines' denies in NSGs of growing size; the
-// time per plan should grow about linearly with the rule count.
-func BenchmarkPlanNSG(b *testing.B) {
+// BenchmarkPlanPolicyPaths plans 20 machines' denies in NSGs of growing
+// size; the time per plan should grow about linearly with the rule count.
+func BenchmarkPlanPolicyPaths(b *testing.B) {
 	machines := benchMachines(20)
 	for _, n := range []int{10, 100, 900} {
-		rules := benchNSG(n)
+		in := PolicyPathInput{Policy: "bench", Machines: machines, NSGs: map[string][]NSGRule{"nsg": benchNSG(n)}}
 		b.Run("rules="+strconv.Itoa(n), func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				if _, err := PlanNSG("nsg", rules, "bench", machines); err != nil {
-					b.Fatal(err)
+				if plan := PlanPolicyPaths(in); HasError(plan.Findings) {
+					b.Fatal(plan.Findings)
 				}
 			}
 		})
 	}
 }
 
-// BenchmarkPlanNSGGrant places one grant in an NSG of 900 rules holding
+// BenchmarkPlanNSGGrants places one grant in an NSG of 900 rules holding
 // the policy's denies.
-func BenchmarkPlanNSGGrant(b *testing.B) {
+func BenchmarkPlanNSGGrants(b *testing.B) {
 	machines := benchMachines(20)
 	rules := benchNSG(900)
-	plan, err := PlanNSG("nsg", rules, "bench", machines)
-	if err != nil {
-		b.Fatal(err)
+	plan := PlanPolicyPaths(PolicyPathInput{Policy: "bench", Machines: machines, NSGs: map[string][]NSGRule{"nsg": rules}})
+	if HasError(plan.Findings) {
+		b.Fatal(plan.Findings)
 	}
-	rules = append(rules, plan.Add...)
+	rules = applyNSGPlanRules(rules, plan.NSGs["nsg"])
 	end := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
 	b.ReportAllocs()
 	for b.Loop() {
-		_, err := PlanNSGGrant(NSGGrant{
-			NSG: "nsg", Rules: rules, Policy: "bench", Request: "r", Machine: machines[7].Key, PrivateIPs: machines[7].PrivateIPs,
+		_, err := PlanNSGGrants(NSGGrant{
+			NSG: "nsg", Rules: rules, Policy: "bench", Request: "r", Machine: machines[7].Key, PrivateIPs: machines[7].Interfaces[0].IPs,
 			Port: PortProtocol{22, ProtocolTCP}, Source: "203.0.113.7/32", End: end, Requestor: "alice@example.com", Justification: "bench",
 		})
 		if err != nil {

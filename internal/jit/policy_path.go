@@ -12,8 +12,7 @@ import (
 // PlanPolicyPaths plans a policy's JIT denies on the whole paths of its
 // Azure machines: every NSG traffic crosses to reach them (the subnet's,
 // then the NIC's) and, when the policy has one, the classic Azure Firewall
-// in front. It supersedes PlanNSG and PlanFirewallDeny, which judge one NSG
-// at a time.
+// in front, all judged together by the evaluator (evaluate.go).
 //
 // In each NSG, one inbound Deny per port, protocol and address family
 // covers every machine of the policy behind it (the rule's destinations are
@@ -397,7 +396,7 @@ func (p *pathPlanner) read() bool {
 			continue
 		}
 		seen[strings.ToLower(m.Key)] = m.Key
-		if err := checkLockedPorts(LockedMachine{Key: m.Key, Ports: m.Ports}); err != nil {
+		if err := checkLockedPorts(m.Key, m.Ports); err != nil {
 			p.fail("Invalid locked port", err.Error()+".", pathVirtualMachineIDs)
 			ok = false
 			continue
@@ -852,7 +851,7 @@ func NSGAddressCount(rules []NSGRule) int {
 	for _, r := range rules {
 		for _, list := range [][]string{r.SourcePrefixes, r.DestinationPrefixes} {
 			for _, a := range list {
-				if _, _, ok := filterAddressRange(a); ok {
+				if _, _, ok := readAddressRange(a); ok {
 					n++
 				}
 			}
@@ -897,12 +896,9 @@ func (p *pathPlanner) readFirewall() bool {
 	for i, c := range f.cols {
 		switch {
 		case c.Name == f.name:
-			for _, r := range c.Rules {
-				if r.Description != p.marker {
-					p.fail("Rule collection name taken", fmt.Sprintf("Azure Firewall %s already has a network rule collection named %q that jit does not manage (rule %q lacks policy %q's marker). Rename or delete that collection.", f.id, f.name, r.Name, p.in.Policy), pathAzureFirewallID)
-					ok = false
-					break
-				}
+			if r, foreign := foreignRuleIn(c, p.marker); foreign {
+				p.fail("Rule collection name taken", fmt.Sprintf("Azure Firewall %s already has a network rule collection named %q that jit does not manage (rule %q lacks policy %q's marker). Rename or delete that collection.", f.id, f.name, r, p.in.Policy), pathAzureFirewallID)
+				ok = false
 			}
 			f.class[i], f.have = classOwnDeny, i
 		case in.HonouredGrant != nil && strings.EqualFold(string(c.Action), string(FirewallAllow)) && in.HonouredGrant(c):
@@ -1377,7 +1373,7 @@ func (p *pathPlanner) report() {
 func sourcesText(sources []string, fam AddressFamily) string {
 	var ranges []addrRange
 	for _, s := range sources {
-		if first, last, ok := filterAddressRange(s); ok {
+		if first, last, ok := readAddressRange(s); ok {
 			ranges = append(ranges, addrRange{first, last})
 		}
 	}

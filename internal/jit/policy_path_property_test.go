@@ -306,16 +306,16 @@ func genPathLayout(rng *rand.Rand) pathLayout {
 		l.drift(rng)
 	case 2: // per-machine denies of the planner before aggregation
 		for _, id := range sortedKeys(l.in.NSGs) {
-			var old []LockedMachine
+			var old []legacyMachine
 			for _, m := range ms {
 				for _, nic := range m.Interfaces {
 					if strings.EqualFold(nic.SubnetNSG, id) || strings.EqualFold(nic.NICNSG, id) {
-						old = append(old, LockedMachine{Key: m.Key, PrivateIPs: nic.IPs, Ports: m.Ports})
+						old = append(old, legacyMachine{key: m.Key, ips: nic.IPs, ports: m.Ports})
 					}
 				}
 			}
-			if plan, err := PlanNSG(id, l.in.NSGs[id], pathPolicy, old); err == nil {
-				l.in.NSGs[id] = applyNSGPlan(l.in.NSGs[id], plan)
+			if rules, ok := perMachineDenies(l.in.NSGs[id], pathPolicy, old); ok {
+				l.in.NSGs[id] = rules
 			}
 		}
 		kinds = append(kinds, "per-machine denies before")
@@ -1019,7 +1019,7 @@ func routeIDs(in PolicyPathInput, route []string) []string {
 
 func sourcesHold(sources []string, a netip.Addr) bool {
 	for _, s := range sources {
-		if first, last, ok := filterAddressRange(s); ok && first.Is4() == a.Is4() && first.Compare(a) <= 0 && a.Compare(last) <= 0 {
+		if first, last, ok := readAddressRange(s); ok && first.Is4() == a.Is4() && first.Compare(a) <= 0 && a.Compare(last) <= 0 {
 			return true
 		}
 	}

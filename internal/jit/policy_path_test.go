@@ -2,8 +2,11 @@ package jit
 
 import (
 	"fmt"
+	"maps"
+	"net/netip"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -55,6 +58,177 @@ func denyIn(plan PolicyPathPlan, nsg string, port PortProtocol, fam AddressFamil
 		}
 	}
 	return NSGRule{}, false
+}
+
+// Which rules of others decide a locked port, and where the deny goes: at
+// the base, or after the last rule deciding its port with a free priority
+// between them for grants. An Allow it follows keeps the port open to its
+// sources, and the plan says so.
+func TestPlanPolicyPaths_denyFollowsTheRulesDecidingItsPort(t *testing.T) {
+	for _, tc := range []struct {
+		name             string
+		rules            []NSGRule
+		want22, want3389 int
+		keptOpen         []string // by the rules named, one port each
+	}{
+		{"empty NSG", nil, 1000, 1001, nil},
+		{"allow before the base", []NSGRule{inbound("allow-ssh", 300, NSGAllow, NSGProtocolTCP, "*", "22")}, 1000, 1001, []string{"allow-ssh"}},
+		{"allow after the base", []NSGRule{inbound("allow-ssh", 2000, NSGAllow, NSGProtocolTCP, "VirtualNetwork", "22")}, 2002, 1000, []string{"allow-ssh"}},
+		{"deny decides, keeping nothing open", []NSGRule{inbound("deny-ssh", 1500, NSGDeny, NSGProtocolAny, "10.0.0.0/24", "20-25")}, 1502, 1000, nil},
+		{"other machine's rule does not decide", []NSGRule{inbound("allow-other", 2000, NSGAllow, NSGProtocolTCP, "10.0.1.5", "22")}, 1000, 1001, nil},
+		{"other port does not decide", []NSGRule{inbound("allow-web", 2000, NSGAllow, NSGProtocolTCP, "*", "80 443 8000-8999")}, 1000, 1001, nil},
+		{"UDP does not decide TCP", []NSGRule{inbound("allow-udp", 2000, NSGAllow, NSGProtocolUDP, "*", "22")}, 1000, 1001, nil},
+		{"ICMP does not decide", []NSGRule{inbound("allow-icmp", 2000, NSGAllow, NSGProtocolICMP, "*", "*")}, 1000, 1001, nil},
+		{"any protocol, any port decides both", []NSGRule{inbound("allow-all", 3000, NSGAllow, NSGProtocolAny, "*", "*")}, 3002, 3003, []string{"allow-all", "allow-all"}},
+		{"application security group destination decides", []NSGRule{inbound("allow-asg", 2500, NSGAllow, NSGProtocolTCP, "", "3389")}, 1000, 2502, []string{"allow-asg"}},
+		{"service tag destination decides", []NSGRule{inbound("allow-sql", 2500, NSGAllow, NSGProtocolTCP, "Sql", "22")}, 2502, 1000, []string{"allow-sql"}},
+		{"CIDR with host bits decides", []NSGRule{inbound("deny-x", 2500, NSGDeny, NSGProtocolTCP, "10.0.0.9/24", "22")}, 2502, 1000, nil},
+		{"case of enums is ignored", []NSGRule{{Name: "odd", Priority: 2500, Direction: "inbound", Access: "allow", Protocol: "tcp", DestinationPrefixes: []string{"*"}, DestinationPortRanges: []string{"22"}}}, 2502, 1000, []string{"odd"}},
+		{"outbound rules neither decide nor take inbound priorities", []NSGRule{{Name: "out", Priority: 1000, Direction: NSGOutbound, Access: NSGAllow, Protocol: NSGProtocolAny, DestinationPrefixes: []string{"*"}, DestinationPortRanges: []string{"*"}}}, 1000, 1001, nil},
+		{"base taken by an unrelated rule", []NSGRule{inbound("web", 1000, NSGAllow, NSGProtocolTCP, "*", "443")}, 1001, 1002, nil},
+		{"an honoured grant comes first, keeping nothing open", []NSGRule{{Name: "jit-grant-x", Priority: 1200, Direction: NSGInbound, Access: NSGAllow, Protocol: NSGProtocolTCP,
+			SourcePrefixes: []string{"203.0.113.7/32"}, DestinationPrefixes: []string{"10.0.0.4"}, DestinationPortRanges: []string{"22"}, Description: GrantMarker("prod-web", testEnd, "alice", "x").String()}}, 1202, 1000, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			in := onePath(tc.rules, nil, []string{"10.0.0.4"}, tcp22, tcp3389)
+			in.HonouredGrant = func(_ string, r NSGRule) bool { return r.Name == "jit-grant-x" }
+			plan := PlanPolicyPaths(in)
+			if HasError(plan.Findings) {
+				t.Fatalf("errors %+v", plan.Findings)
+			}
+			d22, _ := denyIn(plan, subnetNSG, tcp22, IPv4)
+			d3389, _ := denyIn(plan, subnetNSG, tcp3389, IPv4)
+			if d22.Priority != tc.want22 || d3389.Priority != tc.want3389 {
+				t.Errorf("denies of 22 at %d, 3389 at %d; want %d, %d", d22.Priority, d3389.Priority, tc.want22, tc.want3389)
+			}
+			var kept []string
+			for _, e := range exposuresOf(plan, ExposureKeptOpen) {
+				for _, r := range e.Rules {
+					kept = append(kept, r.Name)
+				}
+			}
+			if !slices.Equal(kept, tc.keptOpen) || len(findingsOf(plan, SeverityWarning)) != len(tc.keptOpen) {
+				t.Errorf("kept open by %v, warnings %+v; want %v", kept, findingsOf(plan, SeverityWarning), tc.keptOpen)
+			}
+		})
+	}
+}
+
+func TestPlanPolicyPaths_denyContent(t *testing.T) {
+	plan := PlanPolicyPaths(onePath(nil, nil, []string{"10.0.0.4"}, tcp22, any8080))
+	d, _ := denyIn(plan, subnetNSG, tcp22, IPv4)
+	want := NSGRule{Name: AggregateDenyRuleName("prod-web", tcp22, IPv4), Priority: 1000, Direction: NSGInbound, Access: NSGDeny, Protocol: NSGProtocolTCP,
+		SourcePrefixes: []string{"*"}, SourcePortRanges: []string{"*"}, DestinationPrefixes: []string{"10.0.0.4"},
+		DestinationPortRanges: []string{"22"}, Description: DenyMarker("prod-web").String()}
+	if !reflect.DeepEqual(d, want) {
+		t.Errorf("deny\n%+v\nwant\n%+v", d, want)
+	}
+	if d, _ := denyIn(plan, subnetNSG, any8080, IPv4); d.Protocol != NSGProtocolAny || d.Priority != 1001 {
+		t.Errorf("a * port must be denied for any protocol: %+v", d)
+	}
+}
+
+func TestPlanPolicyPaths_noRoomAfterALateDeciderLeavesOnlyItsPortUnlocked(t *testing.T) {
+	late := fillInbound(4000, 4096, inbound("allow-ssh", 3999, NSGAllow, NSGProtocolTCP, "*", "22"))
+	plan := PlanPolicyPaths(onePath(late, nil, []string{"10.0.0.4"}, tcp22, tcp3389))
+	if _, ok := denyIn(plan, subnetNSG, tcp22, IPv4); ok {
+		t.Error("22 denied with no free priority after the allow deciding it")
+	}
+	if d, _ := denyIn(plan, subnetNSG, tcp3389, IPv4); d.Priority != 1000 {
+		t.Errorf("3389 deny at %d; want 1000", d.Priority)
+	}
+	if nl := exposuresOf(plan, ExposureNotLocked); len(nl) != 1 || nl[0].Port != tcp22 || !strings.Contains(nl[0].Reason, "has no two free inbound priorities") {
+		t.Errorf("not locked %+v", nl)
+	}
+	// Two holes after it: one for the deny, one before it for grants.
+	var holes []NSGRule
+	for _, r := range late {
+		if r.Priority != 4050 && r.Priority != 4060 {
+			holes = append(holes, r)
+		}
+	}
+	plan = PlanPolicyPaths(onePath(holes, nil, []string{"10.0.0.4"}, tcp22, tcp3389))
+	if d, _ := denyIn(plan, subnetNSG, tcp22, IPv4); d.Priority != 4060 || len(exposuresOf(plan, ExposureNotLocked)) != 0 {
+		t.Errorf("22 deny at %d, not locked %+v; want it at 4060", d.Priority, exposuresOf(plan, ExposureNotLocked))
+	}
+}
+
+// Planned, applied and planned again at each step: the second plan changes
+// nothing; the policy's rules are created, shrunk, repaired in place,
+// moved after a new rule deciding their port, and removed, and the rules
+// of others never touched.
+func TestPlanPolicyPaths_lifecycle(t *testing.T) {
+	web01 := PathMachine{Key: vmID, Ports: []PortProtocol{tcp22, tcp3389}, Interfaces: []PathInterface{{IPs: []string{"10.0.0.4"}, SubnetNSG: subnetNSG}}}
+	web02 := PathMachine{Key: "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/web-02", Ports: []PortProtocol{tcp22},
+		Interfaces: []PathInterface{{IPs: []string{"10.0.0.5", "fd00::5"}, SubnetNSG: subnetNSG}}}
+	foreign := []NSGRule{
+		withSource(inbound("allow-bastion", 300, NSGAllow, NSGProtocolTCP, "10.0.0.4", "22"), "10.0.1.0/26"),
+		{Name: "other-policy", Priority: 1000, Direction: NSGInbound, Access: NSGDeny, Protocol: NSGProtocolTCP, DestinationPrefixes: []string{"10.0.0.9"},
+			DestinationPortRanges: []string{"22"}, Description: DenyMarker("other").String()},
+	}
+	in := PolicyPathInput{Policy: "prod-web", NSGs: map[string][]NSGRule{subnetNSG: slices.Clone(foreign)}, Machines: []PathMachine{web01, web02}}
+	v4, v6, rdp := AggregateDenyRuleName("prod-web", tcp22, IPv4), AggregateDenyRuleName("prod-web", tcp22, IPv6), AggregateDenyRuleName("prod-web", tcp3389, IPv4)
+	step := func(name string) NSGPlan {
+		t.Helper()
+		plan := PlanPolicyPaths(in)
+		if HasError(plan.Findings) {
+			t.Fatalf("%s: errors %+v", name, plan.Findings)
+		}
+		np := plan.NSGs[subnetNSG]
+		in.NSGs[subnetNSG] = applyNSGPlanRules(in.NSGs[subnetNSG], np)
+		again := PlanPolicyPaths(in).NSGs[subnetNSG]
+		if len(again.Add)+len(again.Remove) != 0 || len(again.Keep) != len(np.Add)+len(np.Keep) {
+			t.Fatalf("%s: second plan %+v", name, again)
+		}
+		for _, r := range foreign {
+			if !slices.ContainsFunc(in.NSGs[subnetNSG], func(x NSGRule) bool { return reflect.DeepEqual(x, r) }) {
+				t.Fatalf("%s: rule %s of others changed", name, r.Name)
+			}
+		}
+		return np
+	}
+
+	if np := step("create"); !reflect.DeepEqual(priorities(np.Add), map[string]int{v4: 1001, v6: 1002, rdp: 1003}) {
+		t.Errorf("create: %v", priorities(np.Add))
+	}
+	// A port leaves the policy, a machine leaves the NSG: the IPv4 deny of
+	// 22 is rewritten in place for the one machine left, the others go.
+	in.Machines = []PathMachine{{Key: vmID, Ports: []PortProtocol{tcp22}, Interfaces: web01.Interfaces}}
+	if np := step("shrink"); !reflect.DeepEqual(priorities(np.Add), map[string]int{v4: 1001}) || !reflect.DeepEqual(ruleNames(np.Remove), []string{v6, rdp}) {
+		t.Errorf("shrink: add %v, remove %v", priorities(np.Add), ruleNames(np.Remove))
+	}
+	// Someone edits the deny: it is replaced in place, at the same priority.
+	rules := in.NSGs[subnetNSG]
+	rules[slices.IndexFunc(rules, func(r NSGRule) bool { return r.Name == v4 })].DestinationPrefixes = []string{"10.0.0.0/8"}
+	if np := step("repair"); len(np.Add) != 1 || np.Add[0].Priority != 1001 || !reflect.DeepEqual(np.Add[0].DestinationPrefixes, []string{"10.0.0.4"}) || len(np.Remove) != 0 {
+		t.Errorf("repair: %+v", np)
+	}
+	// Someone adds an allow after the deny, deciding the port for the
+	// sources the bastion's allow leaves: the deny moves after it.
+	foreign = append(foreign, inbound("late-allow", 1500, NSGAllow, NSGProtocolTCP, "*", "22"))
+	in.NSGs[subnetNSG] = append(in.NSGs[subnetNSG], foreign[len(foreign)-1])
+	if np := step("move"); len(np.Add) != 1 || np.Add[0].Name != v4 || np.Add[0].Priority != 1502 {
+		t.Errorf("move: %+v", np)
+	}
+	// Destroy: everything of the policy goes, nothing else.
+	in.Machines = nil
+	if np := step("destroy"); !reflect.DeepEqual(ruleNames(np.Remove), []string{v4}) || len(np.Add) != 0 {
+		t.Errorf("destroy: %+v", np)
+	}
+}
+
+func TestPlanPolicyPaths_staleOwnedRulesAreRemovedForeignOnesNever(t *testing.T) {
+	mine := DenyMarker("prod-web").String()
+	rules := []NSGRule{
+		{Name: "jit-deny-old-scheme", Priority: 900, Direction: NSGInbound, Access: NSGDeny, Description: mine},
+		{Name: "outbound-copy", Priority: 900, Direction: NSGOutbound, Access: NSGDeny, Description: mine},
+		{Name: "hand-made", Priority: 901, Direction: NSGInbound, Access: NSGDeny, Description: mine + " "},
+		{Name: "theirs", Priority: 902, Direction: NSGInbound, Access: NSGDeny, Description: DenyMarker("prod-web-2").String()},
+	}
+	np := PlanPolicyPaths(PolicyPathInput{Policy: "prod-web", NSGs: map[string][]NSGRule{subnetNSG: rules}}).NSGs[subnetNSG]
+	if !reflect.DeepEqual(ruleNames(np.Remove), []string{"jit-deny-old-scheme", "outbound-copy"}) || len(np.Add)+len(np.Keep) != 0 {
+		t.Errorf("plan %+v", np)
+	}
 }
 
 func TestPlanPolicyPaths_allowAtTheLastPriorityLeavesOnlyItsPortUnlocked(t *testing.T) {
@@ -223,17 +397,75 @@ func TestPlanPolicyPaths_limitsAreErrorsNamingTheNSG(t *testing.T) {
 	}
 }
 
+// legacyMachine is a machine as the planner before aggregation saw it.
+type legacyMachine struct {
+	key   string
+	ips   []string
+	ports []PortProtocol
+}
+
+// perMachineDenies adds to an NSG the denies the planner before
+// aggregation wrote: one per machine and locked port, named by
+// DenyRuleName, from any source to every address of the machine, each
+// after every inbound rule (not the policy's) that may decide its port for
+// the machine whatever the source, at the priority the shared scheme gives
+// it (placeDeny). ok is false, as that planner refused, when a machine is
+// listed twice, a name is taken or a deny finds no place.
+func perMachineDenies(rules []NSGRule, policy string, ms []legacyMachine) ([]NSGRule, bool) {
+	out := slices.Clone(rules)
+	slots := newPrioritySlots(NSGMinPriority, NSGMaxPriority)
+	names := map[string]bool{}
+	for _, r := range rules {
+		if r.inbound() {
+			slots.take(r.Priority)
+		}
+		names[r.Name] = true
+	}
+	seen := map[string]bool{}
+	for _, m := range ms {
+		if seen[strings.ToLower(m.key)] {
+			return rules, false
+		}
+		seen[strings.ToLower(m.key)] = true
+		for _, port := range m.ports {
+			after := NSGMinPriority
+			for _, r := range rules {
+				if ownedBy(r, policy) {
+					continue
+				}
+				for _, ip := range m.ips {
+					for _, proto := range portProtocols(port) {
+						if triRule(r, netip.Addr{}, netip.MustParseAddr(ip), port.Number, strings.ToLower(string(proto))) > 0 {
+							after = max(after, r.Priority+1)
+						}
+					}
+				}
+			}
+			d := NSGRule{Name: DenyRuleName(policy, m.key, port), Direction: NSGInbound, Access: NSGDeny, Protocol: NSGProtocolOf(port.Protocol),
+				SourcePrefixes: []string{"*"}, SourcePortRanges: []string{"*"}, DestinationPrefixes: m.ips,
+				DestinationPortRanges: []string{strconv.Itoa(port.Number)}, Description: DenyMarker(policy).String()}
+			p, ok := slots.placeDeny(after)
+			if !ok || names[d.Name] {
+				return rules, false
+			}
+			d.Priority, names[d.Name] = p, true
+			out = append(out, d)
+		}
+	}
+	return out, true
+}
+
 func TestPlanPolicyPaths_migratesPerMachineDeniesWithoutOpeningThePorts(t *testing.T) {
 	in := subnetOf(3, false, nil, tcp22, tcp3389)
-	var old []LockedMachine
+	var old []legacyMachine
 	for _, m := range in.Machines {
-		old = append(old, LockedMachine{Key: m.Key, PrivateIPs: m.Interfaces[0].IPs, Ports: m.Ports})
+		old = append(old, legacyMachine{key: m.Key, ips: m.Interfaces[0].IPs, ports: m.Ports})
 	}
-	legacy, err := PlanNSG(subnetNSG, nil, "prod-web", old)
-	if err != nil {
-		t.Fatal(err)
+	legacy, ok := perMachineDenies(nil, "prod-web", old)
+	if !ok || !reflect.DeepEqual(slices.Sorted(maps.Values(priorities(legacy))), []int{1000, 1001, 1002, 1003, 1004, 1005}) {
+		t.Fatalf("per-machine denies %+v", legacy)
 	}
-	in.NSGs[subnetNSG] = legacy.Add // 6 per-machine denies at 1000-1005
+	in.NSGs[subnetNSG] = legacy
 	plan := PlanPolicyPaths(in)
 	np := plan.NSGs[subnetNSG]
 	if len(np.Remove) != 6 || len(np.Add) != 2 || len(plan.Findings) != 0 {
@@ -246,7 +478,7 @@ func TestPlanPolicyPaths_migratesPerMachineDeniesWithoutOpeningThePorts(t *testi
 			}
 		}
 	}
-	in.NSGs[subnetNSG] = applyNSGPlanRules(legacy.Add, np)
+	in.NSGs[subnetNSG] = applyNSGPlanRules(legacy, np)
 	if again := PlanPolicyPaths(in); len(again.NSGs[subnetNSG].Add)+len(again.NSGs[subnetNSG].Remove) != 0 || len(again.NSGs[subnetNSG].Keep) != 2 {
 		t.Errorf("second plan %+v", again.NSGs[subnetNSG])
 	}
@@ -283,6 +515,14 @@ func TestPlanPolicyPaths_refusals(t *testing.T) {
 	}{
 		{"name taken", onePath([]NSGRule{inbound(name, 500, NSGAllow, NSGProtocolTCP, "*", "80")}, nil, []string{"10.0.0.4"}, tcp22),
 			`NSG ` + subnetNSG + ` already has a rule named "` + name + `" that jit does not manage`},
+		{"name taken by another policy's deny", onePath([]NSGRule{{Name: name, Priority: 500, Direction: NSGInbound, Description: DenyMarker("other").String()}}, nil, []string{"10.0.0.4"}, tcp22),
+			`already has a rule named "` + name + `" that jit does not manage`},
+		{"bad port", onePath(nil, nil, []string{"10.0.0.4"}, PortProtocol{70000, ProtocolTCP}), "invalid locked port 70000/TCP"},
+		{"empty key", func() PolicyPathInput {
+			in := onePath(nil, nil, []string{"10.0.0.4"}, tcp22)
+			in.Machines[0].Key = ""
+			return in
+		}(), "a machine of the policy has an empty key"},
 		{"Defender's JIT", onePath([]NSGRule{inbound("SecurityCenter-JITRule_1_abc", 100, NSGDeny, NSGProtocolTCP, "*", "22")}, nil, []string{"10.0.0.4"}, tcp22),
 			`NSG ` + subnetNSG + ` holds Defender for Cloud's JIT rule "SecurityCenter-JITRule_1_abc"`},
 		{"NSG not read", func() PolicyPathInput {
@@ -364,6 +604,123 @@ func TestPlanPolicyPaths_firewallDenyCollectionIsAggregated(t *testing.T) {
 		return f.Summary == "Port cannot be locked" && reflect.DeepEqual(f.Path, []any{pathAzureFirewallID})
 	}) {
 		t.Errorf("findings %+v", third.Findings)
+	}
+}
+
+// behindFirewall is a policy over machines behind the subnet NSG and a
+// firewall holding the collections.
+func behindFirewall(collections []FirewallNetworkCollection, ms ...PathMachine) PolicyPathInput {
+	return PolicyPathInput{Policy: "prod-web", NSGs: map[string][]NSGRule{subnetNSG: nil}, Machines: ms,
+		Firewall: &FirewallPathInput{ID: testFirewall, Collections: collections}}
+}
+
+func web01Path(ports ...PortProtocol) PathMachine {
+	return PathMachine{Key: vmID, Ports: ports, Interfaces: []PathInterface{{IPs: []string{"10.0.0.4"}, SubnetNSG: subnetNSG}}}
+}
+
+// Which collections decide a locked port, and where the deny collection
+// goes: at the base, or after the last collection of others deciding a
+// port with a free priority between them for grants.
+func TestPlanPolicyPaths_firewallDenyCollectionFollowsTheCollectionsDecidingItsPorts(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		collections []FirewallNetworkCollection
+		want        int
+		cut         string // the Allow collection whose access the plan cuts
+	}{
+		{"empty firewall", nil, 1000, ""},
+		{"allow before the base", []FirewallNetworkCollection{networkCollection("allow-ssh", 200, FirewallAllow, "10.0.0.0/16", "22")}, 1000, "allow-ssh"},
+		{"allow after the base", []FirewallNetworkCollection{networkCollection("allow-ssh", 5000, FirewallAllow, "*", "20-30")}, 5002, "allow-ssh"},
+		{"deny decides, cutting nothing", []FirewallNetworkCollection{networkCollection("deny-udp", 3000, FirewallDeny, "10.0.0.4", "8080", "UDP")}, 3002, ""},
+		{"IP range decides", []FirewallNetworkCollection{networkCollection("range", 3000, FirewallAllow, "10.0.0.1-10.0.0.9", "8080", "Any")}, 3002, "range"},
+		{"other address does not decide", []FirewallNetworkCollection{networkCollection("other", 3000, FirewallAllow, "10.0.0.5", "22")}, 1000, ""},
+		{"ICMP does not decide", []FirewallNetworkCollection{networkCollection("ping", 3000, FirewallAllow, "*", "*", "ICMP")}, 1000, ""},
+		{"IP groups decide", []FirewallNetworkCollection{networkCollection("ipgroup", 3000, FirewallAllow, "", "22")}, 3002, "ipgroup"},
+		{"base taken", []FirewallNetworkCollection{networkCollection("web", 1000, FirewallAllow, "*", "443")}, 1001, ""},
+		{"an honoured grant comes first, cut by nothing", []FirewallNetworkCollection{{Name: "jit-grant-x", Priority: 1200, Action: FirewallAllow, Rules: []FirewallNetworkRule{{
+			Name: "g", Description: GrantMarker("prod-web", testEnd, "a", "b").String(), Protocols: []string{"TCP"}, SourceAddresses: []string{"203.0.113.7/32"},
+			DestinationAddresses: []string{"10.0.0.4"}, DestinationPorts: []string{"22"}}}}}, 1202, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			in := behindFirewall(tc.collections, web01Path(tcp22, any8080))
+			in.Firewall.HonouredGrant = func(c FirewallNetworkCollection) bool { return c.Name == "jit-grant-x" }
+			plan := PlanPolicyPaths(in)
+			if fw := plan.Firewall; HasError(plan.Findings) || fw == nil || fw.Want == nil || fw.Want.Priority != tc.want || !fw.Changed || fw.Have != nil {
+				t.Fatalf("plan %+v, findings %+v; want the collection at %d", fw, plan.Findings, tc.want)
+			}
+			var cut []string
+			for _, e := range exposuresOf(plan, ExposureCut) {
+				for _, r := range e.Rules {
+					if r.Filter == testFirewall {
+						cut = append(cut, r.Collection)
+					}
+				}
+			}
+			if cut = slices.Compact(cut); tc.cut == "" && len(cut) != 0 || tc.cut != "" && !slices.Equal(cut, []string{tc.cut}) {
+				t.Errorf("access cut through %v; want %q", cut, tc.cut)
+			}
+		})
+	}
+}
+
+func TestPlanPolicyPaths_firewallDenyCollectionContent(t *testing.T) {
+	other := PathMachine{Key: "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/web-02", Ports: []PortProtocol{tcp22, udp53},
+		Interfaces: []PathInterface{{IPs: []string{"10.0.1.9"}, SubnetNSG: subnetNSG}}}
+	plan := PlanPolicyPaths(behindFirewall(nil, web01Path(tcp22, any8080), other))
+	marker := DenyMarker("prod-web").String()
+	rule := func(port PortProtocol, protocols []string, dsts ...string) FirewallNetworkRule {
+		return FirewallNetworkRule{Name: AggregateDenyRuleName("prod-web", port, IPv4), Description: marker, Protocols: protocols, SourceAddresses: []string{"*"},
+			DestinationAddresses: dsts, DestinationPorts: []string{strconv.Itoa(port.Number)}}
+	}
+	want := &FirewallNetworkCollection{Name: FirewallDenyCollectionName("prod-web"), Priority: 1000, Action: FirewallDeny, Rules: []FirewallNetworkRule{
+		rule(tcp22, []string{"TCP"}, "10.0.0.4", "10.0.1.9"), rule(any8080, []string{"TCP", "UDP"}, "10.0.0.4"), rule(udp53, []string{"UDP"}, "10.0.1.9"),
+	}}
+	slices.SortFunc(want.Rules, func(a, b FirewallNetworkRule) int { return strings.Compare(a.Name, b.Name) })
+	if plan.Firewall == nil || !reflect.DeepEqual(plan.Firewall.Want, want) {
+		t.Errorf("want\n%+v\ngot\n%+v", want, plan.Firewall)
+	}
+}
+
+func TestPlanPolicyPaths_firewallDenyCollectionLifecycle(t *testing.T) {
+	foreign := []FirewallNetworkCollection{networkCollection("web", 1000, FirewallAllow, "*", "443")}
+	plan := PlanPolicyPaths(behindFirewall(foreign, web01Path(tcp22)))
+	applied := append(slices.Clone(foreign), *plan.Firewall.Want)
+
+	// Unchanged: nothing to write, whatever spelling ARM returns.
+	reordered := applied[1]
+	reordered.Action = "deny"
+	reordered.Rules = slices.Clone(reordered.Rules)
+	reordered.Rules[0].DestinationAddresses = []string{"10.0.0.4/32"}
+	again := PlanPolicyPaths(behindFirewall([]FirewallNetworkCollection{reordered, applied[0]}, web01Path(tcp22)))
+	if fw := again.Firewall; fw.Changed || fw.Have == nil || fw.Want.Priority != 1001 {
+		t.Errorf("second plan %+v", fw)
+	}
+
+	// A port more: rewritten at the same priority.
+	if fw := PlanPolicyPaths(behindFirewall(applied, web01Path(tcp22, tcp3389))).Firewall; !fw.Changed || fw.Want.Priority != 1001 || len(fw.Want.Rules) != 2 {
+		t.Errorf("grown %+v", fw)
+	}
+
+	// A deciding allow appears after it: it moves after that allow.
+	late := append(slices.Clone(applied), networkCollection("late", 2000, FirewallAllow, "*", "22"))
+	if fw := PlanPolicyPaths(behindFirewall(late, web01Path(tcp22))).Firewall; !fw.Changed || fw.Want.Priority != 2002 {
+		t.Errorf("moved %+v", fw)
+	}
+
+	// The policy leaves: the collection goes.
+	if fw := PlanPolicyPaths(behindFirewall(applied)).Firewall; !fw.Changed || fw.Want != nil || fw.Have == nil {
+		t.Errorf("gone %+v", fw)
+	}
+	if fw := PlanPolicyPaths(behindFirewall(foreign)).Firewall; fw.Changed || fw.Want != nil {
+		t.Errorf("nothing %+v", fw)
+	}
+
+	// A collection of that name that is not jit's is refused.
+	name := FirewallDenyCollectionName("prod-web")
+	taken := PlanPolicyPaths(behindFirewall([]FirewallNetworkCollection{networkCollection(name, 500, FirewallDeny, "*", "22")}, web01Path(tcp22)))
+	if errs := findingsOf(taken, SeverityError); len(errs) != 1 || errs[0].Summary != "Rule collection name taken" ||
+		!strings.Contains(errs[0].Detail, `Azure Firewall `+testFirewall+` already has a network rule collection named "`+name+`" that jit does not manage (rule "`+name+`-rule" lacks`) {
+		t.Errorf("errors %+v", errs)
 	}
 }
 

@@ -1,6 +1,7 @@
 package jit
 
 import (
+	"net/netip"
 	"strings"
 	"testing"
 )
@@ -82,5 +83,19 @@ func TestPrefixContains(t *testing.T) {
 	var zero Prefix
 	if zero.Contains(AnyPrefix) || AnyPrefix.Contains(zero) || zero.Contains(zero) || zero.String() != "" {
 		t.Error("the zero Prefix must contain nothing and render empty")
+	}
+}
+
+func TestLastAddr(t *testing.T) {
+	for in, want := range map[string]string{
+		"10.0.0.0/8":    "10.255.255.255",
+		"10.0.0.128/25": "10.0.0.255",
+		"10.0.0.7/32":   "10.0.0.7",
+		"0.0.0.0/0":     "255.255.255.255",
+		"2001:db8::/32": "2001:db8:ffff:ffff:ffff:ffff:ffff:ffff",
+	} {
+		if got := lastAddr(netip.MustParsePrefix(in)).String(); got != want {
+			t.Errorf("lastAddr(%s) = %s; want %s", in, got, want)
+		}
 	}
 }

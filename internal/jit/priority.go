@@ -64,9 +64,6 @@ func (s *prioritySlots) lowestFree() int {
 	return s.hi + 1
 }
 
-// freeBefore reports whether some priority before p is free.
-func (s *prioritySlots) freeBefore(p int) bool { return s.lowestFree() < p }
-
 // placeDeny picks a free priority at or after after (the first priority not
 // decided by an existing rule) with a free priority before it, as the
 // scheme above says, and takes it.
