@@ -1,6 +1,7 @@
 package jit
 
 import (
+	"cmp"
 	"net/netip"
 	"slices"
 	"strings"
@@ -209,7 +210,7 @@ func ExposedThroughSecurityGroups(groups map[string][]SGRule) []ExposedPort {
 					continue
 				}
 				if slices.Contains(locks.opened(r), port) {
-					rules = append(rules, id+"/"+cmpOrString(r.ID, r.String()))
+					rules = append(rules, id+"/"+cmp.Or(r.ID, r.String()))
 				}
 			}
 		}
@@ -218,13 +219,6 @@ func ExposedThroughSecurityGroups(groups map[string][]SGRule) []ExposedPort {
 		}
 	}
 	return out
-}
-
-func cmpOrString(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }
 
 // MergeExposures joins the exposures of a machine's interfaces: a port is
