@@ -376,22 +376,6 @@ func (r *accessRequestResource) Read(ctx context.Context, req resource.ReadReque
 	resp.Diagnostics.Append(resp.State.Set(ctx, &state)...)
 }
 
-// checkRecord warns when what the cloud records of who asked and why is
-// not what the request was made with: someone rewrote the record.
-func checkRecord(diags *diag.Diagnostics, request string, made, recorded jit.GrantRecord) {
-	for _, f := range []struct{ attr, made, recorded string }{
-		{"requestor", made.Requestor, recorded.Requestor},
-		{"on_behalf_of", made.OnBehalfOf, recorded.OnBehalfOf},
-		{"justification", made.Justification, recorded.Justification},
-	} {
-		if !jit.RecordedMatches(f.recorded, f.made) {
-			diags.AddAttributeWarning(path.Root(f.attr), "The cloud's record of the request was changed",
-				fmt.Sprintf("Request %s was made with %s %q, but the cloud now records %q: someone rewrote the record. Audit reports what the cloud records.",
-					request, f.attr, f.made, f.recorded))
-		}
-	}
-}
-
 // Update removes the rules of ports that ended, and grants again, until
 // their end time, ports whose rules were deleted out of band. Nothing
 // else of a request can change in place.
