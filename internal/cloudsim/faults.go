@@ -2,6 +2,7 @@ package cloudsim
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
@@ -129,6 +130,20 @@ func (s *Sim) runHooks(op string, r *http.Request) {
 	}
 }
 
+// WaitIdle waits until no call is being handled, or ctx ends: a write
+// whose latency outlasted the client's patience lands after the client
+// gave up, and a test waits for it before looking at the world.
+func (s *Sim) WaitIdle(ctx context.Context) error {
+	for s.inFlight.Load() > 0 {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("cloudsim: %d calls still being handled: %w", s.inFlight.Load(), ctx.Err())
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	return nil
+}
+
 // ClearFaults removes every injected fault.
 func (s *Sim) ClearFaults() {
 	s.mu.Lock()
@@ -209,14 +224,13 @@ type errorWriter func(w http.ResponseWriter, status int, code, message string)
 // discarded and the connection closed.
 func (s *Sim) handle(w http.ResponseWriter, r *http.Request, op string, writeErr errorWriter, h func(w http.ResponseWriter)) {
 	s.count(op, flowOf(r))
+	s.inFlight.Add(1)
+	defer s.inFlight.Add(-1)
 	d := s.decideFault(op)
-	if d.latency > 0 {
-		select {
-		case <-time.After(d.latency):
-		case <-r.Context().Done():
-			return
-		}
-	}
+	// The call is handled after its latency whether or not the client is
+	// still waiting: a cloud does not learn that a client gave up (its
+	// timeout ended), so a write it was sent still lands.
+	time.Sleep(d.latency)
 	if d.fail {
 		status := d.status
 		if status == 0 {
