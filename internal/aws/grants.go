@@ -409,8 +409,9 @@ func nextPage[P, Opt any](ctx context.Context, next func(context.Context, ...Opt
 	return page, err
 }
 
-// classifyEC2 retries what EC2 means as "later": throttling and server
-// errors, after the Retry-After the response carries, if any.
+// classifyEC2 retries what EC2 means as "later": throttling, a tag write
+// meeting another, and server errors, after the Retry-After the response
+// carries, if any.
 func classifyEC2(err error) (bool, time.Duration) {
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return false, 0
@@ -418,6 +419,11 @@ func classifyEC2(err error) (bool, time.Duration) {
 	var api smithy.APIError
 	if errors.As(err, &api) {
 		if _, throttled := awsretry.DefaultThrottleErrorCodes[api.ErrorCode()]; throttled {
+			return true, ec2RetryAfter(err)
+		}
+		// EC2 refuses a tag write while another one on the same resource
+		// is under way, and says to retry.
+		if api.ErrorCode() == "ConcurrentTagAccess" {
 			return true, ec2RetryAfter(err)
 		}
 	}
