@@ -271,7 +271,7 @@ func (c *Client) readGrantGroup(ctx context.Context, groupID string) (*GrantGrou
 func (c *Client) deleteGrantGroup(ctx context.Context, groupID string) error {
 	deleteCtx, cancel := context.WithTimeout(ctx, dependencyWait)
 	defer cancel()
-	err := retry.Do(deleteCtx, retry.DefaultBackoff, classifyGroupDelete, func(ctx context.Context) error {
+	err := describeEC2(retry.Do(deleteCtx, retry.DefaultBackoff, classifyGroupDelete, func(ctx context.Context) error {
 		if err := c.detachEverywhere(ctx, groupID); err != nil {
 			return err
 		}
@@ -281,7 +281,7 @@ func (c *Client) deleteGrantGroup(ctx context.Context, groupID string) error {
 			return nil
 		}
 		return err
-	})
+	}))
 	if err != nil {
 		return fmt.Errorf("revoking grant security group %s: %w", groupID, err)
 	}
@@ -385,7 +385,7 @@ func (c *Client) detachGroup(ctx context.Context, eniID, groupID string) error {
 // ctx (the resource's timeout) ends. It is the only retry: the SDK's own is
 // off (see New), so attempts never multiply.
 func retryEC2(ctx context.Context, op func(context.Context) error) error {
-	return retry.Do(ctx, retry.DefaultBackoff, classifyEC2, op)
+	return describeEC2(retry.Do(ctx, retry.DefaultBackoff, classifyEC2, op))
 }
 
 // call runs one EC2 or STS call under retryEC2.
