@@ -99,6 +99,22 @@ func (s *Sim) InjectFault(f Fault) {
 	s.faults[f.Operation] = &c
 }
 
+// InjectedFault is the fault installed for op as it stands now: its
+// FailNext, DropAfterWrite and FailOperationNext count the calls it has
+// still to meet, so a test can tell that a fault met the calls it was
+// meant for.
+func (s *Sim) InjectedFault(op string) (Fault, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f := s.faults[op]
+	if f == nil {
+		return Fault{}, false
+	}
+	c := *f
+	c.RetryAfterIn = slices.Clone(f.RetryAfterIn)
+	return c, true
+}
+
 // OnCall runs fn right before calls of op are handled, until it returns
 // true: another writer acting between a client's read and its write, or a
 // look at what the cloud holds at that moment. fn sees the call's request
