@@ -118,8 +118,9 @@ func (s *Sim) InjectedFault(op string) (Fault, bool) {
 // OnCall runs fn right before calls of op are handled, until it returns
 // true: another writer acting between a client's read and its write, or a
 // look at what the cloud holds at that moment. fn sees the call's request
-// (to act on one object only) and may call the emulator; calls handled at
-// once run it at once.
+// (to act on one object only; an ARM request's body can be read again,
+// an EC2 request's parameters are in its PostForm) and may call the
+// emulator; calls handled at once run it at once.
 func (s *Sim) OnCall(op string, fn func(r *http.Request) (done bool)) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
