@@ -291,7 +291,8 @@ func fmAzureForeign(t *testing.T, c *testCloud) string {
 		out = append(out, "firewall "+fw.ID+" "+fmJSON(t, fw.Unmodelled)+fmJSON(t, fw.Tags))
 	}
 	for _, vm := range az.VirtualMachines {
-		tags := maps.Clone(vm.Tags)
+		tags := map[string]string{} // none and an empty map alike
+		maps.Copy(tags, vm.Tags)
 		maps.DeleteFunc(tags, func(k, _ string) bool { return isJITTag(k) })
 		out = append(out, "vm "+vm.ID+" "+fmJSON(t, tags))
 	}
