@@ -387,6 +387,7 @@ func expectStateMatchesCloud(t *testing.T, cloud *testCloud) resource.TestCheckF
 // the policy and the requests is there once, every rule the other tool
 // left is there as it wrote it, and the next plan is empty.
 func TestAccConcurrency_foreignWritersDuringTheApply(t *testing.T) {
+	t.Parallel()
 	start := time.Now()
 	cloud := newTestCloud(t, "world")
 	clock := clocktest.New(requestEpoch)
@@ -419,7 +420,7 @@ func TestAccConcurrency_foreignWritersDuringTheApply(t *testing.T) {
 		config.WriteString(requestBlock(fmt.Sprintf("ec2%d", i), testEC2, fmt.Sprintf("203.0.113.%d/32", 20+i), fmt.Sprintf("person-%d@example.com", 10+i), "  depends_on = [jit_policy.p]\n"))
 	}
 	cfg := cloud.config(config.String())
-	resource.ParallelTest(t, resource.TestCase{
+	resource.Test(t, resource.TestCase{
 		ProtoV6ProviderFactories: factoriesAt(clock),
 		CheckDestroy: func(*terraform.State) error {
 			if err := w.intact(t); err != nil {
@@ -538,6 +539,7 @@ func crowdPolicy(name string) string {
 // VM would need fifty records of on_behalf_of in its tags, past Azure's
 // 50 per resource.) ARM's throttling stays on.
 func TestAccConcurrency_fiftyRequestersOnOneNSGInOneApply(t *testing.T) {
+	t.Parallel()
 	start := time.Now()
 	cloud := newTestCloud(t, "world")
 	clock := clocktest.New(requestEpoch)
@@ -545,7 +547,7 @@ func TestAccConcurrency_fiftyRequestersOnOneNSGInOneApply(t *testing.T) {
 	policy := crowdPolicy("crowd")
 	requests, all, web := fiftyRequests(50, "r", 51)
 	cfg := cloud.config(policy + requests)
-	resource.ParallelTest(t, resource.TestCase{
+	resource.Test(t, resource.TestCase{
 		ProtoV6ProviderFactories: factoriesAt(clock),
 		CheckDestroy: func(*terraform.State) error {
 			if got := fmAzureForeign(t, cloud); got != foreign {
