@@ -414,6 +414,15 @@ func (c *Client) createGrantGroup(ctx context.Context, g SGGrant, vpc string) (s
 		VpcId:             awssdk.String(vpc),
 		TagSpecifications: []types.TagSpecification{{ResourceType: types.ResourceTypeSecurityGroup, Tags: grantGroupTags(g)}},
 	})
+	if isEC2Code(err, "InvalidGroup.Duplicate") {
+		// A retry after a dropped connection meets the group the first
+		// attempt created: the request's own, by its name and tag.
+		sg, ferr := c.findGrantGroup(ctx, g.Request, g.Instance)
+		if ferr == nil && sg != nil {
+			tflog.Info(ctx, "the grant's security group was created by an attempt whose answer was lost", map[string]any{"group": awssdk.ToString(sg.GroupId)})
+			return awssdk.ToString(sg.GroupId), nil
+		}
+	}
 	if err != nil {
 		return "", fmt.Errorf("creating the grant's security group in %s: %w", vpc, err)
 	}

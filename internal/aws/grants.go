@@ -271,7 +271,7 @@ func (c *Client) readGrantGroup(ctx context.Context, groupID string) (*GrantGrou
 func (c *Client) deleteGrantGroup(ctx context.Context, groupID string) error {
 	deleteCtx, cancel := context.WithTimeout(ctx, dependencyWait)
 	defer cancel()
-	err := retry.Do(deleteCtx, retry.DefaultBackoff, classifyGroupDelete, func(ctx context.Context) error {
+	err := describeEC2(retry.Do(deleteCtx, retry.DefaultBackoff, classifyGroupDelete, func(ctx context.Context) error {
 		if err := c.detachEverywhere(ctx, groupID); err != nil {
 			return err
 		}
@@ -281,7 +281,7 @@ func (c *Client) deleteGrantGroup(ctx context.Context, groupID string) error {
 			return nil
 		}
 		return err
-	})
+	}))
 	if err != nil {
 		return fmt.Errorf("revoking grant security group %s: %w", groupID, err)
 	}
@@ -385,7 +385,7 @@ func (c *Client) detachGroup(ctx context.Context, eniID, groupID string) error {
 // ctx (the resource's timeout) ends. It is the only retry: the SDK's own is
 // off (see New), so attempts never multiply.
 func retryEC2(ctx context.Context, op func(context.Context) error) error {
-	return retry.Do(ctx, retry.DefaultBackoff, classifyEC2, op)
+	return describeEC2(retry.Do(ctx, retry.DefaultBackoff, classifyEC2, op))
 }
 
 // call runs one EC2 or STS call under retryEC2.
@@ -409,8 +409,9 @@ func nextPage[P, Opt any](ctx context.Context, next func(context.Context, ...Opt
 	return page, err
 }
 
-// classifyEC2 retries what EC2 means as "later": throttling and server
-// errors, after the Retry-After the response carries, if any.
+// classifyEC2 retries what EC2 means as "later": throttling, a tag write
+// meeting another, and server errors, after the Retry-After the response
+// carries, if any.
 func classifyEC2(err error) (bool, time.Duration) {
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return false, 0
@@ -418,6 +419,11 @@ func classifyEC2(err error) (bool, time.Duration) {
 	var api smithy.APIError
 	if errors.As(err, &api) {
 		if _, throttled := awsretry.DefaultThrottleErrorCodes[api.ErrorCode()]; throttled {
+			return true, ec2RetryAfter(err)
+		}
+		// EC2 refuses a tag write while another one on the same resource
+		// is under way, and says to retry.
+		if api.ErrorCode() == "ConcurrentTagAccess" {
 			return true, ec2RetryAfter(err)
 		}
 	}

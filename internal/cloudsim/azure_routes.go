@@ -1,6 +1,7 @@
 package cloudsim
 
 import (
+	"bytes"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -245,6 +246,8 @@ func (s *Sim) serveARM(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		return
 	}
+	// OnCall hooks may read the body too (a rule's priority, say).
+	r.Body = io.NopCloser(bytes.NewReader(body))
 	if r.Method == http.MethodGet && strings.HasSuffix(route.op, ".Get") && !strings.Contains(route.op, "Operation") {
 		s.countRead(strings.ToLower(path))
 	}

@@ -934,6 +934,26 @@ func TestAzureInjectedFaults(t *testing.T) {
 	}
 }
 
+// A write slower than the client's patience still lands: the cloud never
+// learns that the client gave up, as a real one does not.
+func TestAzureWriteOutlastingTheClientStillLands(t *testing.T) {
+	w := newAzureWorld(t, Options{})
+	rules := w.noRetryRules(t)
+	w.InjectFault(Fault{Operation: "SecurityRules.CreateOrUpdate", Latency: 200 * time.Millisecond})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	if _, err := rules.BeginCreateOrUpdate(ctx, "rg-prod", "db-nsg", "late", sshRule(100, "*"), nil); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("want the client's deadline, got %v", err)
+	}
+	if err := w.WaitIdle(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	got, err := rules.Get(context.Background(), "rg-prod", "db-nsg", "late", nil)
+	if err != nil || *got.Properties.Priority != 100 {
+		t.Fatalf("the write the client gave up on was not applied: %v", err)
+	}
+}
+
 func TestAzureSnapshotRoundTrip(t *testing.T) {
 	w := newAzureWorld(t, Options{PollInterval: time.Hour}) // the write stays in progress
 	if _, err := w.net.NewSecurityRulesClient().BeginCreateOrUpdate(context.Background(), "rg-prod", "db-nsg", "new", sshRule(100, "*"), nil); err != nil {

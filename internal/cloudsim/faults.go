@@ -2,6 +2,7 @@ package cloudsim
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
@@ -98,11 +99,28 @@ func (s *Sim) InjectFault(f Fault) {
 	s.faults[f.Operation] = &c
 }
 
+// InjectedFault is the fault installed for op as it stands now: its
+// FailNext, DropAfterWrite and FailOperationNext count the calls it has
+// still to meet, so a test can tell that a fault met the calls it was
+// meant for.
+func (s *Sim) InjectedFault(op string) (Fault, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f := s.faults[op]
+	if f == nil {
+		return Fault{}, false
+	}
+	c := *f
+	c.RetryAfterIn = slices.Clone(f.RetryAfterIn)
+	return c, true
+}
+
 // OnCall runs fn right before calls of op are handled, until it returns
 // true: another writer acting between a client's read and its write, or a
 // look at what the cloud holds at that moment. fn sees the call's request
-// (to act on one object only) and may call the emulator; calls handled at
-// once run it at once.
+// (to act on one object only; an ARM request's body can be read again,
+// an EC2 request's parameters are in its PostForm) and may call the
+// emulator; calls handled at once run it at once.
 func (s *Sim) OnCall(op string, fn func(r *http.Request) (done bool)) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -127,6 +145,20 @@ func (s *Sim) runHooks(op string, r *http.Request) {
 			s.mu.Unlock()
 		}
 	}
+}
+
+// WaitIdle waits until no call is being handled, or ctx ends: a write
+// whose latency outlasted the client's patience lands after the client
+// gave up, and a test waits for it before looking at the world.
+func (s *Sim) WaitIdle(ctx context.Context) error {
+	for s.inFlight.Load() > 0 {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("cloudsim: %d calls still being handled: %w", s.inFlight.Load(), ctx.Err())
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	return nil
 }
 
 // ClearFaults removes every injected fault.
@@ -209,14 +241,13 @@ type errorWriter func(w http.ResponseWriter, status int, code, message string)
 // discarded and the connection closed.
 func (s *Sim) handle(w http.ResponseWriter, r *http.Request, op string, writeErr errorWriter, h func(w http.ResponseWriter)) {
 	s.count(op, flowOf(r))
+	s.inFlight.Add(1)
+	defer s.inFlight.Add(-1)
 	d := s.decideFault(op)
-	if d.latency > 0 {
-		select {
-		case <-time.After(d.latency):
-		case <-r.Context().Done():
-			return
-		}
-	}
+	// The call is handled after its latency whether or not the client is
+	// still waiting: a cloud does not learn that a client gave up (its
+	// timeout ended), so a write it was sent still lands.
+	time.Sleep(d.latency)
 	if d.fail {
 		status := d.status
 		if status == 0 {

@@ -19,6 +19,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -82,6 +83,8 @@ type Sim struct {
 	hooks       map[string][]callHook
 	hookSeq     int
 	rand        func() float64
+	// inFlight counts the calls being handled (see WaitIdle).
+	inFlight atomic.Int64
 }
 
 // New builds an emulator seeded from fx (which may be nil for an empty world).

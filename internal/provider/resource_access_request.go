@@ -321,10 +321,13 @@ func (r *accessRequestResource) Create(ctx context.Context, req resource.CreateR
 	plan.StartTimeUTC = rfc3339(o.Start)
 	plan.Rules, diags = grantRulesValue(ctx, o.Opened.Rules)
 	resp.Diagnostics.Append(diags...)
-	if resp.Diagnostics.HasError() && len(o.Opened.Rules) == 0 {
-		return
-	}
-	// Rules written before an error are kept in state so destroy removes them.
+	// The request is kept in state once it has an ID, even when opening
+	// it failed: rules written before the error, and a write whose answer
+	// never came (a timeout) but which the cloud may still apply, are the
+	// request's, found by its ID. Terraform marks it tainted, and the
+	// replacement's destroy removes whatever of it the cloud holds; without
+	// the ID nothing would, and the next apply would open another request
+	// beside them.
 	resp.Diagnostics.Append(resp.State.Set(ctx, &plan)...)
 }
 

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -236,7 +237,18 @@ func (r *policyResource) ModifyPlan(ctx context.Context, req resource.ModifyPlan
 	if resp.Diagnostics.HasError() {
 		return
 	}
-	resp.Diagnostics.Append(plan.setComputed(ctx, p.State, true)...)
+	planned := p.State
+	if prior == nil {
+		// A create may follow the destroy of this policy's tainted
+		// instance (an apply that failed half way), which removes the
+		// rules found here: each is placed again when written, and a
+		// priority shown now could change between plan and apply.
+		planned.Rules = slices.Clone(planned.Rules)
+		for i := range planned.Rules {
+			planned.Rules[i].Priority = 0
+		}
+	}
+	resp.Diagnostics.Append(plan.setComputed(ctx, planned, true)...)
 	resp.Diagnostics.Append(resp.Plan.Set(ctx, &plan)...)
 }
 
