@@ -476,6 +476,52 @@ func TestAccPolicy_denyEditedOutOfBandIsRepaired(t *testing.T) {
 	})
 }
 
+// 11.1 on the firewall: the policy's deny collection flipped to Allow out
+// of band (its rules and their markers kept) is drift; the plan shows the
+// repair and the apply writes the collection back as a Deny.
+func TestAccPolicy_firewallDenyCollectionEditedOutOfBandIsRepaired(t *testing.T) {
+	cloud := newTestCloud(t, "world")
+	config := policyConfig(cloud, "fw", []string{"web"}, port22+`
+  azure_firewall_id = "`+testFirewall+`fw-hub"`)
+	deny := jit.FirewallDenyCollectionName("fw")
+	resource.ParallelTest(t, resource.TestCase{
+		ProtoV6ProviderFactories: protoV6ProviderFactories,
+		Steps: []resource.TestStep{
+			{Config: config},
+			{
+				PreConfig: func() {
+					fw, err := cloud.azureClient(t).Firewall(t.Context(), testFirewall+"fw-hub")
+					if err != nil {
+						t.Fatal(err)
+					}
+					i := slices.IndexFunc(fw.NetworkCollections, func(c jit.FirewallNetworkCollection) bool { return c.Name == deny })
+					if i < 0 {
+						t.Fatalf("no collection %s", deny)
+					}
+					flipped := fw.NetworkCollections[i]
+					flipped.Action = jit.FirewallAllow
+					change := azure.FirewallChange{Network: map[string]*jit.FirewallNetworkCollection{deny: &flipped}}
+					if err := cloud.azureClient(t).UpdateFirewall(t.Context(), testFirewall+"fw-hub", change); err != nil {
+						t.Fatal(err)
+					}
+				},
+				Config: config,
+				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
+					plancheck.ExpectResourceAction("jit_policy.p", plancheck.ResourceActionUpdate),
+				}},
+				Check: func(*terraform.State) error {
+					got := strings.Join(cloud.firewallCollections(t, "fw-hub"), " ")
+					if !strings.Contains(got, deny+"@1000:Deny[") {
+						return fmt.Errorf("deny collection not repaired: %s", got)
+					}
+					return nil
+				},
+			},
+			{Config: config, ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{plancheck.ExpectEmptyPlan()}}},
+		},
+	})
+}
+
 // 11.2: anyone who can write a rule can write a grant's marker. A rule
 // claiming to be a grant of the policy that does not fit it (from any
 // source, for 30 days) is not honoured: the plan lists it to remove, the
