@@ -32,10 +32,13 @@ var (
 	writeLatency = flag.Duration("write-latency", 300*time.Millisecond, "duration of every write operation (an NSG accepts one at a time)")
 	runFlag      = flag.String("run", "", "run only the scenarios whose name matches this regular expression")
 	keepFlag     = flag.Bool("keep", false, "keep the working directory")
-	requesters   = flag.Int("requesters", 50, "S2: how many people request the one VM")
-	countFlag    = flag.Int("count", 1, "run each scenario this many times; each row shows its fastest run, and the median wall time")
-	traceFlag    = flag.Bool("trace", false, "log every request the emulator serves to trace.log in the scenario's directory (with -keep)")
-	tfLog        = flag.String("tf-log", "", "TF_LOG level for every command, logged to tofu-<n>.log in the scenario's directory (with -keep)")
+	// 45, not issue 14's 50: each request made for someone (on_behalf_of)
+	// keeps its record in a tag of the VM, and Azure allows 50 tags per
+	// resource, of which the VM's own and the policy's settings take 5 here.
+	requesters = flag.Int("requesters", 45, "S2: how many people request the one VM (at most 50 less the VM's other tags)")
+	countFlag  = flag.Int("count", 1, "run each scenario this many times; each row shows its fastest run, and the median wall time")
+	traceFlag  = flag.Bool("trace", false, "log every request the emulator serves to trace.log in the scenario's directory (with -keep)")
+	tfLog      = flag.String("tf-log", "", "TF_LOG level for every command, logged to tofu-<n>.log in the scenario's directory (with -keep)")
 )
 
 func main() {

@@ -64,6 +64,8 @@ type Client struct {
 	compute map[string]*armcompute.ClientFactory
 	// tags reaches the Tags API (record.go).
 	tags *arm.Client
+	// seats are the VM tags planned requests will take (record.go).
+	seats recordSeats
 }
 
 // New builds a client. Credentials follow what azurerm users expect:

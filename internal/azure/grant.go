@@ -40,10 +40,15 @@ func (b *Backend) CheckGrant(ctx context.Context, m *jit.Machine, g engine.Grant
 	var findings []jit.Finding
 	// The record may take up to three more of the VM's tags (the
 	// requestor, known at apply, may take one more than counted here).
-	if need := len(recordTags(g)); len(m.Tags)+need > maxTags {
+	need := len(recordTags(g))
+	if others, ok := b.client.seats.take(m.ID, requestKey(g), len(m.Tags), need); !ok {
+		planned := ""
+		if others > 0 {
+			planned = fmt.Sprintf(" and other requests planned with this one take %d more", others)
+		}
 		findings = append(findings, jit.Error("No room for the request's record",
-			fmt.Sprintf("Virtual machine %s carries %d tags; a request records who asked and why in %d more (jit-record-<request>-…), and Azure allows %d per resource. "+
-				"Remove tags the VM does not need, or let older requests end: revoke-expired removes their records.", m.ID, len(m.Tags), need, maxTags),
+			fmt.Sprintf("Virtual machine %s carries %d tags%s; a request records who asked and why in %d more (jit-record-<request>-…), and Azure allows %d per resource. "+
+				"Remove tags the VM does not need, or let older requests end: revoke-expired removes their records.", m.ID, len(m.Tags), planned, need, maxTags),
 			"virtual_machine_id"))
 	}
 	if id := m.Tags[jit.TagFirewall]; id != "" {

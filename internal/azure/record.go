@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"maps"
 	"net/http"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/arm"
@@ -50,6 +52,61 @@ import (
 // maxTags is ARM's limit of tags per resource.
 const maxTags = 50
 
+// recordSeats counts the VM tags that requests planned by this provider
+// process will take with their records, until each is written. Terraform
+// plans every resource of a configuration in one process, so fifty
+// requests for one VM see each other: the one that would pass the VM's
+// 50 tags fails its plan, where each alone, checked against the VM's tags,
+// would pass and the apply would fail.
+type recordSeats struct {
+	mu sync.Mutex
+	// byVM holds, per VM (lower-cased ID), the tags each planned request
+	// needs, by requestKey.
+	byVM map[string]map[string]int
+}
+
+// requestKey names a request the same way at plan (no ID, no requestor
+// known for sure) and when its grant is opened.
+func requestKey(g engine.Grant) string {
+	parts := []string{g.Policy, g.OnBehalfOf, g.Justification}
+	for _, p := range g.Ports {
+		parts = append(parts, fmt.Sprintf("%d/%s/%s", p.Port.Number, p.Port.Protocol, p.Source))
+	}
+	return strings.Join(parts, "\x00")
+}
+
+// take reserves need tags on vm for the request key, unless the VM's
+// current tags, the other planned requests' and need pass maxTags; it
+// returns how many the others take.
+func (s *recordSeats) take(vm, key string, current, need int) (others int, ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	vm = strings.ToLower(vm)
+	for k, n := range s.byVM[vm] {
+		if k != key {
+			others += n
+		}
+	}
+	if current+others+need > maxTags {
+		return others, false
+	}
+	if s.byVM == nil {
+		s.byVM = map[string]map[string]int{}
+	}
+	if s.byVM[vm] == nil {
+		s.byVM[vm] = map[string]int{}
+	}
+	s.byVM[vm][key] = need
+	return others, true
+}
+
+// release frees a request's seats once its record is on the VM's tags.
+func (s *recordSeats) release(vm, key string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.byVM[strings.ToLower(vm)], key)
+}
+
 // tagsAPIVersion is the Tags API version whose PATCH answers synchronously.
 const tagsAPIVersion = "2021-04-01"
 
@@ -77,7 +134,9 @@ func (c *Client) patchTags(ctx context.Context, resourceID, operation string, ta
 	if err != nil {
 		return err
 	}
+	var after map[string]string // the resource's tags, as the answer gives them
 	err = withRetry(ctx, func(ctx context.Context) error {
+		after = nil
 		req, err := runtime.NewRequest(ctx, http.MethodPatch, runtime.JoinPaths(client.Endpoint(), resourceID, "/providers/Microsoft.Resources/tags/default"))
 		if err != nil {
 			return err
@@ -97,11 +156,30 @@ func (c *Client) patchTags(ctx context.Context, resourceID, operation string, ta
 		if !runtime.HasStatusCode(resp, http.StatusOK) {
 			return runtime.NewResponseError(resp)
 		}
+		var answer struct {
+			Properties struct {
+				Tags map[string]string `json:"tags"`
+			} `json:"properties"`
+		}
+		if runtime.UnmarshalAsJSON(resp, &answer) == nil && answer.Properties.Tags != nil {
+			after = answer.Properties.Tags
+		}
 		return nil
 	})
-	// The resource's tags and ETag moved (or may have): what this process
-	// read of it is read again.
-	c.vms.Forget(resourceID)
+	if err != nil || after == nil {
+		// What the write did is not known: what this process read of the
+		// resource is read again.
+		c.vms.Forget(resourceID)
+	} else {
+		// The answer holds the resource's tags. Its ETag moved too, and
+		// stays as read: a conditional write of the VM meets 412 and reads
+		// it again (UpdateMachineTags), where requests planned together
+		// would each read the VM again after the others' records.
+		c.vms.Update(resourceID, func(r vmRecord) vmRecord {
+			r.Tags = after
+			return r
+		})
+	}
 	if err != nil {
 		return fmt.Errorf("writing tags of %s: %w", resourceID, notFound(err))
 	}
@@ -159,6 +237,7 @@ func (c *Client) writeRecord(ctx context.Context, m *jit.Machine, g engine.Grant
 		m.Tags = map[string]string{}
 	}
 	maps.Copy(m.Tags, set)
+	c.seats.release(m.ID, requestKey(g))
 	return nil
 }
 

@@ -566,6 +566,52 @@ func TestAccAccessRequest_noRoomForTheRecordIsAPlanError(t *testing.T) {
 	})
 }
 
+// Requests planned together see each other's records: with room on the VM
+// for two more tags, three requests made for three people fail the plan
+// (each alone would fit, and the third would fail at apply), and nothing
+// is written; two apply.
+func TestAccAccessRequest_requestsPlannedTogetherShareTheVMsRoomForRecords(t *testing.T) {
+	cloud := newTestCloud(t, "world")
+	clock := clocktest.New(requestEpoch)
+	fill := func() {
+		m, err := cloud.azureClient(t).Machine(t.Context(), testVM+"web")
+		if err != nil {
+			t.Fatal(err)
+		}
+		tags := map[string]string{}
+		for i := len(m.Tags); i < 48; i++ {
+			tags[fmt.Sprintf("cost-centre-%02d", i)] = "x"
+		}
+		if err := cloud.azureClient(t).MergeTags(t.Context(), testVM+"web", tags); err != nil {
+			t.Fatal(err)
+		}
+		cloud.ResetCalls()
+	}
+	vm := "one(jit_policy.web.virtual_machine_ids)"
+	two := requestWith("alice", vm, "203.0.113.7/32", "alice-gh", "INC-1") + requestWith("bob", vm, "203.0.113.8/32", "bob-gh", "INC-2")
+	three := two + requestWith("carol", vm, "203.0.113.9/32", "carol-gh", "INC-3")
+	resource.ParallelTest(t, resource.TestCase{
+		ProtoV6ProviderFactories: factoriesAt(clock),
+		Steps: []resource.TestStep{
+			{Config: cloud.config(sshPolicy)},
+			{
+				PreConfig:   fill,
+				Config:      cloud.config(sshPolicy + three),
+				ExpectError: regexp.MustCompile(`(?s)No room for the request's record.*virtualMachines/web\s+carries 48 tags\s+and\s+other\s+requests\s+planned\s+with\s+this\s+one\s+take\s+2\s+more`),
+			},
+			{
+				PreConfig: func() {
+					if n := cloud.writes(); n != 0 {
+						t.Fatalf("%d writes for a refused plan", n)
+					}
+				},
+				Config: cloud.config(sshPolicy + two),
+				Check:  expectGrants(t, cloud, 2),
+			},
+		},
+	})
+}
+
 // Read warns, naming the attribute, when the cloud's record is not what
 // the request was made with; a record cut visibly that verifies is fine.
 func TestCheckRecord_warnsWhenTheRecordWasRewritten(t *testing.T) {
