@@ -179,7 +179,10 @@ func (c *Client) ApplySGPlan(ctx context.Context, g *SecurityGroup, policy strin
 			return err
 		}
 		if err := c.authorize(ctx, g.ID, plan.Authorize); err != nil {
-			return err
+			if !isEC2Code(err, "RulesPerSecurityGroupLimitExceeded") {
+				return err
+			}
+			return c.putBack(ctx, g, policy, recordedBackup, recordedRemainders, plan, err)
 		}
 	}
 	after, err := jit.SGBackupTags(policy, plan.Backup, plan.Remainders)
@@ -187,6 +190,26 @@ func (c *Client) ApplySGPlan(ctx context.Context, g *SecurityGroup, policy strin
 		return fmt.Errorf("security group %s: %w", g.ID, err)
 	}
 	return c.writeBackupTags(ctx, g, policy, after)
+}
+
+// putBack undoes a plan whose remainders the group had no room for (another
+// writer filled it since the read): the rules revoked for it are authorised
+// again as they were, into the room their revoke left, and the backup tags
+// go back to what they recorded before. No rule of others is left narrower
+// than its owner wrote it; the port stays as it was, and the error says so.
+func (c *Client) putBack(ctx context.Context, g *SecurityGroup, policy string, recordedBackup, recordedRemainders []jit.SGRule, plan jit.SGPlan, refused error) error {
+	tflog.Warn(ctx, "security group full: putting back the rules revoked from it", map[string]any{"group": g.ID, "rules": describeRules(plan.Revoke)})
+	if err := c.authorize(ctx, g.ID, plan.Revoke); err != nil {
+		return fmt.Errorf("%w; putting back the rules revoked from it failed too (%w): they are recorded in its backup tags, and the next apply restores them", refused, err)
+	}
+	before, err := jit.SGBackupTags(policy, recordedBackup, recordedRemainders)
+	if err == nil {
+		err = c.writeBackupTags(ctx, g, policy, before)
+	}
+	if err != nil {
+		return fmt.Errorf("%w; the rules revoked from it were put back, but not its backup tags: %w", refused, err)
+	}
+	return fmt.Errorf("%w. Another writer filled the group since it was read; the rules revoked from it for this apply were put back as they were, so it is as before the apply", refused)
 }
 
 // writeBackupTags makes the policy's backup tags on g exactly want. A

@@ -4,10 +4,12 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"net/http"
 	"reflect"
 	"regexp"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -674,4 +676,65 @@ func TestAccPolicyAWS_deletedInstanceIsDroppedAndItsGroupRestored(t *testing.T) 
 	if tags := cloud.groupTags(t, sgRange); len(tags) != 0 {
 		t.Errorf("backup tags left on %s: %v", sgRange, tags)
 	}
+}
+
+// Another writer fills the group to one rule short of EC2's 60 between the
+// policy's revoke of a wide rule and its authorisation of the remainders
+// around the port: EC2 refuses the remainders. The wide rule is put back
+// as its owner wrote it (the room its revoke left takes it), the backup
+// tags go back to none, and the apply fails saying so; once room is made,
+// the next apply locks the port.
+func TestAccPolicyAWS_aGroupFilledDuringTheApplyGetsItsRuleBack(t *testing.T) {
+	cloud := newTestCloud(t, "aws")
+	config := awsPolicyConfig(cloud, "range", []string{ec2Range}, port22)
+	original := cloud.ingress(t, sgRange)
+	var started atomic.Bool
+	var filler []string
+	fill := func(*http.Request) bool {
+		if !started.CompareAndSwap(false, true) {
+			return false // the filler's own writes
+		}
+		for i := len(cloud.ingress(t, sgRange)); i < 59; i++ {
+			cidr := fmt.Sprintf("198.51.100.%d/32", i)
+			cloud.authorizeOutOfBand(t, sgRange, cidr, "someone else", 8443)
+			filler = append(filler, fmt.Sprintf("tcp 8443 8443 %s %q", cidr, "someone else"))
+		}
+		return true
+	}
+	tfresource.ParallelTest(t, tfresource.TestCase{
+		ProtoV6ProviderFactories: protoV6ProviderFactories,
+		Steps: []tfresource.TestStep{
+			{
+				PreConfig:   func() { cloud.OnCall("AuthorizeSecurityGroupIngress", fill) },
+				Config:      config,
+				ExpectError: regexp.MustCompile(`(?s)RulesPerSecurityGroupLimitExceeded.*were\s+put\s+back\s+as\s+they\s+were`),
+			},
+			{
+				PreConfig: func() {
+					if err := expectIngress(t, cloud, sgRange, slices.Concat(original, filler)...)(nil); err != nil {
+						t.Fatal(err)
+					}
+					for k := range cloud.groupTags(t, sgRange) {
+						if strings.HasPrefix(k, "jit-") {
+							t.Fatalf("backup tag %s left on the group", k)
+						}
+					}
+					for _, rule := range filler {
+						cidr := strings.Fields(rule)[3]
+						_, err := cloud.awsClient(t).EC2.RevokeSecurityGroupIngress(t.Context(), &ec2.RevokeSecurityGroupIngressInput{
+							GroupId: awssdk.String(sgRange),
+							IpPermissions: []types.IpPermission{{IpProtocol: awssdk.String("tcp"), FromPort: awssdk.Int32(8443), ToPort: awssdk.Int32(8443),
+								IpRanges: []types.IpRange{{CidrIp: awssdk.String(cidr)}}}},
+						})
+						if err != nil {
+							t.Fatal(err)
+						}
+					}
+				},
+				Config: config,
+				Check:  expectIngress(t, cloud, sgRange, `tcp 0 21 10.0.0.0/8 "office VPN"`, `tcp 23 65535 10.0.0.0/8 "office VPN"`),
+			},
+			emptyPlanStep(config),
+		},
+	})
 }
