@@ -84,15 +84,7 @@ func TestGuideExamplesApplyAgainstTheEmulator(t *testing.T) {
 	}
 	for _, dir := range dirs {
 		t.Run(dir, func(t *testing.T) {
-			sim, err := cloudsim.New(fx, cloudsim.Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			srv, err := cloudsim.Start(sim, "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { _ = srv.Close() })
+			srv := startEmulator(t, fx)
 			before := worldJSON(t, srv)
 
 			work := filepath.Join(t.TempDir(), "example")

@@ -48,15 +48,7 @@ func TestAuditSubcommandOfTheBinary(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sim, err := cloudsim.New(fx, cloudsim.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := cloudsim.Start(sim, "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = srv.Close() })
+	srv := startEmulator(t, fx)
 	env := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir(),
 		"ARM_SUBSCRIPTION_ID=00000000-0000-0000-0000-0000000000a1", "AWS_ENDPOINT_URL_EC2=" + srv.URL,
 		"AWS_CONFIG_FILE=" + os.DevNull, "AWS_SHARED_CREDENTIALS_FILE=" + os.DevNull}
@@ -164,15 +156,7 @@ func TestRevokeExpiredSubcommandOfTheBinary(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sim, err := cloudsim.New(fx, cloudsim.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := cloudsim.Start(sim, "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = srv.Close() })
+	srv := startEmulator(t, fx)
 	// Only what the job would be given: the emulator's identity endpoint
 	// and keys, the subscription, the region and the EC2 endpoint.
 	env := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir(),
@@ -294,4 +278,19 @@ func TestRevokeExpiredSubcommandOfTheBinary(t *testing.T) {
 	if !errors.As(err, &exit) || exit.ExitCode() != 2 || !bytes.Contains(out, []byte("-subscription")) {
 		t.Errorf("with nothing configured: %v\n%s", err, out)
 	}
+}
+
+// startEmulator serves an emulator of fx on loopback until the test ends.
+func startEmulator(t *testing.T, fx *cloudsim.Fixture) *cloudsim.Server {
+	t.Helper()
+	sim, err := cloudsim.New(fx, cloudsim.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := cloudsim.Start(sim, "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Close() })
+	return srv
 }

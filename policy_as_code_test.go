@@ -50,15 +50,7 @@ func TestPolicyAsCodeExample(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			sim, err := cloudsim.New(fx, cloudsim.Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			srv, err := cloudsim.Start(sim, "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { _ = srv.Close() })
+			srv := startEmulator(t, fx)
 
 			work := t.TempDir()
 			for _, f := range []string{"main.tf", "policy/management_ports.rego"} {

@@ -155,15 +155,7 @@ type planDiagnostic struct {
 // against an emulator of fx, and returns the plan's diagnostics.
 func planJSON(t *testing.T, tofu, bin string, fx *cloudsim.Fixture, resources string) ([]planDiagnostic, int) {
 	t.Helper()
-	sim, err := cloudsim.New(fx, cloudsim.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := cloudsim.Start(sim, "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = srv.Close() })
+	srv := startEmulator(t, fx)
 	dir := t.TempDir()
 	rc := filepath.Join(dir, "tofurc")
 	write(t, rc, `provider_installation {

@@ -529,20 +529,7 @@ func TestAccAccessRequest_aNewerRequestSupersedesOnlyTheSamePersonsGrant(t *test
 func TestAccAccessRequest_noRoomForTheRecordIsAPlanError(t *testing.T) {
 	cloud := newTestCloud(t, "world")
 	clock := clocktest.New(requestEpoch)
-	fill := func() {
-		m, err := cloud.azureClient(t).Machine(t.Context(), testVM+"web")
-		if err != nil {
-			t.Fatal(err)
-		}
-		tags := map[string]string{}
-		for i := len(m.Tags); i < 50; i++ {
-			tags[fmt.Sprintf("cost-centre-%02d", i)] = "x"
-		}
-		if err := cloud.azureClient(t).MergeTags(t.Context(), testVM+"web", tags); err != nil {
-			t.Fatal(err)
-		}
-		cloud.ResetCalls()
-	}
+	fill := func() { cloud.fillVMTags(t, "web", 50) }
 	request := requestWith("alice", "one(jit_policy.web.virtual_machine_ids)", "203.0.113.7/32", "alice-gh", "INC-1")
 	resource.ParallelTest(t, resource.TestCase{
 		ProtoV6ProviderFactories: factoriesAt(clock),
@@ -573,20 +560,7 @@ func TestAccAccessRequest_noRoomForTheRecordIsAPlanError(t *testing.T) {
 func TestAccAccessRequest_requestsPlannedTogetherShareTheVMsRoomForRecords(t *testing.T) {
 	cloud := newTestCloud(t, "world")
 	clock := clocktest.New(requestEpoch)
-	fill := func() {
-		m, err := cloud.azureClient(t).Machine(t.Context(), testVM+"web")
-		if err != nil {
-			t.Fatal(err)
-		}
-		tags := map[string]string{}
-		for i := len(m.Tags); i < 48; i++ {
-			tags[fmt.Sprintf("cost-centre-%02d", i)] = "x"
-		}
-		if err := cloud.azureClient(t).MergeTags(t.Context(), testVM+"web", tags); err != nil {
-			t.Fatal(err)
-		}
-		cloud.ResetCalls()
-	}
+	fill := func() { cloud.fillVMTags(t, "web", 48) }
 	vm := "one(jit_policy.web.virtual_machine_ids)"
 	two := requestWith("alice", vm, "203.0.113.7/32", "alice-gh", "INC-1") + requestWith("bob", vm, "203.0.113.8/32", "bob-gh", "INC-2")
 	three := two + requestWith("carol", vm, "203.0.113.9/32", "carol-gh", "INC-3")
@@ -610,6 +584,24 @@ func TestAccAccessRequest_requestsPlannedTogetherShareTheVMsRoomForRecords(t *te
 			},
 		},
 	})
+}
+
+// fillVMTags tags an emulated VM with tags of others until it carries n,
+// then forgets the calls made so far.
+func (c *testCloud) fillVMTags(t *testing.T, vm string, n int) {
+	t.Helper()
+	m, err := c.azureClient(t).Machine(t.Context(), testVM+vm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tags := map[string]string{}
+	for i := len(m.Tags); i < n; i++ {
+		tags[fmt.Sprintf("cost-centre-%02d", i)] = "x"
+	}
+	if err := c.azureClient(t).MergeTags(t.Context(), testVM+vm, tags); err != nil {
+		t.Fatal(err)
+	}
+	c.ResetCalls()
 }
 
 // Read warns, naming the attribute, when the cloud's record is not what
