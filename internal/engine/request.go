@@ -332,11 +332,23 @@ func (e *Engine) Regrant(ctx context.Context, g Grant, machineID string) (Opened
 	if err != nil || m == nil {
 		return OpenedGrant{}, err
 	}
-	if policy, _, ok, err := machinePolicy(m); err != nil {
+	policy, ports, ok, err := machinePolicy(m)
+	if err != nil {
 		return OpenedGrant{}, err
-	} else if ok {
-		g.Policy = policy
 	}
+	if !ok {
+		return b.OpenGrant(ctx, m, g) // nothing locks the port any more
+	}
+	// As Renew does: a grant is written again only while the policy the
+	// machine carries now could have made it (port locked, source allowed,
+	// end within the maximum from the request's start).
+	for _, p := range g.Ports {
+		claim := jit.GrantClaim{Marker: jit.GrantMarker(policy, p.End, g.Requestor, g.Justification), Request: g.ID, Port: p.Port, PortOK: true, Sources: []string{p.Source}}
+		if fits, why := claim.FitsPolicy(policy, ports); !fits {
+			return OpenedGrant{}, fmt.Errorf("port %d/%s of request %s is not granted again: %s", p.Port.Number, p.Port.Protocol, g.ID, why)
+		}
+	}
+	g.Policy = policy
 	return b.OpenGrant(ctx, m, g)
 }
 

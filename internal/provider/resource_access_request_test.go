@@ -787,3 +787,42 @@ func TestAccAccessRequest_aFirewallWithoutRoomForTheDNATRuleIsAPlanError(t *test
 		},
 	})
 }
+
+// A grant deleted out of band is granted again only while the policy the
+// VM carries could still make it: once the policy allows other sources
+// only, the update refuses to write it back, saying why, and writes
+// nothing.
+func TestAccAccessRequest_grantDeletedOutOfBandIsNotGrantedAgainPastThePolicy(t *testing.T) {
+	cloud := newTestCloud(t, "world")
+	clock := clocktest.New(requestEpoch)
+	applyPolicy(t, cloud, testVM+"web")
+	config := cloud.config(vmRequest("alice", `"`+testVM+`web"`, "203.0.113.7/32", `duration = "PT1H"`))
+	resource.ParallelTest(t, resource.TestCase{
+		ProtoV6ProviderFactories: factoriesAt(clock),
+		Steps: []resource.TestStep{
+			{Config: config, Check: expectGrants(t, cloud, 1)},
+			{
+				PreConfig: func() {
+					for _, nsg := range []string{"web-nic-nsg", "web-subnet-nsg"} {
+						for _, g := range cloud.grants(t, nsg) {
+							cloud.deleteRule(t, nsg, strings.SplitN(g, "@", 2)[0])
+						}
+					}
+					// The policy now allows 10.0.0.0/8 only.
+					cloud.tagVM(t, "web", map[string]string{"jit-port-22-tcp": "PT2H 10.0.0.0/8"})
+				},
+				Config:      config,
+				ExpectError: regexp.MustCompile(`(?s)Cannot grant access again.*is not granted again`),
+			},
+			{
+				PreConfig: func() {
+					if err := expectGrants(t, cloud, 0)(nil); err != nil {
+						t.Fatal(err)
+					}
+				},
+				// Destroying the request removes what is left of it.
+				Config: cloud.config(""),
+			},
+		},
+	})
+}
