@@ -116,57 +116,77 @@ func TestAccVirtualMachinesDataSource_largeScopeReadsInBatches(t *testing.T) {
 	cloud := &testCloud{Server: srv}
 	vmPages := (fleetVMs + armListPage - 1) / armListPage
 	instancePages := (fleetInstances + ec2ListPage - 1) / ec2ListPage
-	perRead := map[string]int{
-		"VirtualMachines.ListAll": vmPages, "Interfaces.ListAll": vmPages, "VirtualNetworks.ListAll": 1, "SecurityGroups.ListAll": 1,
-		"VirtualMachines.List": vmPages, "Interfaces.List": vmPages, "VirtualNetworks.List": 1, "SecurityGroups.List": 1,
-		"Subnets.Get": fleetSubnets, "SecurityGroups.Get": fleetSubnets,
-		"DescribeInstances": 2 * instancePages, "DescribeSecurityGroups": 2, "DescribeSecurityGroupRules": 2,
-	}
+	aws := map[string]int{"DescribeInstances": instancePages, "DescribeSecurityGroups": 1, "DescribeSecurityGroupRules": 1}
+	whole := map[string]int{"VirtualMachines.ListAll": vmPages, "Interfaces.ListAll": vmPages, "VirtualNetworks.ListAll": 1, "SecurityGroups.ListAll": 1}
+	group := map[string]int{"VirtualMachines.List": vmPages, "Interfaces.List": vmPages, "VirtualNetworks.List": 1, "SecurityGroups.List": 1,
+		"Subnets.Get": fleetSubnets, "SecurityGroups.Get": fleetSubnets}
+	maps.Copy(whole, aws)
+	maps.Copy(group, aws)
 	// The subnets' NSGs let SSH in: exposed are the VMs without a NIC NSG
 	// and those behind nic-nsg-0, which lets it in too.
 	exposedVMs := fleetVMs/2 + fleetVMs/2/fleetNICNSGs
-	config := cloud.config(`
+	// Each data source is read in a step of its own: read together, the
+	// one that lists the whole subscription may or may not have cached the
+	// subnets' NSGs before the other asks for them, as the two run at once.
+	all := cloud.config(`
 data "jit_virtual_machines" "all" {}
+output "machines" { value = length(data.jit_virtual_machines.all.virtual_machines) }
+`)
+	fleetGroup := cloud.config(`
 data "jit_virtual_machines" "fleet_group" {
   azure_resource_group_names = ["fleet"]
   exposed_management_port    = true
 }
-output "machines" { value = length(data.jit_virtual_machines.all.virtual_machines) }
 output "exposed"  { value = length(data.jit_virtual_machines.fleet_group.virtual_machines) }
 `)
+	// readsEach checks that every call was one of perRead's, as many times
+	// per read of the data source as it says; first names the call that
+	// counts the reads.
+	readsEach := func(perRead map[string]int, first string) func(*terraform.State) error {
+		return func(*terraform.State) error {
+			audit := cloud.CallsByFlow()["audit"]
+			reads := audit[first] / perRead[first]
+			if reads < 1 || audit[first]%perRead[first] != 0 {
+				return fmt.Errorf("%s called %d times, not a whole number of %d-page listings", first, audit[first], perRead[first])
+			}
+			total := 0
+			for _, op := range slices.Sorted(maps.Keys(audit)) {
+				total += audit[op]
+				if want := reads * perRead[op]; audit[op] != want {
+					return fmt.Errorf("%s: %d calls over %d reads of the data source, want %d (%d per read); all calls: %v", op, audit[op], reads, want, perRead[op], audit)
+				}
+			}
+			t.Logf("%d VMs and %d instances, %d reads of the data source: %d calls in all, %d per read: %v",
+				fleetVMs, fleetInstances, reads, total, total/reads, audit)
+			for flow, calls := range cloud.CallsByFlow() {
+				// Tokens are fetched by the credential, which names no flow.
+				if flow != "audit" && (flow != cloudsim.NoFlow || len(calls) != 1 || calls["ManagedIdentity.GetToken"] == 0) {
+					return fmt.Errorf("calls outside the audit flow: %s %v", flow, calls)
+				}
+			}
+			return nil
+		}
+	}
 	resource.Test(t, resource.TestCase{
 		ProtoV6ProviderFactories: protoV6ProviderFactories,
-		Steps: []resource.TestStep{{
-			PreConfig: cloud.ResetCalls,
-			Config:    config,
-			ConfigStateChecks: []statecheck.StateCheck{
-				statecheck.ExpectKnownOutputValue("machines", knownvalue.Int64Exact(fleetVMs+fleetInstances)),
-				// On EC2, the instances of the first group.
-				statecheck.ExpectKnownOutputValue("exposed", knownvalue.Int64Exact(int64(exposedVMs+fleetInstances/fleetGroups))),
+		Steps: []resource.TestStep{
+			{
+				PreConfig: cloud.ResetCalls,
+				Config:    all,
+				ConfigStateChecks: []statecheck.StateCheck{
+					statecheck.ExpectKnownOutputValue("machines", knownvalue.Int64Exact(fleetVMs+fleetInstances)),
+				},
+				Check: readsEach(whole, "VirtualMachines.ListAll"),
 			},
-			Check: func(*terraform.State) error {
-				audit := cloud.CallsByFlow()["audit"]
-				reads := audit["VirtualMachines.ListAll"] / vmPages
-				if reads < 1 || audit["VirtualMachines.ListAll"]%vmPages != 0 {
-					return fmt.Errorf("VirtualMachines.ListAll called %d times, not a whole number of %d-page listings", audit["VirtualMachines.ListAll"], vmPages)
-				}
-				total := 0
-				for _, op := range slices.Sorted(maps.Keys(audit)) {
-					total += audit[op]
-					if want := reads * perRead[op]; audit[op] != want {
-						return fmt.Errorf("%s: %d calls over %d reads of the data sources, want %d (%d per read); all calls: %v", op, audit[op], reads, want, perRead[op], audit)
-					}
-				}
-				t.Logf("%d VMs and %d instances, %d reads of both data sources: %d calls in all, %d per read: %v",
-					fleetVMs, fleetInstances, reads, total, total/reads, audit)
-				for flow, calls := range cloud.CallsByFlow() {
-					// Tokens are fetched by the credential, which names no flow.
-					if flow != "audit" && (flow != cloudsim.NoFlow || len(calls) != 1 || calls["ManagedIdentity.GetToken"] == 0) {
-						return fmt.Errorf("calls outside the audit flow: %s %v", flow, calls)
-					}
-				}
-				return nil
+			{
+				PreConfig: cloud.ResetCalls,
+				Config:    fleetGroup,
+				ConfigStateChecks: []statecheck.StateCheck{
+					// On EC2, the instances of the first group.
+					statecheck.ExpectKnownOutputValue("exposed", knownvalue.Int64Exact(int64(exposedVMs+fleetInstances/fleetGroups))),
+				},
+				Check: readsEach(group, "VirtualMachines.List"),
 			},
-		}},
+		},
 	})
 }
