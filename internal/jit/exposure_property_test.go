@@ -189,21 +189,7 @@ func exposureProbes(rng *rand.Rand, fam AddressFamily, levels []*NSGLevel) []net
 			lists = append(lists, r.SourcePrefixes)
 		}
 	}
-	for _, list := range lists {
-		for _, s := range list {
-			if first, last, ok := bruteRange(s); ok {
-				add(first)
-				add(last)
-				add(first.Prev())
-				add(last.Next())
-			}
-		}
-	}
-	if fam == IPv4 {
-		add(netip.AddrFrom4([4]byte{byte(1 + rng.IntN(220)), byte(rng.IntN(256)), byte(rng.IntN(256)), byte(rng.IntN(256))}))
-	} else {
-		add(netip.MustParseAddr(fmt.Sprintf("2001:db8::%x", rng.IntN(65536))))
-	}
+	addEdges(rng, fam, lists, add)
 	slices.SortFunc(out, netip.Addr.Compare)
 	return slices.Compact(out)
 }

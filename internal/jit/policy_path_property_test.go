@@ -1053,21 +1053,7 @@ func pathProbes(rng *rand.Rand, fam AddressFamily, nsgs map[string][]NSGRule, fw
 			lists = append(lists, r.SourceAddresses)
 		}
 	}
-	for _, list := range lists {
-		for _, s := range list {
-			if first, last, ok := bruteRange(s); ok {
-				add(first)
-				add(last)
-				add(first.Prev())
-				add(last.Next())
-			}
-		}
-	}
-	if fam == IPv4 {
-		add(netip.AddrFrom4([4]byte{byte(1 + rng.IntN(220)), byte(rng.IntN(256)), byte(rng.IntN(256)), byte(rng.IntN(256))}))
-	} else {
-		add(netip.MustParseAddr(fmt.Sprintf("2001:db8::%x", rng.IntN(65536))))
-	}
+	addEdges(rng, fam, lists, add)
 	return out
 }
 

@@ -1,7 +1,9 @@
 package jit
 
 import (
+	"fmt"
 	"math/rand/v2"
+	"net/netip"
 	"os"
 	"slices"
 	"strconv"
@@ -83,4 +85,25 @@ func byPriority(rules []NSGRule) []NSGRule {
 	sorted := slices.Clone(rules)
 	slices.SortFunc(sorted, func(a, b NSGRule) int { return a.Priority - b.Priority })
 	return sorted
+}
+
+// addEdges adds, for each address or prefix in lists, its first and last
+// address and their neighbours (where a rule's match changes), and one
+// random address of fam.
+func addEdges(rng *rand.Rand, fam AddressFamily, lists [][]string, add func(netip.Addr)) {
+	for _, list := range lists {
+		for _, s := range list {
+			if first, last, ok := bruteRange(s); ok {
+				add(first)
+				add(last)
+				add(first.Prev())
+				add(last.Next())
+			}
+		}
+	}
+	if fam == IPv4 {
+		add(netip.AddrFrom4([4]byte{byte(1 + rng.IntN(220)), byte(rng.IntN(256)), byte(rng.IntN(256)), byte(rng.IntN(256))}))
+	} else {
+		add(netip.MustParseAddr(fmt.Sprintf("2001:db8::%x", rng.IntN(65536))))
+	}
 }
