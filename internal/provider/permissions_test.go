@@ -346,8 +346,13 @@ removed {
 				{Config: cloud.config(forgetPolicies)},
 				{Config: cloud.config(alone(requests))},
 				{
-					// The ephemeral grants, of the same requestor, supersede the requests'.
-					Config:             cloud.config(alone(requests + ephemerals)),
+					// The ephemeral grants, of the same requestor, supersede the
+					// requests'. Each opens after its request (it names the
+					// request's VM), so that a request written again in the
+					// apply never supersedes the ephemeral grant instead.
+					Config: cloud.config(alone(requests + strings.NewReplacer(
+						"one(jit_policy.web.virtual_machine_ids)", "jit_access_request.alice.virtual_machine_id",
+						"one(jit_policy.db.virtual_machine_ids)", "jit_access_request.alice_db.virtual_machine_id").Replace(ephemerals))),
 					ExpectNonEmptyPlan: true,
 				},
 				{
