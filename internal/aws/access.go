@@ -41,6 +41,9 @@ type SGGrant struct {
 	// the marker abbreviates.
 	Record jit.GrantRecord
 	Ports  []SGGrantPort
+	// Again: the request's grant written again, which supersedes nothing
+	// (engine.Grant.Again).
+	Again bool
 }
 
 // SGGrantPort is one granted port and its source.
@@ -386,6 +389,9 @@ func (c *Client) describeGroups(ctx context.Context, in *ec2.DescribeSecurityGro
 // supersededGroups are the same requester's other requests' grant groups
 // among attached that open one of the grant's ports.
 func (c *Client) supersededGroups(ctx context.Context, attached []string, g SGGrant) ([]string, error) {
+	if g.Again {
+		return nil, nil
+	}
 	groups, err := c.describeGroups(ctx, &ec2.DescribeSecurityGroupsInput{GroupIds: attached})
 	if err != nil {
 		return nil, err

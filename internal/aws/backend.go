@@ -84,7 +84,7 @@ func (b *Backend) CheckGrant(ctx context.Context, m *jit.Machine, g engine.Grant
 // it. One group holds every port, each ending at its own time: the marker
 // carries the last end, and a tag per port its own (see jit.GrantEndTag).
 func sgGrant(m *jit.Machine, g engine.Grant) SGGrant {
-	sg := SGGrant{Request: g.ID, Instance: m.ID, ENI: primaryENI(m), Ends: map[jit.PortProtocol]time.Time{}}
+	sg := SGGrant{Request: g.ID, Instance: m.ID, ENI: primaryENI(m), Ends: map[jit.PortProtocol]time.Time{}, Again: g.Again}
 	var end time.Time
 	for _, gp := range g.Ports {
 		sg.Ports = append(sg.Ports, SGGrantPort{Port: gp.Port, Source: gp.Source})

@@ -175,7 +175,7 @@ func (b *Backend) grantInNSG(ctx context.Context, m *jit.Machine, nsg string, g 
 	for _, gp := range g.Ports {
 		names := grantRuleNames(g.ID, m.ID, m, gp.Port)
 		rules = slices.DeleteFunc(rules, func(r jit.NSGRule) bool {
-			if !slices.Contains(names, r.Name) && grantsSame(r, m, gp.Port) && sameRequester(r.Name, r.Description, recorded, g) {
+			if !g.Again && !slices.Contains(names, r.Name) && grantsSame(r, m, gp.Port) && sameRequester(r.Name, r.Description, recorded, g) {
 				plan.Remove = append(plan.Remove, r)
 				return true
 			}
@@ -259,7 +259,7 @@ func (b *Backend) openFirewallGrant(ctx context.Context, m *jit.Machine, firewal
 		case col.Name == name:
 			have = &fw.NATCollections[i]
 			fg.NAT = append(fg.NAT, col)
-		case supersededNAT(col, m, g, ports):
+		case !g.Again && supersededNAT(col, m, g, ports):
 			change.NAT[col.Name], change.Network[col.Name] = nil, nil
 		default:
 			fg.NAT = append(fg.NAT, col)

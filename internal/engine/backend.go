@@ -196,6 +196,10 @@ type Grant struct {
 	OnBehalfOf    string
 	Justification string
 	Ports         []GrantPort
+	// Again marks a request's grant written again (rules deleted out of
+	// band, a renewal): it supersedes nothing. The request superseded what
+	// it had to when first opened; a grant made since is newer than it.
+	Again bool
 }
 
 // Record is who asked for the grant and why, as the cloud keeps it.

@@ -336,6 +336,7 @@ func (e *Engine) Regrant(ctx context.Context, g Grant, machineID string) (Opened
 	if err != nil {
 		return OpenedGrant{}, err
 	}
+	g.Again = true
 	if !ok {
 		return b.OpenGrant(ctx, m, g) // nothing locks the port any more
 	}
@@ -349,6 +350,7 @@ func (e *Engine) Regrant(ctx context.Context, g Grant, machineID string) (Opened
 		}
 	}
 	g.Policy = policy
+	g.Again = true
 	return b.OpenGrant(ctx, m, g)
 }
 

@@ -2,11 +2,14 @@ package provider
 
 import (
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/jitaccess/terraform-provider-jit/internal/aws"
 	"github.com/jitaccess/terraform-provider-jit/internal/azure"
+	"github.com/jitaccess/terraform-provider-jit/internal/clocktest"
 	"github.com/jitaccess/terraform-provider-jit/internal/cloudsim"
 	"github.com/jitaccess/terraform-provider-jit/internal/engine"
 	"github.com/jitaccess/terraform-provider-jit/internal/jit"
@@ -142,5 +145,62 @@ func TestUpdateMachineTags_twoProcessesLoseNothing(t *testing.T) {
 				t.Errorf("tag %s was lost: %v", key, m.Tags)
 			}
 		}
+	}
+}
+
+// A request's grant written again (its rules deleted out of band, or a
+// renewal) supersedes nothing: a newer grant of the same person, made since
+// and which superseded it, stays. The refresh that planned the rewrite
+// may have run before that newer grant existed.
+func TestRegrant_neverSupersedesANewerGrantOfTheSamePerson(t *testing.T) {
+	for _, machine := range []string{testVM + "web", testEC2} {
+		t.Run(machine[strings.LastIndex(machine, "/")+1:], func(t *testing.T) {
+			cloud := newTestCloud(t, "world")
+			clock := clocktest.New(requestEpoch)
+			applyPolicy(t, cloud, machine)
+			e := engine.New(clock, []engine.Backend{azure.NewBackend(cloud.azureClient(t), ""), aws.NewBackend(cloud.awsClient(t))})
+			open := func(source string) *engine.OpenedRequest {
+				o, findings := e.OpenRequest(t.Context(), engine.Request{MachineID: machine, Justification: "INC-1",
+					Ports: []engine.RequestPort{{Number: 22, Source: source, Duration: "PT1H"}}})
+				if jit.HasError(findings) {
+					t.Fatal(findings)
+				}
+				return o
+			}
+			older := open("203.0.113.7/32")
+			clock.Advance(time.Minute)
+			newer := open("203.0.113.8/32")
+			held := func(request string) int {
+				n := 0
+				if strings.HasPrefix(machine, "i-") {
+					for _, g := range cloud.grantGroups(t) {
+						if strings.Contains(g, "203.0.113.8/32") == (request == newer.Grant.ID) {
+							n++
+						}
+					}
+					return n
+				}
+				for _, nsg := range []string{"web-nic-nsg", "web-subnet-nsg"} {
+					for _, g := range cloud.grants(t, nsg) {
+						if strings.Contains(g, request) {
+							n++
+						}
+					}
+				}
+				return n
+			}
+			if held(older.Grant.ID) != 0 || held(newer.Grant.ID) == 0 {
+				t.Fatalf("before: the older request holds %d, the newer %d", held(older.Grant.ID), held(newer.Grant.ID))
+			}
+			if _, err := e.Regrant(t.Context(), older.Grant, machine); err != nil {
+				t.Fatal(err)
+			}
+			if held(newer.Grant.ID) == 0 {
+				t.Fatal("writing the older request again removed the newer grant of the same person")
+			}
+			if held(older.Grant.ID) == 0 {
+				t.Fatal("the older request was not written again")
+			}
+		})
 	}
 }
