@@ -164,11 +164,21 @@ func (b *Backend) grantInNSG(ctx context.Context, m *jit.Machine, nsg string, g 
 		return nil, err
 	}
 	// Who other grants are for is in the VM's records, which requests
-	// opened since m was read may have added: the VM is read again (the
-	// process forgets it on each of its tag writes).
+	// opened since m was read may have added (this process keeps its own
+	// record writes in what it read of the VM).
 	recorded := m
 	if vm, err := b.client.virtualMachine(ctx, m.ID); err == nil {
 		recorded, _ = vm.machine()
+	}
+	// A grant this would supersede may have a record written after that
+	// read was made (another request of the process, opened at once, for
+	// someone else): before removing anything, the VM is read anew.
+	if !g.Again && slices.ContainsFunc(rules, func(r jit.NSGRule) bool {
+		return slices.ContainsFunc(g.Ports, func(gp engine.GrantPort) bool {
+			return !slices.Contains(grantRuleNames(g.ID, m.ID, m, gp.Port), r.Name) && grantsSame(r, m, gp.Port) && sameRequester(r.Name, r.Description, recorded, g)
+		})
+	}) {
+		recorded = b.freshRecords(ctx, m)
 	}
 	var plan jit.NSGPlan
 	var owned []engine.GrantRule
@@ -254,6 +264,9 @@ func (b *Backend) openFirewallGrant(ctx context.Context, m *jit.Machine, firewal
 		ports[strconv.Itoa(gp.Port.Number)] = true
 	}
 	var have *jit.FirewallNATCollection
+	if !g.Again && slices.ContainsFunc(fw.NATCollections, func(col jit.FirewallNATCollection) bool { return supersededNAT(col, m, g, ports) }) {
+		m = b.freshRecords(ctx, m) // as in grantInNSG
+	}
 	for i, col := range fw.NATCollections {
 		switch {
 		case col.Name == name:
@@ -299,6 +312,19 @@ func (b *Backend) openFirewallGrant(ctx context.Context, m *jit.Machine, firewal
 		opened.Rules = append(opened.Rules, engine.GrantRule{TargetID: firewall, Name: plan.NAT.Rules[i].Name, Priority: plan.NAT.Priority, Port: gp.Port})
 	}
 	return addrs, nil
+}
+
+// freshRecords is m with the tags (the records) its VM holds now, read
+// from the cloud; m itself when the VM cannot be read.
+func (b *Backend) freshRecords(ctx context.Context, m *jit.Machine) *jit.Machine {
+	b.client.vms.Forget(m.ID)
+	vm, err := b.client.virtualMachine(ctx, m.ID)
+	if err != nil {
+		return m
+	}
+	fresh := *m
+	fresh.Tags = maps.Clone(vm.Tags)
+	return &fresh
 }
 
 // supersededNAT tells whether a NAT collection is the same requester's

@@ -2,6 +2,7 @@ package provider
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -202,5 +203,42 @@ func TestRegrant_neverSupersedesANewerGrantOfTheSamePerson(t *testing.T) {
 				t.Fatal("the older request was not written again")
 			}
 		})
+	}
+}
+
+// Whether a grant is the same person's, and so superseded, is read from
+// its record on the VM, written before its rules. A process that read the
+// VM before another wrote a grant for someone else, and reads the NSG
+// after, must read the VM again before superseding: otherwise the other
+// grant's record is missing, its marker alone names the same identity, and
+// the other person's grant is removed.
+func TestOpenGrant_aRecordWrittenSinceTheVMWasReadIsSeenBeforeSuperseding(t *testing.T) {
+	cloud := newTestCloud(t, "world")
+	clock := clocktest.New(requestEpoch)
+	applyPolicy(t, cloud, testVM+"web")
+	first := engine.New(clock, []engine.Backend{azure.NewBackend(cloud.azureClient(t), "")})
+	second := engine.New(clock, []engine.Backend{azure.NewBackend(cloud.azureClient(t), "")})
+	request := func(source, onBehalfOf string) engine.Request {
+		return engine.Request{MachineID: testVM + "web", Justification: "INC-1", OnBehalfOf: onBehalfOf,
+			Ports: []engine.RequestPort{{Number: 22, Source: source, Duration: "PT1H"}}}
+	}
+	// The first process reads the VM (a plan, say) ...
+	if _, err := first.Machine(t.Context(), testVM+"web"); err != nil {
+		t.Fatal(err)
+	}
+	// ... the second opens a grant for erin, with its record ...
+	erin, findings := second.OpenRequest(t.Context(), request("203.0.113.12/32", "erin@example.com"))
+	if jit.HasError(findings) {
+		t.Fatal(findings)
+	}
+	// ... and the first opens its own identity's grant, for nobody else.
+	clock.Advance(time.Minute)
+	if _, findings := first.OpenRequest(t.Context(), request("203.0.113.7/32", "")); jit.HasError(findings) {
+		t.Fatal(findings)
+	}
+	for _, nsg := range []string{"web-nic-nsg", "web-subnet-nsg"} {
+		if !slices.ContainsFunc(cloud.grants(t, nsg), func(g string) bool { return strings.Contains(g, erin.Grant.ID) }) {
+			t.Fatalf("%s lost erin's grant: %v", nsg, cloud.grants(t, nsg))
+		}
 	}
 }
