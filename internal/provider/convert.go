@@ -307,3 +307,44 @@ func checkRecord(diags *diag.Diagnostics, request string, made, recorded jit.Gra
 		}
 	}
 }
+
+// heldPorts are the request's ports as the engine plans and refreshes them.
+func (m *accessRequestModel) heldPorts() ([]engine.HeldPort, diag.Diagnostics) {
+	var diags diag.Diagnostics
+	out := make([]engine.HeldPort, len(m.Ports))
+	for i := range m.Ports {
+		p := &m.Ports[i]
+		end, d := p.EndTimeUTC.ValueRFC3339Time()
+		diags.Append(d...)
+		out[i] = engine.HeldPort{Port: p.portProtocol(), End: end, Status: jit.GrantStatus(p.Status.ValueString()), Reason: p.StatusReason.ValueString()}
+	}
+	return out, diags
+}
+
+// setPortStatuses takes each port's status and reason from the engine's.
+func (m *accessRequestModel) setPortStatuses(ports []engine.HeldPort) {
+	for i, hp := range ports {
+		p := &m.Ports[i]
+		p.Status, p.StatusReason = types.StringValue(string(hp.Status)), types.StringNull()
+		if hp.Reason != "" {
+			p.StatusReason = types.StringValue(hp.Reason)
+		}
+	}
+}
+
+// setOpened takes what opening the request wrote: each port's protocol,
+// end and where to connect, the request's ID, requestor, start and rules.
+func (m *accessRequestModel) setOpened(ctx context.Context, o *engine.OpenedRequest) diag.Diagnostics {
+	for i, pp := range o.Resolved {
+		p := &m.Ports[i]
+		p.Protocol = types.StringValue(string(pp.Protocol))
+		p.EndTimeUTC = rfc3339(o.Grant.Ports[i].End)
+		p.Status, p.StatusReason = types.StringValue(string(jit.GrantInitiated)), types.StringNull()
+		p.ConnectionDetails = types.StringValue(o.Opened.Connect[pp])
+	}
+	m.ID, m.Requestor = types.StringValue(o.Grant.ID), types.StringValue(o.Grant.Requestor)
+	m.StartTimeUTC = rfc3339(o.Start)
+	var diags diag.Diagnostics
+	m.Rules, diags = grantRulesValue(ctx, o.Opened.Rules)
+	return diags
+}

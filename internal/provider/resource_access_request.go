@@ -3,7 +3,6 @@ package provider
 import (
 	"context"
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/hashicorp/terraform-plugin-framework-timeouts/resource/timeouts"
@@ -247,43 +246,20 @@ func (r *accessRequestResource) planNew(ctx context.Context, plan *accessRequest
 // rules were deleted out of band granted again, until their end time.
 func (r *accessRequestResource) planExisting(ctx context.Context, plan, state *accessRequestModel) diag.Diagnostics {
 	rules, diags := state.rules(ctx)
-	var open []engine.GrantRule
-	targets := -1 // places a port's grant has rules in, read once needed
-	missing := false
-	for i := range plan.Ports {
-		p := &plan.Ports[i]
-		end, d := p.EndTimeUTC.ValueRFC3339Time()
-		if diags.Append(d...); d.HasError() {
-			return diags
-		}
-		if status, reason := r.engine.PortStatus(ctx, p.portProtocol(), end, jit.GrantStatus(p.Status.ValueString()), p.StatusReason.ValueString()); status != jit.GrantInitiated {
-			p.Status, p.StatusReason = types.StringValue(string(status)), types.StringValue(reason)
-			continue
-		}
-		var have []engine.GrantRule
-		for _, rule := range rules {
-			if rule.Port == p.portProtocol() {
-				have = append(have, rule)
-			}
-		}
-		open = append(open, have...)
-		if targets < 0 {
-			m, err := r.engine.Machine(ctx, plan.VirtualMachineID.ValueString())
-			if err == nil {
-				targets, err = r.engine.GrantTargets(m)
-			}
-			if err != nil {
-				diags.AddAttributeError(path.Root("virtual_machine_id"), "Cannot read virtual machine", err.Error())
-				return diags
-			}
-		}
-		missing = missing || len(have) < targets // deleted out of band: granted again, until the end time
+	ports, d := plan.heldPorts()
+	if diags.Append(d...); diags.HasError() {
+		return diags
 	}
+	open, missing, err := r.engine.PlanHeldRequest(ctx, plan.VirtualMachineID.ValueString(), ports, rules)
+	if err != nil {
+		diags.AddAttributeError(path.Root("virtual_machine_id"), "Cannot read virtual machine", err.Error())
+		return diags
+	}
+	plan.setPortStatuses(ports)
 	if missing {
 		plan.Rules = types.ListUnknown(accessRequestRulesAttribute.NestedObject.Type())
 		return diags
 	}
-	var d diag.Diagnostics
 	plan.Rules, d = grantRulesValue(ctx, open)
 	return append(diags, d...)
 }
@@ -310,17 +286,7 @@ func (r *accessRequestResource) Create(ctx context.Context, req resource.CreateR
 	if o == nil {
 		return
 	}
-	for i, pp := range o.Resolved {
-		p := &plan.Ports[i]
-		p.Protocol = types.StringValue(string(pp.Protocol))
-		p.EndTimeUTC = rfc3339(o.Grant.Ports[i].End)
-		p.Status, p.StatusReason = types.StringValue(string(jit.GrantInitiated)), types.StringNull()
-		p.ConnectionDetails = types.StringValue(o.Opened.Connect[pp])
-	}
-	plan.ID, plan.Requestor = types.StringValue(o.Grant.ID), types.StringValue(o.Grant.Requestor)
-	plan.StartTimeUTC = rfc3339(o.Start)
-	plan.Rules, diags = grantRulesValue(ctx, o.Opened.Rules)
-	resp.Diagnostics.Append(diags...)
+	resp.Diagnostics.Append(plan.setOpened(ctx, o)...)
 	// The request is kept in state once it has an ID, even when opening
 	// it failed: rules written before the error, and a write whose answer
 	// never came (a timeout) but which the cloud may still apply, are the
@@ -355,22 +321,12 @@ func (r *accessRequestResource) Read(ctx context.Context, req resource.ReadReque
 		resp.State.RemoveResource(ctx)
 		return
 	}
-	for i := range state.Ports {
-		p := &state.Ports[i]
-		end, d := p.EndTimeUTC.ValueRFC3339Time()
-		if resp.Diagnostics.Append(d...); d.HasError() {
-			return
-		}
-		status, reason := r.engine.PortStatus(ctx, p.portProtocol(), end, jit.GrantStatus(p.Status.ValueString()), p.StatusReason.ValueString())
-		if status == jit.GrantInitiated && o.Superseded[p.portProtocol()] {
-			status, reason = jit.GrantRevoked, engine.ReasonSuperseded
-		}
-		p.Status = types.StringValue(string(status))
-		p.StatusReason = types.StringNull()
-		if reason != "" {
-			p.StatusReason = types.StringValue(reason)
-		}
+	ports, d := state.heldPorts()
+	if resp.Diagnostics.Append(d...); d.HasError() {
+		return
 	}
+	r.engine.RefreshPorts(ctx, ports, o.Superseded)
+	state.setPortStatuses(ports)
 	if o.Record != nil {
 		checkRecord(&resp.Diagnostics, ref.RequestID, state.record(), *o.Record)
 	}
@@ -395,22 +351,14 @@ func (r *accessRequestResource) Update(ctx context.Context, req resource.UpdateR
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 
-	// Ports closed by an earlier apply hold nothing any more: only those
-	// whose rules the refresh still found are removed.
 	held, diags := state.rules(ctx)
 	resp.Diagnostics.Append(diags...)
-	var closed []jit.PortProtocol
-	var open []int
-	for i := range plan.Ports {
-		p := &plan.Ports[i]
-		if p.Status.ValueString() == string(jit.GrantInitiated) {
-			open = append(open, i)
-			continue
-		}
-		if slices.ContainsFunc(held, func(h engine.GrantRule) bool { return h.Port == p.portProtocol() }) {
-			closed = append(closed, p.portProtocol())
-		}
+	ports, diags := plan.heldPorts()
+	resp.Diagnostics.Append(diags...)
+	if resp.Diagnostics.HasError() {
+		return
 	}
+	closed, open := engine.PortsToClose(ports, held)
 	ref, diags := state.grantRef(ctx, closed)
 	resp.Diagnostics.Append(diags...)
 	if err := r.engine.CloseRequest(ctx, ref); err != nil {
