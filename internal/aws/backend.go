@@ -26,15 +26,23 @@ func NewBackend(client *Client) *Backend { return &Backend{client: client} }
 // Client is the backend's EC2 client.
 func (b *Backend) Client() *Client { return b.client }
 
-func (b *Backend) Name() string { return "aws" }
+func (b *Backend) Name() string { return name }
+
+// Unsupported names each ENI of a live instance with no security group:
+// nothing a rule could be revoked from or attached beside.
+func (b *Backend) Unsupported(m *jit.Machine) []string {
+	var reasons []string
+	for _, nic := range m.Interfaces {
+		if len(nic.SecurityGroupIDs) == 0 && !m.Terminated() {
+			reasons = append(reasons, fmt.Sprintf("network interface %s has no security group", nic.ID))
+		}
+	}
+	return reasons
+}
 
 // Owns tells EC2 IDs (instances, security groups, network interfaces) from
 // anything else.
-func (b *Backend) Owns(id string) bool { return OwnsID(id) }
-
-// OwnsID tells EC2 IDs (instances, security groups, network interfaces)
-// from anything else.
-func OwnsID(id string) bool {
+func (b *Backend) Owns(id string) bool {
 	for _, prefix := range []string{"i-", "sg-", "eni-"} {
 		if strings.HasPrefix(id, prefix) {
 			return true

@@ -17,6 +17,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 
 	"github.com/jitaccess/terraform-provider-jit/internal/endpoint"
+	"github.com/jitaccess/terraform-provider-jit/internal/engine"
 	"github.com/jitaccess/terraform-provider-jit/internal/jit"
 	"github.com/jitaccess/terraform-provider-jit/internal/locks"
 	"github.com/jitaccess/terraform-provider-jit/internal/readcache"
@@ -77,6 +78,13 @@ func (c guardedClient) Do(r *http.Request) (*http.Response, error) {
 // LocalStack answers both on one address); without it, each follows the
 // config chain.
 func New(ctx context.Context, cfg Config) (*Client, error) {
+	// Checked before the configuration loads, which could fail first for
+	// another reason.
+	if cfg.Endpoint != "" {
+		if _, err := endpoint.Check(cfg.Endpoint); err != nil {
+			return nil, &engine.SettingError{Setting: "endpoint", Err: err}
+		}
+	}
 	var opts []func(*config.LoadOptions) error
 	if cfg.Region != "" {
 		opts = append(opts, config.WithRegion(cfg.Region))
@@ -101,11 +109,6 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 	awsCfg.APIOptions = append(awsCfg.APIOptions, addFlowUserAgent)
 	if awsCfg.Region == "" {
 		return nil, errors.New("no AWS region: set region in the aws block or AWS_REGION")
-	}
-	if cfg.Endpoint != "" {
-		if _, err := endpoint.Check(cfg.Endpoint); err != nil {
-			return nil, fmt.Errorf("endpoint: %w", err)
-		}
 	}
 	override := func(base **string) {
 		if cfg.Endpoint != "" {

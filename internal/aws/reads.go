@@ -145,7 +145,7 @@ func (c *Client) describeInstance(ctx context.Context, id string) (*jit.Machine,
 }
 
 func machineOf(region string, inst types.Instance) *jit.Machine {
-	m := &jit.Machine{Cloud: jit.CloudAWS, ID: awssdk.ToString(inst.InstanceId), Location: region, Tags: map[string]string{}}
+	m := &jit.Machine{Cloud: name, ID: awssdk.ToString(inst.InstanceId), Location: region, Tags: map[string]string{}}
 	if inst.State != nil {
 		m.State = string(inst.State.Name)
 	}

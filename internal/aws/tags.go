@@ -121,7 +121,7 @@ func (c *Client) Instances(ctx context.Context) ([]*jit.Machine, error) {
 		}
 		for _, r := range page.Reservations {
 			for _, inst := range r.Instances {
-				m := &jit.Machine{Cloud: jit.CloudAWS, ID: awssdk.ToString(inst.InstanceId), Location: c.Region, Tags: map[string]string{}}
+				m := &jit.Machine{Cloud: name, ID: awssdk.ToString(inst.InstanceId), Location: c.Region, Tags: map[string]string{}}
 				if inst.State != nil {
 					m.State = string(inst.State.Name)
 				}

@@ -2,7 +2,7 @@ package azure
 
 import (
 	"context"
-	"strings"
+	"fmt"
 
 	"github.com/jitaccess/terraform-provider-jit/internal/engine"
 	"github.com/jitaccess/terraform-provider-jit/internal/jit"
@@ -26,12 +26,10 @@ func NewBackend(client *Client, resourceGroup string) *Backend {
 // Client is the backend's ARM client.
 func (b *Backend) Client() *Client { return b.client }
 
-func (b *Backend) Name() string { return "azure" }
+func (b *Backend) Name() string { return name }
 
 // Owns tells ARM resource IDs from anything else.
-func (b *Backend) Owns(id string) bool {
-	return len(id) > 15 && strings.EqualFold(id[:15], "/subscriptions/")
-}
+func (b *Backend) Owns(id string) bool { return ownsID(id) }
 
 func (b *Backend) Machine(ctx context.Context, id string) (*jit.Machine, error) {
 	return b.client.Machine(ctx, id)
@@ -41,6 +39,18 @@ func (b *Backend) Machine(ctx context.Context, id string) (*jit.Machine, error) 
 // names many machines of.
 func (b *Backend) PrefetchMachines(ctx context.Context, ids []string) {
 	b.client.PrefetchMachines(ctx, ids)
+}
+
+// Unsupported names each NIC with no NSG on it or its subnet: nothing a
+// deny could be written in.
+func (b *Backend) Unsupported(m *jit.Machine) []string {
+	var reasons []string
+	for _, nic := range m.Interfaces {
+		if nic.NetworkSecurityGroupID == "" && nic.SubnetNetworkSecurityGroupID == "" {
+			reasons = append(reasons, fmt.Sprintf("no network security group on the VM's path (network interface %s and its subnet have none)", nic.ID))
+		}
+	}
+	return reasons
 }
 
 func (b *Backend) Requestor(ctx context.Context) (string, error) { return b.client.Requestor(ctx) }

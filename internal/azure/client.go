@@ -18,6 +18,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/network/armnetwork/v9"
 
 	"github.com/jitaccess/terraform-provider-jit/internal/endpoint"
+	"github.com/jitaccess/terraform-provider-jit/internal/engine"
 	"github.com/jitaccess/terraform-provider-jit/internal/jit"
 	"github.com/jitaccess/terraform-provider-jit/internal/locks"
 	"github.com/jitaccess/terraform-provider-jit/internal/readcache"
@@ -79,13 +80,13 @@ func New(cfg Config) (*Client, error) {
 	}
 	cloudCfg, ok := Environments[env]
 	if !ok {
-		return nil, fmt.Errorf("unknown environment %q (expected public, usgovernment or china)", env)
+		return nil, &engine.SettingError{Setting: "environment", Err: fmt.Errorf("unknown environment %q (expected public, usgovernment or china)", env)}
 	}
 	insecure := false
 	if cfg.ResourceManagerEndpoint != "" {
 		var err error
 		if insecure, err = endpoint.Check(cfg.ResourceManagerEndpoint); err != nil {
-			return nil, fmt.Errorf("resource_manager_endpoint: %w", err)
+			return nil, &engine.SettingError{Setting: "resource_manager_endpoint", Err: err}
 		}
 		rm := cloudCfg.Services[cloud.ResourceManager]
 		rm.Endpoint = strings.TrimRight(cfg.ResourceManagerEndpoint, "/")

@@ -41,7 +41,7 @@ func (c *Client) Machine(ctx context.Context, vmID string) (*jit.Machine, error)
 		return nil, fmt.Errorf("%q is not an Azure resource ID: %w", vmID, err)
 	}
 	if strings.EqualFold(id.ResourceType.Namespace, "Microsoft.ClassicCompute") {
-		return &jit.Machine{Cloud: jit.CloudAzure, ID: vmID, Name: id.Name, Classic: true}, nil
+		return &jit.Machine{Cloud: name, ID: vmID, Name: id.Name, Classic: true}, nil
 	}
 	if !strings.EqualFold(id.ResourceType.String(), "Microsoft.Compute/virtualMachines") {
 		return nil, fmt.Errorf("%q is a %s, not a virtual machine (Microsoft.Compute/virtualMachines)", vmID, id.ResourceType)
@@ -85,7 +85,7 @@ func (r vmRecord) clone() vmRecord {
 // machine is the VM without its interfaces, and the IDs of its
 // interfaces, primary first.
 func (r vmRecord) machine() (*jit.Machine, []string) {
-	m := &jit.Machine{Cloud: jit.CloudAzure, ID: r.ID, Name: r.Name, Location: r.Location, Tags: maps.Clone(r.Tags)}
+	m := &jit.Machine{Cloud: name, ID: r.ID, Name: r.Name, Location: r.Location, Tags: maps.Clone(r.Tags)}
 	if m.Tags == nil {
 		m.Tags = map[string]string{}
 	}

@@ -151,7 +151,7 @@ func (c *Client) VirtualMachines(ctx context.Context, resourceGroup string) ([]*
 	add := func(values []*armcompute.VirtualMachine) {
 		for _, vm := range values {
 			if vm != nil && vm.ID != nil {
-				out = append(out, &jit.Machine{Cloud: jit.CloudAzure, ID: *vm.ID, Name: deref(vm.Name), Location: deref(vm.Location), Tags: tags(vm.Tags)})
+				out = append(out, &jit.Machine{Cloud: name, ID: *vm.ID, Name: deref(vm.Name), Location: deref(vm.Location), Tags: tags(vm.Tags)})
 			}
 		}
 	}

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jitaccess/terraform-provider-jit/internal/clouds"
 	"github.com/jitaccess/terraform-provider-jit/internal/engine"
 	"github.com/jitaccess/terraform-provider-jit/internal/jit"
 )
@@ -99,7 +100,7 @@ func Audit(ctx context.Context, args []string, stdout, stderr io.Writer, clock j
 	}
 	ctx, cancel := context.WithTimeout(engine.WithFlow(ctx, engine.FlowAudit), cfg.timeout)
 	defer cancel()
-	report := NewAuditReport(engine.New(clock, backends).Audit(ctx))
+	report := NewAuditReport(engine.New(clock, backends, clouds.All...).Audit(ctx))
 	for _, e := range report.Errors {
 		fmt.Fprintf(stderr, "error: %s %s: %s\n", e.Cloud, e.Scope, e.Error)
 	}

@@ -11,13 +11,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"time"
 
-	"github.com/jitaccess/terraform-provider-jit/internal/aws"
-	"github.com/jitaccess/terraform-provider-jit/internal/azure"
-	"github.com/jitaccess/terraform-provider-jit/internal/endpoint"
+	"github.com/jitaccess/terraform-provider-jit/internal/clouds"
 	"github.com/jitaccess/terraform-provider-jit/internal/engine"
 	"github.com/jitaccess/terraform-provider-jit/internal/jit"
 )
@@ -128,7 +125,7 @@ func RevokeExpired(ctx context.Context, args []string, stdout, stderr io.Writer,
 	}
 	ctx, cancel := context.WithTimeout(engine.WithFlow(ctx, engine.FlowRevoke), cfg.timeout)
 	defer cancel()
-	summary := summarize(engine.New(clock, backends).RevokeExpired(ctx), clock.Now(), stderr)
+	summary := summarize(engine.New(clock, backends, clouds.All...).RevokeExpired(ctx), clock.Now(), stderr)
 	out := json.NewEncoder(stdout)
 	out.SetIndent("", "  ")
 	if err := out.Encode(summary); err != nil {
@@ -141,32 +138,34 @@ func RevokeExpired(ctx context.Context, args []string, stdout, stderr io.Writer,
 	return ExitOK
 }
 
-// scopeConfig is what the scanning commands share: which subscription (or
-// resource group) and region to scan, and how to reach them.
+// scopeConfig is what the scanning commands share: the clouds to scan,
+// each with its settings from the flags (or their environment variables),
+// and how long to go on.
 type scopeConfig struct {
-	subscription, resourceGroup, azureEnvironment, azureEndpoint string
-	region, awsProfile, awsEndpoint                              string
-	timeout                                                      time.Duration
+	scan     []engine.Cloud
+	settings map[string]map[string]*string // by cloud, by setting
+	timeout  time.Duration
 }
 
-// parseScopeFlags parses the scope flags of the command name, and those
-// extra adds; it returns the configuration, and an exit code >= 0 when the
-// command must stop there.
+// parseScopeFlags parses the flags of every registered cloud, the timeout
+// and those extra adds, for the command name; it returns the
+// configuration, and an exit code >= 0 when the command must stop there.
 func parseScopeFlags(name, usage string, args []string, stderr io.Writer, extra func(*flag.FlagSet)) (scopeConfig, int) {
-	var cfg scopeConfig
+	cfg := scopeConfig{settings: map[string]map[string]*string{}}
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
 		fmt.Fprint(stderr, usage)
 		fs.PrintDefaults()
 	}
-	fs.StringVar(&cfg.subscription, "subscription", os.Getenv("ARM_SUBSCRIPTION_ID"), "Azure subscription to scan (default $ARM_SUBSCRIPTION_ID); Azure is skipped without one")
-	fs.StringVar(&cfg.resourceGroup, "resource-group", "", "scan only this resource group of the subscription")
-	fs.StringVar(&cfg.azureEnvironment, "azure-environment", os.Getenv("ARM_ENVIRONMENT"), "Azure cloud: public, usgovernment or china (default $ARM_ENVIRONMENT, else public)")
-	fs.StringVar(&cfg.azureEndpoint, "azure-endpoint", "", "Resource Manager endpoint override (plain http only on loopback)")
-	fs.StringVar(&cfg.region, "region", os.Getenv("AWS_REGION"), "AWS region to scan (default $AWS_REGION); AWS is skipped without a region, profile or endpoint")
-	fs.StringVar(&cfg.awsProfile, "aws-profile", "", "AWS shared configuration profile")
-	fs.StringVar(&cfg.awsEndpoint, "aws-endpoint", "", "EC2 endpoint override (AWS_ENDPOINT_URL_EC2 is honoured too; plain http only on loopback)")
+	for _, c := range clouds.All {
+		cfg.settings[c.Name] = map[string]*string{}
+		for _, s := range c.Settings {
+			if s.Flag != "" {
+				cfg.settings[c.Name][s.Name] = fs.String(s.Flag, s.FromEnv(), s.Usage)
+			}
+		}
+	}
 	fs.DurationVar(&cfg.timeout, "timeout", 30*time.Minute, "give up on what is left after this long (retries included)")
 	if extra != nil {
 		extra(fs)
@@ -186,57 +185,74 @@ func parseScopeFlags(name, usage string, args []string, stderr io.Writer, extra 
 		return fail("unexpected argument %q: %s takes flags only", fs.Arg(0), name)
 	case cfg.timeout <= 0:
 		return fail("-timeout must be positive, not %s", cfg.timeout)
-	case cfg.subscription == "" && (cfg.resourceGroup != "" || cfg.azureEndpoint != ""):
-		flagName := "-resource-group"
-		if cfg.resourceGroup == "" {
-			flagName = "-azure-endpoint"
+	}
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	var hints []string
+	for _, c := range clouds.All {
+		var selector, needy string // the cloud's first selecting flag; a flag given that needs one
+		selected := false
+		for _, s := range c.Settings {
+			switch {
+			case s.Flag == "":
+			case s.Selects && *cfg.settings[c.Name][s.Name] != "":
+				selected = true
+			case s.Selects && selector == "":
+				selector = "-" + s.Flag
+				if s.Env != "" {
+					selector += " (or " + s.Env + ")"
+				}
+			case given[s.Flag] && *cfg.settings[c.Name][s.Name] != "" && needy == "":
+				needy = "-" + s.Flag
+			}
 		}
-		return fail("%s needs a subscription: set -subscription or ARM_SUBSCRIPTION_ID", flagName)
-	case cfg.subscription == "" && cfg.region == "" && cfg.awsProfile == "" && cfg.awsEndpoint == "":
-		return fail("nothing to scan: set -subscription (or ARM_SUBSCRIPTION_ID) for Azure, -region (or AWS_REGION) for AWS, or both")
+		switch {
+		case selected:
+			cfg.scan = append(cfg.scan, c)
+		case needy != "":
+			return fail("%s needs %s to scan %s", needy, selector, c.Title)
+		default:
+			hints = append(hints, selector+" for "+c.Title)
+		}
+	}
+	if len(cfg.scan) == 0 {
+		return fail("nothing to scan: set %s", strings.Join(hints, " or "))
 	}
 	return cfg, -1
 }
 
-// backends builds the backends the configuration scans; an exit code >= 0
+// backends connects the clouds the configuration scans; an exit code >= 0
 // when the configuration cannot be used.
 func (cfg scopeConfig) backends(ctx context.Context, name, userAgent string, stderr io.Writer) ([]engine.Backend, int) {
-	usage := func(format string, a ...any) ([]engine.Backend, int) {
-		fmt.Fprintf(stderr, name+": "+format+"\n", a...)
-		return nil, ExitUsage
-	}
 	var backends []engine.Backend
-	if cfg.subscription != "" {
-		if _, ok := azure.Environments[cfg.azureEnvironment]; cfg.azureEnvironment != "" && !ok {
-			return usage("-azure-environment: unknown environment %q (expected public, usgovernment or china)", cfg.azureEnvironment)
+	for _, c := range cfg.scan {
+		settings := map[string]string{}
+		for setting, v := range cfg.settings[c.Name] {
+			settings[setting] = *v
 		}
-		if cfg.azureEndpoint != "" {
-			if _, err := endpoint.Check(cfg.azureEndpoint); err != nil {
-				return usage("-azure-endpoint: %v", err)
-			}
-		}
-		az, err := azure.New(azure.Config{
-			SubscriptionID: cfg.subscription, Environment: cfg.azureEnvironment,
-			ResourceManagerEndpoint: cfg.azureEndpoint, UserAgent: userAgent,
-		})
+		b, err := c.Connect(ctx, settings, userAgent)
 		if err != nil {
-			return usage("Azure configuration: %v", err)
-		}
-		backends = append(backends, azure.NewBackend(az, cfg.resourceGroup))
-	}
-	if cfg.region != "" || cfg.awsProfile != "" || cfg.awsEndpoint != "" {
-		if cfg.awsEndpoint != "" {
-			if _, err := endpoint.Check(cfg.awsEndpoint); err != nil {
-				return usage("-aws-endpoint: %v", err)
+			var refused *engine.SettingError
+			if errors.As(err, &refused) {
+				fmt.Fprintf(stderr, "%s: -%s: %v\n", name, flagOf(c, refused.Setting), refused.Err)
+			} else {
+				fmt.Fprintf(stderr, "%s: %s configuration: %v\n", name, c.Title, err)
 			}
+			return nil, ExitUsage
 		}
-		client, err := aws.New(ctx, aws.Config{Region: cfg.region, Profile: cfg.awsProfile, Endpoint: cfg.awsEndpoint, UserAgent: userAgent})
-		if err != nil {
-			return usage("-region / -aws-profile / -aws-endpoint: %v", err)
-		}
-		backends = append(backends, aws.NewBackend(client))
+		backends = append(backends, b)
 	}
 	return backends, -1
+}
+
+// flagOf is the flag of a cloud's setting.
+func flagOf(c engine.Cloud, setting string) string {
+	for _, s := range c.Settings {
+		if s.Name == setting {
+			return s.Flag
+		}
+	}
+	return setting
 }
 
 // summarize turns a sweep into the printed summary, reporting on stderr

@@ -23,6 +23,9 @@ type Backend interface {
 	// Machine resolves a machine and its network path. A machine that does
 	// not exist is an error wrapping ErrNotFound.
 	Machine(ctx context.Context, id string) (*jit.Machine, error)
+	// Unsupported are the reasons, beyond what the core sees, that the
+	// cloud cannot protect m (an interface with no filter on its path).
+	Unsupported(m *jit.Machine) []string
 	// Requestor names the identity the backend's credentials belong to.
 	Requestor(ctx context.Context) (string, error)
 	// SetMachineTags sets tags on a machine and removes the others that

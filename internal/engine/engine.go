@@ -83,8 +83,9 @@ func splitErrors(err error) []error {
 type Engine struct {
 	backends []Backend
 	clock    jit.Clock
-	// missing names the clouds a configuration left out, for messages.
-	missing []string
+	// clouds are every cloud the provider knows, configured or not, so
+	// that touching one left out says which block to add.
+	clouds []Cloud
 
 	mu sync.Mutex
 	// claims are, by lowercased machine ID, the policy each machine was
@@ -126,11 +127,10 @@ func (e *Engine) remembered(id string) (policySettings, bool) {
 	return s, ok
 }
 
-// New returns an engine over the configured backends. missing names the
-// clouds known to the provider but not configured, so that touching one
-// says which block to add.
-func New(clock jit.Clock, backends []Backend, missing ...string) *Engine {
-	return &Engine{backends: backends, clock: clock, missing: missing}
+// New returns an engine over the configured backends; clouds are every
+// cloud the provider knows, configured or not.
+func New(clock jit.Clock, backends []Backend, clouds ...Cloud) *Engine {
+	return &Engine{backends: backends, clock: clock, clouds: clouds}
 }
 
 // Clock is the engine's clock.
@@ -146,11 +146,11 @@ func (e *Engine) backendFor(id string) (Backend, error) {
 			return b, nil
 		}
 	}
-	cloud, err := jit.CloudOf(id)
+	cloud, err := CloudOfMachine(e.clouds, id)
 	if err != nil {
 		return nil, err
 	}
-	return nil, fmt.Errorf("%s is on %s but the provider configuration has no %s block; add `%s {}` to the provider \"jit\" block", id, cloud, cloud, cloud)
+	return nil, fmt.Errorf("%s is on %s but the provider configuration has no %s block; add `%s {}` to the provider \"jit\" block", id, cloud.Title, cloud.Name, cloud.Name)
 }
 
 // Machine resolves a machine in whichever configured cloud owns its ID.

@@ -37,8 +37,9 @@ func newFirewallCloud(names ...string) *firewallCloud {
 	return c
 }
 
-func (c *firewallCloud) Name() string        { return "gcp" }
-func (c *firewallCloud) Owns(id string) bool { return strings.HasPrefix(id, "projects/") }
+func (c *firewallCloud) Name() string                      { return "gcp" }
+func (c *firewallCloud) Owns(id string) bool               { return strings.HasPrefix(id, "projects/") }
+func (c *firewallCloud) Unsupported(*jit.Machine) []string { return nil }
 
 func (c *firewallCloud) Machine(_ context.Context, id string) (*jit.Machine, error) {
 	m, ok := c.machines[id]
@@ -226,7 +227,8 @@ func TestEngine_aMachineThatDoesNotExistIsAnErrorOnlyWhenItJoins(t *testing.T) {
 }
 
 func TestEngine_anUnconfiguredCloudNamesItsBlock(t *testing.T) {
-	e := New(jit.NewClock(), []Backend{newFirewallCloud("a")})
+	ec2 := Cloud{Name: "aws", Title: "AWS", OwnsMachineID: func(id string) bool { return strings.HasPrefix(id, "i-") }}
+	e := New(jit.NewClock(), []Backend{newFirewallCloud("a")}, ec2)
 	_, err := e.Machine(t.Context(), "i-0abc1234def567890")
 	if err == nil || !strings.Contains(err.Error(), "has no aws block") {
 		t.Fatalf("err = %v, want the missing aws block named", err)

@@ -132,7 +132,7 @@ func (e *Engine) AssessFleet(ctx context.Context, scope SurveyScope, filter Flee
 		}
 	}
 	slices.SortStableFunc(out, func(x, y Assessment) int {
-		if c := strings.Compare(string(x.Machine.Cloud), string(y.Machine.Cloud)); c != 0 {
+		if c := strings.Compare(x.Machine.Cloud, y.Machine.Cloud); c != 0 {
 			return c
 		}
 		return strings.Compare(strings.ToLower(x.Machine.ID), strings.ToLower(y.Machine.ID))
@@ -155,7 +155,11 @@ func (e *Engine) assess(v *MachineView) Assessment {
 		a.Findings = append(a.Findings, jit.Warning("Unreadable policy settings", v.Machine.ID+": "+err.Error()))
 	}
 	a.Policy, a.Ports = policy, ports
-	a.Classification, a.UnsupportedReasons = jit.Classify(v.Machine, configured, v.Unsupported...)
+	reasons := v.Unsupported
+	if b, err := e.backendFor(v.Machine.ID); err == nil {
+		reasons = append(b.Unsupported(v.Machine), reasons...)
+	}
+	a.Classification, a.UnsupportedReasons = jit.Classify(v.Machine, configured, reasons...)
 	now := e.clock.Now()
 	requests := map[string]SeenGrant{}
 	seen := map[string]bool{}

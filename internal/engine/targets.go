@@ -82,20 +82,20 @@ func (e *Engine) discover(ctx context.Context, name string, ids []string, firewa
 		case err != nil:
 			return nil, fmt.Errorf("reading virtual machine %s: %w", id, err)
 		}
+		b, err := e.backendFor(m.ID)
+		if err != nil {
+			return nil, err
+		}
 		if how.planning {
 			if other, _, ok, _ := jit.PolicyFromTags(m.Tags); ok && other != name {
 				t.findings = append(t.findings, jit.Error("Virtual machine already in another policy",
 					fmt.Sprintf("%s belongs to policy %q (tag %s); a VM belongs to at most one policy. Remove it from that policy first.", id, other, jit.TagPolicy), pathMachines...))
 				continue
 			}
-			if class, reasons := jit.Classify(m, false); class == jit.Unsupported {
+			if class, reasons := jit.Classify(m, false, b.Unsupported(m)...); class == jit.Unsupported {
 				t.findings = append(t.findings, jit.Error("Virtual machine cannot be protected", fmt.Sprintf("%s: %s.", id, strings.Join(reasons, "; ")), pathMachines...))
 				continue
 			}
-		}
-		b, err := e.backendFor(m.ID)
-		if err != nil {
-			return nil, err
 		}
 		in := input(b)
 		in.Machines = append(in.Machines, m)

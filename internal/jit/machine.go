@@ -3,46 +3,13 @@ package jit
 import (
 	"fmt"
 	"net/netip"
-	"strings"
 )
-
-// Cloud names where a machine lives.
-type Cloud string
-
-const (
-	CloudAzure Cloud = "azure"
-	CloudAWS   Cloud = "aws"
-)
-
-// CloudOf tells the cloud of a virtual machine ID: an ARM resource ID for an
-// Azure VM, an instance ID (i-…) for EC2.
-func CloudOf(id string) (Cloud, error) {
-	switch {
-	case len(id) > 15 && strings.EqualFold(id[:15], "/subscriptions/"):
-		return CloudAzure, nil
-	case isInstanceID(id):
-		return CloudAWS, nil
-	default:
-		return "", fmt.Errorf("%q is neither an Azure VM resource ID (/subscriptions/…/providers/Microsoft.Compute/virtualMachines/NAME) nor an EC2 instance ID (i- followed by 8 or 17 hex digits)", id)
-	}
-}
-
-func isInstanceID(id string) bool {
-	if len(id) != 10 && len(id) != 19 || id[:2] != "i-" {
-		return false
-	}
-	for _, c := range id[2:] {
-		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
-			return false
-		}
-	}
-	return true
-}
 
 // Machine is a VM or instance and the network objects on its path, as the
 // cloud packages resolve them.
 type Machine struct {
-	Cloud    Cloud
+	// Cloud is the name of the backend that read it: "azure", "aws".
+	Cloud    string
 	ID       string
 	Name     string
 	Location string
@@ -108,8 +75,9 @@ const (
 // Classify decides whether a machine can be protected, as Defender for
 // Cloud sorts VMs into its Configured, Not configured and Unsupported
 // tabs; configured tells whether a policy already covers it, and more are
-// the reasons its cloud package found beyond the machine itself (a
-// firewall in front managed by a Firewall Policy). Every reason that
+// the reasons its backend found beyond the machine itself (an interface
+// with no filter on its path, a firewall in front managed by a Firewall
+// Policy). Every reason that
 // applies is returned, so a VM fixed for one learns of the next; there is
 // none unless Unsupported.
 func Classify(m *Machine, configured bool, more ...string) (Classification, []string) {
@@ -121,14 +89,6 @@ func Classify(m *Machine, configured bool, more ...string) (Classification, []st
 		reasons = append(reasons, fmt.Sprintf("instance is %s", m.State))
 	case len(m.Interfaces) == 0:
 		reasons = append(reasons, "no network interface")
-	}
-	for _, nic := range m.Interfaces {
-		if m.Cloud == CloudAzure && nic.NetworkSecurityGroupID == "" && nic.SubnetNetworkSecurityGroupID == "" {
-			reasons = append(reasons, fmt.Sprintf("no network security group on the VM's path (network interface %s and its subnet have none)", nic.ID))
-		}
-		if m.Cloud == CloudAWS && len(nic.SecurityGroupIDs) == 0 && !m.Terminated() {
-			reasons = append(reasons, fmt.Sprintf("network interface %s has no security group", nic.ID))
-		}
 	}
 	reasons = append(reasons, more...)
 	switch {

@@ -216,7 +216,7 @@ func newAssessmentModel(ctx context.Context, a *engine.Assessment) (assessmentMo
 		}
 	}
 	out := assessmentModel{
-		Cloud:                 types.StringValue(string(m.Cloud)),
+		Cloud:                 types.StringValue(m.Cloud),
 		Name:                  types.StringValue(m.Name),
 		Location:              types.StringValue(m.Location),
 		Classification:        types.StringValue(string(a.Classification)),

@@ -12,23 +12,6 @@ import (
 // Nested object types come from the schemas (see the *Attribute values of
 // each resource file), never written out twice.
 
-type providerModel struct {
-	Azure *azureBlockModel `tfsdk:"azure"`
-	AWS   *awsBlockModel   `tfsdk:"aws"`
-}
-
-type azureBlockModel struct {
-	SubscriptionID          types.String `tfsdk:"subscription_id"`
-	Environment             types.String `tfsdk:"environment"`
-	ResourceManagerEndpoint types.String `tfsdk:"resource_manager_endpoint"`
-}
-
-type awsBlockModel struct {
-	Region   types.String `tfsdk:"region"`
-	Profile  types.String `tfsdk:"profile"`
-	Endpoint types.String `tfsdk:"endpoint"`
-}
-
 // jit_policy.
 
 type policyModel struct {

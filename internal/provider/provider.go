@@ -3,9 +3,9 @@
 package provider
 
 import (
+	"cmp"
 	"context"
 	"fmt"
-	"os"
 
 	"github.com/hashicorp/terraform-plugin-framework-validators/stringvalidator"
 	"github.com/hashicorp/terraform-plugin-framework/datasource"
@@ -20,6 +20,7 @@ import (
 
 	"github.com/jitaccess/terraform-provider-jit/internal/aws"
 	"github.com/jitaccess/terraform-provider-jit/internal/azure"
+	"github.com/jitaccess/terraform-provider-jit/internal/clouds"
 	"github.com/jitaccess/terraform-provider-jit/internal/engine"
 	"github.com/jitaccess/terraform-provider-jit/internal/jit"
 )
@@ -45,90 +46,59 @@ func (p *jitProvider) Metadata(_ context.Context, _ provider.MetadataRequest, re
 }
 
 func (p *jitProvider) Schema(_ context.Context, _ provider.SchemaRequest, resp *provider.SchemaResponse) {
+	blocks := map[string]schema.Block{}
+	for _, c := range clouds.All {
+		attrs := map[string]schema.Attribute{}
+		for _, s := range c.Settings {
+			if s.Description == "" {
+				continue // a flag of the commands only
+			}
+			a := schema.StringAttribute{Optional: true, MarkdownDescription: s.Description}
+			if len(s.OneOf) > 0 {
+				a.Validators = []validator.String{stringvalidator.OneOf(s.OneOf...)}
+			}
+			attrs[s.Name] = a
+		}
+		blocks[c.Name] = schema.SingleNestedBlock{MarkdownDescription: c.Description, Attributes: attrs}
+	}
 	resp.Schema = schema.Schema{
 		MarkdownDescription: "Just-in-time access to the management ports of Azure VMs and EC2 instances. " +
 			"Configure the `azure` block, the `aws` block, or both; touching a cloud whose block is absent is an error.",
-		Blocks: map[string]schema.Block{
-			"azure": schema.SingleNestedBlock{
-				MarkdownDescription: "Azure Resource Manager access. Credentials follow the azurerm conventions: " +
-					"`ARM_TENANT_ID`, `ARM_CLIENT_ID` and `ARM_CLIENT_SECRET` for a service principal, otherwise the " +
-					"azidentity default chain (environment, workload identity, managed identity, Azure CLI).",
-				Attributes: map[string]schema.Attribute{
-					"subscription_id": schema.StringAttribute{
-						Optional:            true,
-						MarkdownDescription: "Subscription listed by data sources and commands that scan a scope. Defaults to `ARM_SUBSCRIPTION_ID`. Resources take the subscription from each resource ID.",
-					},
-					"environment": schema.StringAttribute{
-						Optional:            true,
-						MarkdownDescription: "Azure cloud: `public` (default), `usgovernment` or `china`. Defaults to `ARM_ENVIRONMENT`.",
-						Validators:          []validator.String{stringvalidator.OneOf("public", "usgovernment", "china")},
-					},
-					"resource_manager_endpoint": schema.StringAttribute{
-						Optional: true,
-						MarkdownDescription: "Overrides the Resource Manager endpoint of the environment. Plain `http://` is accepted " +
-							"only on a loopback address (a local emulator), so credentials never travel in clear text.",
-					},
-				},
-			},
-			"aws": schema.SingleNestedBlock{
-				MarkdownDescription: "Amazon EC2 access. Credentials come from the AWS SDK default chain (environment, shared files, SSO, instance role).",
-				Attributes: map[string]schema.Attribute{
-					"region": schema.StringAttribute{
-						Optional:            true,
-						MarkdownDescription: "Region of the instances. Defaults to `AWS_REGION` or the profile's region.",
-					},
-					"profile": schema.StringAttribute{
-						Optional:            true,
-						MarkdownDescription: "Shared configuration profile. Defaults to `AWS_PROFILE`.",
-					},
-					"endpoint": schema.StringAttribute{
-						Optional: true,
-						MarkdownDescription: "Overrides the EC2 and STS endpoint (an emulator, LocalStack or VPC endpoints answering both); " +
-							"without it each follows the AWS configuration (`AWS_ENDPOINT_URL_EC2`, `AWS_ENDPOINT_URL_STS`, `endpoint_url` in a shared config file). " +
-							"Plain `http://` is accepted only on a loopback address, wherever the endpoint comes from: a signed request is never sent in clear text off this machine.",
-					},
-				},
-			},
-		},
+		Blocks: blocks,
 	}
 }
 
+// Configure connects each cloud whose block is present; the engine still
+// knows the others, to name the block a machine of theirs needs.
 func (p *jitProvider) Configure(ctx context.Context, req provider.ConfigureRequest, resp *provider.ConfigureResponse) {
-	var cfg providerModel
-	resp.Diagnostics.Append(req.Config.Get(ctx, &cfg)...)
-	if resp.Diagnostics.HasError() {
-		return
-	}
 	userAgent := "terraform-provider-jit/" + p.version
 	var backends []engine.Backend
-	// An absent single nested block is null, so a nil pointer here.
-	if cfg.Azure != nil {
-		az, err := azure.New(azure.Config{
-			SubscriptionID:          withEnv(cfg.Azure.SubscriptionID, "ARM_SUBSCRIPTION_ID"),
-			Environment:             withEnv(cfg.Azure.Environment, "ARM_ENVIRONMENT"),
-			ResourceManagerEndpoint: cfg.Azure.ResourceManagerEndpoint.ValueString(),
-			UserAgent:               userAgent,
-		})
-		if err != nil {
-			resp.Diagnostics.AddAttributeError(path.Root("azure"), "Invalid Azure configuration", err.Error())
+	for _, c := range clouds.All {
+		var block types.Object
+		resp.Diagnostics.Append(req.Config.GetAttribute(ctx, path.Root(c.Name), &block)...)
+		if resp.Diagnostics.HasError() {
 			return
 		}
-		backends = append(backends, azure.NewBackend(az, ""))
-	}
-	if cfg.AWS != nil {
-		client, err := aws.New(ctx, aws.Config{
-			Region:    cfg.AWS.Region.ValueString(),
-			Profile:   cfg.AWS.Profile.ValueString(),
-			Endpoint:  cfg.AWS.Endpoint.ValueString(),
-			UserAgent: userAgent,
-		})
+		if block.IsNull() { // an absent single nested block
+			continue
+		}
+		settings := map[string]string{}
+		for _, s := range c.Settings {
+			v, _ := block.Attributes()[s.Name].(types.String) // a flag-only setting is absent: ""
+			settings[s.Name] = cmp.Or(v.ValueString(), s.FromEnv())
+		}
+		b, err := c.Connect(ctx, settings, userAgent)
 		if err != nil {
-			resp.Diagnostics.AddAttributeError(path.Root("aws"), "Invalid AWS configuration", err.Error())
+			at := path.Root(c.Name)
+			if s := engine.RefusedSetting(err); s != "" {
+				at = at.AtName(s)
+			}
+			resp.Diagnostics.AddAttributeError(at, "Invalid "+c.Title+" configuration", err.Error())
 			return
 		}
-		backends = append(backends, aws.NewBackend(client))
+		backends = append(backends, b)
 	}
-	e := engine.New(p.clock, backends)
+	e := engine.New(p.clock, backends, clouds.All...)
 	resp.DataSourceData = e
 	resp.ResourceData = e
 	resp.EphemeralResourceData = e
@@ -176,13 +146,6 @@ func configuredEngine(data any, diags *diag.Diagnostics) *engine.Engine {
 		diags.AddError("Unexpected provider data", fmt.Sprintf("Expected *engine.Engine, got %T. This is a bug in the provider; please report it.", data))
 	}
 	return e
-}
-
-func withEnv(v types.String, env string) string {
-	if s := v.ValueString(); s != "" {
-		return s
-	}
-	return os.Getenv(env)
 }
 
 // addFindings reports the engine's findings as diagnostics, at the

@@ -9,6 +9,8 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
 	"github.com/hashicorp/terraform-plugin-go/tftypes"
 
+	"github.com/jitaccess/terraform-provider-jit/internal/clouds"
+	"github.com/jitaccess/terraform-provider-jit/internal/engine"
 	"github.com/jitaccess/terraform-provider-jit/internal/jit"
 )
 
@@ -55,7 +57,7 @@ var virtualMachineIDValidator = stringCheck{
 	description: "must be an Azure VM resource ID or an EC2 instance ID",
 	summary:     "Invalid virtual machine ID",
 	check: func(s string) error {
-		_, err := jit.CloudOf(s)
+		_, err := engine.CloudOfMachine(clouds.All, s)
 		return err
 	},
 }

@@ -1,0 +1,44 @@
+package azure
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/jitaccess/terraform-provider-jit/internal/jit"
+)
+
+// Each NIC with no NSG on it or its subnet is a reason, before the
+// reasons found beyond the machine (a firewall managed by a policy).
+func TestUnsupported_eachNICWithoutAnNSG(t *testing.T) {
+	m := &jit.Machine{Cloud: name, ID: "vm", Interfaces: []jit.NetworkInterface{
+		{ID: "nic-bare"}, {ID: "nic-ok", NetworkSecurityGroupID: "nsg"}, {ID: "nic-subnet", SubnetNetworkSecurityGroupID: "nsg"}, {ID: "nic-bare-2"},
+	}}
+	got, reasons := jit.Classify(m, true, append(NewBackend(nil, "").Unsupported(m), "firewall managed by a policy")...)
+	want := []string{"nic-bare", "nic-bare-2", "firewall managed by a policy"}
+	if got != jit.Unsupported || len(reasons) != len(want) {
+		t.Fatalf("Classify = %s %q, want Unsupported for %q", got, reasons, want)
+	}
+	for i, w := range want {
+		if !strings.Contains(reasons[i], w) {
+			t.Errorf("reason %d %q does not say %q", i, reasons[i], w)
+		}
+	}
+	if !strings.Contains(reasons[0], "no network security group on the VM's path") {
+		t.Errorf("reason %q does not say what is missing", reasons[0])
+	}
+}
+
+// A machine ID is recognised by its form, whatever its case.
+func TestCloud_ownsARMResourceIDs(t *testing.T) {
+	for id, want := range map[string]bool{
+		"/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/vm": true,
+		"/SUBSCRIPTIONS/s/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/vm": true,
+		"/subscriptions/":                   false,
+		"i-0abc1234":                        false,
+		"subscriptions/s/resourceGroups/rg": false,
+	} {
+		if got := Cloud.OwnsMachineID(id); got != want {
+			t.Errorf("OwnsMachineID(%q) = %v, want %v", id, got, want)
+		}
+	}
+}
