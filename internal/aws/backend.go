@@ -175,7 +175,7 @@ func primaryENI(m *jit.Machine) string {
 // whose claim cannot fit any policy (no request, or an end later than
 // P1D after its start) is found Unfit.
 func (b *Backend) ScanGrants(ctx context.Context) (engine.Scope, []engine.FoundGrant, error) {
-	scope := engine.Scope{Cloud: b.Name(), Region: b.client.Region}
+	scope := engine.Scope{ID: b.client.Region, Cloud: b.Name(), Region: b.client.Region}
 	groups, err := b.client.GrantGroups(ctx)
 	if err != nil {
 		return scope, nil, err
@@ -260,7 +260,7 @@ func (b *Backend) RevokeGrant(ctx context.Context, g engine.FoundGrant, still fu
 // made for each, for audit: two paged list calls, whatever the region's
 // size.
 func (b *Backend) ScanMachines(ctx context.Context) (engine.Scope, []engine.ScannedMachine, error) {
-	scope := engine.Scope{Cloud: b.Name(), Region: b.client.Region}
+	scope := engine.Scope{ID: b.client.Region, Cloud: b.Name(), Region: b.client.Region}
 	instances, instErr := b.client.Instances(ctx)
 	groups, groupErr := b.client.GrantGroups(ctx)
 	machines := make([]engine.ScannedMachine, 0, len(instances)+1)

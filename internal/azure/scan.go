@@ -61,7 +61,7 @@ func (s *scan) owner(name string) (*jit.Machine, string, jit.PortProtocol) {
 // of every firewall in the subscription (or resource group), each with its
 // request's record, and the records of requests with no rule left.
 func (b *Backend) ScanGrants(ctx context.Context) (engine.Scope, []engine.FoundGrant, error) {
-	scope := engine.Scope{Cloud: b.Name(), Subscription: b.client.SubscriptionID, ResourceGroup: b.resourceGroup}
+	scope := b.scope()
 	s, err := b.scan(ctx)
 	var found []engine.FoundGrant
 	held := map[string]bool{} // VM ID + request of every grant seen
@@ -154,7 +154,7 @@ func (b *Backend) RevokeGrant(ctx context.Context, g engine.FoundGrant, still fu
 // ScanMachines lists every VM of the subscription (or resource group) with
 // the grants its NSGs and firewalls hold, for audit.
 func (b *Backend) ScanMachines(ctx context.Context) (engine.Scope, []engine.ScannedMachine, error) {
-	scope := engine.Scope{Cloud: b.Name(), Subscription: b.client.SubscriptionID, ResourceGroup: b.resourceGroup}
+	scope := b.scope()
 	s, err := b.scan(ctx)
 	machines := make([]engine.ScannedMachine, 0, len(s.vms)+1)
 	index := map[*jit.Machine]int{}
@@ -241,4 +241,14 @@ func firewallRuleProtocol(protocols []string) jit.Protocol {
 		return jit.ProtocolUDP
 	}
 	return jit.ProtocolAny
+}
+
+// scope is what the backend's scans cover: its subscription, or one
+// resource group of it.
+func (b *Backend) scope() engine.Scope {
+	id := "/subscriptions/" + b.client.SubscriptionID
+	if b.resourceGroup != "" {
+		id += "/resourceGroups/" + b.resourceGroup
+	}
+	return engine.Scope{ID: id, Cloud: b.Name(), Subscription: b.client.SubscriptionID, ResourceGroup: b.resourceGroup}
 }

@@ -80,7 +80,7 @@ func (e *Engine) Audit(ctx context.Context) Audit {
 		scope, machines, err := b.ScanMachines(ctx)
 		a.Scopes = append(a.Scopes, scope)
 		for _, err := range splitErrors(err) {
-			a.Errors = append(a.Errors, ScopeError{Cloud: b.Name(), Scope: scopeName(scope), Err: err})
+			a.Errors = append(a.Errors, ScopeError{Cloud: b.Name(), Scope: scope.ID, Err: err})
 		}
 		for _, sm := range machines {
 			a.Machines = append(a.Machines, e.auditMachine(b.Name(), sm))

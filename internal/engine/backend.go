@@ -268,6 +268,9 @@ type ObservedGrant struct {
 
 // Scope is what a scan for grants covered.
 type Scope struct {
+	// ID names the scope in messages, as its cloud does: an ARM scope
+	// (/subscriptions/…/resourceGroups/…), a region.
+	ID            string `json:"-"`
 	Cloud         string `json:"cloud"`
 	Subscription  string `json:"subscription,omitempty"`
 	ResourceGroup string `json:"resource_group,omitempty"`

@@ -56,7 +56,7 @@ func (e *Engine) RevokeExpired(ctx context.Context) Sweep {
 		scope, found, err := b.ScanGrants(ctx)
 		s.Scopes = append(s.Scopes, scope)
 		for _, err := range splitErrors(err) {
-			s.Errors = append(s.Errors, SweptGrant{Cloud: b.Name(), FoundGrant: FoundGrant{Target: scopeName(scope)}, Err: err})
+			s.Errors = append(s.Errors, SweptGrant{Cloud: b.Name(), FoundGrant: FoundGrant{Target: scope.ID}, Err: err})
 		}
 		for _, g := range found {
 			switch {
@@ -107,14 +107,3 @@ func (e *Engine) expired(m jit.Marker) bool {
 	return jit.ExpiryStatus(m.End, e.clock) == jit.GrantExpired
 }
 
-// scopeName names a scan's scope in an error: a subscription (or resource
-// group) or a region.
-func scopeName(s Scope) string {
-	switch {
-	case s.ResourceGroup != "":
-		return "/subscriptions/" + s.Subscription + "/resourceGroups/" + s.ResourceGroup
-	case s.Subscription != "":
-		return "/subscriptions/" + s.Subscription
-	}
-	return s.Region
-}
