@@ -106,4 +106,3 @@ func (e *Engine) RevokeExpired(ctx context.Context) Sweep {
 func (e *Engine) expired(m jit.Marker) bool {
 	return jit.ExpiryStatus(m.End, e.clock) == jit.GrantExpired
 }
-
