@@ -3,6 +3,7 @@ package jit
 import (
 	"cmp"
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -519,42 +520,40 @@ func familyAddrs(ips []netip.Addr, fam AddressFamily) []netip.Addr {
 
 // --- One NSG. ---
 
+// planNSG plans the policy's denies in one NSG, and what the NSG's rules
+// are once the plan is written.
 func (p *pathPlanner) planNSG(st *nsgState) {
-	groups := make([]*denyGroup, 0, len(st.groups))
-	for _, g := range st.groups {
-		groups = append(groups, g)
-	}
-	slices.SortFunc(groups, func(a, b *denyGroup) int { return strings.Compare(a.name, b.name) })
+	placing, held := p.groupsToPlace(st)
+	st.placeGroups(placing, held)
+	plan, placed := p.writeDenies(st, placing)
+	p.plan.NSGs[st.id] = plan
+	st.after = applyNSGPlanRules(st.rules, plan)
+	p.checkLimits(st, plan)
+	st.filtersAround(plan, placed)
+}
 
+// sortedGroups is the NSG's deny groups, by name.
+func (st *nsgState) sortedGroups() []*denyGroup {
+	return slices.SortedFunc(maps.Values(st.groups), func(a, b *denyGroup) int { return strings.Compare(a.name, b.name) })
+}
+
+// groupsToPlace readies the NSG's deny groups for placement (bounds, the
+// members the policy's deny covers now, its current priority) and returns
+// them, but for those whose name a rule of others holds: those cannot be
+// written, and are reported. held names the policy's denies whose
+// priority placement holds while they cover someone.
+func (p *pathPlanner) groupsToPlace(st *nsgState) (placing []*denyGroup, held map[string]bool) {
 	inboundUse := map[int]int{}
 	for _, r := range st.rules {
 		if r.inbound() {
 			inboundUse[r.Priority]++
 		}
 	}
-	held := map[string]bool{} // rules whose priority placeDenies holds while their deny covers someone
-	var placing []*denyGroup
-	for _, g := range groups {
-		for _, m := range g.members {
-			slices.SortFunc(m.ips, netip.Addr.Compare)
-			m.ips = slices.Compact(m.ips)
-			for _, ip := range m.ips {
-				for _, proto := range portProtocols(g.key.port) {
-					m.bound = m.bound.later(st.boundFor(ip, g.key.port.Number, proto))
-				}
-			}
-			m.bound.at = max(m.bound.at, NSGMinPriority)
-		}
-		g.place = placeGroup{bounds: make([]int, len(g.members)), windows: make([]int, len(g.members)), incumbent: make([]bool, len(g.members))}
-		for i, m := range g.members {
-			g.place.bounds[i], g.place.windows[i] = m.bound.at, m.bound.foreign
-		}
-		if i, ok := st.byName[g.name]; ok && st.class[i] == classOwnDeny && st.rules[i].inbound() {
-			for k, m := range g.members {
-				g.place.incumbent[k] = coversAll(st.rules[i].DestinationPrefixes, m.ips)
-			}
-		}
+	held = map[string]bool{}
+	for _, g := range st.sortedGroups() {
+		st.boundMembers(g)
 		if i, ok := st.byName[g.name]; ok {
+			r := st.rules[i]
 			if st.class[i] != classOwnDeny {
 				p.fail("Rule name taken", fmt.Sprintf("NSG %s already has a rule named %q that jit does not manage (its description lacks policy %q's marker), so the policy's deny of port %s for %s cannot be written. Rename or delete that rule.",
 					st.id, g.name, p.in.Policy, portLabel(g.key.port), g.key.fam), pathVirtualMachineIDs)
@@ -563,77 +562,95 @@ func (p *pathPlanner) planNSG(st *nsgState) {
 				}
 				continue
 			}
-			if r := st.rules[i]; r.inbound() && NSGMinPriority <= r.Priority && r.Priority <= NSGMaxPriority && inboundUse[r.Priority] == 1 {
-				g.place.current = r.Priority
-				held[r.Name] = true
+			if r.inbound() {
+				for k, m := range g.members {
+					g.place.incumbent[k] = coversAll(r.DestinationPrefixes, m.ips)
+				}
+				if NSGMinPriority <= r.Priority && r.Priority <= NSGMaxPriority && inboundUse[r.Priority] == 1 {
+					g.place.current = r.Priority
+					held[r.Name] = true
+				}
 			}
 		}
 		placing = append(placing, g)
 	}
+	return placing, held
+}
 
-	// First attempt: every priority in use stays taken, so no new deny
-	// takes the priority of a rule the plan removes, and the new denies may
-	// be written before the old ones go: a port never opens while old
-	// per-machine denies are replaced. Second attempt, when the first
-	// leaves machines out: the priorities of the policy's own rules are
-	// free, as the contract's order (Remove first) allows; placeDenies
-	// still holds those of the denies it places.
+// boundMembers sets each member's bound, from the rules its traffic must
+// come after, and the group's placement from them.
+func (st *nsgState) boundMembers(g *denyGroup) {
+	g.place = placeGroup{bounds: make([]int, len(g.members)), windows: make([]int, len(g.members)), incumbent: make([]bool, len(g.members))}
+	for i, m := range g.members {
+		slices.SortFunc(m.ips, netip.Addr.Compare)
+		m.ips = slices.Compact(m.ips)
+		for _, ip := range m.ips {
+			for _, proto := range portProtocols(g.key.port) {
+				m.bound = m.bound.later(st.boundFor(ip, g.key.port.Number, proto))
+			}
+		}
+		m.bound.at = max(m.bound.at, NSGMinPriority)
+		g.place.bounds[i], g.place.windows[i] = m.bound.at, m.bound.foreign
+	}
+}
+
+// placeGroups places the groups' denies (placeExcluding).
+//
+// First attempt: every priority in use stays taken, so no new deny takes
+// the priority of a rule the plan removes, and the new denies may be
+// written before the old ones go: a port never opens while old per-machine
+// denies are replaced. Second attempt, when the first leaves machines out:
+// the priorities of the policy's own rules are free, as the contract's
+// order (Remove first) allows; placeDenies still holds those of the denies
+// it places.
+func (st *nsgState) placeGroups(placing []*denyGroup, held map[string]bool) {
 	placingNames := map[string]bool{}
-	for _, g := range placing {
-		placingNames[g.name] = true
-	}
-	slots := func(freeOwn bool) *prioritySlots {
-		s := newPrioritySlots(NSGMinPriority, NSGMaxPriority)
-		for i, r := range st.rules {
-			own := st.class[i] == classOwnDeny && (held[r.Name] || !placingNames[r.Name])
-			if r.inbound() && (!freeOwn || !own) {
-				s.take(r.Priority)
-			}
-		}
-		return s
-	}
-	covered := func() int {
-		n := 0
-		for _, g := range placing {
-			for _, in := range g.place.included {
-				if in {
-					n++
-				}
-			}
-		}
-		return n
-	}
-	places := func() []placeGroup {
-		out := make([]placeGroup, len(placing))
-		for i, g := range placing {
-			out[i] = g.place
-		}
-		return out
-	}
 	pg := make([]*placeGroup, len(placing))
 	for i, g := range placing {
+		placingNames[g.name] = true
 		pg[i] = &g.place
 	}
 	// The policy's rules now: the plan removes those of no deny placed,
 	// so their priorities may serve as windows in the first attempt.
-	gone := newPrioritySlots(NSGMinPriority, NSGMaxPriority)
-	for i, r := range st.rules {
-		if r.inbound() && st.class[i] == classOwnDeny {
-			gone.take(r.Priority)
+	gone := st.inboundSlots(func(i int) bool { return st.class[i] == classOwnDeny })
+	placeExcluding(st.inboundSlots(nil), gone, pg)
+	n, kept := covered(placing, false), covered(placing, true)
+	if n == countMembers(placing) {
+		return
+	}
+	first := make([]placeGroup, len(placing))
+	for i, g := range placing {
+		first[i] = g.place
+	}
+	placeExcluding(st.inboundSlots(func(i int) bool {
+		name := st.rules[i].Name
+		return st.class[i] != classOwnDeny || !held[name] && placingNames[name]
+	}), nil, pg)
+	// The second attempt wins if it keeps more of what is locked, or as
+	// much and locks more.
+	if k := covered(placing, true); k < kept || k == kept && covered(placing, false) <= n {
+		for i, g := range placing {
+			g.place = first[i]
 		}
 	}
-	placeExcluding(slots(false), gone, pg)
-	if first, n, kept := places(), covered(), incumbentsKept(placing); n < countMembers(placing) {
-		// The second attempt wins if it keeps more of what is locked, or
-		// as much and locks more.
-		placeExcluding(slots(true), nil, pg)
-		if k := incumbentsKept(placing); k < kept || k == kept && covered() <= n {
-			for i, g := range placing {
-				g.place = first[i]
-			}
-		}
-	}
+}
 
+// inboundSlots is the NSG's inbound priorities, taken by the rules take
+// selects (nil: every rule).
+func (st *nsgState) inboundSlots(take func(i int) bool) *prioritySlots {
+	s := newPrioritySlots(NSGMinPriority, NSGMaxPriority)
+	for i, r := range st.rules {
+		if r.inbound() && (take == nil || take(i)) {
+			s.take(r.Priority)
+		}
+	}
+	return s
+}
+
+// writeDenies is the NSG's plan: each placed group's deny, written or
+// kept as it is, and the removal of the policy's other rules. Members left
+// out get their reason. It also returns the names of the denies placed.
+func (p *pathPlanner) writeDenies(st *nsgState, placing []*denyGroup) (NSGPlan, map[string]bool) {
 	var plan NSGPlan
 	placed := map[string]bool{}
 	for _, g := range placing {
@@ -672,10 +689,13 @@ func (p *pathPlanner) planNSG(st *nsgState) {
 			return cmp.Or(cmp.Compare(a.Priority, b.Priority), cmp.Compare(a.Name, b.Name))
 		})
 	}
-	p.plan.NSGs[st.id] = plan
-	st.after = applyNSGPlanRules(st.rules, plan)
-	p.checkLimits(st, plan)
+	return plan, placed
+}
 
+// filtersAround readies the NSG for judging what the plan leaves true:
+// whose each rule is before and after the plan (placed: the policy's
+// denies after it), and the NSG's filters before and after.
+func (st *nsgState) filtersAround(plan NSGPlan, placed map[string]bool) {
 	st.beforeClass, st.afterClass = map[string]ruleClass{}, map[string]ruleClass{}
 	for i, r := range st.rules {
 		st.beforeClass[r.Name] = st.class[i]
@@ -707,12 +727,13 @@ func (p *pathPlanner) planNSG(st *nsgState) {
 	}
 }
 
-// incumbentsKept counts the members the policy covers now and still does.
-func incumbentsKept(groups []*denyGroup) int {
+// covered counts the members the groups' denies cover: all of them, or
+// only the incumbents (those the policy covers now, and still does).
+func covered(groups []*denyGroup, incumbents bool) int {
 	n := 0
 	for _, g := range groups {
 		for i, in := range g.place.included {
-			if in && g.place.incumbent[i] {
+			if in && (!incumbents || g.place.incumbent[i]) {
 				n++
 			}
 		}
@@ -1064,12 +1085,7 @@ func (p *pathPlanner) evaluateExposures() {
 	p.plan.Exposures = append(p.plan.Exposures, p.noNSG...)
 	for _, key := range p.nsgOrder {
 		st := p.nsgs[key]
-		groups := make([]*denyGroup, 0, len(st.groups))
-		for _, g := range st.groups {
-			groups = append(groups, g)
-		}
-		slices.SortFunc(groups, func(a, b *denyGroup) int { return strings.Compare(a.name, b.name) })
-		for _, g := range groups {
+		for _, g := range st.sortedGroups() {
 			for _, m := range g.members {
 				if m.reason != "" {
 					p.plan.Exposures = append(p.plan.Exposures, p.notLocked(m.machine, g.key.port, g.key.fam, m.ips, st.id, m.reason, m.bound))
