@@ -350,39 +350,11 @@ func (p *pathPlanner) fail(summary, detail string, path ...any) {
 	p.plan.Findings = append(p.plan.Findings, Error(summary, detail, path...))
 }
 
+// read reads the input: the NSGs, the machines and the firewall. It
+// returns false, each reason reported, when the plan cannot be made.
+// Then every machine's addresses join the denies of the NSGs on its path.
 func (p *pathPlanner) read() bool {
-	ids := make([]string, 0, len(p.in.NSGs))
-	for id := range p.in.NSGs {
-		ids = append(ids, id)
-	}
-	slices.Sort(ids)
-	for _, id := range ids {
-		key := strings.ToLower(id)
-		if other, ok := p.nsgs[key]; ok {
-			p.fail("NSG listed twice", fmt.Sprintf("the NSGs %s and %s differ only in case: ARM IDs are case-insensitive, so they are one NSG. List it once.", other.id, id), pathVirtualMachineIDs)
-			continue
-		}
-		st := &nsgState{id: id, rules: p.in.NSGs[id], byName: map[string]int{}, groups: map[groupKey]*denyGroup{}, bounds: map[boundKey]bound{}}
-		st.class = make([]ruleClass, len(st.rules))
-		for i, r := range st.rules {
-			st.byName[r.Name] = i
-			if m, ok := parseMarkerFast(r.Description); ok && m.Kind == MarkerDeny && m.BelongsTo(p.in.Policy) {
-				st.class[i] = classOwnDeny
-			} else if r.inbound() && strings.EqualFold(string(r.Access), string(NSGAllow)) && p.in.HonouredGrant != nil && p.in.HonouredGrant(id, r) {
-				st.class[i] = classGrant
-			}
-			if IsDefenderJITRule(r.Name) && st.defender == "" {
-				st.defender = r.Name
-			}
-		}
-		st.compiled = compileNSGInbound(id, st.rules)
-		st.order = evaluationOrder(st.compiled)
-		st.foreign = nsgFilterOrdered(id, st.compiled, st.order, func(i int) bool { return st.class[i] == classForeign }, false)
-		st.grants = nsgFilterOrdered(id, st.compiled, st.order, func(i int) bool { return st.class[i] == classGrant }, false)
-		p.nsgs[key] = st
-		p.nsgOrder = append(p.nsgOrder, key)
-	}
-
+	p.readNSGs()
 	ok := true
 	seen := map[string]string{}
 	for _, m := range p.in.Machines {
@@ -397,46 +369,7 @@ func (p *pathPlanner) read() bool {
 			continue
 		}
 		seen[strings.ToLower(m.Key)] = m.Key
-		if err := checkLockedPorts(m.Key, m.Ports); err != nil {
-			p.fail("Invalid locked port", err.Error()+".", pathVirtualMachineIDs)
-			ok = false
-			continue
-		}
-		pm := pathMachine{key: m.Key, ports: m.Ports}
-		hasIP := false
-		for _, nic := range m.Interfaces {
-			var ips []netip.Addr
-			if len(nic.IPs) > 0 {
-				var err error
-				if ips, err = parseMachineIPs(m.Key, nic.IPs); err != nil {
-					p.fail("Invalid private IP address", err.Error()+".", pathVirtualMachineIDs)
-					ok = false
-					continue
-				}
-			}
-			hasIP = hasIP || len(ips) > 0
-			pi := pathIface{ips: ips}
-			for _, id := range []string{nic.SubnetNSG, nic.NICNSG} {
-				if id == "" {
-					continue
-				}
-				st := p.nsgs[strings.ToLower(id)]
-				if st == nil {
-					p.fail("NSG not read", fmt.Sprintf("NSG %s is on the path of virtual machine %s, but its rules were not given to the planner.", id, m.Key), pathVirtualMachineIDs)
-					ok = false
-					continue
-				}
-				st.onPath = true
-				pi.nsgs = append(pi.nsgs, strings.ToLower(id))
-			}
-			pm.ifaces = append(pm.ifaces, pi)
-		}
-		if !hasIP {
-			p.fail("Virtual machine without private IP address", fmt.Sprintf("virtual machine %s has no private IP address, so no rule can target it.", m.Key), pathVirtualMachineIDs)
-			ok = false
-			continue
-		}
-		p.machines = append(p.machines, pm)
+		ok = p.readMachine(m) && ok
 	}
 	for _, key := range p.nsgOrder {
 		if st := p.nsgs[key]; st.onPath && st.defender != "" {
@@ -450,22 +383,112 @@ func (p *pathPlanner) read() bool {
 	if !ok {
 		return false
 	}
+	p.joinGroups()
+	return true
+}
 
-	// Every machine's addresses behind each NSG join the deny of each port
-	// and family there.
+// readNSGs reads every NSG given, in the order of their IDs; one listed
+// twice (IDs differing in case) is reported, and read once.
+func (p *pathPlanner) readNSGs() {
+	for _, id := range slices.Sorted(maps.Keys(p.in.NSGs)) {
+		key := strings.ToLower(id)
+		if other, ok := p.nsgs[key]; ok {
+			p.fail("NSG listed twice", fmt.Sprintf("the NSGs %s and %s differ only in case: ARM IDs are case-insensitive, so they are one NSG. List it once.", other.id, id), pathVirtualMachineIDs)
+			continue
+		}
+		p.nsgs[key] = p.readNSG(id)
+		p.nsgOrder = append(p.nsgOrder, key)
+	}
+}
+
+// readNSG reads one NSG: whose each rule is, whether Defender for
+// Cloud's JIT manages it, and its inbound rules compiled, with the
+// filters of the rules of others and of the policy's honoured grants.
+func (p *pathPlanner) readNSG(id string) *nsgState {
+	st := &nsgState{id: id, rules: p.in.NSGs[id], byName: map[string]int{}, groups: map[groupKey]*denyGroup{}, bounds: map[boundKey]bound{}}
+	st.class = make([]ruleClass, len(st.rules))
+	for i, r := range st.rules {
+		st.byName[r.Name] = i
+		if m, ok := parseMarkerFast(r.Description); ok && m.Kind == MarkerDeny && m.BelongsTo(p.in.Policy) {
+			st.class[i] = classOwnDeny
+		} else if r.inbound() && strings.EqualFold(string(r.Access), string(NSGAllow)) && p.in.HonouredGrant != nil && p.in.HonouredGrant(id, r) {
+			st.class[i] = classGrant
+		}
+		if IsDefenderJITRule(r.Name) && st.defender == "" {
+			st.defender = r.Name
+		}
+	}
+	st.compiled = compileNSGInbound(id, st.rules)
+	st.order = evaluationOrder(st.compiled)
+	st.foreign = nsgFilterOrdered(id, st.compiled, st.order, func(i int) bool { return st.class[i] == classForeign }, false)
+	st.grants = nsgFilterOrdered(id, st.compiled, st.order, func(i int) bool { return st.class[i] == classGrant }, false)
+	return st
+}
+
+// readMachine reads one machine, its ports and interfaces, and adds it to
+// the machines when it has an address. It returns false, each reason
+// reported, when the machine cannot be planned.
+func (p *pathPlanner) readMachine(m PathMachine) bool {
+	if err := checkLockedPorts(m.Key, m.Ports); err != nil {
+		p.fail("Invalid locked port", err.Error()+".", pathVirtualMachineIDs)
+		return false
+	}
+	ok := true
+	pm := pathMachine{key: m.Key, ports: m.Ports}
+	hasIP := false
+	for _, nic := range m.Interfaces {
+		var ips []netip.Addr
+		if len(nic.IPs) > 0 {
+			var err error
+			if ips, err = parseMachineIPs(m.Key, nic.IPs); err != nil {
+				p.fail("Invalid private IP address", err.Error()+".", pathVirtualMachineIDs)
+				ok = false
+				continue
+			}
+		}
+		hasIP = hasIP || len(ips) > 0
+		nsgs, nsgsOK := p.pathNSGs(m.Key, nic)
+		ok = ok && nsgsOK
+		pm.ifaces = append(pm.ifaces, pathIface{ips: ips, nsgs: nsgs})
+	}
+	if !hasIP {
+		p.fail("Virtual machine without private IP address", fmt.Sprintf("virtual machine %s has no private IP address, so no rule can target it.", m.Key), pathVirtualMachineIDs)
+		return false
+	}
+	p.machines = append(p.machines, pm)
+	return ok
+}
+
+// pathNSGs is the keys of the NSGs on an interface's path, in path order,
+// each marked as on a path; false when one of them was not given (each
+// reported, and left out).
+func (p *pathPlanner) pathNSGs(machine string, nic PathInterface) ([]string, bool) {
+	var keys []string
+	ok := true
+	for _, id := range []string{nic.SubnetNSG, nic.NICNSG} {
+		if id == "" {
+			continue
+		}
+		st := p.nsgs[strings.ToLower(id)]
+		if st == nil {
+			p.fail("NSG not read", fmt.Sprintf("NSG %s is on the path of virtual machine %s, but its rules were not given to the planner.", id, machine), pathVirtualMachineIDs)
+			ok = false
+			continue
+		}
+		st.onPath = true
+		keys = append(keys, strings.ToLower(id))
+	}
+	return keys, ok
+}
+
+// joinGroups adds every machine's addresses behind each NSG to the deny
+// of each port and family there. An interface with no NSG is reported as
+// not locked: nothing on its path can lock it.
+func (p *pathPlanner) joinGroups() {
 	for mi, m := range p.machines {
 		for _, nic := range m.ifaces {
 			if len(nic.nsgs) == 0 {
-				for _, fam := range []AddressFamily{IPv4, IPv6} {
-					addrs := familyAddrs(nic.ips, fam)
-					if len(addrs) == 0 {
-						continue
-					}
-					for _, port := range m.ports {
-						p.noNSG = append(p.noNSG, Exposure{Kind: ExposureNotLocked, Machine: m.key, Port: port, Family: fam, Addresses: addrStrings(addrs),
-							Reason: "no network security group is on the path of its network interface (neither the NIC nor its subnet has one), so nothing can lock the port there; associate an NSG with the subnet or the NIC"})
-					}
-				}
+				p.reportNoNSG(m, nic)
 				continue
 			}
 			for _, key := range slices.Compact(slices.Clone(nic.nsgs)) {
@@ -479,7 +502,21 @@ func (p *pathPlanner) read() bool {
 			}
 		}
 	}
-	return true
+}
+
+// reportNoNSG records each port of the machine as not locked on an
+// interface with no NSG on its path, per address family.
+func (p *pathPlanner) reportNoNSG(m pathMachine, nic pathIface) {
+	for _, fam := range []AddressFamily{IPv4, IPv6} {
+		addrs := familyAddrs(nic.ips, fam)
+		if len(addrs) == 0 {
+			continue
+		}
+		for _, port := range m.ports {
+			p.noNSG = append(p.noNSG, Exposure{Kind: ExposureNotLocked, Machine: m.key, Port: port, Family: fam, Addresses: addrStrings(addrs),
+				Reason: "no network security group is on the path of its network interface (neither the NIC nor its subnet has one), so nothing can lock the port there; associate an NSG with the subnet or the NIC"})
+		}
+	}
 }
 
 // member is the machine's member of the group, created on first use.
