@@ -168,167 +168,237 @@ func (s *prioritySlots) clone() *prioritySlots {
 // so they may be a deny's window (a window is never written), though never
 // a deny's priority (its write could come before the rule is gone).
 func placeDenies(taken, gone *prioritySlots, denies []denySlot) ([]int, bool) {
-	s := taken.clone()
-	lo, hi := s.lo, s.hi
-	prio := make([]int, len(denies))
-	window := make([]bool, hi-lo+1) // priorities that stay free for grants
-	leaving := make([]bool, hi-lo+1)
-	current := make([]bool, hi-lo+1)
-	for p := lo; p <= hi; p++ {
-		leaving[p-lo] = gone != nil && !gone.free(p) && !s.free(p)
-	}
-
-	order := make([]int, len(denies))
-	for i, d := range denies {
-		order[i] = i
-		s.take(d.current)
-		if lo <= d.current && d.current <= hi {
-			current[d.current-lo] = true
-			leaving[d.current-lo] = false // unless it moves, below
-		}
-	}
-	slices.SortStableFunc(order, func(a, b int) int { return cmp.Compare(denies[b].lower, denies[a].lower) })
-	var moving []int
-	for _, i := range order {
-		d := denies[i]
-		from := max(d.lower, lo)
-		if d.current < from || d.current > hi {
-			moving = append(moving, i)
-			continue
-		}
-		w := -1
-		if d.window > 0 {
-			from = max(min(d.window, from), lo)
-		}
-		for p := from; p < d.current && w < 0; p++ {
-			if window[p-lo] {
-				w = p
-			}
-		}
-		for p := from; p < d.current && w < 0; p++ {
-			if s.free(p) || leaving[p-lo] && !current[p-lo] {
-				w = p
-			}
-		}
-		if w < 0 {
-			moving = append(moving, i)
-			continue
-		}
-		window[w-lo] = true
-		prio[i] = d.current
-	}
+	d := newDenyPlacement(taken, gone, denies)
+	moving := d.keepInPlace()
 	if len(moving) == 0 {
-		return prio, true
+		return d.prio, true
 	}
 	for _, i := range moving { // they leave their old priorities
-		if c := denies[i].current; lo <= c && c <= hi {
-			leaving[c-lo] = true
+		if c := denies[i].current; d.lo <= c && c <= d.hi {
+			d.leaving[c-d.lo] = true
 		}
 	}
-
-	// The sweep. best[a] is the fewest denies waiting for their priority
-	// when a denies wait for a window; math.MaxInt marks no way.
 	slices.SortStableFunc(moving, func(a, b int) int { return cmp.Compare(denies[a].lower, denies[b].lower) })
-	opensAt := make([]int, hi-lo+1)
-	for _, i := range moving {
-		l := max(denies[i].lower, lo)
-		if l >= hi {
-			return nil, false // no priority after a window
-		}
-		opensAt[l-lo]++
+	t, ok := d.sweep(moving)
+	if !ok {
+		return nil, false
 	}
-	const none = math.MaxInt
+	d.markWindows(t)
+	if !d.assign(moving) {
+		return nil, false
+	}
+	return d.prio, true
+}
+
+// denyPlacement is one run of placeDenies over the priorities lo..hi; the
+// slices of bools are indexed by priority-lo.
+type denyPlacement struct {
+	s       *prioritySlots // taken, and the denies' current priorities
+	lo, hi  int
+	denies  []denySlot
+	prio    []int  // the result, by deny
+	window  []bool // priorities that stay free for grants
+	leaving []bool // taken now, free once the plan is written
+	current []bool // a deny's current priority
+}
+
+func newDenyPlacement(taken, gone *prioritySlots, denies []denySlot) *denyPlacement {
+	s := taken.clone()
+	n := s.hi - s.lo + 1
+	d := &denyPlacement{s: s, lo: s.lo, hi: s.hi, denies: denies, prio: make([]int, len(denies)),
+		window: make([]bool, n), leaving: make([]bool, n), current: make([]bool, n)}
+	for p := d.lo; p <= d.hi; p++ {
+		d.leaving[p-d.lo] = gone != nil && !gone.free(p) && !s.free(p)
+	}
+	for _, dn := range denies {
+		s.take(dn.current)
+		if d.lo <= dn.current && dn.current <= d.hi {
+			d.current[dn.current-d.lo] = true
+			d.leaving[dn.current-d.lo] = false // unless it moves
+		}
+	}
+	return d
+}
+
+// keepInPlace leaves where it is each deny at or after its lower bound
+// that still finds a window before it, most constrained (highest lower
+// bound) first, and marks that window. It returns the denies that must
+// move, in that order.
+func (d *denyPlacement) keepInPlace() []int {
+	order := make([]int, len(d.denies))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortStableFunc(order, func(a, b int) int { return cmp.Compare(d.denies[b].lower, d.denies[a].lower) })
+	var moving []int
+	for _, i := range order {
+		w, ok := d.windowInPlace(d.denies[i])
+		if !ok {
+			moving = append(moving, i)
+			continue
+		}
+		d.window[w-d.lo] = true
+		d.prio[i] = d.denies[i].current
+	}
+	return moving
+}
+
+// windowInPlace is the window of a deny that stays at its current
+// priority: one already kept free for another deny if any (windows may be
+// shared), else a free priority, or one a rule leaves that is not a
+// deny's current priority (that deny may stay).
+func (d *denyPlacement) windowInPlace(dn denySlot) (int, bool) {
+	from := max(dn.lower, d.lo)
+	if dn.current < from || dn.current > d.hi {
+		return 0, false
+	}
+	if dn.window > 0 {
+		from = max(min(dn.window, from), d.lo)
+	}
+	for p := from; p < dn.current; p++ {
+		if d.window[p-d.lo] {
+			return p, true
+		}
+	}
+	for p := from; p < dn.current; p++ {
+		if d.s.free(p) || d.leaving[p-d.lo] && !d.current[p-d.lo] {
+			return p, true
+		}
+	}
+	return 0, false
+}
+
+// sweepTrace is what the sweep leaves for walking back to its windows:
+// the priorities swept (start..last), how many denies open (reach their
+// lower bound) at each, and for each, when it closes a window, how many
+// denies were waiting for it (-1: none).
+type sweepTrace struct {
+	start, last         int
+	opensAt, windowFrom []int
+}
+
+// noWay marks, in the sweep's states, a number of waiting denies no
+// choice reaches.
+const noWay = math.MaxInt
+
+// sweep decides, for the moving denies sorted by lower bound, whether
+// windows and priorities exist for all of them. Its state best[a] is the
+// fewest denies waiting for their priority when a denies wait for a
+// window.
+func (d *denyPlacement) sweep(moving []int) (sweepTrace, bool) {
+	lo := d.lo
+	t := sweepTrace{opensAt: make([]int, d.hi-lo+1), windowFrom: make([]int, d.hi-lo+1)}
+	for _, i := range moving {
+		l := max(d.denies[i].lower, lo)
+		if l >= d.hi {
+			return t, false // no priority after a window
+		}
+		t.opensAt[l-lo]++
+	}
 	best := []int{0}
-	windowFrom := make([]int, hi-lo+1) // state 0 after p came from a window at p with this many waiting; -1: not
 	// Before the lowest bound nothing waits; once every deny has opened
 	// and none waits any more, the rest changes nothing.
-	start, last, opened := max(denies[moving[0]].lower, lo), hi, 0
-	for p := start; p <= hi; p++ {
-		windowFrom[p-lo] = -1
-		opened += opensAt[p-lo]
-		if k := opensAt[p-lo]; k > 0 {
+	t.start, t.last = max(d.denies[moving[0]].lower, lo), d.hi
+	opened := 0
+	for p := t.start; p <= d.hi; p++ {
+		k := t.opensAt[p-lo]
+		opened += k
+		if k > 0 { // k more denies wait for a window
 			shifted := make([]int, len(best)+k)
 			for a := range shifted {
-				shifted[a] = none
+				shifted[a] = noWay
 			}
-			for a, b := range best {
-				shifted[a+k] = b
-			}
+			copy(shifted[k:], best)
 			best = shifted
 		}
-		switch {
-		case window[p-lo]: // kept free for a kept deny: a window for everyone waiting
-			b0, from := none, -1
-			for a, b := range best {
-				if b != none && b+a < b0 {
-					b0, from = b+a, a
-				}
-			}
-			best, windowFrom[p-lo] = []int{b0}, from
-		case s.free(p) || leaving[p-lo]:
-			next := make([]int, len(best))
-			for a, b := range best {
-				next[a] = none
-				if b != none {
-					next[a] = b
-					if s.free(p) {
-						next[a] = max(b-1, 0) // p goes to a deny that has its window
-					}
-				}
-			}
-			for a := 1; a < len(best); a++ {
-				if b := best[a]; b != none && b+a <= next[0] {
-					next[0], windowFrom[p-lo] = b+a, a // p stays free: the waiting denies' window
-				}
-			}
-			best = next
-		}
+		best, t.windowFrom[p-lo] = d.step(best, p)
 		if opened == len(moving) && best[0] == 0 {
-			last = p
+			t.last = p
 			break
 		}
 	}
-	if best[0] != 0 {
-		return nil, false
-	}
+	return t, best[0] == 0
+}
 
-	// Walk back to the windows chosen.
-	a := 0
-	for p := last; p >= start; p-- {
-		if (window[p-lo] || s.free(p) || leaving[p-lo]) && a == 0 && windowFrom[p-lo] >= 0 {
-			window[p-lo] = true
-			a = windowFrom[p-lo]
+// step is the sweep's move over priority p: the states after it, and, when
+// the best way to have no deny waiting for a window is to keep p free, how
+// many were waiting (-1 otherwise).
+func (d *denyPlacement) step(best []int, p int) ([]int, int) {
+	switch {
+	case d.window[p-d.lo]: // kept free for a kept deny: a window for everyone waiting
+		b0, from := noWay, -1
+		for a, b := range best {
+			if b != noWay && b+a < b0 {
+				b0, from = b+a, a
+			}
 		}
-		a -= opensAt[p-lo]
+		return []int{b0}, from
+	case d.s.free(p) || d.leaving[p-d.lo]:
+		next, from := make([]int, len(best)), -1
+		for a, b := range best {
+			next[a] = noWay
+			if b != noWay {
+				next[a] = b
+				if d.s.free(p) {
+					next[a] = max(b-1, 0) // p goes to a deny that has its window
+				}
+			}
+		}
+		for a := 1; a < len(best); a++ {
+			if b := best[a]; b != noWay && b+a <= next[0] {
+				next[0], from = b+a, a // p stays free: the waiting denies' window
+			}
+		}
+		return next, from
 	}
+	return best, -1
+}
+
+// markWindows walks the sweep back and marks the windows it chose.
+func (d *denyPlacement) markWindows(t sweepTrace) {
+	a := 0
+	for p := t.last; p >= t.start; p-- {
+		i := p - d.lo
+		if (d.window[i] || d.s.free(p) || d.leaving[i]) && a == 0 && t.windowFrom[i] >= 0 {
+			d.window[i] = true
+			a = t.windowFrom[i]
+		}
+		a -= t.opensAt[i]
+	}
+}
+
+// assign gives each moving deny a free priority after its first window:
+// with those bounds, taking the highest bound first always succeeds. Each
+// takes the lowest from DenyPriorityBase up, else the highest below it.
+func (d *denyPlacement) assign(moving []int) bool {
 	bound := make(map[int]int, len(moving))
 	for _, i := range moving {
-		for p := max(denies[i].lower, lo); p <= hi; p++ {
-			if window[p-lo] {
+		for p := max(d.denies[i].lower, d.lo); p <= d.hi; p++ {
+			if d.window[p-d.lo] {
 				bound[i] = p + 1
 				break
 			}
 		}
 	}
 	slices.SortStableFunc(moving, func(a, b int) int { return cmp.Compare(bound[b], bound[a]) })
-	pool := func(p int) bool { return s.free(p) && !window[p-lo] }
+	pool := func(p int) bool { return d.s.free(p) && !d.window[p-d.lo] }
 	for _, i := range moving {
 		p := -1
-		for q := max(bound[i], DenyPriorityBase); q <= hi && p < 0; q++ {
+		for q := max(bound[i], DenyPriorityBase); q <= d.hi && p < 0; q++ {
 			if pool(q) {
 				p = q
 			}
 		}
-		for q := min(DenyPriorityBase-1, hi); q >= bound[i] && p < 0; q-- {
+		for q := min(DenyPriorityBase-1, d.hi); q >= bound[i] && p < 0; q-- {
 			if pool(q) {
 				p = q
 			}
 		}
 		if p < 0 {
-			return nil, false // cannot happen: the sweep proved a placement
+			return false // cannot happen: the sweep proved a placement
 		}
-		s.take(p)
-		prio[i] = p
+		d.s.take(p)
+		d.prio[i] = p
 	}
-	return prio, true
+	return true
 }

@@ -3,6 +3,7 @@ package jit
 import (
 	"cmp"
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -349,39 +350,11 @@ func (p *pathPlanner) fail(summary, detail string, path ...any) {
 	p.plan.Findings = append(p.plan.Findings, Error(summary, detail, path...))
 }
 
+// read reads the input: the NSGs, the machines and the firewall. It
+// returns false, each reason reported, when the plan cannot be made.
+// Then every machine's addresses join the denies of the NSGs on its path.
 func (p *pathPlanner) read() bool {
-	ids := make([]string, 0, len(p.in.NSGs))
-	for id := range p.in.NSGs {
-		ids = append(ids, id)
-	}
-	slices.Sort(ids)
-	for _, id := range ids {
-		key := strings.ToLower(id)
-		if other, ok := p.nsgs[key]; ok {
-			p.fail("NSG listed twice", fmt.Sprintf("the NSGs %s and %s differ only in case: ARM IDs are case-insensitive, so they are one NSG. List it once.", other.id, id), pathVirtualMachineIDs)
-			continue
-		}
-		st := &nsgState{id: id, rules: p.in.NSGs[id], byName: map[string]int{}, groups: map[groupKey]*denyGroup{}, bounds: map[boundKey]bound{}}
-		st.class = make([]ruleClass, len(st.rules))
-		for i, r := range st.rules {
-			st.byName[r.Name] = i
-			if m, ok := parseMarkerFast(r.Description); ok && m.Kind == MarkerDeny && m.BelongsTo(p.in.Policy) {
-				st.class[i] = classOwnDeny
-			} else if r.inbound() && strings.EqualFold(string(r.Access), string(NSGAllow)) && p.in.HonouredGrant != nil && p.in.HonouredGrant(id, r) {
-				st.class[i] = classGrant
-			}
-			if IsDefenderJITRule(r.Name) && st.defender == "" {
-				st.defender = r.Name
-			}
-		}
-		st.compiled = compileNSGInbound(id, st.rules)
-		st.order = evaluationOrder(st.compiled)
-		st.foreign = nsgFilterOrdered(id, st.compiled, st.order, func(i int) bool { return st.class[i] == classForeign }, false)
-		st.grants = nsgFilterOrdered(id, st.compiled, st.order, func(i int) bool { return st.class[i] == classGrant }, false)
-		p.nsgs[key] = st
-		p.nsgOrder = append(p.nsgOrder, key)
-	}
-
+	p.readNSGs()
 	ok := true
 	seen := map[string]string{}
 	for _, m := range p.in.Machines {
@@ -396,46 +369,7 @@ func (p *pathPlanner) read() bool {
 			continue
 		}
 		seen[strings.ToLower(m.Key)] = m.Key
-		if err := checkLockedPorts(m.Key, m.Ports); err != nil {
-			p.fail("Invalid locked port", err.Error()+".", pathVirtualMachineIDs)
-			ok = false
-			continue
-		}
-		pm := pathMachine{key: m.Key, ports: m.Ports}
-		hasIP := false
-		for _, nic := range m.Interfaces {
-			var ips []netip.Addr
-			if len(nic.IPs) > 0 {
-				var err error
-				if ips, err = parseMachineIPs(m.Key, nic.IPs); err != nil {
-					p.fail("Invalid private IP address", err.Error()+".", pathVirtualMachineIDs)
-					ok = false
-					continue
-				}
-			}
-			hasIP = hasIP || len(ips) > 0
-			pi := pathIface{ips: ips}
-			for _, id := range []string{nic.SubnetNSG, nic.NICNSG} {
-				if id == "" {
-					continue
-				}
-				st := p.nsgs[strings.ToLower(id)]
-				if st == nil {
-					p.fail("NSG not read", fmt.Sprintf("NSG %s is on the path of virtual machine %s, but its rules were not given to the planner.", id, m.Key), pathVirtualMachineIDs)
-					ok = false
-					continue
-				}
-				st.onPath = true
-				pi.nsgs = append(pi.nsgs, strings.ToLower(id))
-			}
-			pm.ifaces = append(pm.ifaces, pi)
-		}
-		if !hasIP {
-			p.fail("Virtual machine without private IP address", fmt.Sprintf("virtual machine %s has no private IP address, so no rule can target it.", m.Key), pathVirtualMachineIDs)
-			ok = false
-			continue
-		}
-		p.machines = append(p.machines, pm)
+		ok = p.readMachine(m) && ok
 	}
 	for _, key := range p.nsgOrder {
 		if st := p.nsgs[key]; st.onPath && st.defender != "" {
@@ -449,22 +383,112 @@ func (p *pathPlanner) read() bool {
 	if !ok {
 		return false
 	}
+	p.joinGroups()
+	return true
+}
 
-	// Every machine's addresses behind each NSG join the deny of each port
-	// and family there.
+// readNSGs reads every NSG given, in the order of their IDs; one listed
+// twice (IDs differing in case) is reported, and read once.
+func (p *pathPlanner) readNSGs() {
+	for _, id := range slices.Sorted(maps.Keys(p.in.NSGs)) {
+		key := strings.ToLower(id)
+		if other, ok := p.nsgs[key]; ok {
+			p.fail("NSG listed twice", fmt.Sprintf("the NSGs %s and %s differ only in case: ARM IDs are case-insensitive, so they are one NSG. List it once.", other.id, id), pathVirtualMachineIDs)
+			continue
+		}
+		p.nsgs[key] = p.readNSG(id)
+		p.nsgOrder = append(p.nsgOrder, key)
+	}
+}
+
+// readNSG reads one NSG: whose each rule is, whether Defender for
+// Cloud's JIT manages it, and its inbound rules compiled, with the
+// filters of the rules of others and of the policy's honoured grants.
+func (p *pathPlanner) readNSG(id string) *nsgState {
+	st := &nsgState{id: id, rules: p.in.NSGs[id], byName: map[string]int{}, groups: map[groupKey]*denyGroup{}, bounds: map[boundKey]bound{}}
+	st.class = make([]ruleClass, len(st.rules))
+	for i, r := range st.rules {
+		st.byName[r.Name] = i
+		if m, ok := parseMarkerFast(r.Description); ok && m.Kind == MarkerDeny && m.BelongsTo(p.in.Policy) {
+			st.class[i] = classOwnDeny
+		} else if r.inbound() && strings.EqualFold(string(r.Access), string(NSGAllow)) && p.in.HonouredGrant != nil && p.in.HonouredGrant(id, r) {
+			st.class[i] = classGrant
+		}
+		if IsDefenderJITRule(r.Name) && st.defender == "" {
+			st.defender = r.Name
+		}
+	}
+	st.compiled = compileNSGInbound(id, st.rules)
+	st.order = evaluationOrder(st.compiled)
+	st.foreign = nsgFilterOrdered(id, st.compiled, st.order, func(i int) bool { return st.class[i] == classForeign }, false)
+	st.grants = nsgFilterOrdered(id, st.compiled, st.order, func(i int) bool { return st.class[i] == classGrant }, false)
+	return st
+}
+
+// readMachine reads one machine, its ports and interfaces, and adds it to
+// the machines when it has an address. It returns false, each reason
+// reported, when the machine cannot be planned.
+func (p *pathPlanner) readMachine(m PathMachine) bool {
+	if err := checkLockedPorts(m.Key, m.Ports); err != nil {
+		p.fail("Invalid locked port", err.Error()+".", pathVirtualMachineIDs)
+		return false
+	}
+	ok := true
+	pm := pathMachine{key: m.Key, ports: m.Ports}
+	hasIP := false
+	for _, nic := range m.Interfaces {
+		var ips []netip.Addr
+		if len(nic.IPs) > 0 {
+			var err error
+			if ips, err = parseMachineIPs(m.Key, nic.IPs); err != nil {
+				p.fail("Invalid private IP address", err.Error()+".", pathVirtualMachineIDs)
+				ok = false
+				continue
+			}
+		}
+		hasIP = hasIP || len(ips) > 0
+		nsgs, nsgsOK := p.pathNSGs(m.Key, nic)
+		ok = ok && nsgsOK
+		pm.ifaces = append(pm.ifaces, pathIface{ips: ips, nsgs: nsgs})
+	}
+	if !hasIP {
+		p.fail("Virtual machine without private IP address", fmt.Sprintf("virtual machine %s has no private IP address, so no rule can target it.", m.Key), pathVirtualMachineIDs)
+		return false
+	}
+	p.machines = append(p.machines, pm)
+	return ok
+}
+
+// pathNSGs is the keys of the NSGs on an interface's path, in path order,
+// each marked as on a path; false when one of them was not given (each
+// reported, and left out).
+func (p *pathPlanner) pathNSGs(machine string, nic PathInterface) ([]string, bool) {
+	var keys []string
+	ok := true
+	for _, id := range []string{nic.SubnetNSG, nic.NICNSG} {
+		if id == "" {
+			continue
+		}
+		st := p.nsgs[strings.ToLower(id)]
+		if st == nil {
+			p.fail("NSG not read", fmt.Sprintf("NSG %s is on the path of virtual machine %s, but its rules were not given to the planner.", id, machine), pathVirtualMachineIDs)
+			ok = false
+			continue
+		}
+		st.onPath = true
+		keys = append(keys, strings.ToLower(id))
+	}
+	return keys, ok
+}
+
+// joinGroups adds every machine's addresses behind each NSG to the deny
+// of each port and family there. An interface with no NSG is reported as
+// not locked: nothing on its path can lock it.
+func (p *pathPlanner) joinGroups() {
 	for mi, m := range p.machines {
 		for _, nic := range m.ifaces {
 			if len(nic.nsgs) == 0 {
-				for _, fam := range []AddressFamily{IPv4, IPv6} {
-					addrs := familyAddrs(nic.ips, fam)
-					if len(addrs) == 0 {
-						continue
-					}
-					for _, port := range m.ports {
-						p.noNSG = append(p.noNSG, Exposure{Kind: ExposureNotLocked, Machine: m.key, Port: port, Family: fam, Addresses: addrStrings(addrs),
-							Reason: "no network security group is on the path of its network interface (neither the NIC nor its subnet has one), so nothing can lock the port there; associate an NSG with the subnet or the NIC"})
-					}
-				}
+				p.reportNoNSG(m, nic)
 				continue
 			}
 			for _, key := range slices.Compact(slices.Clone(nic.nsgs)) {
@@ -478,7 +502,21 @@ func (p *pathPlanner) read() bool {
 			}
 		}
 	}
-	return true
+}
+
+// reportNoNSG records each port of the machine as not locked on an
+// interface with no NSG on its path, per address family.
+func (p *pathPlanner) reportNoNSG(m pathMachine, nic pathIface) {
+	for _, fam := range []AddressFamily{IPv4, IPv6} {
+		addrs := familyAddrs(nic.ips, fam)
+		if len(addrs) == 0 {
+			continue
+		}
+		for _, port := range m.ports {
+			p.noNSG = append(p.noNSG, Exposure{Kind: ExposureNotLocked, Machine: m.key, Port: port, Family: fam, Addresses: addrStrings(addrs),
+				Reason: "no network security group is on the path of its network interface (neither the NIC nor its subnet has one), so nothing can lock the port there; associate an NSG with the subnet or the NIC"})
+		}
+	}
 }
 
 // member is the machine's member of the group, created on first use.
@@ -519,42 +557,40 @@ func familyAddrs(ips []netip.Addr, fam AddressFamily) []netip.Addr {
 
 // --- One NSG. ---
 
+// planNSG plans the policy's denies in one NSG, and what the NSG's rules
+// are once the plan is written.
 func (p *pathPlanner) planNSG(st *nsgState) {
-	groups := make([]*denyGroup, 0, len(st.groups))
-	for _, g := range st.groups {
-		groups = append(groups, g)
-	}
-	slices.SortFunc(groups, func(a, b *denyGroup) int { return strings.Compare(a.name, b.name) })
+	placing, held := p.groupsToPlace(st)
+	st.placeGroups(placing, held)
+	plan, placed := p.writeDenies(st, placing)
+	p.plan.NSGs[st.id] = plan
+	st.after = applyNSGPlanRules(st.rules, plan)
+	p.checkLimits(st, plan)
+	st.filtersAround(plan, placed)
+}
 
+// sortedGroups is the NSG's deny groups, by name.
+func (st *nsgState) sortedGroups() []*denyGroup {
+	return slices.SortedFunc(maps.Values(st.groups), func(a, b *denyGroup) int { return strings.Compare(a.name, b.name) })
+}
+
+// groupsToPlace readies the NSG's deny groups for placement (bounds, the
+// members the policy's deny covers now, its current priority) and returns
+// them, but for those whose name a rule of others holds: those cannot be
+// written, and are reported. held names the policy's denies whose
+// priority placement holds while they cover someone.
+func (p *pathPlanner) groupsToPlace(st *nsgState) (placing []*denyGroup, held map[string]bool) {
 	inboundUse := map[int]int{}
 	for _, r := range st.rules {
 		if r.inbound() {
 			inboundUse[r.Priority]++
 		}
 	}
-	held := map[string]bool{} // rules whose priority placeDenies holds while their deny covers someone
-	var placing []*denyGroup
-	for _, g := range groups {
-		for _, m := range g.members {
-			slices.SortFunc(m.ips, netip.Addr.Compare)
-			m.ips = slices.Compact(m.ips)
-			for _, ip := range m.ips {
-				for _, proto := range portProtocols(g.key.port) {
-					m.bound = m.bound.later(st.boundFor(ip, g.key.port.Number, proto))
-				}
-			}
-			m.bound.at = max(m.bound.at, NSGMinPriority)
-		}
-		g.place = placeGroup{bounds: make([]int, len(g.members)), windows: make([]int, len(g.members)), incumbent: make([]bool, len(g.members))}
-		for i, m := range g.members {
-			g.place.bounds[i], g.place.windows[i] = m.bound.at, m.bound.foreign
-		}
-		if i, ok := st.byName[g.name]; ok && st.class[i] == classOwnDeny && st.rules[i].inbound() {
-			for k, m := range g.members {
-				g.place.incumbent[k] = coversAll(st.rules[i].DestinationPrefixes, m.ips)
-			}
-		}
+	held = map[string]bool{}
+	for _, g := range st.sortedGroups() {
+		st.boundMembers(g)
 		if i, ok := st.byName[g.name]; ok {
+			r := st.rules[i]
 			if st.class[i] != classOwnDeny {
 				p.fail("Rule name taken", fmt.Sprintf("NSG %s already has a rule named %q that jit does not manage (its description lacks policy %q's marker), so the policy's deny of port %s for %s cannot be written. Rename or delete that rule.",
 					st.id, g.name, p.in.Policy, portLabel(g.key.port), g.key.fam), pathVirtualMachineIDs)
@@ -563,77 +599,95 @@ func (p *pathPlanner) planNSG(st *nsgState) {
 				}
 				continue
 			}
-			if r := st.rules[i]; r.inbound() && NSGMinPriority <= r.Priority && r.Priority <= NSGMaxPriority && inboundUse[r.Priority] == 1 {
-				g.place.current = r.Priority
-				held[r.Name] = true
+			if r.inbound() {
+				for k, m := range g.members {
+					g.place.incumbent[k] = coversAll(r.DestinationPrefixes, m.ips)
+				}
+				if NSGMinPriority <= r.Priority && r.Priority <= NSGMaxPriority && inboundUse[r.Priority] == 1 {
+					g.place.current = r.Priority
+					held[r.Name] = true
+				}
 			}
 		}
 		placing = append(placing, g)
 	}
+	return placing, held
+}
 
-	// First attempt: every priority in use stays taken, so no new deny
-	// takes the priority of a rule the plan removes, and the new denies may
-	// be written before the old ones go: a port never opens while old
-	// per-machine denies are replaced. Second attempt, when the first
-	// leaves machines out: the priorities of the policy's own rules are
-	// free, as the contract's order (Remove first) allows; placeDenies
-	// still holds those of the denies it places.
+// boundMembers sets each member's bound, from the rules its traffic must
+// come after, and the group's placement from them.
+func (st *nsgState) boundMembers(g *denyGroup) {
+	g.place = placeGroup{bounds: make([]int, len(g.members)), windows: make([]int, len(g.members)), incumbent: make([]bool, len(g.members))}
+	for i, m := range g.members {
+		slices.SortFunc(m.ips, netip.Addr.Compare)
+		m.ips = slices.Compact(m.ips)
+		for _, ip := range m.ips {
+			for _, proto := range portProtocols(g.key.port) {
+				m.bound = m.bound.later(st.boundFor(ip, g.key.port.Number, proto))
+			}
+		}
+		m.bound.at = max(m.bound.at, NSGMinPriority)
+		g.place.bounds[i], g.place.windows[i] = m.bound.at, m.bound.foreign
+	}
+}
+
+// placeGroups places the groups' denies (placeExcluding).
+//
+// First attempt: every priority in use stays taken, so no new deny takes
+// the priority of a rule the plan removes, and the new denies may be
+// written before the old ones go: a port never opens while old per-machine
+// denies are replaced. Second attempt, when the first leaves machines out:
+// the priorities of the policy's own rules are free, as the contract's
+// order (Remove first) allows; placeDenies still holds those of the denies
+// it places.
+func (st *nsgState) placeGroups(placing []*denyGroup, held map[string]bool) {
 	placingNames := map[string]bool{}
-	for _, g := range placing {
-		placingNames[g.name] = true
-	}
-	slots := func(freeOwn bool) *prioritySlots {
-		s := newPrioritySlots(NSGMinPriority, NSGMaxPriority)
-		for i, r := range st.rules {
-			own := st.class[i] == classOwnDeny && (held[r.Name] || !placingNames[r.Name])
-			if r.inbound() && (!freeOwn || !own) {
-				s.take(r.Priority)
-			}
-		}
-		return s
-	}
-	covered := func() int {
-		n := 0
-		for _, g := range placing {
-			for _, in := range g.place.included {
-				if in {
-					n++
-				}
-			}
-		}
-		return n
-	}
-	places := func() []placeGroup {
-		out := make([]placeGroup, len(placing))
-		for i, g := range placing {
-			out[i] = g.place
-		}
-		return out
-	}
 	pg := make([]*placeGroup, len(placing))
 	for i, g := range placing {
+		placingNames[g.name] = true
 		pg[i] = &g.place
 	}
 	// The policy's rules now: the plan removes those of no deny placed,
 	// so their priorities may serve as windows in the first attempt.
-	gone := newPrioritySlots(NSGMinPriority, NSGMaxPriority)
-	for i, r := range st.rules {
-		if r.inbound() && st.class[i] == classOwnDeny {
-			gone.take(r.Priority)
+	gone := st.inboundSlots(func(i int) bool { return st.class[i] == classOwnDeny })
+	placeExcluding(st.inboundSlots(nil), gone, pg)
+	n, kept := covered(placing, false), covered(placing, true)
+	if n == countMembers(placing) {
+		return
+	}
+	first := make([]placeGroup, len(placing))
+	for i, g := range placing {
+		first[i] = g.place
+	}
+	placeExcluding(st.inboundSlots(func(i int) bool {
+		name := st.rules[i].Name
+		return st.class[i] != classOwnDeny || !held[name] && placingNames[name]
+	}), nil, pg)
+	// The second attempt wins if it keeps more of what is locked, or as
+	// much and locks more.
+	if k := covered(placing, true); k < kept || k == kept && covered(placing, false) <= n {
+		for i, g := range placing {
+			g.place = first[i]
 		}
 	}
-	placeExcluding(slots(false), gone, pg)
-	if first, n, kept := places(), covered(), incumbentsKept(placing); n < countMembers(placing) {
-		// The second attempt wins if it keeps more of what is locked, or
-		// as much and locks more.
-		placeExcluding(slots(true), nil, pg)
-		if k := incumbentsKept(placing); k < kept || k == kept && covered() <= n {
-			for i, g := range placing {
-				g.place = first[i]
-			}
-		}
-	}
+}
 
+// inboundSlots is the NSG's inbound priorities, taken by the rules take
+// selects (nil: every rule).
+func (st *nsgState) inboundSlots(take func(i int) bool) *prioritySlots {
+	s := newPrioritySlots(NSGMinPriority, NSGMaxPriority)
+	for i, r := range st.rules {
+		if r.inbound() && (take == nil || take(i)) {
+			s.take(r.Priority)
+		}
+	}
+	return s
+}
+
+// writeDenies is the NSG's plan: each placed group's deny, written or
+// kept as it is, and the removal of the policy's other rules. Members left
+// out get their reason. It also returns the names of the denies placed.
+func (p *pathPlanner) writeDenies(st *nsgState, placing []*denyGroup) (NSGPlan, map[string]bool) {
 	var plan NSGPlan
 	placed := map[string]bool{}
 	for _, g := range placing {
@@ -672,10 +726,13 @@ func (p *pathPlanner) planNSG(st *nsgState) {
 			return cmp.Or(cmp.Compare(a.Priority, b.Priority), cmp.Compare(a.Name, b.Name))
 		})
 	}
-	p.plan.NSGs[st.id] = plan
-	st.after = applyNSGPlanRules(st.rules, plan)
-	p.checkLimits(st, plan)
+	return plan, placed
+}
 
+// filtersAround readies the NSG for judging what the plan leaves true:
+// whose each rule is before and after the plan (placed: the policy's
+// denies after it), and the NSG's filters before and after.
+func (st *nsgState) filtersAround(plan NSGPlan, placed map[string]bool) {
 	st.beforeClass, st.afterClass = map[string]ruleClass{}, map[string]ruleClass{}
 	for i, r := range st.rules {
 		st.beforeClass[r.Name] = st.class[i]
@@ -707,12 +764,13 @@ func (p *pathPlanner) planNSG(st *nsgState) {
 	}
 }
 
-// incumbentsKept counts the members the policy covers now and still does.
-func incumbentsKept(groups []*denyGroup) int {
+// covered counts the members the groups' denies cover: all of them, or
+// only the incumbents (those the policy covers now, and still does).
+func covered(groups []*denyGroup, incumbents bool) int {
 	n := 0
 	for _, g := range groups {
 		for i, in := range g.place.included {
-			if in && g.place.incumbent[i] {
+			if in && (!incumbents || g.place.incumbent[i]) {
 				n++
 			}
 		}
@@ -1064,12 +1122,7 @@ func (p *pathPlanner) evaluateExposures() {
 	p.plan.Exposures = append(p.plan.Exposures, p.noNSG...)
 	for _, key := range p.nsgOrder {
 		st := p.nsgs[key]
-		groups := make([]*denyGroup, 0, len(st.groups))
-		for _, g := range st.groups {
-			groups = append(groups, g)
-		}
-		slices.SortFunc(groups, func(a, b *denyGroup) int { return strings.Compare(a.name, b.name) })
-		for _, g := range groups {
+		for _, g := range st.sortedGroups() {
 			for _, m := range g.members {
 				if m.reason != "" {
 					p.plan.Exposures = append(p.plan.Exposures, p.notLocked(m.machine, g.key.port, g.key.fam, m.ips, st.id, m.reason, m.bound))
