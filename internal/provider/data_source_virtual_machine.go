@@ -18,13 +18,9 @@ import (
 	"github.com/jitaccess/terraform-provider-jit/internal/jit"
 )
 
-var _ datasource.DataSourceWithConfigure = (*virtualMachineDataSource)(nil)
-
 func newVirtualMachineDataSource() datasource.DataSource { return &virtualMachineDataSource{} }
 
-type virtualMachineDataSource struct {
-	engine *engine.Engine
-}
+type virtualMachineDataSource struct{ dataSourceEngine }
 
 // lockedPortsAttribute and networkInterfacesAttribute are read by the
 // model conversions for their object types.
@@ -81,10 +77,6 @@ func (d *virtualMachineDataSource) Schema(_ context.Context, _ datasource.Schema
 			"`jit_role_definition` is enough.",
 		Attributes: attrs,
 	}
-}
-
-func (d *virtualMachineDataSource) Configure(_ context.Context, req datasource.ConfigureRequest, resp *datasource.ConfigureResponse) {
-	d.engine = configuredEngine(req.ProviderData, &resp.Diagnostics)
 }
 
 func (d *virtualMachineDataSource) Read(ctx context.Context, req datasource.ReadRequest, resp *datasource.ReadResponse) {

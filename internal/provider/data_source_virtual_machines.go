@@ -18,13 +18,9 @@ import (
 	"github.com/jitaccess/terraform-provider-jit/internal/jit"
 )
 
-var _ datasource.DataSourceWithConfigure = (*virtualMachinesDataSource)(nil)
-
 func newVirtualMachinesDataSource() datasource.DataSource { return &virtualMachinesDataSource{} }
 
-type virtualMachinesDataSource struct {
-	engine *engine.Engine
-}
+type virtualMachinesDataSource struct{ dataSourceEngine }
 
 func (d *virtualMachinesDataSource) Metadata(_ context.Context, req datasource.MetadataRequest, resp *datasource.MetadataResponse) {
 	resp.TypeName = req.ProviderTypeName + "_virtual_machines"
@@ -83,10 +79,6 @@ func (d *virtualMachinesDataSource) Schema(_ context.Context, _ datasource.Schem
 			"virtual_machines": fleetMachineAttribute(),
 		},
 	}
-}
-
-func (d *virtualMachinesDataSource) Configure(_ context.Context, req datasource.ConfigureRequest, resp *datasource.ConfigureResponse) {
-	d.engine = configuredEngine(req.ProviderData, &resp.Diagnostics)
 }
 
 func (d *virtualMachinesDataSource) Read(ctx context.Context, req datasource.ReadRequest, resp *datasource.ReadResponse) {

@@ -26,16 +26,13 @@ import (
 )
 
 var (
-	_ resource.ResourceWithConfigure      = (*accessRequestResource)(nil)
 	_ resource.ResourceWithModifyPlan     = (*accessRequestResource)(nil)
 	_ resource.ResourceWithValidateConfig = (*accessRequestResource)(nil)
 )
 
 func newAccessRequestResource() resource.Resource { return &accessRequestResource{} }
 
-type accessRequestResource struct {
-	engine *engine.Engine
-}
+type accessRequestResource struct{ resourceEngine }
 
 func (r *accessRequestResource) Metadata(_ context.Context, req resource.MetadataRequest, resp *resource.MetadataResponse) {
 	resp.TypeName = req.ProviderTypeName + "_access_request"
@@ -160,10 +157,6 @@ var accessRequestRulesAttribute = schema.ListNestedAttribute{
 	}},
 }
 
-func (r *accessRequestResource) Configure(_ context.Context, req resource.ConfigureRequest, resp *resource.ConfigureResponse) {
-	r.engine = configuredEngine(req.ProviderData, &resp.Diagnostics)
-}
-
 const defaultRequestTimeout = 30 * time.Minute
 
 // ValidateConfig requires exactly one of duration and end_time_utc per
@@ -271,9 +264,7 @@ func (r *accessRequestResource) Create(ctx context.Context, req resource.CreateR
 	if resp.Diagnostics.HasError() {
 		return
 	}
-	timeout, diags := plan.Timeouts.Create(ctx, defaultRequestTimeout)
-	resp.Diagnostics.Append(diags...)
-	ctx, cancel := context.WithTimeout(ctx, timeout)
+	ctx, cancel := withTimeout(ctx, plan.Timeouts.Create, defaultRequestTimeout, &resp.Diagnostics)
 	defer cancel()
 
 	request, diags := plan.request()
@@ -304,9 +295,7 @@ func (r *accessRequestResource) Read(ctx context.Context, req resource.ReadReque
 	if resp.Diagnostics.HasError() {
 		return
 	}
-	timeout, diags := state.Timeouts.Read(ctx, defaultRequestTimeout)
-	resp.Diagnostics.Append(diags...)
-	ctx, cancel := context.WithTimeout(ctx, timeout)
+	ctx, cancel := withTimeout(ctx, state.Timeouts.Read, defaultRequestTimeout, &resp.Diagnostics)
 	defer cancel()
 
 	ref, diags := state.grantRef(ctx, state.portProtocols())
@@ -346,9 +335,7 @@ func (r *accessRequestResource) Update(ctx context.Context, req resource.UpdateR
 	if resp.Diagnostics.HasError() {
 		return
 	}
-	timeout, diags := plan.Timeouts.Update(ctx, defaultRequestTimeout)
-	resp.Diagnostics.Append(diags...)
-	ctx, cancel := context.WithTimeout(ctx, timeout)
+	ctx, cancel := withTimeout(ctx, plan.Timeouts.Update, defaultRequestTimeout, &resp.Diagnostics)
 	defer cancel()
 
 	held, diags := state.rules(ctx)
@@ -392,9 +379,7 @@ func (r *accessRequestResource) Delete(ctx context.Context, req resource.DeleteR
 	if resp.Diagnostics.HasError() {
 		return
 	}
-	timeout, diags := state.Timeouts.Delete(ctx, defaultRequestTimeout)
-	resp.Diagnostics.Append(diags...)
-	ctx, cancel := context.WithTimeout(ctx, timeout)
+	ctx, cancel := withTimeout(ctx, state.Timeouts.Delete, defaultRequestTimeout, &resp.Diagnostics)
 	defer cancel()
 
 	ref, diags := state.grantRef(ctx, state.portProtocols())
