@@ -137,9 +137,8 @@ func (e *accessEphemeral) Open(ctx context.Context, req ephemeral.OpenRequest, r
 // policy no longer allows is closed instead.
 func (e *accessEphemeral) Renew(ctx context.Context, req ephemeral.RenewRequest, resp *ephemeral.RenewResponse) {
 	ctx = engine.WithFlow(ctx, engine.FlowRequest)
-	state, diags := loadPrivate(ctx, req.Private)
-	resp.Diagnostics.Append(diags...)
-	if resp.Diagnostics.HasError() {
+	state := loadPrivate(ctx, req.Private, &resp.Diagnostics)
+	if state == nil {
 		return
 	}
 	final, findings := e.engine.Renew(ctx, state)
@@ -155,9 +154,8 @@ func (e *accessEphemeral) Renew(ctx context.Context, req ephemeral.RenewRequest,
 
 func (e *accessEphemeral) Close(ctx context.Context, req ephemeral.CloseRequest, resp *ephemeral.CloseResponse) {
 	ctx = engine.WithFlow(ctx, engine.FlowRequest)
-	state, diags := loadPrivate(ctx, req.Private)
-	resp.Diagnostics.Append(diags...)
-	if resp.Diagnostics.HasError() {
+	state := loadPrivate(ctx, req.Private, &resp.Diagnostics)
+	if state == nil {
 		return
 	}
 	if err := e.engine.CloseEphemeral(ctx, state); err != nil {
@@ -186,14 +184,17 @@ func savePrivate(ctx context.Context, p privateData, state *engine.Renewal) diag
 	return p.SetKey(ctx, privateGrantKey, b)
 }
 
-func loadPrivate(ctx context.Context, p privateData) (*engine.Renewal, diag.Diagnostics) {
-	state := &engine.Renewal{}
-	b, diags := p.GetKey(ctx, privateGrantKey)
-	if diags.HasError() {
-		return state, diags
+// loadPrivate reads the grant Open kept; nil, the error in diags, when it
+// cannot.
+func loadPrivate(ctx context.Context, p privateData, diags *diag.Diagnostics) *engine.Renewal {
+	b, d := p.GetKey(ctx, privateGrantKey)
+	if diags.Append(d...); d.HasError() {
+		return nil
 	}
+	state := &engine.Renewal{}
 	if err := json.Unmarshal(b, state); err != nil || state.Grant.ID == "" {
 		diags.AddError("Lost the grant's details", fmt.Sprintf("The private data of the open grant cannot be read (%v); it expires on its own.", err))
+		return nil
 	}
-	return state, diags
+	return state
 }
