@@ -48,7 +48,7 @@ func (e *accessEphemeral) Schema(_ context.Context, _ ephemeral.SchemaRequest, r
 			"any other (see `revoke-expired`).",
 		Attributes: map[string]schema.Attribute{
 			"virtual_machine_id": schema.StringAttribute{
-				Required: true, MarkdownDescription: "The Azure VM resource ID (`/subscriptions/…/virtualMachines/NAME`) or EC2 instance ID (`i-…`) to open.",
+				Required: true, MarkdownDescription: virtualMachineToOpenDescription,
 				Validators: []validator.String{virtualMachineIDValidator},
 			},
 			"justification": schema.StringAttribute{
@@ -75,7 +75,7 @@ func (e *accessEphemeral) Schema(_ context.Context, _ ephemeral.SchemaRequest, r
 		},
 		Blocks: map[string]schema.Block{
 			"port": schema.ListNestedBlock{
-				MarkdownDescription: "A port to open; it must be locked by the VM's policy.",
+				MarkdownDescription: portToOpenDescription,
 				Validators:          []validator.List{listvalidator.IsRequired(), listvalidator.SizeAtLeast(1)},
 				NestedObject: schema.NestedBlockObject{Attributes: map[string]schema.Attribute{
 					"number": schema.Int64Attribute{
@@ -83,7 +83,7 @@ func (e *accessEphemeral) Schema(_ context.Context, _ ephemeral.SchemaRequest, r
 						Validators: []validator.Int64{int64validator.Between(0, 65535)},
 					},
 					"protocol": schema.StringAttribute{
-						Optional: true, MarkdownDescription: "`TCP`, `UDP` or `*`; by default the protocol the policy locks the port for.",
+						Optional: true, MarkdownDescription: portProtocolDescription,
 						Validators: []validator.String{protocolValidator},
 					},
 					"allowed_source_address_prefix": schema.StringAttribute{

@@ -64,7 +64,7 @@ func (r *accessRequestResource) Schema(ctx context.Context, _ resource.SchemaReq
 				PlanModifiers: []planmodifier.String{stringplanmodifier.UseStateForUnknown()},
 			},
 			"virtual_machine_id": schema.StringAttribute{
-				Required: true, MarkdownDescription: "The Azure VM resource ID (`/subscriptions/…/virtualMachines/NAME`) or EC2 instance ID (`i-…`) to open.",
+				Required: true, MarkdownDescription: virtualMachineToOpenDescription,
 				PlanModifiers: replace, Validators: []validator.String{virtualMachineIDValidator},
 			},
 			"justification": schema.StringAttribute{
@@ -87,7 +87,7 @@ func (r *accessRequestResource) Schema(ctx context.Context, _ resource.SchemaReq
 		},
 		Blocks: map[string]schema.Block{
 			"port": schema.ListNestedBlock{
-				MarkdownDescription: "A port to open; it must be locked by the VM's policy.",
+				MarkdownDescription: portToOpenDescription,
 				Validators:          []validator.List{listvalidator.IsRequired(), listvalidator.SizeAtLeast(1)},
 				NestedObject: schema.NestedBlockObject{Attributes: map[string]schema.Attribute{
 					"number": schema.Int64Attribute{
@@ -97,7 +97,7 @@ func (r *accessRequestResource) Schema(ctx context.Context, _ resource.SchemaReq
 					},
 					"protocol": schema.StringAttribute{
 						Optional: true, Computed: true,
-						MarkdownDescription: "`TCP`, `UDP` or `*`; by default the protocol the policy locks the port for.",
+						MarkdownDescription: portProtocolDescription,
 						Validators:          []validator.String{protocolValidator},
 						PlanModifiers:       replace,
 					},
@@ -136,7 +136,10 @@ func (r *accessRequestResource) Schema(ctx context.Context, _ resource.SchemaReq
 
 // Descriptions the request and the ephemeral resource share.
 const (
-	requestorDescription = "Who asked: the identity the provider's credentials belong to in the VM's cloud. Azure: the token's user " +
+	virtualMachineToOpenDescription = "The Azure VM resource ID (`/subscriptions/…/virtualMachines/NAME`) or EC2 instance ID (`i-…`) to open."
+	portToOpenDescription           = "A port to open; it must be locked by the VM's policy."
+	portProtocolDescription         = "`TCP`, `UDP` or `*`; by default the protocol the policy locks the port for."
+	requestorDescription            = "Who asked: the identity the provider's credentials belong to in the VM's cloud. Azure: the token's user " +
 		"principal name, else `app:<application ID>` or `oid:<object ID>`. AWS: the ARN `sts:GetCallerIdentity` returns, such as " +
 		"`arn:aws:sts::123456789012:assumed-role/ROLE/SESSION`. Recorded whole with every grant."
 	onBehalfOfDescription = "The person the authenticated identity acts for: when CI applies a reviewed request, the pull request's " +
