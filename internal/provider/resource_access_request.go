@@ -3,7 +3,6 @@ package provider
 import (
 	"context"
 	"fmt"
-	"time"
 
 	"github.com/hashicorp/terraform-plugin-framework-timeouts/resource/timeouts"
 	"github.com/hashicorp/terraform-plugin-framework-timetypes/timetypes"
@@ -160,8 +159,6 @@ var accessRequestRulesAttribute = schema.ListNestedAttribute{
 	}},
 }
 
-const defaultRequestTimeout = 30 * time.Minute
-
 // ValidateConfig requires exactly one of duration and end_time_utc per
 // port. It reads the configuration as written, so an end time that is not
 // RFC 3339 still counts as given (its own validator says what is wrong
@@ -267,7 +264,7 @@ func (r *accessRequestResource) Create(ctx context.Context, req resource.CreateR
 	if resp.Diagnostics.HasError() {
 		return
 	}
-	ctx, cancel := withTimeout(ctx, plan.Timeouts.Create, defaultRequestTimeout, &resp.Diagnostics)
+	ctx, cancel := withTimeout(ctx, plan.Timeouts.Create, &resp.Diagnostics)
 	defer cancel()
 
 	request, diags := plan.request()
@@ -298,7 +295,7 @@ func (r *accessRequestResource) Read(ctx context.Context, req resource.ReadReque
 	if resp.Diagnostics.HasError() {
 		return
 	}
-	ctx, cancel := withTimeout(ctx, state.Timeouts.Read, defaultRequestTimeout, &resp.Diagnostics)
+	ctx, cancel := withTimeout(ctx, state.Timeouts.Read, &resp.Diagnostics)
 	defer cancel()
 
 	ref, diags := state.grantRef(ctx, state.portProtocols())
@@ -338,7 +335,7 @@ func (r *accessRequestResource) Update(ctx context.Context, req resource.UpdateR
 	if resp.Diagnostics.HasError() {
 		return
 	}
-	ctx, cancel := withTimeout(ctx, plan.Timeouts.Update, defaultRequestTimeout, &resp.Diagnostics)
+	ctx, cancel := withTimeout(ctx, plan.Timeouts.Update, &resp.Diagnostics)
 	defer cancel()
 
 	held, diags := state.rules(ctx)
@@ -382,7 +379,7 @@ func (r *accessRequestResource) Delete(ctx context.Context, req resource.DeleteR
 	if resp.Diagnostics.HasError() {
 		return
 	}
-	ctx, cancel := withTimeout(ctx, state.Timeouts.Delete, defaultRequestTimeout, &resp.Diagnostics)
+	ctx, cancel := withTimeout(ctx, state.Timeouts.Delete, &resp.Diagnostics)
 	defer cancel()
 
 	ref, diags := state.grantRef(ctx, state.portProtocols())

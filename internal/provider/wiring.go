@@ -26,10 +26,14 @@ func (d *dataSourceEngine) Configure(_ context.Context, req datasource.Configure
 	d.engine = configuredEngine(req.ProviderData, &resp.Diagnostics)
 }
 
+// defaultTimeout bounds a CRUD call the timeouts block sets no timeout for.
+const defaultTimeout = 30 * time.Minute
+
 // withTimeout bounds ctx by an operation's timeout: the one the timeouts
-// block sets (timeout is its Create, Read, Update or Delete), else def.
-func withTimeout(ctx context.Context, timeout func(context.Context, time.Duration) (time.Duration, diag.Diagnostics), def time.Duration, diags *diag.Diagnostics) (context.Context, context.CancelFunc) {
-	t, d := timeout(ctx, def)
+// block sets (timeout is its Create, Read, Update or Delete), else
+// defaultTimeout.
+func withTimeout(ctx context.Context, timeout func(context.Context, time.Duration) (time.Duration, diag.Diagnostics), diags *diag.Diagnostics) (context.Context, context.CancelFunc) {
+	t, d := timeout(ctx, defaultTimeout)
 	diags.Append(d...)
 	return context.WithTimeout(ctx, t)
 }
