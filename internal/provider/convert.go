@@ -160,6 +160,27 @@ func portModels(ports []jit.Port) []policyPort {
 	return out
 }
 
+// jit_access_request and jit_access.
+
+// baseRequest is what both ask for, ports aside: the VM, and who asks and why.
+func (m *accessModel) baseRequest() engine.Request {
+	return engine.Request{MachineID: m.VirtualMachineID.ValueString(), OnBehalfOf: m.OnBehalfOf.ValueString(), Justification: m.Justification.ValueString()}
+}
+
+// record is who asked and why, as the request was made.
+func (m *accessModel) record() jit.GrantRecord {
+	return jit.GrantRecord{Requestor: m.Requestor.ValueString(), OnBehalfOf: m.OnBehalfOf.ValueString(), Justification: m.Justification.ValueString()}
+}
+
+// requestPort is the port as asked, without a duration or end.
+func (p *requestedPort) requestPort() engine.RequestPort {
+	return engine.RequestPort{Number: int(p.Number.ValueInt64()), Protocol: jit.Protocol(p.Protocol.ValueString()), Source: p.AllowedSourceAddressPrefix.ValueString()}
+}
+
+func (p *requestedPort) portProtocol() jit.PortProtocol {
+	return jit.PortProtocol{Number: int(p.Number.ValueInt64()), Protocol: jit.Protocol(p.Protocol.ValueString())}
+}
+
 // jit_access_request.
 
 func (m *accessRequestModel) portsKnown() bool {
@@ -175,12 +196,10 @@ func (m *accessRequestModel) portsKnown() bool {
 // request is the request as configured.
 func (m *accessRequestModel) request() (engine.Request, diag.Diagnostics) {
 	var diags diag.Diagnostics
-	r := engine.Request{MachineID: m.VirtualMachineID.ValueString(), OnBehalfOf: m.OnBehalfOf.ValueString(), Justification: m.Justification.ValueString()}
+	r := m.baseRequest()
 	for _, p := range m.Ports {
-		port := engine.RequestPort{
-			Number: int(p.Number.ValueInt64()), Protocol: jit.Protocol(p.Protocol.ValueString()),
-			Source: p.AllowedSourceAddressPrefix.ValueString(), Duration: p.Duration.ValueString(),
-		}
+		port := p.requestPort()
+		port.Duration = p.Duration.ValueString()
 		if p.Duration.IsNull() {
 			var d diag.Diagnostics
 			port.End, d = p.EndTimeUTC.ValueRFC3339Time()
@@ -189,10 +208,6 @@ func (m *accessRequestModel) request() (engine.Request, diag.Diagnostics) {
 		r.Ports = append(r.Ports, port)
 	}
 	return r, diags
-}
-
-func (p *accessPort) portProtocol() jit.PortProtocol {
-	return jit.PortProtocol{Number: int(p.Number.ValueInt64()), Protocol: jit.Protocol(p.Protocol.ValueString())}
 }
 
 func (m *accessRequestModel) portProtocols() []jit.PortProtocol {
@@ -244,11 +259,6 @@ func (m *accessRequestModel) grant(ports []int) (engine.Grant, diag.Diagnostics)
 	return g, diags
 }
 
-// record is who asked and why, as the request was made.
-func (m *accessRequestModel) record() jit.GrantRecord {
-	return jit.GrantRecord{Requestor: m.Requestor.ValueString(), OnBehalfOf: m.OnBehalfOf.ValueString(), Justification: m.Justification.ValueString()}
-}
-
 func grantRulesValue(ctx context.Context, rules []engine.GrantRule) (types.List, diag.Diagnostics) {
 	rules = slices.Clone(rules)
 	engine.SortGrantRules(rules)
@@ -265,11 +275,10 @@ func rfc3339(t time.Time) timetypes.RFC3339 { return timetypes.NewRFC3339TimeVal
 
 // request is the ephemeral grant as a request: every port for Duration.
 func (m *accessEphemeralModel) request() engine.Request {
-	r := engine.Request{MachineID: m.VirtualMachineID.ValueString(), OnBehalfOf: m.OnBehalfOf.ValueString(), Justification: m.Justification.ValueString(), Duration: m.Duration.ValueString()}
+	r := m.baseRequest()
+	r.Duration = m.Duration.ValueString()
 	for _, p := range m.Ports {
-		r.Ports = append(r.Ports, engine.RequestPort{
-			Number: int(p.Number.ValueInt64()), Protocol: jit.Protocol(p.Protocol.ValueString()), Source: p.AllowedSourceAddressPrefix.ValueString(),
-		})
+		r.Ports = append(r.Ports, p.requestPort())
 	}
 	return r
 }

@@ -18,39 +18,29 @@ import (
 	"github.com/jitaccess/terraform-provider-jit/internal/jit"
 )
 
-var _ datasource.DataSourceWithConfigure = (*virtualMachineDataSource)(nil)
-
 func newVirtualMachineDataSource() datasource.DataSource { return &virtualMachineDataSource{} }
 
-type virtualMachineDataSource struct {
-	engine *engine.Engine
-}
+type virtualMachineDataSource struct{ dataSourceEngine }
 
 // lockedPortsAttribute and networkInterfacesAttribute are read by the
 // model conversions for their object types.
-var lockedPortsAttribute = schema.ListNestedAttribute{
-	Computed:            true,
-	MarkdownDescription: "The ports the policy locks, with the limits a request must respect, read from the machine's tags.",
-	NestedObject: schema.NestedAttributeObject{Attributes: map[string]schema.Attribute{
-		"number":                          schema.Int64Attribute{Computed: true, MarkdownDescription: "Port number."},
-		"protocol":                        schema.StringAttribute{Computed: true, MarkdownDescription: "`TCP`, `UDP` or `*`."},
-		"allowed_source_address_prefixes": schema.ListAttribute{Computed: true, ElementType: types.StringType, MarkdownDescription: "Sources a request may open the port to."},
-		"max_request_access_duration":     schema.StringAttribute{Computed: true, MarkdownDescription: "Longest access a request may get (ISO 8601)."},
-	}},
-}
+var lockedPortsAttribute = computedObjects("The ports the policy locks, with the limits a request must respect, read from the machine's tags.",
+	map[string]schema.Attribute{
+		"number":                          computedInt64("Port number."),
+		"protocol":                        computedString("`TCP`, `UDP` or `*`."),
+		"allowed_source_address_prefixes": computedStrings("Sources a request may open the port to."),
+		"max_request_access_duration":     computedString("Longest access a request may get (ISO 8601)."),
+	})
 
-var networkInterfacesAttribute = schema.ListNestedAttribute{
-	Computed:            true,
-	MarkdownDescription: "The machine's network interfaces, primary first.",
-	NestedObject: schema.NestedAttributeObject{Attributes: map[string]schema.Attribute{
-		"id":                               schema.StringAttribute{Computed: true, MarkdownDescription: "NIC resource ID or ENI ID."},
-		"subnet_id":                        schema.StringAttribute{Computed: true, MarkdownDescription: "Subnet of the interface."},
-		"private_ip_addresses":             schema.ListAttribute{Computed: true, ElementType: types.StringType, MarkdownDescription: "Private IPs of the interface."},
-		"network_security_group_id":        schema.StringAttribute{Computed: true, MarkdownDescription: "Azure: the NSG on the NIC, empty when none."},
-		"subnet_network_security_group_id": schema.StringAttribute{Computed: true, MarkdownDescription: "Azure: the NSG on the NIC's subnet, empty when none."},
-		"security_group_ids":               schema.ListAttribute{Computed: true, ElementType: types.StringType, MarkdownDescription: "EC2: the ENI's security groups."},
-	}},
-}
+var networkInterfacesAttribute = computedObjects("The machine's network interfaces, primary first.",
+	map[string]schema.Attribute{
+		"id":                               computedString("NIC resource ID or ENI ID."),
+		"subnet_id":                        computedString("Subnet of the interface."),
+		"private_ip_addresses":             computedStrings("Private IPs of the interface."),
+		"network_security_group_id":        computedString("Azure: the NSG on the NIC, empty when none."),
+		"subnet_network_security_group_id": computedString("Azure: the NSG on the NIC's subnet, empty when none."),
+		"security_group_ids":               computedStrings("EC2: the ENI's security groups."),
+	})
 
 func (d *virtualMachineDataSource) Metadata(_ context.Context, req datasource.MetadataRequest, resp *datasource.MetadataResponse) {
 	resp.TypeName = req.ProviderTypeName + "_virtual_machine"
@@ -58,7 +48,7 @@ func (d *virtualMachineDataSource) Metadata(_ context.Context, req datasource.Me
 
 func (d *virtualMachineDataSource) Schema(_ context.Context, _ datasource.SchemaRequest, resp *datasource.SchemaResponse) {
 	attrs := assessmentAttributes()
-	attrs["id"] = schema.StringAttribute{Computed: true, MarkdownDescription: "The VM or instance ID, as the cloud spells it."}
+	attrs["id"] = computedString("The VM or instance ID, as the cloud spells it.")
 	attrs["virtual_machine_id"] = schema.StringAttribute{
 		Required:            true,
 		MarkdownDescription: "An Azure VM resource ID (`/subscriptions/…/providers/Microsoft.Compute/virtualMachines/NAME`) or an EC2 instance ID (`i-…`).",
@@ -81,10 +71,6 @@ func (d *virtualMachineDataSource) Schema(_ context.Context, _ datasource.Schema
 			"`jit_role_definition` is enough.",
 		Attributes: attrs,
 	}
-}
-
-func (d *virtualMachineDataSource) Configure(_ context.Context, req datasource.ConfigureRequest, resp *datasource.ConfigureResponse) {
-	d.engine = configuredEngine(req.ProviderData, &resp.Diagnostics)
 }
 
 func (d *virtualMachineDataSource) Read(ctx context.Context, req datasource.ReadRequest, resp *datasource.ReadResponse) {
@@ -128,65 +114,73 @@ func (d *virtualMachineDataSource) Read(ctx context.Context, req datasource.Read
 // assessmentAttributes are a machine's attributes as both virtual machine
 // data sources report them.
 func assessmentAttributes() map[string]schema.Attribute {
-	str := func(desc string) schema.Attribute {
-		return schema.StringAttribute{Computed: true, MarkdownDescription: desc}
-	}
-	strs := func(desc string) schema.Attribute {
-		return schema.ListAttribute{Computed: true, ElementType: types.StringType, MarkdownDescription: desc}
-	}
 	return map[string]schema.Attribute{
-		"cloud":    str("`azure` or `aws`."),
-		"name":     str("The VM name (Azure) or the `Name` tag (EC2)."),
-		"location": str("The Azure location or the AWS region."),
+		"cloud":    computedString("`azure` or `aws`."),
+		"name":     computedString("The VM name (Azure) or the `Name` tag (EC2)."),
+		"location": computedString("The Azure location or the AWS region."),
 		"tags":     schema.MapAttribute{Computed: true, ElementType: types.StringType, MarkdownDescription: "The machine's tags, the policy's settings (`jit-*`) among them."},
-		"classification": str("`Configured` (a `jit_policy` covers the machine), `Not configured` (it could be protected) or " +
+		"classification": computedString("`Configured` (a `jit_policy` covers the machine), `Not configured` (it could be protected) or " +
 			"`Unsupported`, as Defender for Cloud's JIT page sorts VMs."),
-		"unsupported_reason": str("Every reason the machine cannot be protected, joined by `; `; empty unless `classification` is `Unsupported`."),
-		"unsupported_reasons": strs("Every reason the machine cannot be protected: a classic (ASM) VM, a terminated instance, " +
+		"unsupported_reason": computedString("Every reason the machine cannot be protected, joined by `; `; empty unless `classification` is `Unsupported`."),
+		"unsupported_reasons": computedStrings("Every reason the machine cannot be protected: a classic (ASM) VM, a terminated instance, " +
 			"no network security group on the path, a firewall in front managed by a Firewall Policy, no network interface or security group."),
-		"private_ip_addresses": strs("Private IPs over all network interfaces: the destinations JIT rules are scoped to."),
-		"security_group_ids":   strs("Every network security group (Azure: the NICs' and their subnets') or security group (EC2) on the path, once each."),
-		"policy_name":          str("The `jit_policy` covering the machine, read from its tags; empty when none."),
+		"private_ip_addresses": computedStrings("Private IPs over all network interfaces: the destinations JIT rules are scoped to."),
+		"security_group_ids":   computedStrings("Every network security group (Azure: the NICs' and their subnets') or security group (EC2) on the path, once each."),
+		"policy_name":          computedString("The `jit_policy` covering the machine, read from its tags; empty when none."),
 		"locked_ports":         lockedPortsAttribute,
 		"managed_by_defender": schema.BoolAttribute{Computed: true, MarkdownDescription: "Whether a network security group on the path holds " +
 			"Microsoft Defender for Cloud's own JIT rules (named `SecurityCenter-JITRule…`). `jit_policy` refuses to lock such an " +
 			"NSG: two JIT engines on one NSG fight over its rules."},
-		"defender_network_security_group_ids": strs("The network security groups on the path holding Defender for Cloud's JIT rules."),
+		"defender_network_security_group_ids": computedStrings("The network security groups on the path holding Defender for Cloud's JIT rules."),
 		"exposed_management_ports": schema.ListAttribute{Computed: true, ElementType: types.Int64Type, MarkdownDescription: "The management ports " +
 			"(22, 3389, 5985, 5986, TCP) that traffic from the internet at large (`*`, `Internet`, `0.0.0.0/0`, `::/0`) reaches through " +
 			"every filter on the path, as `exposures` details."},
-		"exposures": schema.ListNestedAttribute{
-			Computed:            true,
-			MarkdownDescription: "Each exposed management port and the rules that let the internet reach it, one per filter on the path.",
-			NestedObject: schema.NestedAttributeObject{Attributes: map[string]schema.Attribute{
-				"port":     schema.Int64Attribute{Computed: true, MarkdownDescription: "Port number."},
-				"protocol": str("`TCP`."),
-				"rules": strs("`<NSG ID>/securityRules/<name>` for an NSG rule, `<group ID>/<rule ID>` for a security group rule, " +
+		"exposures": computedObjects("Each exposed management port and the rules that let the internet reach it, one per filter on the path.",
+			map[string]schema.Attribute{
+				"port":     computedInt64("Port number."),
+				"protocol": computedString("`TCP`."),
+				"rules": computedStrings("`<NSG ID>/securityRules/<name>` for an NSG rule, `<group ID>/<rule ID>` for a security group rule, " +
 					"or `" + jit.NoNSGOnPath + "`."),
-			}},
-		},
-		"active_grants": schema.ListNestedAttribute{
-			Computed:            true,
-			MarkdownDescription: "The grants not ended yet, one per request and port, oldest first, as the cloud records them.",
-			NestedObject: schema.NestedAttributeObject{Attributes: map[string]schema.Attribute{
-				"request_id":     str("The request's ID (its start time, then a random suffix)."),
-				"requestor":      str("The identity that opened the grant."),
-				"on_behalf_of":   str("The person the requestor acted for, where the cloud records it; empty otherwise."),
-				"justification":  str("The request's justification, as far as the cloud records it."),
-				"port":           schema.Int64Attribute{Computed: true, MarkdownDescription: "Port number."},
-				"protocol":       str("`TCP`, `UDP` or `*`."),
-				"source":         str("The source the port is open to."),
-				"start_time_utc": str("When the request started (RFC 3339)."),
-				"end_time_utc":   str("When the grant ends (RFC 3339)."),
-				"target_id":      str("The NSG or the grant's security group holding the grant."),
-			}},
-		},
-		"requests_last_7_days": schema.Int64Attribute{Computed: true, MarkdownDescription: "The requests started in the last 7 days " +
-			"whose grants the cloud still shows (ended grants are removed once revoked, so this counts what is still visible)."},
-		"last_requestor":            str("The requestor of the latest request still visible; empty when none."),
-		"last_request_on_behalf_of": str("The person the latest request was made for, where recorded; empty otherwise."),
-		"last_request_time_utc":     str("When the latest request still visible started (RFC 3339); empty when none."),
+			}),
+		"active_grants": computedObjects("The grants not ended yet, one per request and port, oldest first, as the cloud records them.",
+			map[string]schema.Attribute{
+				"request_id":     computedString("The request's ID (its start time, then a random suffix)."),
+				"requestor":      computedString("The identity that opened the grant."),
+				"on_behalf_of":   computedString("The person the requestor acted for, where the cloud records it; empty otherwise."),
+				"justification":  computedString("The request's justification, as far as the cloud records it."),
+				"port":           computedInt64("Port number."),
+				"protocol":       computedString("`TCP`, `UDP` or `*`."),
+				"source":         computedString("The source the port is open to."),
+				"start_time_utc": computedString("When the request started (RFC 3339)."),
+				"end_time_utc":   computedString("When the grant ends (RFC 3339)."),
+				"target_id":      computedString("The NSG or the grant's security group holding the grant."),
+			}),
+		"requests_last_7_days": computedInt64("The requests started in the last 7 days " +
+			"whose grants the cloud still shows (ended grants are removed once revoked, so this counts what is still visible)."),
+		"last_requestor":            computedString("The requestor of the latest request still visible; empty when none."),
+		"last_request_on_behalf_of": computedString("The person the latest request was made for, where recorded; empty otherwise."),
+		"last_request_time_utc":     computedString("When the latest request still visible started (RFC 3339); empty when none."),
 	}
+}
+
+// Constructors of the data sources' computed attributes, which differ
+// only in their descriptions.
+
+func computedString(desc string) schema.StringAttribute {
+	return schema.StringAttribute{Computed: true, MarkdownDescription: desc}
+}
+
+func computedStrings(desc string) schema.ListAttribute {
+	return schema.ListAttribute{Computed: true, ElementType: types.StringType, MarkdownDescription: desc}
+}
+
+func computedInt64(desc string) schema.Int64Attribute {
+	return schema.Int64Attribute{Computed: true, MarkdownDescription: desc}
+}
+
+// computedObjects is a list of objects with these attributes.
+func computedObjects(desc string, attrs map[string]schema.Attribute) schema.ListNestedAttribute {
+	return schema.ListNestedAttribute{Computed: true, MarkdownDescription: desc, NestedObject: schema.NestedAttributeObject{Attributes: attrs}}
 }
 
 // newAssessmentModel turns the engine's assessment into the data sources' attributes.

@@ -18,13 +18,9 @@ import (
 	"github.com/jitaccess/terraform-provider-jit/internal/jit"
 )
 
-var _ datasource.DataSourceWithConfigure = (*virtualMachinesDataSource)(nil)
-
 func newVirtualMachinesDataSource() datasource.DataSource { return &virtualMachinesDataSource{} }
 
-type virtualMachinesDataSource struct {
-	engine *engine.Engine
-}
+type virtualMachinesDataSource struct{ dataSourceEngine }
 
 func (d *virtualMachinesDataSource) Metadata(_ context.Context, req datasource.MetadataRequest, resp *datasource.MetadataResponse) {
 	resp.TypeName = req.ProviderTypeName + "_virtual_machines"
@@ -33,13 +29,9 @@ func (d *virtualMachinesDataSource) Metadata(_ context.Context, req datasource.M
 // fleetMachineAttribute is one machine of the list.
 func fleetMachineAttribute() schema.ListNestedAttribute {
 	attrs := assessmentAttributes()
-	attrs["id"] = schema.StringAttribute{Computed: true, MarkdownDescription: "The VM or instance ID, as the cloud spells it."}
-	return schema.ListNestedAttribute{
-		Computed: true,
-		MarkdownDescription: "The machines of the scope that pass the filters, sorted by cloud then ID, each with the attributes " +
-			"`jit_virtual_machine` reports (network interfaces aside).",
-		NestedObject: schema.NestedAttributeObject{Attributes: attrs},
-	}
+	attrs["id"] = computedString("The VM or instance ID, as the cloud spells it.")
+	return computedObjects("The machines of the scope that pass the filters, sorted by cloud then ID, each with the attributes "+
+		"`jit_virtual_machine` reports (network interfaces aside).", attrs)
 }
 
 func (d *virtualMachinesDataSource) Schema(_ context.Context, _ datasource.SchemaRequest, resp *datasource.SchemaResponse) {
@@ -51,7 +43,7 @@ func (d *virtualMachinesDataSource) Schema(_ context.Context, _ datasource.Schem
 			"page by page, and one read per network security group, subnet or firewall the lists leave out; never one per machine. " +
 			"Reads only: the `audit` role of `jit_role_definition` is enough.",
 		Attributes: map[string]schema.Attribute{
-			"id": schema.StringAttribute{Computed: true, MarkdownDescription: "The scope read: the clouds configured, for Terraform's sake."},
+			"id": computedString("The scope read: the clouds configured, for Terraform's sake."),
 			"azure_resource_group_names": schema.ListAttribute{
 				Optional: true, ElementType: types.StringType,
 				MarkdownDescription: "Azure: only these resource groups of the subscription. Default: the whole subscription. " +
@@ -83,10 +75,6 @@ func (d *virtualMachinesDataSource) Schema(_ context.Context, _ datasource.Schem
 			"virtual_machines": fleetMachineAttribute(),
 		},
 	}
-}
-
-func (d *virtualMachinesDataSource) Configure(_ context.Context, req datasource.ConfigureRequest, resp *datasource.ConfigureResponse) {
-	d.engine = configuredEngine(req.ProviderData, &resp.Diagnostics)
 }
 
 func (d *virtualMachinesDataSource) Read(ctx context.Context, req datasource.ReadRequest, resp *datasource.ReadResponse) {

@@ -48,7 +48,7 @@ func (e *accessEphemeral) Schema(_ context.Context, _ ephemeral.SchemaRequest, r
 			"any other (see `revoke-expired`).",
 		Attributes: map[string]schema.Attribute{
 			"virtual_machine_id": schema.StringAttribute{
-				Required: true, MarkdownDescription: "The Azure VM resource ID (`/subscriptions/…/virtualMachines/NAME`) or EC2 instance ID (`i-…`) to open.",
+				Required: true, MarkdownDescription: virtualMachineToOpenDescription,
 				Validators: []validator.String{virtualMachineIDValidator},
 			},
 			"justification": schema.StringAttribute{
@@ -75,7 +75,7 @@ func (e *accessEphemeral) Schema(_ context.Context, _ ephemeral.SchemaRequest, r
 		},
 		Blocks: map[string]schema.Block{
 			"port": schema.ListNestedBlock{
-				MarkdownDescription: "A port to open; it must be locked by the VM's policy.",
+				MarkdownDescription: portToOpenDescription,
 				Validators:          []validator.List{listvalidator.IsRequired(), listvalidator.SizeAtLeast(1)},
 				NestedObject: schema.NestedBlockObject{Attributes: map[string]schema.Attribute{
 					"number": schema.Int64Attribute{
@@ -83,7 +83,7 @@ func (e *accessEphemeral) Schema(_ context.Context, _ ephemeral.SchemaRequest, r
 						Validators: []validator.Int64{int64validator.Between(0, 65535)},
 					},
 					"protocol": schema.StringAttribute{
-						Optional: true, MarkdownDescription: "`TCP`, `UDP` or `*`; by default the protocol the policy locks the port for.",
+						Optional: true, MarkdownDescription: portProtocolDescription,
 						Validators: []validator.String{protocolValidator},
 					},
 					"allowed_source_address_prefix": schema.StringAttribute{
@@ -137,9 +137,8 @@ func (e *accessEphemeral) Open(ctx context.Context, req ephemeral.OpenRequest, r
 // policy no longer allows is closed instead.
 func (e *accessEphemeral) Renew(ctx context.Context, req ephemeral.RenewRequest, resp *ephemeral.RenewResponse) {
 	ctx = engine.WithFlow(ctx, engine.FlowRequest)
-	state, diags := loadPrivate(ctx, req.Private)
-	resp.Diagnostics.Append(diags...)
-	if resp.Diagnostics.HasError() {
+	state := loadPrivate(ctx, req.Private, &resp.Diagnostics)
+	if state == nil {
 		return
 	}
 	final, findings := e.engine.Renew(ctx, state)
@@ -155,9 +154,8 @@ func (e *accessEphemeral) Renew(ctx context.Context, req ephemeral.RenewRequest,
 
 func (e *accessEphemeral) Close(ctx context.Context, req ephemeral.CloseRequest, resp *ephemeral.CloseResponse) {
 	ctx = engine.WithFlow(ctx, engine.FlowRequest)
-	state, diags := loadPrivate(ctx, req.Private)
-	resp.Diagnostics.Append(diags...)
-	if resp.Diagnostics.HasError() {
+	state := loadPrivate(ctx, req.Private, &resp.Diagnostics)
+	if state == nil {
 		return
 	}
 	if err := e.engine.CloseEphemeral(ctx, state); err != nil {
@@ -186,14 +184,17 @@ func savePrivate(ctx context.Context, p privateData, state *engine.Renewal) diag
 	return p.SetKey(ctx, privateGrantKey, b)
 }
 
-func loadPrivate(ctx context.Context, p privateData) (*engine.Renewal, diag.Diagnostics) {
-	state := &engine.Renewal{}
-	b, diags := p.GetKey(ctx, privateGrantKey)
-	if diags.HasError() {
-		return state, diags
+// loadPrivate reads the grant Open kept; nil, the error in diags, when it
+// cannot.
+func loadPrivate(ctx context.Context, p privateData, diags *diag.Diagnostics) *engine.Renewal {
+	b, d := p.GetKey(ctx, privateGrantKey)
+	if diags.Append(d...); d.HasError() {
+		return nil
 	}
+	state := &engine.Renewal{}
 	if err := json.Unmarshal(b, state); err != nil || state.Grant.ID == "" {
 		diags.AddError("Lost the grant's details", fmt.Sprintf("The private data of the open grant cannot be read (%v); it expires on its own.", err))
+		return nil
 	}
-	return state, diags
+	return state
 }

@@ -56,27 +56,38 @@ type revokedIngressRule struct {
 	Description       string   `tfsdk:"description"`
 }
 
+// accessModel is what jit_access_request and the ephemeral jit_access
+// share: the VM to open, who asks and why, and the request's ID.
+type accessModel struct {
+	ID               types.String `tfsdk:"id"`
+	VirtualMachineID types.String `tfsdk:"virtual_machine_id"`
+	Justification    types.String `tfsdk:"justification"`
+	OnBehalfOf       types.String `tfsdk:"on_behalf_of"`
+	Requestor        types.String `tfsdk:"requestor"`
+}
+
+// requestedPort is a port block as both ask for it.
+type requestedPort struct {
+	Number                     types.Int64  `tfsdk:"number"`
+	Protocol                   types.String `tfsdk:"protocol"`
+	AllowedSourceAddressPrefix types.String `tfsdk:"allowed_source_address_prefix"`
+}
+
 type accessRequestModel struct {
-	ID               types.String      `tfsdk:"id"`
-	VirtualMachineID types.String      `tfsdk:"virtual_machine_id"`
-	Justification    types.String      `tfsdk:"justification"`
-	OnBehalfOf       types.String      `tfsdk:"on_behalf_of"`
-	Ports            []accessPort      `tfsdk:"port"`
-	Requestor        types.String      `tfsdk:"requestor"`
-	StartTimeUTC     timetypes.RFC3339 `tfsdk:"start_time_utc"`
-	Rules            types.List        `tfsdk:"rules"`
-	Timeouts         timeouts.Value    `tfsdk:"timeouts"`
+	accessModel
+	Ports        []accessPort      `tfsdk:"port"`
+	StartTimeUTC timetypes.RFC3339 `tfsdk:"start_time_utc"`
+	Rules        types.List        `tfsdk:"rules"`
+	Timeouts     timeouts.Value    `tfsdk:"timeouts"`
 }
 
 type accessPort struct {
-	Number                     types.Int64       `tfsdk:"number"`
-	Protocol                   types.String      `tfsdk:"protocol"`
-	AllowedSourceAddressPrefix types.String      `tfsdk:"allowed_source_address_prefix"`
-	Duration                   types.String      `tfsdk:"duration"`
-	EndTimeUTC                 timetypes.RFC3339 `tfsdk:"end_time_utc"`
-	Status                     types.String      `tfsdk:"status"`
-	StatusReason               types.String      `tfsdk:"status_reason"`
-	ConnectionDetails          types.String      `tfsdk:"connection_details"`
+	requestedPort
+	Duration          types.String      `tfsdk:"duration"`
+	EndTimeUTC        timetypes.RFC3339 `tfsdk:"end_time_utc"`
+	Status            types.String      `tfsdk:"status"`
+	StatusReason      types.String      `tfsdk:"status_reason"`
+	ConnectionDetails types.String      `tfsdk:"connection_details"`
 }
 
 // grantRule is one rule a request owns in the cloud.
@@ -89,22 +100,12 @@ type grantRule struct {
 }
 
 type accessEphemeralModel struct {
-	ID                types.String          `tfsdk:"id"`
-	VirtualMachineID  types.String          `tfsdk:"virtual_machine_id"`
-	Justification     types.String          `tfsdk:"justification"`
-	OnBehalfOf        types.String          `tfsdk:"on_behalf_of"`
-	Duration          types.String          `tfsdk:"duration"`
-	Ports             []accessEphemeralPort `tfsdk:"port"`
-	Requestor         types.String          `tfsdk:"requestor"`
-	StartTimeUTC      types.String          `tfsdk:"start_time_utc"`
-	EndTimeUTC        types.String          `tfsdk:"end_time_utc"`
-	ConnectionDetails types.List            `tfsdk:"connection_details"`
-}
-
-type accessEphemeralPort struct {
-	Number                     types.Int64  `tfsdk:"number"`
-	Protocol                   types.String `tfsdk:"protocol"`
-	AllowedSourceAddressPrefix types.String `tfsdk:"allowed_source_address_prefix"`
+	accessModel
+	Duration          types.String    `tfsdk:"duration"`
+	Ports             []requestedPort `tfsdk:"port"`
+	StartTimeUTC      types.String    `tfsdk:"start_time_utc"`
+	EndTimeUTC        types.String    `tfsdk:"end_time_utc"`
+	ConnectionDetails types.List      `tfsdk:"connection_details"`
 }
 
 type virtualMachineModel struct {

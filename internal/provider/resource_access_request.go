@@ -3,7 +3,6 @@ package provider
 import (
 	"context"
 	"fmt"
-	"time"
 
 	"github.com/hashicorp/terraform-plugin-framework-timeouts/resource/timeouts"
 	"github.com/hashicorp/terraform-plugin-framework-timetypes/timetypes"
@@ -26,16 +25,13 @@ import (
 )
 
 var (
-	_ resource.ResourceWithConfigure      = (*accessRequestResource)(nil)
 	_ resource.ResourceWithModifyPlan     = (*accessRequestResource)(nil)
 	_ resource.ResourceWithValidateConfig = (*accessRequestResource)(nil)
 )
 
 func newAccessRequestResource() resource.Resource { return &accessRequestResource{} }
 
-type accessRequestResource struct {
-	engine *engine.Engine
-}
+type accessRequestResource struct{ resourceEngine }
 
 func (r *accessRequestResource) Metadata(_ context.Context, req resource.MetadataRequest, resp *resource.MetadataResponse) {
 	resp.TypeName = req.ProviderTypeName + "_access_request"
@@ -67,7 +63,7 @@ func (r *accessRequestResource) Schema(ctx context.Context, _ resource.SchemaReq
 				PlanModifiers: []planmodifier.String{stringplanmodifier.UseStateForUnknown()},
 			},
 			"virtual_machine_id": schema.StringAttribute{
-				Required: true, MarkdownDescription: "The Azure VM resource ID (`/subscriptions/…/virtualMachines/NAME`) or EC2 instance ID (`i-…`) to open.",
+				Required: true, MarkdownDescription: virtualMachineToOpenDescription,
 				PlanModifiers: replace, Validators: []validator.String{virtualMachineIDValidator},
 			},
 			"justification": schema.StringAttribute{
@@ -90,7 +86,7 @@ func (r *accessRequestResource) Schema(ctx context.Context, _ resource.SchemaReq
 		},
 		Blocks: map[string]schema.Block{
 			"port": schema.ListNestedBlock{
-				MarkdownDescription: "A port to open; it must be locked by the VM's policy.",
+				MarkdownDescription: portToOpenDescription,
 				Validators:          []validator.List{listvalidator.IsRequired(), listvalidator.SizeAtLeast(1)},
 				NestedObject: schema.NestedBlockObject{Attributes: map[string]schema.Attribute{
 					"number": schema.Int64Attribute{
@@ -100,7 +96,7 @@ func (r *accessRequestResource) Schema(ctx context.Context, _ resource.SchemaReq
 					},
 					"protocol": schema.StringAttribute{
 						Optional: true, Computed: true,
-						MarkdownDescription: "`TCP`, `UDP` or `*`; by default the protocol the policy locks the port for.",
+						MarkdownDescription: portProtocolDescription,
 						Validators:          []validator.String{protocolValidator},
 						PlanModifiers:       replace,
 					},
@@ -139,7 +135,10 @@ func (r *accessRequestResource) Schema(ctx context.Context, _ resource.SchemaReq
 
 // Descriptions the request and the ephemeral resource share.
 const (
-	requestorDescription = "Who asked: the identity the provider's credentials belong to in the VM's cloud. Azure: the token's user " +
+	virtualMachineToOpenDescription = "The Azure VM resource ID (`/subscriptions/…/virtualMachines/NAME`) or EC2 instance ID (`i-…`) to open."
+	portToOpenDescription           = "A port to open; it must be locked by the VM's policy."
+	portProtocolDescription         = "`TCP`, `UDP` or `*`; by default the protocol the policy locks the port for."
+	requestorDescription            = "Who asked: the identity the provider's credentials belong to in the VM's cloud. Azure: the token's user " +
 		"principal name, else `app:<application ID>` or `oid:<object ID>`. AWS: the ARN `sts:GetCallerIdentity` returns, such as " +
 		"`arn:aws:sts::123456789012:assumed-role/ROLE/SESSION`. Recorded whole with every grant."
 	onBehalfOfDescription = "The person the authenticated identity acts for: when CI applies a reviewed request, the pull request's " +
@@ -159,12 +158,6 @@ var accessRequestRulesAttribute = schema.ListNestedAttribute{
 		"protocol":  schema.StringAttribute{Computed: true, MarkdownDescription: "Granted protocol."},
 	}},
 }
-
-func (r *accessRequestResource) Configure(_ context.Context, req resource.ConfigureRequest, resp *resource.ConfigureResponse) {
-	r.engine = configuredEngine(req.ProviderData, &resp.Diagnostics)
-}
-
-const defaultRequestTimeout = 30 * time.Minute
 
 // ValidateConfig requires exactly one of duration and end_time_utc per
 // port. It reads the configuration as written, so an end time that is not
@@ -271,9 +264,7 @@ func (r *accessRequestResource) Create(ctx context.Context, req resource.CreateR
 	if resp.Diagnostics.HasError() {
 		return
 	}
-	timeout, diags := plan.Timeouts.Create(ctx, defaultRequestTimeout)
-	resp.Diagnostics.Append(diags...)
-	ctx, cancel := context.WithTimeout(ctx, timeout)
+	ctx, cancel := withTimeout(ctx, plan.Timeouts.Create, &resp.Diagnostics)
 	defer cancel()
 
 	request, diags := plan.request()
@@ -304,9 +295,7 @@ func (r *accessRequestResource) Read(ctx context.Context, req resource.ReadReque
 	if resp.Diagnostics.HasError() {
 		return
 	}
-	timeout, diags := state.Timeouts.Read(ctx, defaultRequestTimeout)
-	resp.Diagnostics.Append(diags...)
-	ctx, cancel := context.WithTimeout(ctx, timeout)
+	ctx, cancel := withTimeout(ctx, state.Timeouts.Read, &resp.Diagnostics)
 	defer cancel()
 
 	ref, diags := state.grantRef(ctx, state.portProtocols())
@@ -346,9 +335,7 @@ func (r *accessRequestResource) Update(ctx context.Context, req resource.UpdateR
 	if resp.Diagnostics.HasError() {
 		return
 	}
-	timeout, diags := plan.Timeouts.Update(ctx, defaultRequestTimeout)
-	resp.Diagnostics.Append(diags...)
-	ctx, cancel := context.WithTimeout(ctx, timeout)
+	ctx, cancel := withTimeout(ctx, plan.Timeouts.Update, &resp.Diagnostics)
 	defer cancel()
 
 	held, diags := state.rules(ctx)
@@ -392,9 +379,7 @@ func (r *accessRequestResource) Delete(ctx context.Context, req resource.DeleteR
 	if resp.Diagnostics.HasError() {
 		return
 	}
-	timeout, diags := state.Timeouts.Delete(ctx, defaultRequestTimeout)
-	resp.Diagnostics.Append(diags...)
-	ctx, cancel := context.WithTimeout(ctx, timeout)
+	ctx, cancel := withTimeout(ctx, state.Timeouts.Delete, &resp.Diagnostics)
 	defer cancel()
 
 	ref, diags := state.grantRef(ctx, state.portProtocols())

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/hashicorp/terraform-plugin-framework-timeouts/resource/timeouts"
 	"github.com/hashicorp/terraform-plugin-framework-validators/int64validator"
@@ -30,7 +29,6 @@ import (
 )
 
 var (
-	_ resource.ResourceWithConfigure      = (*policyResource)(nil)
 	_ resource.ResourceWithModifyPlan     = (*policyResource)(nil)
 	_ resource.ResourceWithImportState    = (*policyResource)(nil)
 	_ resource.ResourceWithValidateConfig = (*policyResource)(nil)
@@ -38,9 +36,7 @@ var (
 
 func newPolicyResource() resource.Resource { return &policyResource{} }
 
-type policyResource struct {
-	engine *engine.Engine
-}
+type policyResource struct{ resourceEngine }
 
 // policyRulesAttribute is every deny rule the policy owns: what a
 // reviewer reads in the plan.
@@ -170,12 +166,6 @@ func (r *policyResource) Schema(ctx context.Context, _ resource.SchemaRequest, r
 	}
 }
 
-func (r *policyResource) Configure(_ context.Context, req resource.ConfigureRequest, resp *resource.ConfigureResponse) {
-	r.engine = configuredEngine(req.ProviderData, &resp.Diagnostics)
-}
-
-const defaultPolicyTimeout = 30 * time.Minute
-
 // ValidateConfig checks the ports together (a number locked twice for one
 // protocol), once every port is known; each attribute has its own validator.
 func (r *policyResource) ValidateConfig(ctx context.Context, req resource.ValidateConfigRequest, resp *resource.ValidateConfigResponse) {
@@ -259,9 +249,9 @@ func (r *policyResource) Create(ctx context.Context, req resource.CreateRequest,
 	if resp.Diagnostics.HasError() {
 		return
 	}
-	timeout, diags := plan.Timeouts.Create(ctx, defaultPolicyTimeout)
-	resp.Diagnostics.Append(diags...)
-	resp.Diagnostics.Append(r.apply(ctx, timeout, &plan, nil)...)
+	ctx, cancel := withTimeout(ctx, plan.Timeouts.Create, &resp.Diagnostics)
+	defer cancel()
+	resp.Diagnostics.Append(r.apply(ctx, &plan, nil)...)
 	resp.Diagnostics.Append(resp.State.Set(ctx, &plan)...)
 }
 
@@ -273,22 +263,20 @@ func (r *policyResource) Update(ctx context.Context, req resource.UpdateRequest,
 	if resp.Diagnostics.HasError() {
 		return
 	}
-	timeout, diags := plan.Timeouts.Update(ctx, defaultPolicyTimeout)
-	resp.Diagnostics.Append(diags...)
+	ctx, cancel := withTimeout(ctx, plan.Timeouts.Update, &resp.Diagnostics)
+	defer cancel()
 	prior, diags := state.state(ctx)
 	resp.Diagnostics.Append(diags...)
 	if resp.Diagnostics.HasError() {
 		return
 	}
-	resp.Diagnostics.Append(r.apply(ctx, timeout, &plan, prior)...)
+	resp.Diagnostics.Append(r.apply(ctx, &plan, prior)...)
 	resp.Diagnostics.Append(resp.State.Set(ctx, &plan)...)
 }
 
 // apply writes the plan through the engine, which plans again under the
 // locks and refuses to write when the cloud moved under the reviewed plan.
-func (r *policyResource) apply(ctx context.Context, timeout time.Duration, plan *policyModel, prior *engine.PolicyState) diag.Diagnostics {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
+func (r *policyResource) apply(ctx context.Context, plan *policyModel, prior *engine.PolicyState) diag.Diagnostics {
 	spec, diags := plan.spec(ctx)
 	expect, d := plan.expect(ctx)
 	diags.Append(d...)
@@ -308,9 +296,7 @@ func (r *policyResource) Read(ctx context.Context, req resource.ReadRequest, res
 	if resp.Diagnostics.HasError() {
 		return
 	}
-	timeout, diags := state.Timeouts.Read(ctx, defaultPolicyTimeout)
-	resp.Diagnostics.Append(diags...)
-	ctx, cancel := context.WithTimeout(ctx, timeout)
+	ctx, cancel := withTimeout(ctx, state.Timeouts.Read, &resp.Diagnostics)
 	defer cancel()
 	if state.Name.IsNull() {
 		state.Name = state.ID // import
@@ -357,9 +343,7 @@ func (r *policyResource) Delete(ctx context.Context, req resource.DeleteRequest,
 	if resp.Diagnostics.HasError() {
 		return
 	}
-	timeout, diags := state.Timeouts.Delete(ctx, defaultPolicyTimeout)
-	resp.Diagnostics.Append(diags...)
-	ctx, cancel := context.WithTimeout(ctx, timeout)
+	ctx, cancel := withTimeout(ctx, state.Timeouts.Delete, &resp.Diagnostics)
 	defer cancel()
 	prior, diags := state.state(ctx)
 	resp.Diagnostics.Append(diags...)
