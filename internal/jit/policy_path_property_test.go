@@ -938,6 +938,15 @@ func checkPathLayout(t *testing.T, rng *rand.Rand, n int, l pathLayout, stats ma
 	for _, e := range exposuresOf(plan, ExposureNotLocked) {
 		if strings.HasSuffix(e.Reason, PlanAgainLocks) {
 			announced[strings.ToLower(e.Target+"|"+e.Machine+"|"+portLabel(e.Port)+"|"+string(e.Family))] = true
+			// Room the next plan finds where this one removes rules of
+			// the policy, this one finds too (Remove first): only a deny
+			// that moves keeps its old priority taken until it has moved.
+			id := nsgKey(in.NSGs, strings.ToLower(e.Target))
+			if !slices.ContainsFunc(plan.NSGs[id].Add, func(a NSGRule) bool {
+				return slices.ContainsFunc(in.NSGs[id], func(r NSGRule) bool { return r.Name == a.Name && r.inbound() && r.Priority != a.Priority })
+			}) {
+				fail("NSG %s: %s %s left out for room the next plan finds, yet no deny of the plan moves there", e.Target, e.Machine, portLabel(e.Port))
+			}
 		}
 	}
 	coveredBy := func(p PolicyPathPlan) map[string]bool {
