@@ -20,6 +20,8 @@ import (
 
 func newVirtualMachineDataSource() datasource.DataSource { return &virtualMachineDataSource{} }
 
+var _ datasource.DataSourceWithConfigure = (*virtualMachineDataSource)(nil)
+
 type virtualMachineDataSource struct{ dataSourceEngine }
 
 // lockedPortsAttribute and networkInterfacesAttribute are read by the

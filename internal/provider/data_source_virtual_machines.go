@@ -20,6 +20,8 @@ import (
 
 func newVirtualMachinesDataSource() datasource.DataSource { return &virtualMachinesDataSource{} }
 
+var _ datasource.DataSourceWithConfigure = (*virtualMachinesDataSource)(nil)
+
 type virtualMachinesDataSource struct{ dataSourceEngine }
 
 func (d *virtualMachinesDataSource) Metadata(_ context.Context, req datasource.MetadataRequest, resp *datasource.MetadataResponse) {

@@ -25,6 +25,7 @@ import (
 )
 
 var (
+	_ resource.ResourceWithConfigure      = (*accessRequestResource)(nil)
 	_ resource.ResourceWithModifyPlan     = (*accessRequestResource)(nil)
 	_ resource.ResourceWithValidateConfig = (*accessRequestResource)(nil)
 )

@@ -29,6 +29,7 @@ import (
 )
 
 var (
+	_ resource.ResourceWithConfigure      = (*policyResource)(nil)
 	_ resource.ResourceWithModifyPlan     = (*policyResource)(nil)
 	_ resource.ResourceWithImportState    = (*policyResource)(nil)
 	_ resource.ResourceWithValidateConfig = (*policyResource)(nil)
