@@ -170,22 +170,24 @@ func (b *Backend) grantInNSG(ctx context.Context, m *jit.Machine, nsg string, g 
 	if vm, err := b.client.virtualMachine(ctx, m.ID); err == nil {
 		recorded, _ = vm.machine()
 	}
+	// supersedes tells an older grant of the same requester for gp's port,
+	// judged by who the records say it is for.
+	supersedes := func(r jit.NSGRule, gp engine.GrantPort) bool {
+		return !g.Again && !slices.Contains(grantRuleNames(g.ID, m.ID, m, gp.Port), r.Name) && grantsSame(r, m, gp.Port) && sameRequester(r.Name, r.Description, recorded, g)
+	}
 	// A grant this would supersede may have a record written after that
 	// read was made (another request of the process, opened at once, for
 	// someone else): before removing anything, the VM is read anew.
-	if !g.Again && slices.ContainsFunc(rules, func(r jit.NSGRule) bool {
-		return slices.ContainsFunc(g.Ports, func(gp engine.GrantPort) bool {
-			return !slices.Contains(grantRuleNames(g.ID, m.ID, m, gp.Port), r.Name) && grantsSame(r, m, gp.Port) && sameRequester(r.Name, r.Description, recorded, g)
-		})
+	if slices.ContainsFunc(rules, func(r jit.NSGRule) bool {
+		return slices.ContainsFunc(g.Ports, func(gp engine.GrantPort) bool { return supersedes(r, gp) })
 	}) {
 		recorded = b.freshRecords(ctx, m)
 	}
 	var plan jit.NSGPlan
 	var owned []engine.GrantRule
 	for _, gp := range g.Ports {
-		names := grantRuleNames(g.ID, m.ID, m, gp.Port)
 		rules = slices.DeleteFunc(rules, func(r jit.NSGRule) bool {
-			if !g.Again && !slices.Contains(names, r.Name) && grantsSame(r, m, gp.Port) && sameRequester(r.Name, r.Description, recorded, g) {
+			if supersedes(r, gp) {
 				plan.Remove = append(plan.Remove, r)
 				return true
 			}
