@@ -234,3 +234,33 @@ func TestEngine_anUnconfiguredCloudNamesItsBlock(t *testing.T) {
 		t.Fatalf("err = %v, want the missing aws block named", err)
 	}
 }
+
+// A request written again is held to the policy of this configuration, as
+// a new one is, not to the machine's tags: someone who may write tags
+// cannot widen what a deleted grant comes back as.
+func TestRegrant_followsTheConfiguredPolicyNotTheTags(t *testing.T) {
+	ctx := t.Context()
+	now := time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
+	cloud := newFirewallCloud("a")
+	e := New(clocktest.New(now), []Backend{cloud})
+	id := "projects/p/instances/a"
+	narrow := []jit.Port{{Number: 22, Protocol: jit.ProtocolTCP, AllowedSourcePrefixes: []string{"10.0.0.0/8"}, MaxRequestAccessDuration: jit.Duration(time.Hour)}}
+	spec := PolicySpec{Name: "web", MachineIDs: []string{id}, Ports: narrow}
+	plan := e.PlanPolicy(ctx, spec, nil)
+	if _, findings := e.ApplyPolicy(ctx, spec, nil, Expect{Rules: plan.State.Rules, RulesKnown: true}); jit.HasError(findings) {
+		t.Fatal(findings)
+	}
+	cloud.machines[id].Tags["jit-port-22-tcp"] = "P1D *" // widened by a tag writer
+
+	port := jit.PortProtocol{Number: 22, Protocol: jit.ProtocolTCP}
+	outside := Grant{ID: NewRequestID(now), Policy: "web", Requestor: "mallory", Justification: "x",
+		Ports: []GrantPort{{Port: port, Source: "198.51.100.7/32", End: now.Add(20 * time.Hour)}}}
+	if _, err := e.Regrant(ctx, outside, id); err == nil || !strings.Contains(err.Error(), "not granted again") {
+		t.Errorf("a grant outside the configured policy written again: err %v, want it refused", err)
+	}
+	inside := Grant{ID: NewRequestID(now), Policy: "web", Requestor: "alice", Justification: "x",
+		Ports: []GrantPort{{Port: port, Source: "10.1.2.3/32", End: now.Add(30 * time.Minute)}}}
+	if opened, err := e.Regrant(ctx, inside, id); err != nil || len(opened.Rules) != 1 {
+		t.Errorf("a grant the policy allows written again: %+v, %v; want its rule", opened, err)
+	}
+}

@@ -320,29 +320,25 @@ func (e *Engine) CloseRequest(ctx context.Context, ref GrantRef) error {
 }
 
 // Regrant writes a request's grant again: ports whose rules were deleted
-// out of band until their end time, or a renewal with later ends. The
-// policy is read again from the machine; a machine that is gone has
-// nothing to grant.
+// out of band until their end time, or a renewal with later ends. As for a
+// new request, the policy is this configuration's when it holds the
+// machine, else the one the machine's tags carry; a machine that is gone
+// has nothing to grant.
 func (e *Engine) Regrant(ctx context.Context, g Grant, machineID string) (OpenedGrant, error) {
-	b, err := e.backendFor(machineID)
-	if err != nil {
+	if m, err := e.machineIfAny(ctx, machineID); err != nil || m == nil {
 		return OpenedGrant{}, err
 	}
-	m, err := e.machineIfAny(ctx, machineID)
-	if err != nil || m == nil {
-		return OpenedGrant{}, err
-	}
-	policy, ports, ok, err := machinePolicy(m)
-	if err != nil {
-		return OpenedGrant{}, err
-	}
+	b, m, policy, ports, f := e.requestTarget(ctx, machineID)
 	g.Again = true
-	if !ok {
+	switch {
+	case f != nil && f.Summary == summaryNoPolicy:
 		return b.OpenGrant(ctx, m, g) // nothing locks the port any more
+	case f != nil:
+		return OpenedGrant{}, fmt.Errorf("%s: %s", f.Summary, f.Detail)
 	}
-	// As Renew does: a grant is written again only while the policy the
-	// machine carries now could have made it (port locked, source allowed,
-	// end within the maximum from the request's start).
+	// A grant is written again only while the policy could have made it
+	// (port locked, source allowed, end within the maximum from the
+	// request's start).
 	for _, p := range g.Ports {
 		claim := jit.GrantClaim{Marker: jit.GrantMarker(policy, p.End, g.Requestor, g.Justification), Request: g.ID, Port: p.Port, PortOK: true, Sources: []string{p.Source}}
 		if fits, why := claim.FitsPolicy(policy, ports); !fits {
@@ -350,7 +346,6 @@ func (e *Engine) Regrant(ctx context.Context, g Grant, machineID string) (Opened
 		}
 	}
 	g.Policy = policy
-	g.Again = true
 	return b.OpenGrant(ctx, m, g)
 }
 
