@@ -294,6 +294,12 @@ func PlanFirewallGrants(g FirewallGrant) (FirewallGrantPlan, error) {
 			have = &network[i]
 			continue
 		case c.Name == denyName:
+			// Ours only while every rule carries the policy's marker: a
+			// grant must not be placed in front of someone else's Deny
+			// kept under that name.
+			if r, alien := foreignRuleIn(c, DenyMarker(g.Policy).String()); alien {
+				return fail("network rule collection %q is named as policy %q's deny collection but rule %q lacks its marker, so it is not jit's to override; rename that collection, or apply the policy to see it reported", c.Name, g.Policy, r)
+			}
 		case strings.EqualFold(string(c.Action), string(FirewallAllow)) && honoured(c):
 		default:
 			foreign[i] = true
@@ -302,7 +308,8 @@ func PlanFirewallGrants(g FirewallGrant) (FirewallGrantPlan, error) {
 	}
 	others := newFirewallFilter(g.Firewall, network, func(i int) bool { return foreign[i] }, false)
 	ours := newFirewallFilter(g.Firewall, network, func(i int) bool { return network[i].Name == denyName }, false)
-	ip, _ := netip.ParseAddr(g.PrivateIP)
+	ip, _ := netip.ParseAddr(g.PrivateIP) // planFirewallDNAT refused an unreadable one
+	ip = ip.Unmap()                       // as planFirewallDNAT reads it
 	for _, gp := range g.Ports {
 		src, _ := ParsePrefix(gp.Source)
 		if !src.IsAny() && FamilyOf(src.net.Addr()) != FamilyOf(ip) {

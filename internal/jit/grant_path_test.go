@@ -203,10 +203,32 @@ func TestPlanFirewallGrants_neverOverridesADenyCollectionOfOthers(t *testing.T) 
 			}
 		})
 	}
+	// A Deny of others kept under the JIT deny collection's name is theirs
+	// too: the grant is not placed in front of it.
+	t.Run("a rule of others in the collection named as the JIT deny", func(t *testing.T) {
+		taken := *deny.Firewall.Want
+		taken.Rules = append(slices.Clone(taken.Rules), networkCollection("block-ssh", 0, FirewallDeny, "*", "22").Rules...)
+		plan, err := PlanFirewallGrants(firewallGrant([]FirewallNetworkCollection{taken}, nil, from))
+		if err == nil || !strings.Contains(err.Error(), `rule "block-ssh-rule" lacks its marker`) || !strings.Contains(err.Error(), "not jit's to override") {
+			t.Errorf("allow at %d, error %v; want the grant refused naming the rule", plan.Allow.Priority, err)
+		}
+	})
 	// Planned again over its own result: unchanged.
 	plan, _ := PlanFirewallGrants(firewallGrant(network, nil, from))
 	again, err := PlanFirewallGrants(firewallGrant(append(slices.Clone(network), plan.Allow), []FirewallNATCollection{plan.NAT}, from))
 	if err != nil || !reflect.DeepEqual(again, plan) {
 		t.Errorf("again %+v, %v", again, err)
+	}
+}
+
+// A private address written IPv4-mapped (::ffff:10.0.0.4) is the IPv4
+// address it maps, to the grant's Allow as to its DNAT rule.
+func TestPlanFirewallGrants_anIPv4MappedPrivateAddress(t *testing.T) {
+	deny := PlanPolicyPaths(PolicyPathInput{Policy: "prod-web", Machines: []PathMachine{{Key: vmID, Ports: []PortProtocol{tcp22}, Interfaces: []PathInterface{{IPs: []string{"10.0.0.4"}}}}},
+		Firewall: &FirewallPathInput{ID: testFirewall}})
+	g := firewallGrant([]FirewallNetworkCollection{*deny.Firewall.Want}, nil, FirewallGrantPort{tcp22, "203.0.113.7"})
+	g.PrivateIP = "::ffff:10.0.0.4"
+	if _, err := PlanFirewallGrants(g); err != nil {
+		t.Errorf("grant to %s: %v", g.PrivateIP, err)
 	}
 }
