@@ -1,9 +1,11 @@
 package azure
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
+	"github.com/jitaccess/terraform-provider-jit/internal/engine"
 	"github.com/jitaccess/terraform-provider-jit/internal/jit"
 )
 
@@ -40,5 +42,32 @@ func TestCloud_ownsARMResourceIDs(t *testing.T) {
 		if got := Cloud.OwnsMachineID(id); got != want {
 			t.Errorf("OwnsMachineID(%q) = %v, want %v", id, got, want)
 		}
+	}
+}
+
+// A request whose record could not be written gives back the seats its
+// plan reserved: the other requests planned in the same process are not
+// refused for room it no longer takes.
+func TestWriteRecord_aFailedRecordFreesItsSeats(t *testing.T) {
+	c := &Client{}
+	vm := "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/web"
+	full := &jit.Machine{ID: vm, Tags: map[string]string{}}
+	for i := range maxTags {
+		full.Tags[fmt.Sprintf("t%d", i)] = "x"
+	}
+	g := engine.Grant{ID: "req-1", Policy: "web", Requestor: "ci", OnBehalfOf: "alice@example.com", Justification: "INC-1"}
+	need := len(recordTags(g))
+	if need == 0 {
+		t.Fatal("the request needs no record tag; the test needs one that does")
+	}
+	if _, ok := c.seats.take(vm, requestKey(g), maxTags-need, need); !ok {
+		t.Fatal("the plan found no room")
+	}
+	if err := c.writeRecord(t.Context(), full, g); err == nil {
+		t.Fatal("a record past Azure's tag limit was written")
+	}
+	other := engine.Grant{ID: "req-2", Policy: "web", Requestor: "ci", OnBehalfOf: "bob@example.com", Justification: "INC-2"}
+	if others, ok := c.seats.take(vm, requestKey(other), maxTags-need, need); !ok || others != 0 {
+		t.Errorf("another request finds %d seats taken (room %v), want the failed one's freed", others, ok)
 	}
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/jitaccess/terraform-provider-jit/internal/engine"
 	"github.com/jitaccess/terraform-provider-jit/internal/jit"
+	"github.com/jitaccess/terraform-provider-jit/internal/readcache"
 )
 
 // An Azure grant is an inbound Allow per port in each NSG on the VM's path,
@@ -319,8 +320,7 @@ func (b *Backend) openFirewallGrant(ctx context.Context, m *jit.Machine, firewal
 // freshRecords is m with the tags (the records) its VM holds now, read
 // from the cloud; m itself when the VM cannot be read.
 func (b *Backend) freshRecords(ctx context.Context, m *jit.Machine) *jit.Machine {
-	b.client.vms.Forget(m.ID)
-	vm, err := b.client.virtualMachine(ctx, m.ID)
+	vm, err := b.client.virtualMachine(readcache.Fresh(ctx), m.ID)
 	if err != nil {
 		return m
 	}

@@ -100,7 +100,7 @@ func (s *recordSeats) take(vm, key string, current, need int) (others int, ok bo
 	return others, true
 }
 
-// release frees a request's seats once its record is on the VM's tags.
+// release frees a request's seats once its record is written, or failed to be.
 func (s *recordSeats) release(vm, key string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -214,6 +214,9 @@ func recordTags(g engine.Grant) map[string]string {
 // read for this request, already hold it; a VM without room for it is
 // an error before anything is written.
 func (c *Client) writeRecord(ctx context.Context, m *jit.Machine, g engine.Grant) error {
+	// The seats the plan reserved are the record's once written, and no
+	// one's once writing it failed: either way they are free again.
+	defer c.seats.release(m.ID, requestKey(g))
 	set := map[string]string{}
 	for name, value := range recordTags(g) {
 		if m.Tags[name] != value {
@@ -237,7 +240,6 @@ func (c *Client) writeRecord(ctx context.Context, m *jit.Machine, g engine.Grant
 		m.Tags = map[string]string{}
 	}
 	maps.Copy(m.Tags, set)
-	c.seats.release(m.ID, requestKey(g))
 	return nil
 }
 
