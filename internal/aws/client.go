@@ -108,7 +108,7 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 	// Each call, to EC2 and STS alike, names its flow in its User-Agent.
 	awsCfg.APIOptions = append(awsCfg.APIOptions, addFlowUserAgent)
 	if awsCfg.Region == "" {
-		return nil, errors.New("no AWS region: set region in the aws block or AWS_REGION")
+		return nil, &engine.SettingError{Setting: "region", Err: errors.New("no AWS region: set it, AWS_REGION, or a region in the profile")}
 	}
 	override := func(base **string) {
 		if cfg.Endpoint != "" {

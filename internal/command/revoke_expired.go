@@ -248,7 +248,7 @@ func (cfg scopeConfig) backends(ctx context.Context, name, userAgent string, std
 // flagOf is the flag of a cloud's setting.
 func flagOf(c engine.Cloud, setting string) string {
 	for _, s := range c.Settings {
-		if s.Name == setting {
+		if s.Name == setting && s.Flag != "" {
 			return s.Flag
 		}
 	}

@@ -326,6 +326,8 @@ func TestRevokeExpired_usageErrors(t *testing.T) {
 		{"plain http endpoint off loopback", []string{"-subscription", sub, "-azure-endpoint", "http://10.1.2.3:8080"}, nil, "-azure-endpoint"},
 		{"plain http EC2 endpoint off loopback", []string{"-region", "eu-west-1", "-aws-endpoint", "http://ec2.example.com"}, nil, "-aws-endpoint"},
 		{"unknown Azure environment from the environment", nil, map[string]string{"ARM_SUBSCRIPTION_ID": sub, "ARM_ENVIRONMENT": "mars"}, "-azure-environment"},
+		{"azure environment without subscription", []string{"-region", "eu-west-1", "-azure-environment", "china"}, nil, "-azure-environment needs -subscription"},
+		{"no AWS region", []string{"-aws-endpoint", "http://127.0.0.1:9"}, map[string]string{"AWS_REGION": "", "AWS_PROFILE": "", "AWS_CONFIG_FILE": "/dev/null"}, "-region: no AWS region"},
 		{"unknown flag", []string{"-subscriptions", sub}, nil, "-subscriptions"},
 		{"argument", []string{"-subscription", sub, "now"}, nil, `"now"`},
 		{"no timeout", []string{"-subscription", sub, "-timeout", "0s"}, nil, "-timeout"},
