@@ -30,8 +30,9 @@ func (e *ec2Error) Unwrap() error { return e.err }
 // is kept.
 func describeEC2(err error) error {
 	var op *smithy.OperationError
-	if err == nil || !errors.As(err, &op) {
-		return err
+	var described *ec2Error
+	if err == nil || !errors.As(err, &op) || errors.As(err, &described) {
+		return err // nothing of the SDK's, or told already (with its context kept)
 	}
 	call := op.Service() + " " + op.Operation()
 	var api smithy.APIError
