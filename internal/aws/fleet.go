@@ -128,6 +128,7 @@ func groupGrants(g types.SecurityGroup, rules []jit.SGRule) []engine.SeenGrant {
 		return nil
 	}
 	start, _ := jit.RequestStart(gg.RequestID)
+	record := *gg.Record // set with every grant marker
 	var out []engine.SeenGrant
 	for _, r := range rules {
 		var proto jit.Protocol
@@ -141,10 +142,6 @@ func groupGrants(g types.SecurityGroup, rules []jit.SGRule) []engine.SeenGrant {
 		}
 		if r.FromPort != r.ToPort {
 			continue
-		}
-		record := jit.MarkerRecord(gg.Marker)
-		if gg.Record != nil {
-			record = *gg.Record
 		}
 		out = append(out, engine.SeenGrant{
 			RequestID: gg.RequestID, Requestor: record.Requestor, OnBehalfOf: record.OnBehalfOf, Justification: record.Justification,
