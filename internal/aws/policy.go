@@ -225,7 +225,13 @@ func (c *Client) writeGroupPlans(ctx context.Context, in engine.PolicyInput, pla
 	}
 	var all []error
 	for range plans {
-		if err := <-errs; err != nil {
+		err := <-errs
+		var whole wholeStory
+		switch {
+		case err == nil:
+		case errors.As(err, &whole):
+			all = append(all, engine.Fail("Cannot write security group rules", err))
+		default:
 			all = append(all, engine.Fail("Cannot write security group rules",
 				fmt.Errorf("%w. Every rule revoked so far is recorded in the group's backup tags; apply again to finish", err)))
 		}

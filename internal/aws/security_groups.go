@@ -200,16 +200,16 @@ func (c *Client) ApplySGPlan(ctx context.Context, g *SecurityGroup, policy strin
 func (c *Client) putBack(ctx context.Context, g *SecurityGroup, policy string, recordedBackup, recordedRemainders []jit.SGRule, plan jit.SGPlan, refused error) error {
 	tflog.Warn(ctx, "security group full: putting back the rules revoked from it", map[string]any{"group": g.ID, "rules": describeRules(plan.Revoke)})
 	if err := c.authorize(ctx, g.ID, plan.Revoke); err != nil {
-		return fmt.Errorf("%w; putting back the rules revoked from it failed too (%w): they are recorded in its backup tags, and the next apply restores them", refused, err)
+		return wholeStory{fmt.Errorf("%w; putting back the rules revoked from it failed too (%w): they are recorded in its backup tags, and the next apply restores them", refused, err)}
 	}
 	before, err := jit.SGBackupTags(policy, recordedBackup, recordedRemainders)
 	if err == nil {
 		err = c.writeBackupTags(ctx, g, policy, before)
 	}
 	if err != nil {
-		return fmt.Errorf("%w; the rules revoked from it were put back, but not its backup tags: %w", refused, err)
+		return wholeStory{fmt.Errorf("%w; the rules revoked from it were put back, but not its backup tags: %w", refused, err)}
 	}
-	return fmt.Errorf("%w. Another writer filled the group since it was read; the rules revoked from it for this apply were put back as they were, so it is as before the apply", refused)
+	return wholeStory{fmt.Errorf("%w. Another writer filled the group since it was read; the rules revoked from it for this apply were put back as they were, so it is as before the apply", refused)}
 }
 
 // writeBackupTags makes the policy's backup tags on g exactly want. A
@@ -327,3 +327,9 @@ func describeRules(rules []jit.SGRule) string {
 	}
 	return strings.Join(texts, "; ")
 }
+
+// wholeStory is an error that says itself what became of the group:
+// callers add nothing to it.
+type wholeStory struct{ error }
+
+func (w wholeStory) Unwrap() error { return w.error }

@@ -707,7 +707,7 @@ func TestAccPolicyAWS_aGroupFilledDuringTheApplyGetsItsRuleBack(t *testing.T) {
 			{
 				PreConfig:   func() { cloud.OnCall("AuthorizeSecurityGroupIngress", fill) },
 				Config:      config,
-				ExpectError: regexp.MustCompile(`(?s)RulesPerSecurityGroupLimitExceeded.*were\s+put\s+back\s+as\s+they\s+were`),
+				ExpectError: regexp.MustCompile(`(?s)RulesPerSecurityGroupLimitExceeded.*were\s+put\s+back\s+as\s+they\s+were,\s+so\s+it\s+is\s+as\s+before\s+the\s+apply\s*$`),
 			},
 			{
 				PreConfig: func() {
