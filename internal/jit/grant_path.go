@@ -223,13 +223,8 @@ func (pass *nsgGrantPass) place(ws []*grantWindow, order []int) error {
 		if w.keep {
 			continue
 		}
-		p := -1
-		for q := min(w.hi-1, NSGMaxPriority); q >= w.lo && p < 0; q-- {
-			if s.free(q) {
-				p = q
-			}
-		}
-		if p < 0 {
+		p, ok := s.highestFree(w.lo, w.hi)
+		if !ok {
 			return pass.g.errorf("no inbound priority is free for the %s grant between %s and %s; free one in between",
 				w.fam, boundLabel(w.after, "the lowest priority", "which decides that traffic"), boundLabel(w.before, "the highest priority", "the JIT deny"))
 		}
@@ -332,11 +327,9 @@ func PlanFirewallGrants(g FirewallGrant) (FirewallGrantPlan, error) {
 		plan.Allow.Priority = have.Priority
 		return plan, nil
 	}
-	for q := min(b.hi-1, FirewallMaxPriority); q >= b.lo; q-- {
-		if slots.free(q) {
-			plan.Allow.Priority = q
-			return plan, nil
-		}
+	if q, ok := slots.highestFree(b.lo, b.hi); ok {
+		plan.Allow.Priority = q
+		return plan, nil
 	}
 	return fail("no network rule collection priority is free for the grant's Allow collection between %s and %s; free one in between",
 		boundLabel(b.after, "the lowest priority", "which decides that traffic"), boundLabel(b.before, "the highest priority", "the JIT deny collection"))

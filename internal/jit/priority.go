@@ -16,20 +16,13 @@ package jit
 // deny after that rule, as for any deciding rule. Grants take the highest free priority before the first
 // Deny they must precede, so the low numbers stay free for people's rules.
 //
-// The lowest free priority is never handed to a deny (it would have none
-// before it), so placing denies one after another never takes the last free
-// priority before an earlier deny: feasibility reduces to matching denies to
-// the other free priorities at or after their lower bounds, which the
-// planners solve exactly by placing the most constrained deny first. Denies
-// already in a valid place are not moved to make room for new ones, and a
-// moving rule's old priority stays taken until it has moved, so an NSG near
-// full can refuse a plan that a reshuffle with a window of exposure would
-// have allowed.
-//
-// PlanPolicyPaths refines the rule for its aggregated denies: since a
-// grant never goes above a rule jit does not own, the free priority a deny
-// leaves must come after the rules the deny follows, in its window; see
-// placement.go.
+// Denies already in a valid place are not moved to make room for new ones,
+// and a moving rule's old priority stays taken until it has moved, so an
+// NSG near full can refuse a plan that a reshuffle with a window of
+// exposure would have allowed. Since a grant never goes above a rule jit
+// does not own, the free priority a deny leaves must come after the rules
+// the deny follows, in its window: PlanPolicyPaths places its aggregated
+// denies by that rule (placement.go).
 
 // DenyPriorityBase is where JIT denies are placed when nothing forces them
 // later and room allows.
@@ -64,32 +57,11 @@ func (s *prioritySlots) lowestFree() int {
 	return s.hi + 1
 }
 
-// placeDeny picks a free priority at or after after (the first priority not
-// decided by an existing rule) with a free priority before it, as the
-// scheme above says, and takes it.
-func (s *prioritySlots) placeDeny(after int) (int, bool) {
-	after = max(after, s.lo)
-	lowest := s.lowestFree()
-	for q := max(after, DenyPriorityBase); q <= s.hi; q++ {
-		if s.free(q) && lowest < q {
-			s.take(q)
-			return q, true
-		}
-	}
-	for q := min(DenyPriorityBase-1, s.hi); q >= after; q-- {
-		if s.free(q) && lowest < q {
-			s.take(q)
-			return q, true
-		}
-	}
-	return 0, false
-}
-
-// placeGrant picks the highest free priority before bound and takes it.
-func (s *prioritySlots) placeGrant(bound int) (int, bool) {
-	for q := min(bound-1, s.hi); q >= s.lo; q-- {
+// highestFree is the highest free priority in [lo, hi): where a grant
+// goes, as far from the low numbers people's rules use as its window allows.
+func (s *prioritySlots) highestFree(lo, hi int) (int, bool) {
+	for q := min(hi-1, s.hi); q >= max(lo, s.lo); q-- {
 		if s.free(q) {
-			s.take(q)
 			return q, true
 		}
 	}
