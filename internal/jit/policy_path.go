@@ -336,7 +336,6 @@ type denyGroup struct {
 	name    string
 	members []*groupMember
 	place   placeGroup
-	rule    NSGRule // planned, when it covers someone
 }
 
 type groupMember struct {
@@ -703,18 +702,18 @@ func (p *pathPlanner) writeDenies(st *nsgState, placing []*denyGroup) (NSGPlan, 
 			continue
 		}
 		slices.SortFunc(dsts, netip.Addr.Compare)
-		g.rule = NSGRule{
+		rule := NSGRule{
 			Name: g.name, Priority: g.place.prio, Direction: NSGInbound, Access: NSGDeny, Protocol: NSGProtocolOf(g.key.port.Protocol),
 			SourcePrefixes: []string{"*"}, SourcePortRanges: []string{"*"}, DestinationPrefixes: addrStrings(slices.Compact(dsts)),
 			DestinationPortRanges: []string{strconv.Itoa(g.key.port.Number)}, Description: p.marker,
 		}
 		placed[g.name] = true
-		if i, ok := st.byName[g.name]; ok && st.rules[i].Equivalent(g.rule) {
+		if i, ok := st.byName[g.name]; ok && st.rules[i].Equivalent(rule) {
 			plan.Keep = append(plan.Keep, st.rules[i])
 		} else {
-			plan.Add = append(plan.Add, g.rule)
+			plan.Add = append(plan.Add, rule)
 		}
-		p.plan.Denies = append(p.plan.Denies, PlannedDeny{Target: st.id, Name: g.name, Priority: g.rule.Priority, Port: g.key.port, Family: g.key.fam, MachineKeys: p.memberKeys(g.members, g.place.included)})
+		p.plan.Denies = append(p.plan.Denies, PlannedDeny{Target: st.id, Name: g.name, Priority: rule.Priority, Port: g.key.port, Family: g.key.fam, MachineKeys: p.memberKeys(g.members, g.place.included)})
 	}
 	for i, r := range st.rules {
 		if st.class[i] == classOwnDeny && !placed[r.Name] {
